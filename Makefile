@@ -1,0 +1,31 @@
+# Set-up and the two jobs the README opens with. Needs only python3 (>= 3.10) and make.
+PYTHON ?= python3
+VENV   ?= .venv
+TORCH  ?= 2.13.0
+# Tests, benchmarks and the demo read real data from the shared copy next to the project.
+export TORCHNAS_DATA ?= $(abspath $(CURDIR)/../shared/data)
+
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test bench clean
+
+$(BIN)/torchnas: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	# torch first, pinned: a bare `torch` would pull a multi-GB CUDA build (DEVELOPERS.md)
+	$(BIN)/python -m pip install -q torch==$(TORCH)
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+setup: $(BIN)/torchnas
+
+demo: setup
+	$(BIN)/torchnas search
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python benchmarks/nb201_strategies.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info

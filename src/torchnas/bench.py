@@ -1,0 +1,90 @@
+"""Seeded searches on NAS-Bench-201, summarized (``torchnas bench nb201``).
+
+Each seed runs one search of ``queries`` distinct architectures against the tabular
+evaluator; the architecture a search returns is its best by reward (the 12-epoch
+validation accuracy by default), and every metric column of the table is reported for it
+as mean ± std over seeds. Seeds run in parallel worker processes, one torch thread each.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import time
+
+from .config import apply_override, build, build_evaluator, build_space, build_strategy, load_preset, resolve
+
+_EVALUATORS = {}
+
+
+def _one_seed(job):
+    cfg, seed, data_dir = job
+    import torch
+    torch.set_num_threads(1)
+    key = (data_dir, repr(cfg["evaluator"]))
+    if key not in _EVALUATORS:  # one table per worker process
+        _EVALUATORS[key] = build_evaluator(cfg, data_dir)
+    space = build_space(cfg)
+    strategy = build_strategy(cfg, space, seed)
+    evaluator = _EVALUATORS[key]
+    from .search import Search
+    result = Search(space, strategy, evaluator, cfg["budget"], max_proposals=cfg.get("max_proposals")).run()
+    best = result.best
+    arch = space.parse(best["arch"])
+    return {"seed": seed, "arch_str": space.to_arch_str(arch), "reward": best["reward"],
+            "metrics": best["metrics"], "trajectory": result.trajectory,
+            "proposals": result.proposals, "stopped_early": result.stopped_early}
+
+
+def run_nb201_bench(strategy: str, queries: int, seeds: int, preset: str = "nb201", overrides=(),
+                    data_dir=None, workers=None, first_seed: int = 0, quiet: bool = False) -> dict:
+    cfg = load_preset(preset)
+    for o in overrides:
+        apply_override(cfg, o)
+    cfg["budget"] = queries
+    cfg = resolve(cfg, strategy)
+    build(cfg, data_dir)  # fail fast, in this process, on bad config or missing data
+    jobs = [(cfg, s, data_dir) for s in range(first_seed, first_seed + seeds)]
+    workers = min(workers or os.cpu_count() or 1, seeds)
+    t0 = time.perf_counter()
+    runs = []
+    if workers > 1:
+        ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+        with ctx.Pool(workers) as pool:
+            for r in pool.imap(_one_seed, jobs):
+                runs.append(r)
+                _tick(len(runs), seeds, t0, quiet)
+    else:
+        for job in jobs:
+            runs.append(_one_seed(job))
+            _tick(len(runs), seeds, t0, quiet)
+    if not quiet:
+        print(file=sys.stderr)
+    return {"strategy": strategy, "queries": queries, "config": cfg["strategy"],
+            "seconds": round(time.perf_counter() - t0, 2), "runs": runs}
+
+
+def _tick(done, total, t0, quiet):
+    if quiet:
+        return
+    el = time.perf_counter() - t0
+    eta = el / done * (total - done)
+    print(f"\rseeds {done}/{total}  {done / el:.1f}/s  eta {eta:.0f}s   ", end="", file=sys.stderr, flush=True)
+
+
+def summarize(result: dict, file=sys.stdout) -> dict:
+    runs = result["runs"]
+    cols = list(runs[0]["metrics"])
+    out = {}
+    print(f"{result['strategy']}: {len(runs)} seeds x {result['queries']} queries "
+          f"({result['seconds']} s)", file=file)
+    for c in cols:
+        vals = [r["metrics"][c] for r in runs]
+        m, s = statistics.mean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
+        out[c] = (m, s)
+        print(f"  {c:32s} {m:7.2f} ± {s:.2f}", file=file)
+    early = sum(r["stopped_early"] for r in runs)
+    if early:
+        print(f"  {early} of {len(runs)} searches stopped early (max_proposals) before the budget", file=file)
+    return out

@@ -1,0 +1,121 @@
+"""Configurations: YAML presets, overrides, and the objects a config describes.
+
+A preset (``torchnas/presets/NAME.yaml``) is a full configuration plus, under ``strategies``,
+the settings each strategy uses on that problem; resolving picks one strategy::
+
+    space: {name: nb201}
+    evaluator: {name: nb201, reward: cifar10valid_xvalid_acc_12ep}
+    budget: 100
+    seed: 0
+    strategy: reinforce
+    strategies: {reinforce: {...}, random: {}, evolution: {...}}
+
+The resolved config (``strategy: {name: reinforce, ...}``, no ``strategies``) is what a run
+directory records, and what ``--resume`` rebuilds the run from.
+"""
+from __future__ import annotations
+
+import copy
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+TOP_KEYS = {"space", "evaluator", "strategy", "strategies", "budget", "max_proposals", "seed",
+            "data_dir", "preset", "description"}
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or impossible; the message names it."""
+
+
+def preset_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("torchnas.presets").iterdir() if p.name.endswith(".yaml"))
+
+
+def load_preset(name: str) -> dict:
+    path = resources.files("torchnas.presets") / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown preset {name!r}; available presets: {', '.join(preset_names())}")
+    cfg = yaml.safe_load(path.read_text())
+    cfg["preset"] = name
+    return cfg
+
+
+def load_file(path: str | Path) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} does not exist")
+    try:
+        cfg = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {p} is not valid YAML: {e}") from None
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"config file {p} must hold a mapping of settings, not {type(cfg).__name__}")
+    return cfg
+
+
+def apply_override(cfg: dict, assignment: str) -> None:
+    """Apply ``a.b.c=value`` (value parsed as YAML) in place."""
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {assignment!r} must look like key.sub=value")
+    parts = key.split(".")
+    node = cfg
+    for p in parts[:-1]:
+        if not isinstance(node.get(p, {}), dict):
+            raise ConfigError(f"override {assignment!r}: {p!r} is not a section")
+        node = node.setdefault(p, {})
+    node[parts[-1]] = yaml.safe_load(raw)
+
+
+def resolve(cfg: dict, strategy: str | None = None) -> dict:
+    """Pick the strategy (from ``strategy`` or the config's own) and check the top level."""
+    cfg = copy.deepcopy(cfg)
+    unknown = set(cfg) - TOP_KEYS
+    if unknown:
+        raise ConfigError(f"unknown config keys {sorted(unknown)}; allowed: {sorted(TOP_KEYS)}")
+    table = cfg.pop("strategies", {}) or {}
+    chosen = cfg.get("strategy", "reinforce")
+    if isinstance(chosen, dict):
+        base = dict(chosen)
+        name = strategy or base.get("name")
+        if strategy and strategy != base.get("name"):
+            base = {}
+    else:
+        name, base = strategy or chosen, {}
+    settings = {**(table.get(name) or {}), **{k: v for k, v in base.items() if k != "name"}}
+    cfg["strategy"] = {"name": name, **settings}
+    for key in ("space", "evaluator"):
+        if not isinstance(cfg.get(key), dict) or "name" not in cfg[key]:
+            raise ConfigError(f"config needs a '{key}' section with a 'name'")
+    budget = cfg.setdefault("budget", 100)
+    if not isinstance(budget, int) or budget < 1:
+        raise ConfigError(f"budget must be a positive number of architectures, got {budget!r}")
+    cfg.setdefault("seed", 0)
+    if not isinstance(cfg["seed"], int):
+        raise ConfigError(f"seed must be an integer, got {cfg['seed']!r}")
+    return cfg
+
+
+def build_space(cfg: dict):
+    from .spaces import space_from_config
+    return space_from_config(cfg["space"])
+
+
+def build_strategy(cfg: dict, space, seed: int | None = None):
+    from .strategies import make_strategy
+    strat = dict(cfg["strategy"])
+    return make_strategy(strat.pop("name"), space, seed=cfg["seed"] if seed is None else seed, **strat)
+
+
+def build_evaluator(cfg: dict, data_dir: str | None = None):
+    from .evaluators import make_evaluator
+    ev = dict(cfg["evaluator"])
+    return make_evaluator(ev.pop("name"), data_dir=data_dir or cfg.get("data_dir"), **ev)
+
+
+def build(cfg: dict, data_dir: str | None = None):
+    """The space, strategy and evaluator a resolved config describes."""
+    space = build_space(cfg)
+    return space, build_strategy(cfg, space), build_evaluator(cfg, data_dir)

@@ -1,0 +1,199 @@
+"""The controller: one LSTM policy for every search space.
+
+Zoph & Le (2017) §3.1-3.3 and Pham et al. (2018) §2: an LSTM runs over the space's controller
+program (:attr:`SearchSpace.steps`); each step's decision is a softmax (or, for skip
+connections, sigmoids) over its options, and the embedding of the choice made is the next
+step's input. Anchor decisions score earlier anchor points with set-selection attention,
+
+    score(j) = vᵀ tanh(W_prev h_j + W_curr h_i)                       (Zoph & Le §3.3)
+
+turned into ``P(j feeds i) = sigmoid(score(j))`` for a subset (:class:`AnchorSet`) and a
+softmax over ``j`` for one anchor (:class:`Anchor`). Logits go through the ENAS code's
+``C · tanh(logits / T)`` (``temperature`` T, ``tanh_constant`` C; op decisions use
+``C / op_tanh_reduce``; melodyguan/enas ``src/cifar10/*_controller.py``).
+
+Naming follows the ENAS code: ``g_emb`` is the learned first input, ``w_emb``/``w_soft`` the
+per-kind embeddings and softmax heads, ``w_attn_1``/``w_attn_2``/``v_attn`` the attention's
+W_prev, W_curr and v. The LSTM input after an anchor choice is the chosen anchor's content;
+after a subset it is the mean of the chosen anchors' contents, ``Σ h_j / (1 + |S|)``, as in
+``general_controller.py``; after a step with nothing to embed it is ``g_emb``.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .spaces import Anchor, AnchorSet, Architecture, Choice, SearchSpace
+
+
+class Sample(NamedTuple):
+    """Architectures and, per architecture, Σ_t log P(a_t|a_<t), the summed entropies of the
+    step distributions, and the skip penalty (mean KL of the skip probabilities to the target;
+    0 for spaces without subset decisions)."""
+
+    archs: list[Architecture]
+    log_probs: torch.Tensor
+    entropies: torch.Tensor
+    skip_penalties: torch.Tensor
+
+
+class Controller(nn.Module):
+    def __init__(self, space: SearchSpace, hidden_size: int = 64, num_layers: int = 1,
+                 init_range: float = 0.1, temperature: float | None = None,
+                 tanh_constant: float | None = None, op_tanh_reduce: float = 1.0,
+                 skip_target: float = 0.4, seed: int = 0):
+        super().__init__()
+        if hidden_size < 1 or num_layers < 1:
+            raise ValueError("controller hidden_size and num_layers must be >= 1")
+        if temperature is not None and temperature <= 0:
+            raise ValueError(f"controller temperature must be > 0, got {temperature}")
+        if not 0 < skip_target < 1:
+            raise ValueError(f"controller skip_target must be in (0, 1), got {skip_target}")
+        self.space = space
+        self.steps = space.steps
+        self.decisions = space.decisions
+        self.temperature, self.tanh_constant = temperature, tanh_constant
+        self.op_tanh_reduce, self.skip_target = op_tanh_reduce, skip_target
+        H = hidden_size
+        self.lstm = nn.ModuleList(nn.LSTMCell(H, H) for _ in range(num_layers))
+        self.g_emb = nn.Parameter(torch.empty(1, H))
+        kinds = space.choice_kinds()
+        self.w_soft = nn.ModuleDict({k: nn.Linear(H, n, bias=False) for k, n in kinds.items()})
+        self.w_emb = nn.ModuleDict({k: nn.Embedding(n, H) for k, n in kinds.items()})
+        self.w_attn_1 = nn.Linear(H, H, bias=False)
+        self.w_attn_2 = nn.Linear(H, H, bias=False)
+        self.v_attn = nn.Linear(H, 1, bias=False)
+        # Uniform init: ±0.08 in Zoph & Le §4.1, ±0.1 in the ENAS code.
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.rand(p.shape, generator=g) * 2 * init_range - init_range)
+
+    # ------------------------------------------------------------------------------------
+    def _squash(self, logits: torch.Tensor, op: bool) -> torch.Tensor:
+        if self.temperature is not None:
+            logits = logits / self.temperature
+        if self.tanh_constant is not None:
+            c = self.tanh_constant / self.op_tanh_reduce if op else self.tanh_constant
+            logits = c * torch.tanh(logits)
+        return logits
+
+    def _run(self, m: int, given: list[torch.Tensor] | None, generator: torch.Generator | None):
+        """Run the program for a batch of m; sample each decision or score the given values."""
+        H = self.g_emb.shape[1]
+        dev = self.g_emb.device
+        inp = self.g_emb.expand(m, H)
+        state = [(torch.zeros(m, H, device=dev), torch.zeros(m, H, device=dev)) for _ in self.lstm]
+        anchors: list[torch.Tensor] = []   # contents h_j, each (m, H)
+        keys: list[torch.Tensor] = []      # W_prev h_j, each (m, H)
+        log_prob = torch.zeros(m, device=dev)
+        entropy = torch.zeros(m, device=dev)
+        penalty, n_skip_decisions = torch.zeros(m, device=dev), 0
+        values: list[torch.Tensor | None] = [None] * len(self.decisions)
+        for step in self.steps:
+            if step.reset_anchors:
+                anchors, keys = [], []
+            x = inp
+            for layer, cell in enumerate(self.lstm):
+                state[layer] = cell(x, state[layer])
+                x = state[layer][0]
+            h = x
+            inp = self.g_emb.expand(m, H)
+            if step.decision is not None:
+                d = self.decisions[step.decision]
+                chosen = None if given is None else given[step.decision]
+                if isinstance(d, Choice):
+                    logits = self._squash(self.w_soft[d.kind](h), op=True)
+                    chosen, lp, ent = _categorical(logits, chosen, generator)
+                    inp = self.w_emb[d.kind](chosen)
+                elif d.num_anchors > 0:
+                    n = d.num_anchors
+                    if n > len(anchors):
+                        raise ValueError(f"decision {d.name!r} needs {n} anchors, {len(anchors)} registered")
+                    scores = self.v_attn(torch.tanh(torch.stack(keys[:n], 1) + self.w_attn_2(h)[:, None]))
+                    logits = self._squash(scores.squeeze(-1), op=False)
+                    content = torch.stack(anchors[:n], 1)                     # (m, n, H)
+                    if isinstance(d, Anchor):
+                        chosen, lp, ent = _categorical(logits, chosen, generator)
+                        inp = content[torch.arange(m, device=dev), chosen]
+                    else:
+                        chosen, lp, ent, kl = _bernoulli(logits, chosen, generator, self.skip_target)
+                        penalty = penalty + kl
+                        n_skip_decisions += 1
+                        inp = (chosen.unsqueeze(1) @ content).squeeze(1) / (1 + chosen.sum(1, keepdim=True))
+                else:  # an AnchorSet over no anchors: nothing to decide
+                    lp = ent = torch.zeros(m, device=dev)
+                    chosen = torch.zeros(m, 0, device=dev)
+                log_prob = log_prob + lp
+                entropy = entropy + ent
+                values[step.decision] = chosen
+            if step.anchor is not None:
+                anchors.append(h if step.anchor == "h" else torch.zeros_like(h))
+                keys.append(self.w_attn_1(h))
+        if n_skip_decisions:
+            penalty = penalty / n_skip_decisions
+        return values, log_prob, entropy, penalty
+
+    # ------------------------------------------------------------------------------------
+    def sample(self, m: int = 1, generator: torch.Generator | None = None) -> Sample:
+        """Sample m architectures as one batch; the returned tensors carry gradients."""
+        values, lp, ent, pen = self._run(m, None, generator)
+        return Sample(self._to_archs(values, m), lp, ent, pen)
+
+    def log_prob(self, archs: Sequence[Architecture]) -> Sample:
+        """Score given architectures (teacher forcing); agrees with :meth:`sample`."""
+        archs = [self.space.check(a) for a in archs]
+        given = self._to_tensors(archs)
+        _, lp, ent, pen = self._run(len(archs), given, None)
+        return Sample(list(archs), lp, ent, pen)
+
+    def _to_archs(self, values: list[torch.Tensor], m: int) -> list[Architecture]:
+        cols = []
+        for d, v in zip(self.decisions, values):
+            v = v.tolist()
+            if isinstance(d, AnchorSet):
+                cols.append([tuple(j for j, bit in enumerate(row) if bit) for row in v])
+            else:
+                cols.append(v)
+        return [Architecture(self.space.name, tuple(col[k] for col in cols), self.space) for k in range(m)]
+
+    def _to_tensors(self, archs: Sequence[Architecture]) -> list[torch.Tensor]:
+        dev = self.g_emb.device
+        out = []
+        for i, d in enumerate(self.decisions):
+            if isinstance(d, AnchorSet):
+                bits = torch.zeros(len(archs), d.num_anchors, device=dev)
+                for k, a in enumerate(archs):
+                    bits[k, list(a.values[i])] = 1.0
+                out.append(bits)
+            else:
+                out.append(torch.tensor([a.values[i] for a in archs], dtype=torch.long, device=dev))
+        return out
+
+
+def _categorical(logits, chosen, generator):
+    logp_all = F.log_softmax(logits, -1)
+    if chosen is None:
+        with torch.no_grad():
+            chosen = torch.multinomial(logp_all.exp(), 1, generator=generator).squeeze(1)
+    lp = logp_all.gather(1, chosen[:, None]).squeeze(1)
+    ent = -(logp_all.exp() * logp_all).sum(-1)
+    return chosen, lp, ent
+
+
+def _bernoulli(logits, chosen, generator, target):
+    """Independent sigmoids per anchor (Zoph & Le §3.3). The skip penalty is the ENAS code's
+    KL(p ‖ target) summed over the anchors of one decision (``general_controller.py``)."""
+    p = torch.sigmoid(logits)
+    if chosen is None:
+        with torch.no_grad():
+            chosen = torch.bernoulli(p, generator=generator)
+    logp1, logp0 = F.logsigmoid(logits), F.logsigmoid(-logits)
+    lp = (chosen * logp1 + (1 - chosen) * logp0).sum(1)
+    ent = -(p * logp1 + (1 - p) * logp0).sum(1)
+    kl = (p * (logp1 - math.log(target)) + (1 - p) * (logp0 - math.log(1 - target))).sum(1)
+    return chosen, lp, ent, kl

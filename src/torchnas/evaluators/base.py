@@ -1,0 +1,30 @@
+"""The evaluator contract: architecture in, reward (and metrics) out."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..spaces import Architecture
+
+
+@dataclass
+class Evaluation:
+    reward: float
+    metrics: dict = field(default_factory=dict)
+
+
+class Evaluator(ABC):
+    @abstractmethod
+    def evaluate(self, arch: Architecture) -> Evaluation:
+        """Evaluate one architecture; must be deterministic for a given arch and seed."""
+
+
+class FunctionEvaluator(Evaluator):
+    """Reward from a plain function ``f(arch) -> float`` (toy problems, tests)."""
+
+    def __init__(self, fn: Callable[[Architecture], float]):
+        self.fn = fn
+
+    def evaluate(self, arch):
+        return Evaluation(float(self.fn(arch)))

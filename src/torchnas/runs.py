@@ -1,0 +1,128 @@
+"""A run directory: everything a search or training job writes, and how it resumes.
+
+    RUN/config.yaml          the resolved configuration (atomic; --resume --queries N raises its budget)
+    RUN/evaluations.jsonl    one line per evaluated architecture (append, flush, fsync)
+    RUN/steps.jsonl          one line per strategy update (controller loss, baseline, entropy)
+    RUN/checkpoint.pt        strategy, controller, optimizer, RNG states, counters
+                             (written to a temp file, fsynced, then renamed over the old one)
+    RUN/best.json            the best architecture so far (atomic)
+
+A process killed at any moment leaves at worst a torn last line in a log; :meth:`read_jsonl`
+drops it (and truncates the file there) on resume.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import yaml
+
+
+class RunError(RuntimeError):
+    """A run directory is missing, incomplete or belongs to another kind of job."""
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+class RunDir:
+    CONFIG, EVALS, STEPS, CHECKPOINT, BEST = ("config.yaml", "evaluations.jsonl", "steps.jsonl",
+                                               "checkpoint.pt", "best.json")
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def create(self, config: dict) -> "RunDir":
+        if (self.path / self.CONFIG).exists():
+            raise RunError(f"{self.path} already holds a run; continue it with --resume {self.path} "
+                           f"or choose another --out")
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.save_config(config)
+        return self
+
+    def save_config(self, config: dict) -> None:
+        atomic_write_bytes(self.path / self.CONFIG, yaml.safe_dump(config, sort_keys=False).encode())
+
+    def config(self) -> dict:
+        p = self.path / self.CONFIG
+        if not p.exists():
+            raise RunError(f"{self.path} is not a run directory: it has no {self.CONFIG}")
+        return yaml.safe_load(p.read_text())
+
+    # -- logs -----------------------------------------------------------------------------
+    def append_jsonl(self, name: str, record: dict) -> None:
+        with open(self.path / name, "a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def read_jsonl(self, name: str, keep: int | None = None) -> list[dict]:
+        """Records of a log; a torn last line is dropped, and with ``keep`` the log is cut
+        to its first ``keep`` records (lines written after the last checkpoint)."""
+        p = self.path / name
+        if not p.exists():
+            return []
+        raw = p.read_bytes()
+        records, good = [], 0
+        for line in raw.splitlines(keepends=True):
+            if not line.endswith(b"\n"):
+                break
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                break
+            good += len(line)
+            if keep is not None and len(records) == keep:
+                break
+        if good != len(raw):
+            with open(p, "r+b") as f:
+                f.truncate(good)
+                os.fsync(f.fileno())
+        return records
+
+    # -- checkpoint and best ----------------------------------------------------------------
+    def save_checkpoint(self, state: dict) -> None:
+        import torch
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        atomic_write_bytes(self.path / self.CHECKPOINT, buf.getvalue())
+
+    def load_checkpoint(self) -> dict | None:
+        import torch
+        p = self.path / self.CHECKPOINT
+        if not p.exists():
+            return None
+        try:
+            return torch.load(p, map_location="cpu", weights_only=False)
+        except Exception as e:  # a checkpoint is only ever replaced whole, so this is damage
+            raise RunError(f"{p} is unreadable ({e}); the run cannot resume from it") from None
+
+    def write_json(self, name: str, obj) -> None:
+        atomic_write_bytes(self.path / name, (json.dumps(obj, indent=2) + "\n").encode())
+
+    def read_json(self, name: str):
+        p = self.path / name
+        return json.loads(p.read_text()) if p.exists() else None

@@ -1,0 +1,152 @@
+"""The search loop: ask the strategy, evaluate what is new, tell the strategy, checkpoint.
+
+The budget counts *distinct* evaluated architectures; a repeat is answered from the cache
+and costs nothing (the strategy still learns from it). A strategy that keeps proposing
+architectures it has already seen stops the search after ``max_proposals`` proposals
+(default ``10 × budget``) so that a collapsed policy cannot loop forever.
+
+Resumption is exact: the checkpoint is written after every ``tell`` and records how many log
+lines it covers. On resume the strategy is restored and asks its interrupted batch again;
+evaluations logged after the checkpoint are taken from the log instead of being recomputed,
+so a run stopped at any point and resumed writes the same evaluation log as one that never
+stopped.
+"""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .evaluators import Evaluator
+from .runs import RunDir, RunError
+from .spaces import Architecture, SearchSpace
+from .strategies import Strategy
+
+
+@dataclass
+class SearchResult:
+    best: dict | None
+    evaluations: list[dict]
+    trajectory: list[float] = field(default_factory=list)   # best reward after each new query
+    proposals: int = 0
+    stopped_early: bool = False
+
+
+class Search:
+    def __init__(self, space: SearchSpace, strategy: Strategy, evaluator: Evaluator, budget: int,
+                 run_dir: RunDir | None = None, max_proposals: int | None = None,
+                 on_evaluation: Callable[[dict], None] | None = None):
+        if budget < 1:
+            raise ValueError(f"budget must be >= 1 distinct architectures, got {budget}")
+        self.space, self.strategy, self.evaluator = space, strategy, evaluator
+        self.budget = budget
+        self.max_proposals = max_proposals or 10 * budget
+        self.run_dir = run_dir
+        self.on_evaluation = on_evaluation
+        self.cache: dict[Architecture, dict] = {}
+        self.log: list[dict] = []
+        self.trajectory: list[float] = []
+        self.best: dict | None = None
+        self.proposals = self.updates = 0
+        self.elapsed = 0.0          # seconds spent before this process's run() began
+        self._t0 = time.perf_counter()
+        self._replay: dict[Architecture, dict] = {}
+
+    # -- resumption -------------------------------------------------------------------------
+    def resume(self) -> "Search":
+        """Restore from the run directory's checkpoint (no-op for a run never checkpointed)."""
+        if self.run_dir is None:
+            raise RunError("resume needs a run directory")
+        ckpt = self.run_dir.load_checkpoint()
+        all_evals = self.run_dir.read_jsonl(RunDir.EVALS)
+        n_evals = 0
+        if ckpt is not None:
+            n_evals = ckpt["evaluations"]
+            self.strategy.load_state_dict(ckpt["strategy"])
+            self.proposals, self.updates, self.elapsed = ckpt["proposals"], ckpt["updates"], ckpt["elapsed"]
+            random.setstate(ckpt["rng"]["python"])
+            np.random.set_state(ckpt["rng"]["numpy"])
+            torch.set_rng_state(ckpt["rng"]["torch"])
+            self.run_dir.read_jsonl(RunDir.STEPS, keep=ckpt["updates"])
+        else:
+            self.run_dir.read_jsonl(RunDir.STEPS, keep=0)
+        if len(all_evals) < n_evals:
+            raise RunError(f"{self.run_dir.path}: {RunDir.EVALS} has {len(all_evals)} records but the "
+                           f"checkpoint covers {n_evals}; the log was edited or truncated")
+        for rec in all_evals[:n_evals]:
+            self._admit(rec)
+        for rec in all_evals[n_evals:]:
+            self._replay[self.space.parse(rec["arch"])] = rec
+        return self
+
+    def _admit(self, rec: dict) -> None:
+        arch = self.space.parse(rec["arch"])
+        self.cache[arch] = rec
+        self.log.append(rec)
+        if self.best is None or rec["reward"] > self.best["reward"]:
+            self.best = rec
+        self.trajectory.append(self.best["reward"])
+
+    def _checkpoint(self) -> None:
+        if self.run_dir is None:
+            return
+        self.run_dir.save_checkpoint({
+            "strategy": self.strategy.state_dict(), "evaluations": len(self.log),
+            "proposals": self.proposals, "updates": self.updates, "elapsed": self._elapsed(),
+            "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
+                    "torch": torch.get_rng_state()},
+        })
+
+    # -- the loop ---------------------------------------------------------------------------
+    def _elapsed(self) -> float:
+        return self.elapsed + time.perf_counter() - self._t0
+
+    def _query(self, arch: Architecture) -> dict:
+        if arch in self.cache:
+            return self.cache[arch]
+        rec = self._replay.pop(arch, None)
+        if rec is None:
+            start = time.perf_counter()
+            ev = self.evaluator.evaluate(arch)
+            rec = {"query": len(self.log) + 1, "arch": str(arch), "reward": float(ev.reward),
+                   "metrics": ev.metrics, "time_s": round(time.perf_counter() - start, 6),
+                   "elapsed_s": round(self._elapsed(), 3),
+                   "proposal": self.proposals + 1}
+            if self.run_dir is not None:
+                self.run_dir.append_jsonl(RunDir.EVALS, rec)
+        improved = self.best is None or rec["reward"] > self.best["reward"]
+        self._admit(rec)
+        if improved and self.run_dir is not None:
+            self.run_dir.write_json(RunDir.BEST, self.best)
+        if self.on_evaluation is not None:
+            self.on_evaluation(rec)
+        return rec
+
+    def run(self) -> SearchResult:
+        self._t0 = time.perf_counter()
+        stopped_early = False
+        while len(self.log) < self.budget:
+            if self.proposals >= self.max_proposals:
+                stopped_early = True
+                break
+            archs, rewards = [], []
+            for arch in self.strategy.ask():
+                if len(self.log) >= self.budget and arch not in self.cache:
+                    break
+                rewards.append(self._query(arch)["reward"])
+                archs.append(arch)
+                self.proposals += 1
+            stats = self.strategy.tell(archs, rewards)
+            self.updates += 1
+            if self.run_dir is not None:
+                if stats:
+                    self.run_dir.append_jsonl(RunDir.STEPS, {"update": self.updates, "queries": len(self.log),
+                                                             "proposals": self.proposals, **stats})
+                self._checkpoint()
+        self.elapsed = self._elapsed()
+        self._t0 = time.perf_counter()
+        return SearchResult(self.best, self.log, self.trajectory, self.proposals, stopped_early)

@@ -1,0 +1,28 @@
+"""Search spaces: the decisions a controller makes and the networks they denote."""
+from __future__ import annotations
+
+from .base import (Anchor, AnchorSet, Architecture, ArchitectureError, Choice, SearchSpace,
+                   Step, iter_all)
+from .nb201 import NB201Space
+from .toy import ToySpace
+
+SPACES: dict[str, type[SearchSpace]] = {
+    NB201Space.name: NB201Space,
+    ToySpace.name: ToySpace,
+}
+
+
+def get_space(name: str, **kwargs) -> SearchSpace:
+    """Build the space registered as ``name`` (keyword arguments configure it)."""
+    if name not in SPACES:
+        raise ArchitectureError(f"unknown search space {name!r}; known spaces: {', '.join(sorted(SPACES))}")
+    return SPACES[name](**kwargs)
+
+
+def space_from_config(cfg: dict) -> SearchSpace:
+    cfg = dict(cfg)
+    return get_space(cfg.pop("name"), **cfg)
+
+
+__all__ = ["Anchor", "AnchorSet", "Architecture", "ArchitectureError", "Choice", "SearchSpace",
+           "Step", "iter_all", "get_space", "space_from_config", "SPACES", "NB201Space", "ToySpace"]

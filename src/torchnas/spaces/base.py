@@ -1,0 +1,319 @@
+"""The search-space contract.
+
+A search space is the ordered list of decisions a controller makes (Zoph & Le 2017 §3.1;
+Pham et al. 2018 §2), plus the code that turns a list of decision values into a network.
+Three kinds of decision cover both papers:
+
+* :class:`Choice`    -- one of k options (filter height, an operation, an activation);
+* :class:`Anchor`    -- one earlier anchor point (ENAS micro/RNN: a node picks one input);
+* :class:`AnchorSet` -- any subset of earlier anchor points (Zoph & Le skip connections,
+  ENAS macro skips).
+
+Anchor points are registered by the controller program (:class:`Step`): after a step marked
+``anchor``, that step's LSTM output becomes the next anchor point, so an ``Anchor(n)`` or
+``AnchorSet(n)`` decision chooses among the first ``n`` anchor points registered since the
+last ``reset_anchors``. A space that needs no anchors uses the default program: one step per
+decision.
+
+An :class:`Architecture` is an immutable value -- the space's name plus one value per decision:
+an option index for a Choice, an anchor index for an Anchor, a sorted tuple of anchor indices
+for an AnchorSet. Its canonical string is ``space:v1,v2,...`` where a Choice shows its option
+label, an Anchor its index and an AnchorSet its indices joined by ``+`` (``-`` when empty).
+"""
+from __future__ import annotations
+
+import json
+import random as _random
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+
+class ArchitectureError(ValueError):
+    """An architecture does not fit its search space."""
+
+
+@dataclass(frozen=True)
+class Choice:
+    """Pick one of ``options``. Decisions with the same ``kind`` share the controller's
+    softmax head and embedding table (ENAS shares one op head across layers)."""
+
+    name: str
+    options: tuple[str, ...]
+    kind: str = ""
+
+    def __post_init__(self):
+        object.__setattr__(self, "options", tuple(str(o) for o in self.options))
+        if len(self.options) < 1:
+            raise ValueError(f"decision {self.name!r} needs at least one option")
+        if len(set(self.options)) != len(self.options):
+            raise ValueError(f"decision {self.name!r} has repeated options {self.options}")
+        if not self.kind:
+            object.__setattr__(self, "kind", self.name)
+
+    def allowed(self) -> str:
+        return "one of " + ", ".join(self.options)
+
+    def check(self, value) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < len(self.options):
+            raise ArchitectureError(
+                f"decision {self.name!r}: value {value!r} is not an option index 0..{len(self.options) - 1} "
+                f"({self.allowed()})")
+        return value
+
+    def format(self, value: int) -> str:
+        return self.options[value]
+
+    def parse(self, token: str) -> int:
+        if token in self.options:
+            return self.options.index(token)
+        raise ArchitectureError(f"decision {self.name!r}: {token!r} is not {self.allowed()}")
+
+    def num_values(self) -> int:
+        return len(self.options)
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """Pick exactly one of the first ``num_anchors`` anchor points."""
+
+    name: str
+    num_anchors: int
+
+    def __post_init__(self):
+        if self.num_anchors < 1:
+            raise ValueError(f"decision {self.name!r} needs at least one anchor to choose from")
+
+    def allowed(self) -> str:
+        return f"an anchor index 0..{self.num_anchors - 1}"
+
+    def check(self, value) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < self.num_anchors:
+            raise ArchitectureError(f"decision {self.name!r}: value {value!r} is not {self.allowed()}")
+        return value
+
+    def format(self, value: int) -> str:
+        return str(value)
+
+    def parse(self, token: str) -> int:
+        try:
+            return self.check(int(token))
+        except (ValueError, ArchitectureError):
+            raise ArchitectureError(f"decision {self.name!r}: {token!r} is not {self.allowed()}") from None
+
+    def num_values(self) -> int:
+        return self.num_anchors
+
+
+@dataclass(frozen=True)
+class AnchorSet:
+    """Pick any subset of the first ``num_anchors`` anchor points (may be empty)."""
+
+    name: str
+    num_anchors: int
+
+    def __post_init__(self):
+        if self.num_anchors < 0:
+            raise ValueError(f"decision {self.name!r}: num_anchors must be >= 0")
+
+    def allowed(self) -> str:
+        if self.num_anchors == 0:
+            return "the empty set '-' (no earlier anchors)"
+        return f"a set of distinct anchor indices in 0..{self.num_anchors - 1} joined by '+', or '-' for none"
+
+    def check(self, value) -> tuple[int, ...]:
+        try:
+            items = tuple(sorted(value))
+        except TypeError:
+            raise ArchitectureError(f"decision {self.name!r}: value {value!r} is not {self.allowed()}") from None
+        ok = all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < self.num_anchors for i in items)
+        if not ok or len(set(items)) != len(items):
+            raise ArchitectureError(f"decision {self.name!r}: value {value!r} is not {self.allowed()}")
+        return items
+
+    def format(self, value: tuple[int, ...]) -> str:
+        return "+".join(str(i) for i in value) if value else "-"
+
+    def parse(self, token: str) -> tuple[int, ...]:
+        if token == "-":
+            return ()
+        try:
+            return self.check([int(t) for t in token.split("+")])
+        except (ValueError, ArchitectureError):
+            raise ArchitectureError(f"decision {self.name!r}: {token!r} is not {self.allowed()}") from None
+
+    def num_values(self) -> int:
+        return 2 ** self.num_anchors
+
+
+Decision = Choice | Anchor | AnchorSet
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of the controller program.
+
+    ``decision`` is the index of the decision emitted at this step, or ``None`` for a pure
+    anchor point (ENAS micro adds one LSTM step after each node). ``anchor`` registers this
+    step's output as an anchor point: ``"h"`` uses the LSTM output as the anchor's content,
+    ``"zero"`` a zero vector (ENAS micro's two cell inputs). ``reset_anchors`` clears the
+    anchor list before the step (ENAS micro starts the reduction cell afresh).
+    """
+
+    decision: int | None
+    anchor: str | None = None
+    reset_anchors: bool = False
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """An immutable architecture: a space name and one value per decision."""
+
+    space: str
+    values: tuple
+    # The space object that made this value, for formatting; not part of equality or hash.
+    search_space: "SearchSpace | None" = field(default=None, compare=False, hash=False, repr=False)
+
+    def __str__(self) -> str:
+        space = self.search_space
+        if space is None:
+            from . import get_space  # late import: the registry lives in the package
+            space = get_space(self.space)
+        return space.format(self)
+
+    def to_json(self) -> dict:
+        return {"space": self.space, "values": [list(v) if isinstance(v, tuple) else v for v in self.values]}
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json())
+
+    @staticmethod
+    def from_json(obj: dict | str, space: "SearchSpace | None" = None) -> "Architecture":
+        if isinstance(obj, str):
+            obj = json.loads(obj)
+        if space is None:
+            from . import get_space
+            space = get_space(obj["space"])
+        elif obj["space"] != space.name:
+            raise ArchitectureError(f"architecture is for space {obj['space']!r}, not {space.name!r}")
+        return space.make(obj["values"])
+
+    @staticmethod
+    def parse(text: str, space: "SearchSpace | None" = None) -> "Architecture":
+        if space is None:
+            from . import get_space
+            name = text.split(":", 1)[0].strip()
+            space = get_space(name)
+        return space.parse(text)
+
+
+class SearchSpace:
+    """Base class: an ordered list of decisions, a controller program and (per space) the
+    networks an architecture denotes. Subclasses set ``name`` and ``decisions``."""
+
+    name: str = ""
+    decisions: tuple[Decision, ...] = ()
+
+    # -- the controller program ---------------------------------------------------------
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        return tuple(Step(i) for i in range(len(self.decisions)))
+
+    def choice_kinds(self) -> dict[str, int]:
+        """Each Choice kind and its number of options (the controller's softmax heads)."""
+        kinds: dict[str, int] = {}
+        for d in self.decisions:
+            if isinstance(d, Choice):
+                if kinds.setdefault(d.kind, len(d.options)) != len(d.options):
+                    raise ValueError(f"Choice kind {d.kind!r} used with different option counts")
+        return kinds
+
+    # -- architectures --------------------------------------------------------------------
+    def make(self, values: Sequence) -> Architecture:
+        """Validate ``values`` and return the architecture; the error names the decision."""
+        values = list(values)
+        if len(values) != len(self.decisions):
+            raise ArchitectureError(
+                f"space {self.name!r} has {len(self.decisions)} decisions "
+                f"({', '.join(d.name for d in self.decisions)}); got {len(values)} values")
+        checked = tuple(d.check(v) for d, v in zip(self.decisions, values))
+        return Architecture(self.name, checked, self)
+
+    def format(self, arch: Architecture) -> str:
+        self.check(arch)
+        return self.name + ":" + ",".join(d.format(v) for d, v in zip(self.decisions, arch.values))
+
+    def parse(self, text: str) -> Architecture:
+        text = text.strip()
+        name, sep, body = text.partition(":")
+        if not sep:
+            raise ArchitectureError(
+                f"architecture string {text!r} has no space prefix: expected '{self.name}:v1,v2,...'")
+        if name != self.name:
+            raise ArchitectureError(f"architecture string is for space {name!r}, not {self.name!r}")
+        tokens = [t.strip() for t in body.split(",")] if body else []
+        if len(tokens) != len(self.decisions):
+            raise ArchitectureError(
+                f"space {self.name!r} has {len(self.decisions)} decisions "
+                f"({', '.join(d.name for d in self.decisions)}); the string has {len(tokens)} values")
+        return Architecture(self.name, tuple(d.parse(t) for d, t in zip(self.decisions, tokens)), self)
+
+    def check(self, arch: Architecture) -> Architecture:
+        if arch.space != self.name:
+            raise ArchitectureError(f"architecture is for space {arch.space!r}, not {self.name!r}")
+        self.make(arch.values)
+        return arch
+
+    def size(self) -> int:
+        n = 1
+        for d in self.decisions:
+            n *= d.num_values()
+        return n
+
+    def random(self, rng: _random.Random) -> Architecture:
+        """Uniform over each decision independently (random search, Li & Talwalkar 2019)."""
+        values = []
+        for d in self.decisions:
+            if isinstance(d, AnchorSet):
+                values.append(tuple(i for i in range(d.num_anchors) if rng.random() < 0.5))
+            else:
+                values.append(rng.randrange(d.num_values()))
+        return self.make(values)
+
+    def mutate(self, arch: Architecture, rng: _random.Random) -> Architecture:
+        """Change exactly one decision to a different value (Real et al. 2019, §2)."""
+        mutable = [i for i, d in enumerate(self.decisions) if d.num_values() > 1]
+        if not mutable:
+            return arch
+        i = rng.choice(mutable)
+        d = self.decisions[i]
+        values = list(arch.values)
+        if isinstance(d, AnchorSet):  # flip one anchor in or out of the set
+            j = rng.randrange(d.num_anchors)
+            values[i] = tuple(sorted(set(values[i]) ^ {j}))
+        else:
+            values[i] = rng.choice([v for v in range(d.num_values()) if v != values[i]])
+        return self.make(values)
+
+    def config(self) -> dict:
+        """The keyword arguments that rebuild this space (for run configs)."""
+        return {"name": self.name}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({len(self.decisions)} decisions, {self.size():.3g} architectures)"
+
+
+def iter_all(space: SearchSpace) -> Iterable[Architecture]:
+    """Enumerate a (small) space in lexicographic order of decision values."""
+    import itertools
+    domains = []
+    for d in space.decisions:
+        if isinstance(d, AnchorSet):
+            domains.append([tuple(i for i in range(d.num_anchors) if m >> i & 1) for m in range(2 ** d.num_anchors)])
+        else:
+            domains.append(range(d.num_values()))
+    for values in itertools.product(*domains):
+        yield Architecture(space.name, tuple(values), space)
+
+
+__all__ = ["Architecture", "ArchitectureError", "Choice", "Anchor", "AnchorSet", "Step",
+           "SearchSpace", "Decision", "iter_all"]

@@ -1,0 +1,100 @@
+"""REINFORCE with a moving-average baseline (Williams 1992; Zoph & Le 2017 §3.2; ENAS §2.2).
+
+For a batch of m architectures sampled from the controller,
+
+    loss = −1/m Σ_k Σ_t log P(a_t | a_<t; θ) · (R_k − b)  +  w_skip · mean_k KL_k        (1)
+
+where R_k is the reward plus ``entropy_weight`` × the sample's entropy (the ENAS code adds the
+stop-gradient entropy to the reward: ``self.reward += self.entropy_weight * self.sample_entropy``),
+b an exponential moving average of past rewards, ``b ← decay·b + (1 − decay)·mean(R)``, and
+KL_k the skip penalty (ENAS macro: KL of each skip probability to ``skip_target``).
+
+Choices made here where the papers leave room, each a constructor argument:
+
+* b is the average of *previous* rewards (Zoph & Le §3.2), so it is updated after the loss is
+  formed; before the first batch there is none, and b starts at that batch's mean reward
+  (AutoDL-Projects' REINFORCE does the same) instead of the ENAS code's 0, which would push
+  up every early sample.
+* Adam (both papers); gradients clipped to ``grad_clip`` in L2 norm when set.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..controller import Controller
+from ..spaces import AnchorSet
+from .base import Strategy
+
+
+class Reinforce(Strategy):
+    name = "reinforce"
+
+    def __init__(self, space, seed: int = 0, batch_size: int = 8, lr: float = 6e-4,
+                 baseline_decay: float = 0.95, entropy_weight: float = 0.0,
+                 skip_weight: float = 0.0, grad_clip: float | None = None,
+                 adam_betas: tuple[float, float] = (0.9, 0.999), adam_eps: float = 1e-8,
+                 controller: dict | None = None, device: str = "cpu"):
+        super().__init__(space, seed)
+        if batch_size < 1:
+            raise ValueError(f"reinforce batch_size must be >= 1, got {batch_size}")
+        if not 0 <= baseline_decay < 1:
+            raise ValueError(f"reinforce baseline_decay must be in [0, 1), got {baseline_decay}")
+        if lr <= 0:
+            raise ValueError(f"reinforce lr must be > 0, got {lr}")
+        self.batch_size, self.baseline_decay = batch_size, baseline_decay
+        self.entropy_weight, self.skip_weight, self.grad_clip = entropy_weight, skip_weight, grad_clip
+        self.controller = Controller(space, seed=seed, **(controller or {})).to(device)
+        self.optimizer = torch.optim.Adam(self.controller.parameters(), lr=lr,
+                                          betas=tuple(adam_betas), eps=adam_eps)
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+        self.baseline: float | None = None
+        self._pending = None
+        self._has_skips = any(isinstance(d, AnchorSet) and d.num_anchors for d in space.decisions)
+
+    def ask(self):
+        self._pending = self.controller.sample(self.batch_size, self.generator)
+        return list(self._pending.archs)
+
+    def tell(self, archs, rewards):
+        k = len(archs)
+        pending = self._pending
+        if pending is None or pending.archs[:k] != list(archs):   # not from the last ask: rescore
+            pending = self.controller.log_prob(archs)
+        self._pending = None
+        log_probs, entropies = pending.log_probs[:k], pending.entropies[:k]
+        rewards = torch.as_tensor(rewards, dtype=torch.float32, device=log_probs.device)
+        rewards = rewards + self.entropy_weight * entropies.detach()
+        mean_reward = rewards.mean().item()
+        if self.baseline is None:
+            self.baseline = mean_reward
+        advantage = rewards - self.baseline
+        loss = -(log_probs * advantage).sum() / k
+        if self.skip_weight:
+            loss = loss + self.skip_weight * pending.skip_penalties[:k].mean()
+        self.optimizer.zero_grad()
+        loss.backward()
+        grad_norm = None
+        if self.grad_clip:
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.controller.parameters(), self.grad_clip).item()
+        self.optimizer.step()
+        self.baseline = self.baseline_decay * self.baseline + (1 - self.baseline_decay) * mean_reward
+        stats = {"loss": loss.item(), "baseline": self.baseline, "reward": mean_reward,
+                 "entropy": entropies.mean().item(), "log_prob": log_probs.mean().item()}
+        if grad_norm is not None:
+            stats["grad_norm"] = grad_norm
+        if self._has_skips:
+            stats["skip_penalty"] = pending.skip_penalties[:k].mean().item()
+        return stats
+
+    def state_dict(self):
+        return {**super().state_dict(), "controller": self.controller.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state(),
+                "baseline": self.baseline}
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        self.controller.load_state_dict(state["controller"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.baseline = state["baseline"]
+        self._pending = None

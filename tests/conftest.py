@@ -1,0 +1,15 @@
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(os.environ.get("TORCHNAS_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
+NB201_CSV = SHARED / "nasbench201" / "nb201_12epoch.csv"
+
+
+@pytest.fixture(scope="session")
+def nb201_table():
+    if not NB201_CSV.exists():
+        pytest.skip(f"NAS-Bench-201 table not found at {NB201_CSV}")
+    from torchnas.evaluators import NB201Table
+    return NB201Table(path=NB201_CSV)

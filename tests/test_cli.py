@@ -1,0 +1,56 @@
+import json
+
+import pytest
+import yaml
+
+from torchnas.cli import main
+from tests.conftest import NB201_CSV, SHARED
+
+needs_table = pytest.mark.skipif(not NB201_CSV.exists(), reason="NAS-Bench-201 table absent")
+
+
+@needs_table
+def test_search_writes_a_run_and_resumes(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["search", "--queries", "12", "--seed", "3", "--data-dir", str(SHARED), "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    assert "best reward" in capsys.readouterr().out
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert cfg["strategy"]["name"] == "reinforce" and cfg["budget"] == 12 and cfg["seed"] == 3
+    assert len((out / "evaluations.jsonl").read_text().splitlines()) == 12
+    best = json.loads((out / "best.json").read_text())
+    assert best["arch"].startswith("nb201:")
+    # a finished run resumes to the same result; a larger budget extends it
+    assert main(["search", "--resume", str(out), "--queries", "20", "--quiet"]) == 0
+    assert len((out / "evaluations.jsonl").read_text().splitlines()) == 20
+    assert yaml.safe_load((out / "config.yaml").read_text())["budget"] == 20
+
+
+@needs_table
+def test_bench_json_format(tmp_path, capsys):
+    f = tmp_path / "b.json"
+    assert main(["bench", "nb201", "--strategy", "evolution", "--queries", "30", "--seeds", "4",
+                 "--data-dir", str(SHARED), "--out", str(f), "--quiet", "--workers", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "cifar10_oritest_acc_12ep" in text and "±" in text
+    data = json.loads(f.read_text())
+    assert data["strategy"] == "evolution" and data["queries"] == 30
+    assert [r["seed"] for r in data["runs"]] == [0, 1, 2, 3]
+    for r in data["runs"]:
+        assert r["arch_str"].startswith("|") and len(r["trajectory"]) == 30
+        assert r["trajectory"][-1] == r["reward"] and r["trajectory"] == sorted(r["trajectory"])
+
+
+def test_clear_errors(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TORCHNAS_DATA", str(tmp_path / "nowhere"))
+    assert main(["search", "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "data not found" in err and "nb201_12epoch.csv" in err and "$TORCHNAS_DATA" in err
+    assert main(["search", "--preset", "nope", "--quiet"]) == 2
+    assert "unknown preset 'nope'" in capsys.readouterr().err
+    assert main(["search", "--strategy", "ppo", "--quiet"]) == 2
+    assert "unknown strategy 'ppo'" in capsys.readouterr().err
+    assert main(["search", "--queries", "0", "--quiet"]) == 2
+    assert "budget must be a positive number" in capsys.readouterr().err
+    assert main(["search", "--resume", str(tmp_path / "none")]) == 2
+    assert "not a run directory" in capsys.readouterr().err

@@ -1,0 +1,98 @@
+import math
+from collections import Counter
+
+import pytest
+import torch
+
+from torchnas.controller import Controller, _bernoulli
+from torchnas.spaces import NB201Space, ToySpace, iter_all
+
+
+def _check_frequencies(space, n=40000, **kw):
+    c = Controller(space, init_range=1.0, seed=3, **kw)   # a wide init makes the distribution uneven
+    archs = list(iter_all(space))
+    with torch.no_grad():
+        probs = c.log_prob(archs).log_probs.exp()
+        assert probs.sum().item() == pytest.approx(1.0, abs=1e-4)   # a proper distribution
+        sample = c.sample(n, torch.Generator().manual_seed(0))
+    counts = Counter(sample.archs)
+    assert set(counts) <= set(archs)
+    worst = 0.0
+    for a, p in zip(archs, probs.tolist()):
+        sd = math.sqrt(n * p * (1 - p)) + 1e-9
+        worst = max(worst, abs(counts.get(a, 0) - n * p) / sd)
+    assert worst < 5.0, f"sampling frequency off by {worst:.1f} sigma"
+    assert probs.max() > 3 * probs.min()   # the check was not against a uniform distribution
+
+
+def test_frequencies_match_log_prob_chain_all_kinds():
+    _check_frequencies(ToySpace(layers=3, options=2, layout="chain"))
+
+
+def test_frequencies_match_log_prob_cell_anchors():
+    _check_frequencies(ToySpace(layers=3, options=2, layout="cell"), tanh_constant=1.5, op_tanh_reduce=2.5)
+
+
+def test_nb201_log_prob_normalised_and_sample_agrees():
+    space = NB201Space()
+    c = Controller(space, init_range=0.5, seed=1, temperature=2.0, tanh_constant=2.5)
+    with torch.no_grad():
+        total = c.log_prob(list(iter_all(space))).log_probs.exp().sum().item()
+    assert total == pytest.approx(1.0, abs=1e-4)
+
+
+@pytest.mark.parametrize("space", [NB201Space(), ToySpace(layers=4, options=3), ToySpace(layers=3, layout="cell")])
+def test_log_prob_agrees_with_sampling(space):
+    c = Controller(space, seed=0, tanh_constant=1.5)
+    s = c.sample(32, torch.Generator().manual_seed(5))
+    scored = c.log_prob(s.archs)
+    assert torch.allclose(s.log_probs, scored.log_probs, atol=1e-5)
+    assert torch.allclose(s.entropies, scored.entropies, atol=1e-5)
+    assert torch.allclose(s.skip_penalties, scored.skip_penalties, atol=1e-6)
+
+
+def test_seeded_sampling_is_reproducible():
+    space = ToySpace(layers=4, options=3)
+    a = Controller(space, seed=7).sample(16, torch.Generator().manual_seed(11)).archs
+    b = Controller(space, seed=7).sample(16, torch.Generator().manual_seed(11)).archs
+    c = Controller(space, seed=7).sample(16, torch.Generator().manual_seed(12)).archs
+    assert a == b and a != c
+
+
+def test_every_parameter_gets_a_gradient():
+    c = Controller(ToySpace(layers=3, options=2), hidden_size=16, num_layers=2)
+    s = c.sample(8, torch.Generator().manual_seed(0))
+    (s.log_probs.sum() + s.skip_penalties.sum()).backward()
+    for name, p in c.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_temperature_and_tanh_constant():
+    c = Controller(NB201Space(), temperature=5.0, tanh_constant=1.1, op_tanh_reduce=2.5)
+    x = torch.tensor([[10.0, -3.0, 0.0]])
+    assert torch.allclose(c._squash(x, op=True), 0.44 * torch.tanh(x / 5.0))
+    assert torch.allclose(c._squash(x, op=False), 1.1 * torch.tanh(x / 5.0))
+    # bounded logits bound the policy: no option above e^C / (e^C + (k-1) e^-C)
+    c = Controller(NB201Space(), init_range=3.0, tanh_constant=1.5)
+    with torch.no_grad():
+        lp = c.log_prob(list(iter_all(NB201Space()))[:500]).log_probs
+    bound = math.exp(1.5) / (math.exp(1.5) + 4 * math.exp(-1.5))
+    assert lp.exp().max().item() <= bound ** 6 + 1e-6
+
+
+def test_skip_penalty_hand_computed():
+    logits = torch.tensor([[0.0, math.log(0.4 / 0.6)]], requires_grad=True)   # p = 0.5 and p = 0.4
+    _, _, ent, kl = _bernoulli(logits, torch.tensor([[1.0, 0.0]]), None, target=0.4)
+    expected = 0.5 * math.log(0.5 / 0.4) + 0.5 * math.log(0.5 / 0.6)        # the p = 0.4 anchor adds 0
+    assert kl.item() == pytest.approx(expected, rel=1e-5) and expected > 0
+    assert ent.item() == pytest.approx(math.log(2) - 0.4 * math.log(0.4) - 0.6 * math.log(0.6), rel=1e-5)
+    kl.sum().backward()
+    assert logits.grad[0, 0] > 0                       # descent lowers p = 0.5 towards 0.4
+    assert logits.grad[0, 1].abs() < 1e-6              # already at the target
+
+
+def test_bad_settings_rejected():
+    with pytest.raises(ValueError, match="temperature"):
+        Controller(NB201Space(), temperature=0)
+    with pytest.raises(ValueError, match="skip_target"):
+        Controller(NB201Space(), skip_target=1.5)

@@ -1,0 +1,111 @@
+import json
+
+import pytest
+
+from torchnas.evaluators import Evaluation, Evaluator
+from torchnas.runs import RunDir, RunError
+from torchnas.search import Search
+from torchnas.spaces import NB201Space
+from torchnas.strategies import STRATEGIES, make_strategy
+
+
+class Crash(Exception):
+    pass
+
+
+class Synthetic(Evaluator):
+    """A deterministic reward over NB201 with structure to learn; can crash after k calls."""
+
+    def __init__(self, crash_after=None):
+        self.calls, self.crash_after = 0, crash_after
+
+    def evaluate(self, arch):
+        if self.crash_after is not None and self.calls >= self.crash_after:
+            raise Crash()
+        self.calls += 1
+        r = sum(v == 3 for v in arch.values) / 6 + 0.01 * arch.values[0]
+        return Evaluation(r, {"x": float(sum(arch.values))})
+
+
+def _search(name, run_dir=None, crash_after=None, budget=30):
+    space = NB201Space()
+    kw = {"batch_size": 4, "lr": 0.01} if name == "reinforce" else {}
+    return Search(space, make_strategy(name, space, seed=5, **kw), Synthetic(crash_after), budget, run_dir=run_dir)
+
+
+def _log(run):
+    return [(r["arch"], r["reward"], r["query"]) for r in run.read_jsonl(RunDir.EVALS)]
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+@pytest.mark.parametrize("crash_after", [1, 7, 18, 29])
+def test_resumed_run_equals_uninterrupted(tmp_path, name, crash_after):
+    ref = RunDir(tmp_path / "ref").create({"test": 1})
+    _search(name, ref).resume().run()
+    run = RunDir(tmp_path / "run").create({"test": 1})
+    with pytest.raises(Crash):
+        _search(name, run, crash_after).resume().run()
+    assert len(_log(run)) == crash_after
+    with open(run.path / RunDir.EVALS, "a") as f:     # a write torn by the kill
+        f.write('{"query": 99, "arch": "nb2')
+    result = _search(name, run).resume().run()
+    assert _log(run) == _log(ref)
+    assert len(result.evaluations) == len(_log(ref)) > crash_after
+    assert run.read_jsonl(RunDir.STEPS) == ref.read_jsonl(RunDir.STEPS)
+    assert run.read_json(RunDir.BEST)["arch"] == ref.read_json(RunDir.BEST)["arch"]
+
+
+def test_crash_between_step_log_and_checkpoint(tmp_path, monkeypatch):
+    ref = RunDir(tmp_path / "ref").create({})
+    _search("reinforce", ref).resume().run()
+    run = RunDir(tmp_path / "run").create({})
+    calls = {"n": 0}
+    real = RunDir.save_checkpoint
+
+    def flaky(self, state):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise Crash()
+        real(self, state)
+    monkeypatch.setattr(RunDir, "save_checkpoint", flaky)
+    with pytest.raises(Crash):
+        _search("reinforce", run).resume().run()
+    monkeypatch.setattr(RunDir, "save_checkpoint", real)
+    assert len(run.read_jsonl(RunDir.STEPS)) == 4      # one step line beyond the checkpoint
+    _search("reinforce", run).resume().run()
+    assert _log(run) == _log(ref)
+    assert run.read_jsonl(RunDir.STEPS) == ref.read_jsonl(RunDir.STEPS)
+
+
+def test_finished_run_resumes_to_nothing_and_can_extend(tmp_path):
+    run = RunDir(tmp_path / "run").create({})
+    _search("evolution", run).resume().run()
+    again = _search("evolution", run).resume()
+    assert len(again.run().evaluations) == 30
+    extended = _search("evolution", run, budget=40).resume().run()
+    assert len(extended.evaluations) == 40 and len(_log(run)) == 40
+
+
+def test_run_dir_errors(tmp_path):
+    run = RunDir(tmp_path / "r").create({"a": 1})
+    with pytest.raises(RunError, match="already holds a run"):
+        RunDir(tmp_path / "r").create({"a": 1})
+    with pytest.raises(RunError, match="not a run directory"):
+        RunDir(tmp_path / "empty").config()
+    (run.path / RunDir.CHECKPOINT).write_bytes(b"garbage")
+    with pytest.raises(RunError, match="unreadable"):
+        run.load_checkpoint()
+
+
+def test_logs_are_json_lines_with_the_documented_fields(tmp_path):
+    run = RunDir(tmp_path / "r").create({})
+    _search("reinforce", run, budget=8).resume().run()
+    recs = run.read_jsonl(RunDir.EVALS)
+    assert [r["query"] for r in recs] == list(range(1, 9))
+    for r in recs:
+        assert {"arch", "reward", "metrics", "time_s", "elapsed_s"} <= set(r)
+        NB201Space().parse(r["arch"])
+    steps = run.read_jsonl(RunDir.STEPS)
+    assert steps and {"loss", "baseline", "entropy", "reward"} <= set(steps[0])
+    best = json.loads((run.path / RunDir.BEST).read_text())
+    assert best["reward"] == max(r["reward"] for r in recs)

@@ -1,0 +1,103 @@
+import pytest
+import torch
+
+from torchnas.evaluators import FunctionEvaluator
+from torchnas.search import Search
+from torchnas.spaces import NB201Space, ToySpace
+from torchnas.strategies import STRATEGIES, Reinforce, make_strategy
+
+
+def test_reinforce_finds_the_one_rewarded_architecture():
+    space = ToySpace(layers=2, options=3)              # 3 * 3 * 2 = 18 architectures
+    target = space.parse("toy:op2,-,op1,0,0")
+    strat = Reinforce(space, seed=0, batch_size=8, lr=0.05, baseline_decay=0.9)
+    p0 = strat.controller.log_prob([target]).log_probs.exp().item()
+    for _ in range(150):
+        archs = strat.ask()
+        strat.tell(archs, [1.0 if a == target else 0.0 for a in archs])
+    with torch.no_grad():
+        p = strat.controller.log_prob([target]).log_probs.exp().item()
+    assert p0 < 0.1 and p > 0.9
+
+
+def test_entropy_bonus_is_added_to_the_reward():
+    """ENAS: reward += entropy_weight * stop_gradient(sample entropy)."""
+    strat = Reinforce(NB201Space(), seed=0, batch_size=16, entropy_weight=0.01)
+    archs = strat.ask()
+    entropies = strat._pending.entropies.detach().clone()
+    stats = strat.tell(archs, [0.5] * 16)
+    assert stats["reward"] == pytest.approx(0.5 + 0.01 * entropies.mean().item(), rel=1e-5)
+    assert stats["entropy"] > 0
+
+
+def test_skip_penalty_pulls_skip_probability_to_target():
+    space = ToySpace(layers=4, options=1)              # only skips are really decided
+    strat = Reinforce(space, seed=0, batch_size=8, lr=0.01, skip_weight=1.0,
+                      controller={"skip_target": 0.1})
+    def skip_rate():
+        with torch.no_grad():
+            archs = strat.controller.sample(2000, torch.Generator().manual_seed(1)).archs
+        return sum(len(a.values[-1]) for a in archs) / (3 * len(archs))
+    before = skip_rate()
+    for _ in range(100):
+        archs = strat.ask()
+        strat.tell(archs, [0.0] * len(archs))
+    after = skip_rate()
+    assert abs(after - 0.1) < 0.05 and abs(before - 0.1) > 0.1
+
+
+def test_baseline_starts_at_first_batch_mean_then_moves():
+    strat = Reinforce(NB201Space(), batch_size=4, baseline_decay=0.5)
+    a = strat.ask()
+    strat.tell(a, [0.2, 0.4, 0.6, 0.8])
+    assert strat.baseline == pytest.approx(0.5)
+    a = strat.ask()
+    stats = strat.tell(a, [1.0] * 4)
+    assert strat.baseline == pytest.approx(0.75) and stats["baseline"] == pytest.approx(0.75)
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_budget_is_never_exceeded_and_repeats_are_free(name):
+    space = ToySpace(layers=2, options=2)              # 8 architectures
+    calls = []
+    ev = FunctionEvaluator(lambda a: calls.append(a) or len(str(a)) / 100)
+    result = Search(space, make_strategy(name, space, seed=1), ev, budget=5).run()
+    assert len(calls) == len(set(calls)) == len(result.evaluations) == 5
+    assert result.trajectory == sorted(result.trajectory)
+    assert result.best["reward"] == max(r["reward"] for r in result.evaluations)
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_state_dict_round_trip_continues_identically(name):
+    space = NB201Space()
+    reward = lambda a: (sum(a.values) % 7) / 7
+    a = make_strategy(name, space, seed=3)
+    for _ in range(12):
+        x = a.ask()
+        a.tell(x, [reward(v) for v in x])
+    b = make_strategy(name, space, seed=99)
+    b.load_state_dict(a.state_dict())
+    for _ in range(5):
+        xa, xb = a.ask(), b.ask()
+        assert xa == xb
+        a.tell(xa, [reward(v) for v in xa])
+        b.tell(xb, [reward(v) for v in xb])
+
+
+def test_collapsed_strategy_stops_at_max_proposals():
+    space = ToySpace(layers=2, options=2)
+    class Stuck(Reinforce):
+        def ask(self):
+            super().ask()
+            return [space.parse("toy:op0,-,op0,0,-")] * 4
+    result = Search(space, Stuck(space), FunctionEvaluator(lambda a: 1.0), budget=5, max_proposals=40).run()
+    assert result.stopped_early and len(result.evaluations) == 1 and result.proposals == 40
+
+
+def test_unknown_strategy_and_bad_option():
+    with pytest.raises(ValueError, match="unknown strategy 'ppo'"):
+        make_strategy("ppo", NB201Space())
+    with pytest.raises(ValueError, match="strategy 'random'"):
+        make_strategy("random", NB201Space(), lr=0.1)
+    with pytest.raises(ValueError, match="batch_size"):
+        make_strategy("reinforce", NB201Space(), batch_size=0)
