@@ -16,6 +16,7 @@ from pathlib import Path
 
 from torchnas.bench import run_nb201_bench, summarize
 
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 COLUMNS = [("cifar10valid_xvalid_acc_12ep", "C10 valid"), ("cifar10_oritest_acc_12ep", "C10 test"),
            ("cifar100_xtest_acc_12ep", "C100 test"), ("imagenet16_xtest_acc_12ep", "IN16 test")]
 
@@ -26,11 +27,13 @@ def main():
     p.add_argument("--queries", type=int, nargs="+", default=[100, 300])
     p.add_argument("--strategies", nargs="+", default=["random", "evolution", "reinforce"])
     p.add_argument("--out-dir", default=None, help="also write each result as JSON here")
+    p.add_argument("--data-dir", default=os.environ.get("TORCHNAS_DATA") or str(SHARED),
+                   help="data root holding nasbench201/ (default $TORCHNAS_DATA, else ../shared/data)")
     args = p.parse_args()
     rows = []
     for q in args.queries:
         for s in args.strategies:
-            res = run_nb201_bench(s, q, args.seeds, quiet=True)
+            res = run_nb201_bench(s, q, args.seeds, data_dir=args.data_dir, quiet=True)
             stats = summarize(res, file=open(os.devnull, "w"))
             rows.append((q, s, res["seconds"], stats, sum(r["stopped_early"] for r in res["runs"])))
             if args.out_dir:

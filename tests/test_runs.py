@@ -27,10 +27,11 @@ class Synthetic(Evaluator):
         return Evaluation(r, {"x": float(sum(arch.values))})
 
 
-def _search(name, run_dir=None, crash_after=None, budget=30):
+def _search(name, run_dir=None, crash_after=None, budget=30, every=0.0):
     space = NB201Space()
     kw = {"batch_size": 4, "lr": 0.01} if name == "reinforce" else {}
-    return Search(space, make_strategy(name, space, seed=5, **kw), Synthetic(crash_after), budget, run_dir=run_dir)
+    return Search(space, make_strategy(name, space, seed=5, **kw), Synthetic(crash_after), budget,
+                  run_dir=run_dir, checkpoint_every=every)
 
 
 def _log(run):
@@ -38,13 +39,14 @@ def _log(run):
 
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
-@pytest.mark.parametrize("crash_after", [1, 7, 18, 29])
-def test_resumed_run_equals_uninterrupted(tmp_path, name, crash_after):
+@pytest.mark.parametrize("crash_after, every", [(1, 0.0), (7, 0.0), (18, 0.0), (29, 0.0), (13, 1e9)])
+def test_resumed_run_equals_uninterrupted(tmp_path, name, crash_after, every):
+    """every=1e9: no checkpoint before the crash, so everything is replayed from the log."""
     ref = RunDir(tmp_path / "ref").create({"test": 1})
     _search(name, ref).resume().run()
     run = RunDir(tmp_path / "run").create({"test": 1})
     with pytest.raises(Crash):
-        _search(name, run, crash_after).resume().run()
+        _search(name, run, crash_after, every=every).resume().run()
     assert len(_log(run)) == crash_after
     with open(run.path / RunDir.EVALS, "a") as f:     # a write torn by the kill
         f.write('{"query": 99, "arch": "nb2')

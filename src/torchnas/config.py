@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 TOP_KEYS = {"space", "evaluator", "strategy", "strategies", "budget", "max_proposals", "seed",
-            "data_dir", "preset", "description"}
+            "data_dir", "preset", "description", "executor", "train"}
 
 
 class ConfigError(ValueError):
@@ -109,13 +109,24 @@ def build_strategy(cfg: dict, space, seed: int | None = None):
     return make_strategy(strat.pop("name"), space, seed=cfg["seed"] if seed is None else seed, **strat)
 
 
-def build_evaluator(cfg: dict, data_dir: str | None = None):
+def build_evaluator(cfg: dict, data_dir: str | None = None, space=None):
     from .evaluators import make_evaluator
     ev = dict(cfg["evaluator"])
-    return make_evaluator(ev.pop("name"), data_dir=data_dir or cfg.get("data_dir"), **ev)
+    space = space or build_space(cfg)
+    return make_evaluator(ev.pop("name"), space=space, data_dir=data_dir or cfg.get("data_dir"),
+                          seed=cfg["seed"], **ev)
+
+
+def build_executor(cfg: dict):
+    from .evaluators.executors import make_executor
+    ex = dict(cfg.get("executor") or {})
+    unknown = set(ex) - {"workers", "threads"}
+    if unknown:
+        raise ConfigError(f"executor takes workers and threads, not {sorted(unknown)}")
+    return make_executor(**ex)
 
 
 def build(cfg: dict, data_dir: str | None = None):
     """The space, strategy and evaluator a resolved config describes."""
     space = build_space(cfg)
-    return space, build_strategy(cfg, space), build_evaluator(cfg, data_dir)
+    return space, build_strategy(cfg, space), build_evaluator(cfg, data_dir, space)

@@ -73,6 +73,14 @@ class Controller(nn.Module):
             for p in self.parameters():
                 p.copy_(torch.rand(p.shape, generator=g) * 2 * init_range - init_range)
 
+    def set_space(self, space: SearchSpace) -> None:
+        """Run over another space's program with the same weights (progressive depth: the
+        heads are per decision kind and the attention is shared, so a deeper space of the
+        same kinds needs no new parameters)."""
+        if space.choice_kinds() != self.space.choice_kinds():
+            raise ValueError(f"controller heads {self.space.choice_kinds()} do not fit space {space!r}")
+        self.space, self.steps, self.decisions = space, space.steps, space.decisions
+
     # ------------------------------------------------------------------------------------
     def _squash(self, logits: torch.Tensor, op: bool) -> torch.Tensor:
         if self.temperature is not None:

@@ -5,8 +5,8 @@ and costs nothing (the strategy still learns from it). A strategy that keeps pro
 architectures it has already seen stops the search after ``max_proposals`` proposals
 (default ``10 × budget``) so that a collapsed policy cannot loop forever.
 
-Resumption is exact: the checkpoint is written after every ``tell`` and records how many log
-lines it covers. On resume the strategy is restored and asks its interrupted batch again;
+Resumption is exact: the checkpoint is written after a ``tell`` (at most every
+``checkpoint_every`` seconds, and at the end) and records how many log lines it covers. On resume the strategy is restored and asks its interrupted batch again;
 evaluations logged after the checkpoint are taken from the log instead of being recomputed,
 so a run stopped at any point and resumed writes the same evaluation log as one that never
 stopped.
@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .evaluators import Evaluator
+from .evaluators.executors import Executor, Serial
 from .runs import RunDir, RunError
 from .spaces import Architecture, SearchSpace
 from .strategies import Strategy
@@ -39,13 +40,17 @@ class SearchResult:
 class Search:
     def __init__(self, space: SearchSpace, strategy: Strategy, evaluator: Evaluator, budget: int,
                  run_dir: RunDir | None = None, max_proposals: int | None = None,
-                 on_evaluation: Callable[[dict], None] | None = None):
+                 on_evaluation: Callable[[dict], None] | None = None, checkpoint_every: float = 5.0,
+                 executor: Executor | None = None):
         if budget < 1:
             raise ValueError(f"budget must be >= 1 distinct architectures, got {budget}")
         self.space, self.strategy, self.evaluator = space, strategy, evaluator
         self.budget = budget
         self.max_proposals = max_proposals or 10 * budget
         self.run_dir = run_dir
+        self.checkpoint_every = checkpoint_every
+        self.executor = executor or Serial()
+        self._last_checkpoint = -float("inf")
         self.on_evaluation = on_evaluation
         self.cache: dict[Architecture, dict] = {}
         self.log: list[dict] = []
@@ -92,8 +97,7 @@ class Search:
         self.trajectory.append(self.best["reward"])
 
     def _checkpoint(self) -> None:
-        if self.run_dir is None:
-            return
+        self._last_checkpoint = time.perf_counter()
         self.run_dir.save_checkpoint({
             "strategy": self.strategy.state_dict(), "evaluations": len(self.log),
             "proposals": self.proposals, "updates": self.updates, "elapsed": self._elapsed(),
@@ -105,26 +109,43 @@ class Search:
     def _elapsed(self) -> float:
         return self.elapsed + time.perf_counter() - self._t0
 
-    def _query(self, arch: Architecture) -> dict:
-        if arch in self.cache:
-            return self.cache[arch]
-        rec = self._replay.pop(arch, None)
-        if rec is None:
-            start = time.perf_counter()
-            ev = self.evaluator.evaluate(arch)
-            rec = {"query": len(self.log) + 1, "arch": str(arch), "reward": float(ev.reward),
-                   "metrics": ev.metrics, "time_s": round(time.perf_counter() - start, 6),
-                   "elapsed_s": round(self._elapsed(), 3),
-                   "proposal": self.proposals + 1}
-            if self.run_dir is not None:
-                self.run_dir.append_jsonl(RunDir.EVALS, rec)
-        improved = self.best is None or rec["reward"] > self.best["reward"]
-        self._admit(rec)
-        if improved and self.run_dir is not None:
-            self.run_dir.write_json(RunDir.BEST, self.best)
-        if self.on_evaluation is not None:
-            self.on_evaluation(rec)
+    def _record(self, arch: Architecture, ev, proposal: int) -> dict:
+        rec = {"query": len(self.log) + 1, "arch": str(arch), "reward": float(ev.reward),
+               "metrics": ev.metrics, "time_s": round(ev.seconds, 6), "elapsed_s": round(self._elapsed(), 3),
+               "proposal": proposal}
+        if self.run_dir is not None:
+            self.run_dir.append_jsonl(RunDir.EVALS, rec)
         return rec
+
+    def _evaluate_batch(self, batch: list[Architecture]) -> tuple[list[Architecture], list[float]]:
+        """Rewards for the prefix of ``batch`` that fits the budget. New architectures go to
+        the executor together (in parallel where it can) and are logged in batch order."""
+        taken, todo, new = [], [], set()
+        distinct = len(self.log)
+        for arch in batch:
+            fresh = arch not in self.cache and arch not in new
+            if fresh and distinct >= self.budget:
+                break
+            taken.append(arch)
+            if fresh:
+                new.add(arch)
+                distinct += 1
+                if arch not in self._replay:
+                    todo.append(arch)
+        results = iter(self.executor.map(self.evaluator, todo))
+        rewards = []
+        for arch in taken:
+            self.proposals += 1
+            if arch not in self.cache:
+                rec = self._replay.pop(arch, None) or self._record(arch, next(results), self.proposals)
+                improved = self.best is None or rec["reward"] > self.best["reward"]
+                self._admit(rec)
+                if improved and self.run_dir is not None:
+                    self.run_dir.write_json(RunDir.BEST, self.best)
+                if self.on_evaluation is not None:
+                    self.on_evaluation(rec)
+            rewards.append(self.cache[arch]["reward"])
+        return taken, rewards
 
     def run(self) -> SearchResult:
         self._t0 = time.perf_counter()
@@ -133,20 +154,17 @@ class Search:
             if self.proposals >= self.max_proposals:
                 stopped_early = True
                 break
-            archs, rewards = [], []
-            for arch in self.strategy.ask():
-                if len(self.log) >= self.budget and arch not in self.cache:
-                    break
-                rewards.append(self._query(arch)["reward"])
-                archs.append(arch)
-                self.proposals += 1
+            archs, rewards = self._evaluate_batch(self.strategy.ask())
             stats = self.strategy.tell(archs, rewards)
             self.updates += 1
             if self.run_dir is not None:
                 if stats:
                     self.run_dir.append_jsonl(RunDir.STEPS, {"update": self.updates, "queries": len(self.log),
                                                              "proposals": self.proposals, **stats})
-                self._checkpoint()
+                if time.perf_counter() - self._last_checkpoint >= self.checkpoint_every:
+                    self._checkpoint()
+        if self.run_dir is not None:
+            self._checkpoint()
         self.elapsed = self._elapsed()
         self._t0 = time.perf_counter()
         return SearchResult(self.best, self.log, self.trajectory, self.proposals, stopped_early)

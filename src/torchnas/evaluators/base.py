@@ -12,6 +12,7 @@ from ..spaces import Architecture
 class Evaluation:
     reward: float
     metrics: dict = field(default_factory=dict)
+    seconds: float = 0.0   # wall time of the evaluation, set by the executor
 
 
 class Evaluator(ABC):

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 from .base import (Anchor, AnchorSet, Architecture, ArchitectureError, Choice, SearchSpace,
                    Step, iter_all)
+from .nas_cnn import NASCNNSpace
 from .nb201 import NB201Space
 from .toy import ToySpace
 
 SPACES: dict[str, type[SearchSpace]] = {
     NB201Space.name: NB201Space,
+    NASCNNSpace.name: NASCNNSpace,
     ToySpace.name: ToySpace,
 }
 
@@ -25,4 +27,4 @@ def space_from_config(cfg: dict) -> SearchSpace:
 
 
 __all__ = ["Anchor", "AnchorSet", "Architecture", "ArchitectureError", "Choice", "SearchSpace",
-           "Step", "iter_all", "get_space", "space_from_config", "SPACES", "NB201Space", "ToySpace"]
+           "Step", "iter_all", "get_space", "space_from_config", "SPACES", "NASCNNSpace", "NB201Space", "ToySpace"]

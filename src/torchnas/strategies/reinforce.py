@@ -33,7 +33,8 @@ class Reinforce(Strategy):
                  baseline_decay: float = 0.95, entropy_weight: float = 0.0,
                  skip_weight: float = 0.0, grad_clip: float | None = None,
                  adam_betas: tuple[float, float] = (0.9, 0.999), adam_eps: float = 1e-8,
-                 controller: dict | None = None, device: str = "cpu"):
+                 controller: dict | None = None, depth_schedule: dict | None = None,
+                 device: str = "cpu"):
         super().__init__(space, seed)
         if batch_size < 1:
             raise ValueError(f"reinforce batch_size must be >= 1, got {batch_size}")
@@ -49,14 +50,29 @@ class Reinforce(Strategy):
         self.generator = torch.Generator(device=device).manual_seed(seed)
         self.baseline: float | None = None
         self._pending = None
+        self.samples = 0
+        self.full_space = space
+        self.depth_schedule = _check_depth_schedule(depth_schedule, space)
         self._has_skips = any(isinstance(d, AnchorSet) and d.num_anchors for d in space.decisions)
 
+    def depth(self) -> int | None:
+        """Zoph & Le §4.1 progressive depth: ``start`` layers, ``+step`` every ``every``
+        sampled architectures, up to the space's own depth."""
+        if not self.depth_schedule:
+            return None
+        d = self.depth_schedule
+        return min(self.full_space.layers, d["start"] + d["step"] * (self.samples // d["every"]))
+
     def ask(self):
+        depth = self.depth()
+        if depth is not None and depth != self.controller.space.layers:
+            self.controller.set_space(self.full_space.resized(depth))
         self._pending = self.controller.sample(self.batch_size, self.generator)
         return list(self._pending.archs)
 
     def tell(self, archs, rewards):
         k = len(archs)
+        self.samples += k
         pending = self._pending
         if pending is None or pending.archs[:k] != list(archs):   # not from the last ask: rescore
             pending = self.controller.log_prob(archs)
@@ -82,6 +98,8 @@ class Reinforce(Strategy):
                  "entropy": entropies.mean().item(), "log_prob": log_probs.mean().item()}
         if grad_norm is not None:
             stats["grad_norm"] = grad_norm
+        if self.depth_schedule:
+            stats["layers"] = self.controller.space.layers
         if self._has_skips:
             stats["skip_penalty"] = pending.skip_penalties[:k].mean().item()
         return stats
@@ -89,7 +107,7 @@ class Reinforce(Strategy):
     def state_dict(self):
         return {**super().state_dict(), "controller": self.controller.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state(),
-                "baseline": self.baseline}
+                "baseline": self.baseline, "samples": self.samples}
 
     def load_state_dict(self, state):
         super().load_state_dict(state)
@@ -97,4 +115,18 @@ class Reinforce(Strategy):
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         self.baseline = state["baseline"]
+        self.samples = state["samples"]
         self._pending = None
+
+
+def _check_depth_schedule(schedule, space):
+    if not schedule:
+        return None
+    if not hasattr(space, "resized"):
+        raise ValueError(f"depth_schedule needs a space with a depth; {space.name!r} has none")
+    d = {"start": 6, "step": 2, "every": 1600, **schedule}
+    if set(d) != {"start", "step", "every"}:
+        raise ValueError(f"depth_schedule takes start, step and every; got {sorted(schedule)}")
+    if d["start"] < 1 or d["step"] < 0 or d["every"] < 1:
+        raise ValueError(f"depth_schedule needs start >= 1, step >= 0, every >= 1; got {d}")
+    return d

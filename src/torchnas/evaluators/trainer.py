@@ -1,0 +1,154 @@
+"""Train a child network from scratch; its validation accuracy is the reward.
+
+Zoph & Le (2017) §4.1: children are trained with SGD, Nesterov momentum 0.9, learning rate
+0.1 and weight decay 1e-4 for 50 epochs; "the reward ... is the maximum validation accuracy of
+the last 5 epochs cubed". The learning-rate schedule is not given: we anneal with a cosine to 0
+(``schedule: cosine``; ``constant`` is the alternative).
+
+Every evaluation is seeded from the search seed and the architecture string, so an
+architecture gets the same reward whichever worker trains it and in whichever order (for the
+same ``threads`` per child: thread count can change the last bits of float sums). A child
+whose loss becomes non-finite stops at once with reward 0 and the reason in its metrics.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+
+from ..spaces import Architecture, SearchSpace
+from .base import Evaluation, Evaluator
+
+_DATA_CACHE: dict = {}
+
+
+def arch_seed(seed: int, arch: Architecture) -> int:
+    return int.from_bytes(hashlib.sha256(f"{seed}:{arch}".encode()).digest()[:4], "little")
+
+
+def load_data_cached(cfg: dict):
+    """One copy of a data set per process, keyed by its config."""
+    from ..data.images import load_image_data
+    key = repr(sorted(cfg.items()))
+    if key not in _DATA_CACHE:
+        _DATA_CACHE[key] = load_image_data(**cfg)
+    return _DATA_CACHE[key]
+
+
+class Training:
+    """SGD training of one network, an epoch at a time, with a checkpointable state; shared by
+    search-time evaluation and retraining (``torchnas train``)."""
+
+    def __init__(self, model, data, epochs: int, batch_size: int = 128, lr: float = 0.1, momentum: float = 0.9,
+                 nesterov: bool = True, weight_decay: float = 1e-4, schedule: str = "cosine",
+                 augment: bool | dict = True, seed: int = 0, channels_last: bool = True):
+        from ..data.images import Augment
+        if schedule not in ("cosine", "constant"):
+            raise ValueError(f"training schedule must be 'cosine' or 'constant', not {schedule!r}")
+        if epochs < 1 or batch_size < 1 or lr <= 0:
+            raise ValueError(f"training needs epochs >= 1, batch_size >= 1 and lr > 0 (got {epochs}, {batch_size}, {lr})")
+        self.channels_last = channels_last
+        self.model = model.to(memory_format=torch.channels_last) if channels_last else model
+        self.data, self.epochs, self.batch_size, self.lr, self.schedule = data, epochs, batch_size, lr, schedule
+        self.opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, nesterov=nesterov,
+                                   weight_decay=weight_decay)
+        if augment is True:  # the standard CIFAR recipe scaled to the image: pad H/8, crop, flip
+            augment = {"pad": max(1, data.shape[1] // 8), "flip": True}
+        self.augment = Augment(**augment) if augment else None
+        self.generator = torch.Generator().manual_seed(seed)
+        self.total_steps = epochs * math.ceil(len(data.train_x) / batch_size)
+        self.epoch = self.step = 0
+
+    def _input(self, xb):
+        xb = self.data.normalize(xb)
+        return xb.contiguous(memory_format=torch.channels_last) if self.channels_last else xb
+
+    def train_epoch(self) -> dict:
+        """One epoch; returns mean loss, images and seconds, or a ``diverged`` reason."""
+        from ..data.images import iterate_batches
+        self.model.train()
+        running, seen, t0 = 0.0, 0, time.perf_counter()
+        for xb, yb in iterate_batches(self.data.train_x, self.data.train_y, self.batch_size, self.generator):
+            if self.schedule == "cosine":
+                for g in self.opt.param_groups:
+                    g["lr"] = 0.5 * self.lr * (1 + math.cos(math.pi * self.step / self.total_steps))
+            if self.augment is not None:
+                xb = self.augment(xb, self.generator)
+            loss = F.cross_entropy(self.model(self._input(xb)), yb)
+            if not torch.isfinite(loss):
+                return {"diverged": f"non-finite loss ({loss.item()}) at epoch {self.epoch + 1}, step {self.step + 1}"}
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            running += loss.item() * len(yb)
+            seen += len(yb)
+            self.step += 1
+        self.epoch += 1
+        return {"loss": running / max(seen, 1), "images": seen, "seconds": time.perf_counter() - t0,
+                "lr": self.opt.param_groups[0]["lr"]}
+
+    @torch.no_grad()
+    def accuracy(self, split: str = "valid", batch_size: int = 500) -> float:
+        x, y = (self.data.valid_x, self.data.valid_y) if split == "valid" else (self.data.test_x, self.data.test_y)
+        self.model.eval()
+        correct = sum((self.model(self._input(x[i:i + batch_size])).argmax(1) == y[i:i + batch_size]).sum().item()
+                      for i in range(0, len(x), batch_size))
+        return correct / max(len(x), 1)
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                "generator": self.generator.get_state(), "epoch": self.epoch, "step": self.step}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.epoch, self.step = state["epoch"], state["step"]
+
+
+class ChildTrainer(Evaluator):
+    """Evaluator that trains each child from scratch on an image data set."""
+
+    def __init__(self, space: SearchSpace, data: dict | None = None, epochs: int = 50, batch_size: int = 128,
+                 lr: float = 0.1, momentum: float = 0.9, nesterov: bool = True, weight_decay: float = 1e-4,
+                 schedule: str = "cosine", reward: str = "acc3", last_k: int = 5, augment: bool | dict = True,
+                 seed: int = 0, channels_last: bool = True):
+        if reward not in ("acc3", "acc"):
+            raise ValueError(f"trainer reward must be 'acc3' (Zoph & Le: max of last {last_k} "
+                             f"validation accuracies, cubed) or 'acc', not {reward!r}")
+        if epochs < 1 or batch_size < 1 or last_k < 1 or lr <= 0:
+            raise ValueError(f"trainer needs epochs, batch_size, last_k >= 1 and lr > 0 "
+                             f"(got {epochs}, {batch_size}, {last_k}, {lr})")
+        self.space, self.data_cfg = space, dict(data or {"name": "digits"})
+        self.epochs, self.batch_size, self.lr = epochs, batch_size, lr
+        self.momentum, self.nesterov, self.weight_decay = momentum, nesterov, weight_decay
+        self.schedule, self.reward, self.last_k, self.augment = schedule, reward, last_k, augment
+        self.seed, self.channels_last = seed, channels_last
+
+    def data(self):
+        return load_data_cached(self.data_cfg)
+
+    def evaluate(self, arch: Architecture) -> Evaluation:
+        data = self.data()
+        seed = arch_seed(self.seed, arch)
+        torch.manual_seed(seed)   # weight init
+        model = self.space.child(arch, data.shape[0], data.num_classes)
+        metrics = {"params": sum(p.numel() for p in model.parameters()), "flops": model.flops(data.shape)}
+        run = Training(model, data, self.epochs, self.batch_size, self.lr, self.momentum, self.nesterov,
+                       self.weight_decay, self.schedule, self.augment, seed, self.channels_last)
+        accs, images, seconds = [], 0, 0.0
+        for _ in range(self.epochs):
+            out = run.train_epoch()
+            if "diverged" in out:
+                metrics.update(epochs=run.epoch, diverged=True, reason=out["diverged"])
+                return Evaluation(0.0, metrics)
+            images, seconds = images + out["images"], seconds + out["seconds"]
+            accs.append(run.accuracy("valid"))
+        best_recent = max(accs[-self.last_k:])
+        metrics.update(epochs=run.epoch, valid_acc=accs[-1], valid_acc_best_last=best_recent,
+                       train_loss=out["loss"], train_seconds=round(seconds, 3),
+                       images_per_s=round(images / max(seconds, 1e-9), 1))
+        return Evaluation(best_recent ** 3 if self.reward == "acc3" else best_recent, metrics)
