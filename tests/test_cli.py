@@ -12,7 +12,7 @@ needs_table = pytest.mark.skipif(not NB201_CSV.exists(), reason="NAS-Bench-201 t
 @needs_table
 def test_search_writes_a_run_and_resumes(tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["search", "--queries", "12", "--seed", "3", "--data-dir", str(SHARED), "--out", str(out), "--quiet"]
+    args = ["search", "--preset", "nb201", "--queries", "12", "--seed", "3", "--data-dir", str(SHARED), "--out", str(out), "--quiet"]
     assert main(args) == 0
     assert "best reward" in capsys.readouterr().out
     cfg = yaml.safe_load((out / "config.yaml").read_text())
@@ -43,14 +43,33 @@ def test_bench_json_format(tmp_path, capsys):
 
 def test_clear_errors(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("TORCHNAS_DATA", str(tmp_path / "nowhere"))
-    assert main(["search", "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    assert main(["search", "--preset", "nb201", "--out", str(tmp_path / "x"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "data not found" in err and "nb201_12epoch.csv" in err and "$TORCHNAS_DATA" in err
     assert main(["search", "--preset", "nope", "--quiet"]) == 2
     assert "unknown preset 'nope'" in capsys.readouterr().err
     assert main(["search", "--strategy", "ppo", "--quiet"]) == 2
     assert "unknown strategy 'ppo'" in capsys.readouterr().err
-    assert main(["search", "--queries", "0", "--quiet"]) == 2
+    assert main(["search", "--preset", "nb201", "--queries", "0", "--quiet"]) == 2
     assert "budget must be a positive number" in capsys.readouterr().err
     assert main(["search", "--resume", str(tmp_path / "none")]) == 2
     assert "not a run directory" in capsys.readouterr().err
+
+
+def test_default_search_trains_children_then_retrains_the_best(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["search", "--queries", "4", "--out", str(out), "--quiet",
+            "--set", "evaluator.epochs=1", "--set", "evaluator.data.per_class=30",
+            "--set", "train.epochs=2", "--set", "strategies.reinforce.batch_size=2"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "test accuracy" in text and str(out / "retrain") in text
+    result = json.loads((out / "retrain" / "result.json").read_text())
+    assert result["arch"] == json.loads((out / "best.json").read_text())["arch"]
+    assert 0.1 < result["test_acc"] <= 1 and result["epochs"] == 2
+    # torchnas train on the run's best.json, with its settings
+    out2 = tmp_path / "train"
+    assert main(["train", "--arch", str(out / "best.json"), "--epochs", "1", "--out", str(out2), "--quiet"]) == 0
+    assert json.loads((out2 / "result.json").read_text())["epochs"] == 1
+    assert main(["train", "--arch", "nas-cnn:3,3,99,-", "--out", str(tmp_path / "bad")]) == 2
+    assert "layer0.nf" in capsys.readouterr().err

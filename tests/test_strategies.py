@@ -101,3 +101,20 @@ def test_unknown_strategy_and_bad_option():
         make_strategy("random", NB201Space(), lr=0.1)
     with pytest.raises(ValueError, match="batch_size"):
         make_strategy("reinforce", NB201Space(), batch_size=0)
+
+
+def test_enas_style_per_sample_baseline():
+    strat = Reinforce(NB201Space(), batch_size=2, baseline_decay=0.5, baseline_update="sample")
+    a = strat.ask()
+    strat.tell(a, [1.0, 0.0])              # b: 1.0 (first sample), then 0.5
+    assert strat.baseline == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="baseline_update"):
+        Reinforce(NB201Space(), baseline_update="sometimes")
+
+
+def test_propose_does_not_learn():
+    strat = Reinforce(NB201Space(), seed=1)
+    before = {k: v.clone() for k, v in strat.controller.state_dict().items()}
+    archs = strat.propose(5)
+    assert len(archs) == 5 and strat._pending is None
+    assert all(torch.equal(v, strat.controller.state_dict()[k]) for k, v in before.items())

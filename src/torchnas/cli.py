@@ -1,4 +1,4 @@
-"""Command line: ``torchnas search | bench | presets``."""
+"""Command line: ``torchnas search | train | bench | presets``."""
 from __future__ import annotations
 
 import argparse
@@ -7,15 +7,17 @@ import time
 from pathlib import Path
 
 from . import __version__
-from .config import ConfigError, apply_override, build, load_file, load_preset, preset_names, resolve
+from .config import (ConfigError, apply_override, build, build_executor, build_space, build_strategy, load_file,
+                     load_preset, preset_names, resolve)
 from .data import DataFormatError, DataNotFoundError
 from .runs import RunDir, RunError
 from .spaces import ArchitectureError
 
-DEFAULT_PRESET = "nb201"
+DEFAULT_PRESET = "nas-cnn-tiny"
+BENCH_PRESET = "nb201"
 
 
-def _progress(total: int, quiet: bool, description: str):
+def _progress(quiet: bool):
     """A Rich live line: queries done, best reward, rate and ETA."""
     from rich.console import Console
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
@@ -32,12 +34,50 @@ def _search_config(args) -> dict:
         apply_override(cfg, assignment)
     if args.queries is not None:
         cfg["budget"] = args.queries
+    if args.workers is not None:
+        cfg.setdefault("executor", {})["workers"] = args.workers
+        cfg["executor"].pop("threads", None)
     if args.seed is not None:
         cfg["seed"] = args.seed
+    if args.data:
+        section = _data_holder(cfg)
+        if section is None:
+            raise ConfigError(f"--data chooses image data for a search that trains networks; preset "
+                              f"{cfg.get('preset')!r} evaluates with {cfg['evaluator'].get('name')!r}")
+        section["data"] = image_data_config(args.data, args.data_dir, section.get("data"))
     return resolve(cfg, args.strategy)
 
 
+def _data_holder(cfg: dict) -> dict | None:
+    """The config section whose ``data`` names the image data: ``enas`` or a trainer evaluator."""
+    if "enas" in cfg:
+        return cfg["enas"]
+    ev = cfg.get("evaluator") or {}
+    return ev if ev.get("name") == "trainer" else None
+
+
+def image_data_config(name: str, data_dir: str | None, base: dict | None = None) -> dict:
+    """``--data NAME [--data-dir PATH]``: for ``folder`` PATH is the image folder; for ``cifar10``
+    it is the data root, the ``cifar-10-batches-py`` folder, or the folder holding it."""
+    cfg = {k: v for k, v in (base or {}).items() if k in ("valid_size", "per_class", "seed")}
+    cfg["name"] = name
+    if name == "folder":
+        if not data_dir:
+            raise ConfigError("--data folder needs --data-dir PATH: a folder with one sub-folder per class")
+        cfg["path"] = str(Path(data_dir).expanduser().resolve())
+    elif name == "cifar10" and data_dir:
+        p = Path(data_dir).expanduser().resolve()
+        if (p / "data_batch_1").exists() or (p / "cifar-10-batches-py").exists():
+            cfg["path"] = str(p)
+        else:
+            cfg["data_dir"] = str(p)
+    elif name not in ("digits", "cifar10"):
+        raise ConfigError(f"--data {name!r}: choose digits, cifar10 or folder")
+    return cfg
+
+
 def cmd_search(args) -> int:
+    out = None
     if args.resume:
         run = RunDir(args.resume)
         cfg = run.config()
@@ -48,36 +88,147 @@ def cmd_search(args) -> int:
         cfg = _search_config(args)
         out = args.out or f"runs/{cfg.get('preset', 'search')}-{cfg['strategy']['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
         run = None
-    space, strategy, evaluator = build(cfg, args.data_dir)
-    if run is None:
-        if args.data_dir:
-            cfg["data_dir"] = str(Path(args.data_dir).resolve())
-        run = RunDir(out).create(cfg)
+    if run is None and args.data_dir:
+        cfg["data_dir"] = str(Path(args.data_dir).resolve())
+    if "enas" in cfg:
+        return _run_enas(cfg, run, out, args)
+    space, strategy, evaluator = build(cfg, args.data_dir)   # bad settings fail before a run exists
+    run = run or RunDir(out).create(cfg)
     from .search import Search
+    executor = build_executor(cfg)
     search = Search(space, strategy, evaluator, cfg["budget"], run_dir=run,
-                    max_proposals=cfg.get("max_proposals"))
+                    max_proposals=cfg.get("max_proposals"), executor=executor)
     search.resume()
-    with _progress(cfg["budget"], args.quiet, f"search {cfg['strategy']['name']}") as progress:
-        task = progress.add_task(f"{cfg['strategy']['name']} on {space.name}", total=cfg["budget"],
-                                 completed=len(search.log), best=_fmt(search.best), rate="")
-        start, done0 = time.perf_counter(), len(search.log)
+    try:
+        with _progress(args.quiet) as progress:
+            task = progress.add_task(f"{cfg['strategy']['name']} on {space.name}", total=cfg["budget"],
+                                     completed=len(search.log), best=_fmt(search.best), rate="")
+            start, done0 = time.perf_counter(), len(search.log)
 
-        def update(rec):
-            rate = (len(search.log) - done0) / max(time.perf_counter() - start, 1e-9)
-            progress.update(task, completed=len(search.log), best=_fmt(search.best),
-                            rate=f"{rate:.1f} q/s" if rate >= 1 else f"{60 * rate:.1f} q/min")
-        search.on_evaluation = update
-        result = search.run()
+            def update(rec):
+                rate = (len(search.log) - done0) / max(time.perf_counter() - start, 1e-9)
+                progress.update(task, completed=len(search.log), best=_fmt(search.best),
+                                rate=f"{rate:.1f} q/s" if rate >= 1 else f"{60 * rate:.1f} q/min")
+            search.on_evaluation = update
+            result = search.run()
+    finally:
+        executor.close()
     best = result.best
-    print(f"run: {run.path}")
+    print(f"search run: {run.path}  (config.yaml, evaluations.jsonl, steps.jsonl, best.json)")
     if result.stopped_early:
         print(f"stopped after {result.proposals} proposals with {len(result.evaluations)} distinct "
               f"architectures: the strategy kept proposing ones already evaluated (max_proposals)")
     if best:
         print(f"best reward {best['reward']:.4f} at query {best['query']}: {best['arch']}")
-        for k, v in best["metrics"].items():
-            print(f"  {k}: {v:.4g}")
+        print("  " + ", ".join(f"{k} {_num(v)}" for k, v in best["metrics"].items()))
+    if best and cfg.get("train") and cfg["evaluator"]["name"] == "trainer" and not args.no_retrain:
+        _retrain_best(cfg, run, best["arch"], args.quiet)
     return 0
+
+
+def _retrain_best(cfg: dict, run: RunDir, arch: str, quiet: bool) -> dict:
+    from .train import train_config
+    out = run.path / "retrain"
+    data = _data_holder(cfg).get("data") or {"name": "digits"}
+    if not (out / RunDir.CONFIG).exists():
+        RunDir(out).create(train_config(arch, cfg["space"], data, cfg["train"], cfg["seed"], cfg.get("final_net")))
+    print(f"retraining the best child for {cfg['train']['epochs']} epochs")
+    return _retrain(RunDir(out), quiet)
+
+
+def _run_enas(cfg: dict, run: RunDir | None, out: str | None, args) -> int:
+    """ENAS: shared-weight search, derive, then (optionally) train the derived architecture."""
+    from .enas import ENASSearch
+    space = build_space(cfg)
+    try:
+        search = ENASSearch(space, build_strategy(cfg, space), seed=cfg["seed"], **cfg["enas"])
+    except TypeError as e:   # a setting ENASSearch does not take
+        raise ConfigError(f"enas: {e}") from None
+    search.run_dir = run = run or RunDir(out).create(cfg)
+    search.resume()
+    with _progress(args.quiet) as progress:
+        task = progress.add_task(f"ENAS {cfg['strategy']['name']} on {space.name}", total=search.epochs,
+                                 completed=search.epoch, best="", rate="")
+
+        def update(rec):
+            acc = "-" if rec["valid_acc"] is None else f"{rec['valid_acc']:.3f}"
+            progress.update(task, completed=rec["epoch"], best=f"valid {acc}",
+                            rate=f"shared loss {rec['loss']:.3f}")
+        derived = search.run(on_epoch=update)
+    print(f"search run: {run.path}  (config.yaml, epochs.jsonl, steps.jsonl, derived.json, best.json)")
+    for d in derived:
+        print(f"  {d['reward']:.4f}  {d['arch']}")
+    if cfg.get("train") and not args.no_retrain:
+        _retrain_best(cfg, run, derived[0]["arch"], args.quiet)
+    return 0
+
+
+def _num(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _retrain(run: RunDir, quiet: bool) -> dict:
+    from .train import retrain
+    cfg = run.config()
+    with _progress(quiet) as progress:
+        task = progress.add_task("retrain", total=cfg["train"]["epochs"], best="", rate="")
+        start = time.perf_counter()
+
+        def update(rec):
+            progress.update(task, completed=rec["epoch"], best=f"valid {rec['valid_acc']:.4f}",
+                            rate=f"loss {rec['loss']:.3f}")
+        result = retrain(run, on_epoch=update)
+    print(f"test accuracy {result['test_acc']:.4f} on {result['test_images']} {result['data']} test images "
+          f"({result['params']:,} parameters, {result['flops'] / 1e6:.2f} MFLOPs, {result['epochs']} epochs, "
+          f"{time.perf_counter() - start:.0f} s)")
+    print(f"retrain run: {run.path}  (result.json, model.pt, history.jsonl)")
+    return result
+
+
+def cmd_train(args) -> int:
+    from .train import train_config
+    if args.resume:
+        run = RunDir(args.resume)
+    else:
+        if not args.arch:
+            raise ConfigError("torchnas train needs --arch ARCH (a string, a best.json or a search run) or --resume RUN")
+        arch, source_cfg = _arch_source(args.arch)
+        if args.preset or source_cfg is None:
+            source_cfg = load_preset(args.preset or DEFAULT_PRESET)
+        for assignment in args.set or []:
+            apply_override(source_cfg, assignment)
+        if not source_cfg.get("train"):
+            raise ConfigError(f"preset {source_cfg.get('preset')!r} has no 'train' settings")
+        settings = dict(source_cfg["train"])
+        if args.epochs is not None:
+            settings["epochs"] = args.epochs
+        data = (_data_holder(source_cfg) or {}).get("data") or {"name": "digits"}
+        if args.data:
+            data = image_data_config(args.data, args.data_dir, data)
+        space = build_space(source_cfg)
+        arch = str(space.parse(arch))      # validates; a clear error names the bad decision
+        seed = args.seed if args.seed is not None else source_cfg.get("seed", 0)
+        out = args.out or f"runs/train-{time.strftime('%Y%m%d-%H%M%S')}"
+        run = RunDir(out).create(train_config(arch, source_cfg["space"], data, settings, seed,
+                                              source_cfg.get("final_net")))
+    _retrain(run, args.quiet)
+    return 0
+
+
+def _arch_source(text: str):
+    """An architecture string, or the best architecture of a best.json / search run (with its config)."""
+    import json
+    p = Path(text)
+    if p.is_dir():
+        best, cfg = p / RunDir.BEST, RunDir(p).config()
+        if not best.exists():
+            raise RunError(f"{p} has no {RunDir.BEST} yet: the search has evaluated nothing")
+        return json.loads(best.read_text())["arch"], cfg
+    if p.suffix == ".json" and p.is_file():
+        cfg_path = p.parent / RunDir.CONFIG
+        cfg = RunDir(p.parent).config() if cfg_path.exists() else None
+        return json.loads(p.read_text())["arch"], cfg
+    return text, None
 
 
 def _fmt(best) -> str:
@@ -120,8 +271,24 @@ def main(argv=None) -> int:
     s.add_argument("--data-dir", help="data root (default $TORCHNAS_DATA, else ~/.torchnas/data)")
     s.add_argument("--out", help="run directory (default runs/PRESET-STRATEGY-TIME)")
     s.add_argument("--resume", metavar="RUN", help="continue the run in RUN from its last checkpoint")
+    s.add_argument("--data", help="image data for trained children: digits (default), cifar10, folder")
+    s.add_argument("--workers", type=int, help="parallel child-training processes (executor.workers)")
+    s.add_argument("--no-retrain", action="store_true", help="skip retraining the best child after the search")
     s.add_argument("--quiet", action="store_true", help="no progress line")
     s.set_defaults(func=cmd_search)
+
+    t = sub.add_parser("train", help="retrain an architecture from scratch and report test accuracy")
+    t.add_argument("--arch", help="an architecture string, a best.json, or a search run directory")
+    t.add_argument("--preset", help="settings (space, data, train) from this preset instead of the run's")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting, e.g. train.lr=0.02")
+    t.add_argument("--data", help="digits, cifar10 or folder")
+    t.add_argument("--data-dir")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--out", help="run directory (default runs/train-TIME)")
+    t.add_argument("--resume", metavar="RUN", help="continue a retraining run")
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=cmd_train)
 
     b = sub.add_parser("bench", help="seeded searches on a tabular benchmark, summarized")
     b.add_argument("benchmark", choices=["nb201"])
@@ -129,7 +296,7 @@ def main(argv=None) -> int:
     b.add_argument("--queries", type=int, default=100)
     b.add_argument("--seeds", type=int, default=10)
     b.add_argument("--first-seed", type=int, default=0)
-    b.add_argument("--preset", default=DEFAULT_PRESET)
+    b.add_argument("--preset", default=BENCH_PRESET)
     b.add_argument("--set", action="append", metavar="KEY=VALUE")
     b.add_argument("--workers", type=int, default=None, help="processes (default: CPU count)")
     b.add_argument("--data-dir")

@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 TOP_KEYS = {"space", "evaluator", "strategy", "strategies", "budget", "max_proposals", "seed",
-            "data_dir", "preset", "description", "executor", "train"}
+            "data_dir", "preset", "description", "executor", "train", "enas", "final_net"}
 
 
 class ConfigError(ValueError):
@@ -86,7 +86,7 @@ def resolve(cfg: dict, strategy: str | None = None) -> dict:
         name, base = strategy or chosen, {}
     settings = {**(table.get(name) or {}), **{k: v for k, v in base.items() if k != "name"}}
     cfg["strategy"] = {"name": name, **settings}
-    for key in ("space", "evaluator"):
+    for key in ("space",) if "enas" in cfg else ("space", "evaluator"):
         if not isinstance(cfg.get(key), dict) or "name" not in cfg[key]:
             raise ConfigError(f"config needs a '{key}' section with a 'name'")
     budget = cfg.setdefault("budget", 100)

@@ -20,14 +20,16 @@ from .spaces import space_from_config
 
 HISTORY, RESULT, MODEL = "history.jsonl", "result.json", "model.pt"
 TRAIN_KEYS = {"epochs", "batch_size", "lr", "momentum", "nesterov", "weight_decay", "schedule", "augment",
-              "channels_last"}
+              "channels_last", "lr_min", "lr_t0", "lr_t_mul", "aux_weight", "drop_path", "cutout", "grad_clip"}
 
 
-def train_config(arch: str, space: dict, data: dict, settings: dict, seed: int = 0) -> dict:
+def train_config(arch: str, space: dict, data: dict, settings: dict, seed: int = 0, net: dict | None = None) -> dict:
+    """``net``: keyword arguments of ``space.child`` (channels, cells, auxiliary head, ...)."""
     unknown = set(settings) - TRAIN_KEYS
     if unknown:
         raise ValueError(f"train settings {sorted(unknown)} are unknown; allowed: {sorted(TRAIN_KEYS)}")
-    return {"kind": "train", "arch": arch, "space": space, "data": data, "train": settings, "seed": seed}
+    return {"kind": "train", "arch": arch, "space": space, "data": data, "net": dict(net or {}),
+            "train": settings, "seed": seed}
 
 
 def retrain(run: RunDir, on_epoch: Callable[[dict], None] | None = None) -> dict:
@@ -43,7 +45,7 @@ def retrain(run: RunDir, on_epoch: Callable[[dict], None] | None = None) -> dict
     data = load_data_cached(cfg["data"])
     seed = arch_seed(cfg["seed"], arch)
     torch.manual_seed(seed)
-    model = space.child(arch, data.shape[0], data.num_classes)
+    model = space.child(arch, data.shape[0], data.num_classes, **cfg.get("net", {}))
     training = Training(model, data, seed=seed, **cfg["train"])
     ckpt = run.load_checkpoint()
     if ckpt is not None:

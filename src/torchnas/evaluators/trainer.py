@@ -38,26 +38,69 @@ def load_data_cached(cfg: dict):
     return _DATA_CACHE[key]
 
 
+def make_augment(spec, data):
+    """``auto``/True: the standard CIFAR recipe (pad 4, random crop, horizontal flip) scaled to
+    the image, pad H/8, and no flip for digits (a mirrored digit is another digit); a dict
+    gives Augment's arguments; False/None: no augmentation."""
+    from ..data.images import Augment
+    if spec in (True, "auto"):
+        spec = {"pad": max(1, data.shape[1] // 8), "flip": data.name != "digits"}
+    return Augment(**spec) if spec else None
+
+
+def cosine_restart_lr(epoch: int, lr_max: float, lr_min: float, t0: int, t_mul: int) -> float:
+    """SGDR (Loshchilov & Hutter 2017) as the ENAS code applies it: constant within an epoch,
+    period t0 epochs, each period t_mul times longer than the last (10+20+40+80+160 = 310 and
+    +320 = 630: the ENAS search and final epoch counts)."""
+    t_i, t_cur = t0, epoch
+    while t_cur >= t_i:
+        t_cur -= t_i
+        t_i *= t_mul
+    return lr_min + 0.5 * (lr_max - lr_min) * (1 + math.cos(math.pi * t_cur / t_i))
+
+
+def cutout(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """Zero a size x size square at a random centre of each image (it may reach past the edge;
+    DeVries & Taylor 2017), on the whole batch at once; applied after normalisation."""
+    b, _, h, w = x.shape
+    cy = torch.randint(0, h, (b, 1, 1), generator=generator)
+    cx = torch.randint(0, w, (b, 1, 1), generator=generator)
+    ys, xs = torch.arange(h).view(1, h, 1), torch.arange(w).view(1, 1, w)
+    keep = ((ys - cy).abs() * 2 >= size) | ((xs - cx).abs() * 2 >= size)
+    return x * keep.unsqueeze(1).to(x.dtype)
+
+
 class Training:
     """SGD training of one network, an epoch at a time, with a checkpointable state; shared by
-    search-time evaluation and retraining (``torchnas train``)."""
+    search-time evaluation and retraining (``torchnas train``).
+
+    Schedules: ``cosine`` (to 0 over the run, per step), ``cosine_restarts`` (ENAS: SGDR per
+    epoch from ``lr`` to ``lr_min``, periods ``lr_t0``·``lr_t_mul``^k), ``constant``. For ENAS's
+    final training: ``aux_weight`` (the auxiliary head's loss weight, 0.4), ``drop_path`` (the
+    final keep probability, reached linearly over training as in ``micro_child.py``),
+    ``cutout`` (the side of the zeroed square, 16; DeVries & Taylor 2017) and ``grad_clip``.
+    """
 
     def __init__(self, model, data, epochs: int, batch_size: int = 128, lr: float = 0.1, momentum: float = 0.9,
                  nesterov: bool = True, weight_decay: float = 1e-4, schedule: str = "cosine",
-                 augment: bool | dict = True, seed: int = 0, channels_last: bool = True):
-        from ..data.images import Augment
-        if schedule not in ("cosine", "constant"):
-            raise ValueError(f"training schedule must be 'cosine' or 'constant', not {schedule!r}")
+                 augment: bool | str | dict = "auto", seed: int = 0, channels_last: bool = True,
+                 lr_min: float = 0.0, lr_t0: int = 10, lr_t_mul: int = 2, aux_weight: float = 0.0,
+                 drop_path: float = 1.0, cutout: int = 0, grad_clip: float | None = None):
+        if schedule not in ("cosine", "cosine_restarts", "constant"):
+            raise ValueError(f"training schedule must be 'cosine', 'cosine_restarts' or 'constant', not {schedule!r}")
         if epochs < 1 or batch_size < 1 or lr <= 0:
             raise ValueError(f"training needs epochs >= 1, batch_size >= 1 and lr > 0 (got {epochs}, {batch_size}, {lr})")
+        if not 0 < drop_path <= 1 or cutout < 0 or aux_weight < 0:
+            raise ValueError(f"training needs 0 < drop_path <= 1 (a keep probability), cutout >= 0 and "
+                             f"aux_weight >= 0 (got {drop_path}, {cutout}, {aux_weight})")
         self.channels_last = channels_last
         self.model = model.to(memory_format=torch.channels_last) if channels_last else model
         self.data, self.epochs, self.batch_size, self.lr, self.schedule = data, epochs, batch_size, lr, schedule
+        self.restarts = (lr_min, lr_t0, lr_t_mul)
+        self.aux_weight, self.drop_path, self.cutout, self.grad_clip = aux_weight, drop_path, cutout, grad_clip
         self.opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, nesterov=nesterov,
                                    weight_decay=weight_decay)
-        if augment is True:  # the standard CIFAR recipe scaled to the image: pad H/8, crop, flip
-            augment = {"pad": max(1, data.shape[1] // 8), "flip": True}
-        self.augment = Augment(**augment) if augment else None
+        self.augment = make_augment(augment, data)
         self.generator = torch.Generator().manual_seed(seed)
         self.total_steps = epochs * math.ceil(len(data.train_x) / batch_size)
         self.epoch = self.step = 0
@@ -73,15 +116,32 @@ class Training:
         running, seen, t0 = 0.0, 0, time.perf_counter()
         for xb, yb in iterate_batches(self.data.train_x, self.data.train_y, self.batch_size, self.generator):
             if self.schedule == "cosine":
-                for g in self.opt.param_groups:
-                    g["lr"] = 0.5 * self.lr * (1 + math.cos(math.pi * self.step / self.total_steps))
+                lr = 0.5 * self.lr * (1 + math.cos(math.pi * self.step / self.total_steps))
+            elif self.schedule == "cosine_restarts":
+                lr = cosine_restart_lr(self.epoch, self.lr, *self.restarts)
+            else:
+                lr = self.lr
+            for g in self.opt.param_groups:
+                g["lr"] = lr
+            if self.drop_path < 1:
+                self.model.drop_path_keep_prob = 1 - (1 - self.drop_path) * self.step / self.total_steps
             if self.augment is not None:
                 xb = self.augment(xb, self.generator)
-            loss = F.cross_entropy(self.model(self._input(xb)), yb)
+            xb = self._input(xb)
+            if self.cutout:
+                xb = cutout(xb, self.cutout, self.generator)
+            out = self.model(xb)
+            if isinstance(out, tuple):   # (logits, auxiliary logits) in training mode
+                out, aux = out
+                loss = F.cross_entropy(out, yb) + self.aux_weight * F.cross_entropy(aux, yb)
+            else:
+                loss = F.cross_entropy(out, yb)
             if not torch.isfinite(loss):
                 return {"diverged": f"non-finite loss ({loss.item()}) at epoch {self.epoch + 1}, step {self.step + 1}"}
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
+            if self.grad_clip:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
             self.opt.step()
             running += loss.item() * len(yb)
             seen += len(yb)
@@ -114,7 +174,7 @@ class ChildTrainer(Evaluator):
 
     def __init__(self, space: SearchSpace, data: dict | None = None, epochs: int = 50, batch_size: int = 128,
                  lr: float = 0.1, momentum: float = 0.9, nesterov: bool = True, weight_decay: float = 1e-4,
-                 schedule: str = "cosine", reward: str = "acc3", last_k: int = 5, augment: bool | dict = True,
+                 schedule: str = "cosine", reward: str = "acc3", last_k: int = 5, augment: bool | str | dict = "auto",
                  seed: int = 0, channels_last: bool = True):
         if reward not in ("acc3", "acc"):
             raise ValueError(f"trainer reward must be 'acc3' (Zoph & Le: max of last {last_k} "

@@ -31,6 +31,10 @@ class Strategy(ABC):
         """Learn from rewards of ``archs`` (a prefix of the last batch asked); returns
         statistics for the run's step log."""
 
+    def propose(self, n: int = 1) -> list[Architecture]:
+        """Architectures to try without a tell (weight-sharing training, deriving)."""
+        return [self.space.random(self.rng) for _ in range(n)]
+
     def state_dict(self) -> dict:
         return {"rng": self.rng.getstate()}
 

@@ -7,8 +7,14 @@ from .base import Strategy
 class RandomSearch(Strategy):
     name = "random"
 
+    def __init__(self, space, seed: int = 0, batch_size: int = 1):
+        super().__init__(space, seed)
+        if batch_size < 1:
+            raise ValueError(f"random batch_size must be >= 1, got {batch_size}")
+        self.batch_size = batch_size   # architectures per ask: what a parallel executor runs at once
+
     def ask(self):
-        return [self.space.random(self.rng)]
+        return [self.space.random(self.rng) for _ in range(self.batch_size)]
 
     def tell(self, archs, rewards):
         return {}

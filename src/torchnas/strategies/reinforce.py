@@ -16,6 +16,9 @@ Choices made here where the papers leave room, each a constructor argument:
   (AutoDL-Projects' REINFORCE does the same) instead of the ENAS code's 0, which would push
   up every early sample.
 * Adam (both papers); gradients clipped to ``grad_clip`` in L2 norm when set.
+* ``baseline_update="sample"`` follows the ENAS code instead: b moves once per sample and the
+  sample's advantage uses the moved b (``main.py`` runs one baseline update per sampled
+  architecture; the loss reads b after the update).
 """
 from __future__ import annotations
 
@@ -34,7 +37,7 @@ class Reinforce(Strategy):
                  skip_weight: float = 0.0, grad_clip: float | None = None,
                  adam_betas: tuple[float, float] = (0.9, 0.999), adam_eps: float = 1e-8,
                  controller: dict | None = None, depth_schedule: dict | None = None,
-                 device: str = "cpu"):
+                 baseline_update: str = "batch", device: str = "cpu"):
         super().__init__(space, seed)
         if batch_size < 1:
             raise ValueError(f"reinforce batch_size must be >= 1, got {batch_size}")
@@ -42,7 +45,9 @@ class Reinforce(Strategy):
             raise ValueError(f"reinforce baseline_decay must be in [0, 1), got {baseline_decay}")
         if lr <= 0:
             raise ValueError(f"reinforce lr must be > 0, got {lr}")
-        self.batch_size, self.baseline_decay = batch_size, baseline_decay
+        if baseline_update not in ("batch", "sample"):
+            raise ValueError(f"reinforce baseline_update must be 'batch' or 'sample', not {baseline_update!r}")
+        self.batch_size, self.baseline_decay, self.baseline_update = batch_size, baseline_decay, baseline_update
         self.entropy_weight, self.skip_weight, self.grad_clip = entropy_weight, skip_weight, grad_clip
         self.controller = Controller(space, seed=seed, **(controller or {})).to(device)
         self.optimizer = torch.optim.Adam(self.controller.parameters(), lr=lr,
@@ -70,6 +75,12 @@ class Reinforce(Strategy):
         self._pending = self.controller.sample(self.batch_size, self.generator)
         return list(self._pending.archs)
 
+    @torch.no_grad()
+    def propose(self, n: int = 1):
+        """Architectures from the current policy, without learning from them (ENAS samples one
+        per shared-weight minibatch, and many when deriving)."""
+        return self.controller.sample(n, self.generator).archs
+
     def tell(self, archs, rewards):
         k = len(archs)
         self.samples += k
@@ -81,9 +92,16 @@ class Reinforce(Strategy):
         rewards = torch.as_tensor(rewards, dtype=torch.float32, device=log_probs.device)
         rewards = rewards + self.entropy_weight * entropies.detach()
         mean_reward = rewards.mean().item()
-        if self.baseline is None:
-            self.baseline = mean_reward
-        advantage = rewards - self.baseline
+        if self.baseline_update == "sample":   # ENAS: b updated by each sample, then used (main.py)
+            advantage = torch.empty_like(rewards)
+            for i, r in enumerate(rewards.tolist()):
+                self.baseline = r if self.baseline is None else (
+                    self.baseline_decay * self.baseline + (1 - self.baseline_decay) * r)
+                advantage[i] = r - self.baseline
+        else:
+            if self.baseline is None:
+                self.baseline = mean_reward
+            advantage = rewards - self.baseline
         loss = -(log_probs * advantage).sum() / k
         if self.skip_weight:
             loss = loss + self.skip_weight * pending.skip_penalties[:k].mean()
@@ -93,7 +111,8 @@ class Reinforce(Strategy):
         if self.grad_clip:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.controller.parameters(), self.grad_clip).item()
         self.optimizer.step()
-        self.baseline = self.baseline_decay * self.baseline + (1 - self.baseline_decay) * mean_reward
+        if self.baseline_update == "batch":
+            self.baseline = self.baseline_decay * self.baseline + (1 - self.baseline_decay) * mean_reward
         stats = {"loss": loss.item(), "baseline": self.baseline, "reward": mean_reward,
                  "entropy": entropies.mean().item(), "log_prob": log_probs.mean().item()}
         if grad_norm is not None:

@@ -1,0 +1,194 @@
+"""The ENAS loop (Pham et al. 2018, §2.2-2.4): shared weights and controller, alternating.
+
+Every child is a sub-graph of one network whose weights ω are shared (``space.shared(...)``).
+Each epoch has two phases:
+
+1. **Shared weights.** One pass over the training split; for every minibatch one
+   architecture is sampled from the policy (``strategy.propose``) and ω takes an SGD step on
+   its loss (Nesterov momentum, l2 weight decay, gradient-norm clipping, cosine learning rate
+   with warm restarts, T0 = 10, Tmul = 2: ``src/cifar10/main.py`` and ``src/utils.py``).
+2. **Controller.** ``train_steps`` updates of ``num_aggregate`` samples each; a sample's reward
+   is its accuracy on one minibatch of the validation split, computed with ω (``valid_rl``
+   in the authors' children), plus the entropy bonus that the strategy adds.
+
+A checkpoint (ω, its optimizer, the strategy with controller and Adam, every RNG) is written
+after each epoch; a run killed at any point resumes from its last finished epoch and repeats
+the same computation. At the end, *deriving* samples ``derive_samples`` architectures from the
+trained policy, scores each on one validation minibatch with ω, and keeps the best (and the
+runners-up) in ``derived.json``; ``best.json`` names the winner for ``torchnas train``.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .evaluators.trainer import cosine_restart_lr, load_data_cached, make_augment
+from .runs import RunDir
+
+EPOCHS, DERIVED = "epochs.jsonl", "derived.json"
+
+
+@contextlib.contextmanager
+def frozen_bn_stats(model):
+    """Batch statistics of the minibatch, but running statistics left untouched."""
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, mom in zip(bns, saved):
+            m.momentum = mom
+
+
+class ENASSearch:
+    def __init__(self, space, strategy, data: dict, net: dict | None = None, epochs: int = 10,
+                 batch_size: int = 128, lr_max: float = 0.05, lr_min: float = 0.0005, lr_t0: int = 10,
+                 lr_t_mul: int = 2, momentum: float = 0.9, nesterov: bool = True, weight_decay: float = 1e-4,
+                 grad_clip: float = 5.0, augment="auto", train_steps: int = 30, reward_batch: int | None = None,
+                 reward_bn: str = "train", derive_samples: int = 100, keep: int = 5, seed: int = 0,
+                 run_dir: RunDir | None = None, channels_last: bool = True, max_train_batches: int | None = None):
+        if reward_bn not in ("train", "eval"):
+            raise ValueError(f"reward_bn must be 'train' (minibatch statistics) or 'eval', not {reward_bn!r}")
+        if epochs < 1 or batch_size < 1 or train_steps < 0 or derive_samples < 1:
+            raise ValueError("ENAS needs epochs >= 1, batch_size >= 1, train_steps >= 0, derive_samples >= 1")
+        self.space, self.strategy, self.run_dir, self.seed = space, strategy, run_dir, seed
+        self.data = load_data_cached(data)
+        self.epochs, self.batch_size, self.train_steps = epochs, batch_size, train_steps
+        self.lr = (lr_max, lr_min, lr_t0, lr_t_mul)
+        self.grad_clip, self.reward_bn, self.channels_last = grad_clip, reward_bn, channels_last
+        self.reward_batch = reward_batch or batch_size
+        self.derive_samples, self.keep, self.max_train_batches = derive_samples, keep, max_train_batches
+        torch.manual_seed(seed)
+        self.net = space.shared(self.data.shape[0], self.data.num_classes, **(net or {}))
+        if channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.opt = torch.optim.SGD(self.net.parameters(), lr=lr_max, momentum=momentum, nesterov=nesterov,
+                                   weight_decay=weight_decay)
+        self.augment = make_augment(augment, self.data)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.epoch = self.updates = 0
+
+    # -- pieces -------------------------------------------------------------------------------
+    def _input(self, xb):
+        xb = self.data.normalize(xb)
+        return xb.contiguous(memory_format=torch.channels_last) if self.channels_last else xb
+
+    def train_shared_epoch(self) -> dict:
+        from .data.images import iterate_batches
+        lr = cosine_restart_lr(self.epoch, *self.lr)
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        self.net.train()
+        loss_sum = correct = seen = 0
+        t0 = time.perf_counter()
+        for i, (xb, yb) in enumerate(iterate_batches(self.data.train_x, self.data.train_y, self.batch_size,
+                                                     self.generator)):
+            if self.max_train_batches is not None and i >= self.max_train_batches:
+                break
+            arch = self.strategy.propose(1)[0]
+            if self.augment is not None:
+                xb = self.augment(xb, self.generator)
+            logits = self.net(self._input(xb), arch)
+            loss = F.cross_entropy(logits, yb)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.grad_clip:
+                torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.grad_clip)
+            self.opt.step()
+            loss_sum += loss.item() * len(yb)
+            correct += (logits.argmax(1) == yb).sum().item()
+            seen += len(yb)
+        return {"lr": lr, "loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
+                "images": seen, "shared_seconds": time.perf_counter() - t0}
+
+    def _valid_batch(self):
+        idx = torch.randperm(len(self.data.valid_y), generator=self.generator)[:self.reward_batch]
+        return self._input(self.data.valid_x[idx]), self.data.valid_y[idx]
+
+    @torch.no_grad()
+    def reward(self, arch, batch) -> float:
+        """Accuracy of ``arch`` with the shared weights on one validation minibatch."""
+        x, y = batch
+        if self.reward_bn == "train":
+            self.net.train()
+            with frozen_bn_stats(self.net):
+                logits = self.net(x, arch)
+        else:
+            self.net.eval()
+            logits = self.net(x, arch)
+        return (logits.argmax(1) == y).float().mean().item()
+
+    def train_controller(self) -> list[dict]:
+        stats = []
+        for _ in range(self.train_steps):
+            archs = self.strategy.ask()
+            rewards = [self.reward(a, self._valid_batch()) for a in archs]
+            s = self.strategy.tell(archs, rewards)
+            self.updates += 1
+            stats.append({"update": self.updates, "epoch": self.epoch, **(s or {}),
+                          "valid_acc": sum(rewards) / len(rewards)})
+        return stats
+
+    def derive(self) -> list[dict]:
+        """Sample architectures from the policy and rank them on one validation minibatch."""
+        batch = self._valid_batch()
+        archs = list(dict.fromkeys(self.strategy.propose(self.derive_samples)))
+        scored = sorted(((self.reward(a, batch), str(a)) for a in archs), key=lambda t: -t[0])
+        return [{"arch": s, "reward": r} for r, s in scored[:self.keep]]
+
+    # -- checkpoints and the loop ---------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"net": self.net.state_dict(), "optimizer": self.opt.state_dict(),
+                "strategy": self.strategy.state_dict(), "generator": self.generator.get_state(),
+                "epoch": self.epoch, "updates": self.updates,
+                "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
+                        "torch": torch.get_rng_state()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.net.load_state_dict(state["net"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.strategy.load_state_dict(state["strategy"])
+        self.generator.set_state(state["generator"])
+        self.epoch, self.updates = state["epoch"], state["updates"]
+        random.setstate(state["rng"]["python"])
+        np.random.set_state(state["rng"]["numpy"])
+        torch.set_rng_state(state["rng"]["torch"])
+
+    def resume(self) -> "ENASSearch":
+        ckpt = self.run_dir.load_checkpoint() if self.run_dir is not None else None
+        if ckpt is not None:
+            self.load_state_dict(ckpt)
+        if self.run_dir is not None:   # drop log lines written after the checkpoint
+            self.run_dir.read_jsonl(EPOCHS, keep=self.epoch)
+            self.run_dir.read_jsonl(RunDir.STEPS, keep=self.updates)
+        return self
+
+    def run(self, on_epoch=None) -> list[dict]:
+        while self.epoch < self.epochs:
+            t0 = time.perf_counter()
+            rec = self.train_shared_epoch()
+            steps = self.train_controller()
+            self.epoch += 1
+            rec = {"epoch": self.epoch, **rec, "controller_updates": len(steps),
+                   "valid_acc": (sum(s["valid_acc"] for s in steps) / len(steps)) if steps else None,
+                   "seconds": round(time.perf_counter() - t0, 3)}
+            if self.run_dir is not None:
+                for s in steps:
+                    self.run_dir.append_jsonl(RunDir.STEPS, s)
+                self.run_dir.append_jsonl(EPOCHS, rec)
+                self.run_dir.save_checkpoint(self.state_dict())
+            if on_epoch is not None:
+                on_epoch(rec)
+        derived = self.derive()
+        if self.run_dir is not None:
+            self.run_dir.write_json(DERIVED, derived)
+            self.run_dir.write_json(RunDir.BEST, {**derived[0], "derived_from": self.derive_samples})
+        return derived

@@ -1,0 +1,218 @@
+import random
+
+import pytest
+import torch
+
+from torchnas.controller import Controller
+from torchnas.evaluators.trainer import ChildTrainer
+from torchnas.spaces import ArchitectureError, NASCNNSpace, get_space
+from torchnas.spaces.nas_cnn import concat_padded
+from torchnas.strategies import Reinforce
+
+SPACES = [NASCNNSpace(layers=6), NASCNNSpace(layers=7, strides=(1, 2, 3)),
+          NASCNNSpace(layers=8, num_filters=(4, 8), strides=(1, 2), pool_after=(2, 5))]
+
+
+def _trace(model, x):
+    """Shapes of each conv's input and output, recorded by hooks during one forward pass."""
+    seen = []
+    hooks = [c.register_forward_hook(lambda m, i, o: seen.append((tuple(i[0].shape), tuple(o.shape))))
+             for c in model.convs]
+    logits = model(x)
+    for h in hooks:
+        h.remove()
+    return logits, seen
+
+
+@pytest.mark.parametrize("space", SPACES)
+def test_children_obey_the_construction_rules(space):
+    rng = random.Random(0)
+    x = torch.randn(2, 3, 32, 32)
+    for _ in range(15):
+        arch = space.random(rng)
+        layers = space.layers_of(arch)
+        model = space.child(arch, 3, 10)
+        logits, seen = _trace(model, x)
+        assert logits.shape == (2, 10) and torch.isfinite(logits).all()
+        out_hw = []
+        for i, (layer, (inp, out)) in enumerate(zip(layers, seen)):
+            if not layer["inputs"]:                       # no input: the image
+                assert inp == (2, 3, 32, 32)
+            else:                                         # inputs concatenated along depth,
+                assert inp[1] == sum(layers[j]["nf"] for j in layer["inputs"])
+                assert inp[2:] == (max(out_hw[j][0] for j in layer["inputs"]),   # padded to the largest
+                                   max(out_hw[j][1] for j in layer["inputs"]))
+            assert out[1] == layer["nf"]
+            assert out[2] == -(-inp[2] // layer["stride"])
+            hw = out[2:]
+            if layer["pool"]:
+                hw = (-(-hw[0] // 2), -(-hw[1] // 2))
+            out_hw.append(hw)
+        used = {j for layer in layers for j in layer["inputs"]}
+        loose = [i for i in range(len(layers)) if i not in used]
+        assert model.loose_ends == loose and len(layers) - 1 in loose      # the last layer always ends
+        assert model.classifier.in_features == sum(layers[i]["nf"] for i in loose)
+        flops = sum(2 * o[1] * i[1] * layers[k]["fh"] * layers[k]["fw"] * o[2] * o[3]
+                    for k, (i, o) in enumerate(seen)) + 2 * model.classifier.in_features * 10
+        assert model.flops((3, 32, 32)) == flops
+
+
+def test_zero_padding_is_bottom_right_with_zeros():
+    a, b = torch.ones(1, 2, 4, 4), torch.full((1, 3, 2, 3), 2.0)
+    y = concat_padded([a, b])
+    assert y.shape == (1, 5, 4, 4)
+    assert (y[:, 2:, :2, :3] == 2).all() and (y[:, 2:, 2:, :] == 0).all() and (y[:, 2:, :, 3:] == 0).all()
+
+
+def test_loose_ends_feed_the_classifier():
+    space = NASCNNSpace(layers=3, num_filters=(5, 7))
+    # layer 1 takes layer 0, layer 2 takes the image: loose ends are layers 1 and 2
+    arch = space.parse("nas-cnn:3,3,5,-,3,3,7,0,1,1,5,-")
+    model = space.child(arch, 1, 4)
+    assert model.loose_ends == [1, 2] and model.classifier.in_features == 12
+    assert model.convs[2].in_channels == 1
+
+
+def test_strings_of_any_depth():
+    space = get_space("nas-cnn")
+    a = NASCNNSpace(layers=9).random(random.Random(3))
+    s = str(a)
+    assert space.parse(s) == a and len(space.layers_of(space.parse(s))) == 9
+    with pytest.raises(ArchitectureError, match="4 values per layer"):
+        space.parse("nas-cnn:3,3,24")
+    with pytest.raises(ArchitectureError, match=r"layer1.fw.*one of 1, 3, 5, 7"):
+        space.parse("nas-cnn:3,3,24,-,3,4,24,0")
+    with pytest.raises(ArchitectureError, match=r"layer1.inputs"):
+        space.parse("nas-cnn:3,3,24,-,3,3,24,1")
+    with pytest.raises(ValueError, match="odd"):
+        NASCNNSpace(filter_sizes=(2, 3))
+
+
+def test_progressive_depth_schedule():
+    space = NASCNNSpace(layers=8)
+    strat = Reinforce(space, batch_size=4, depth_schedule={"start": 4, "step": 2, "every": 8})
+    depths = []
+    for _ in range(6):
+        archs = strat.ask()
+        depths.append(len(space.layers_of(archs[0])))
+        strat.tell(archs, [0.5] * 4)
+    assert depths == [4, 4, 6, 6, 8, 8]
+    with pytest.raises(ValueError, match="needs a space with a depth"):
+        Reinforce(get_space("nb201"), depth_schedule={"start": 2})
+
+
+def test_controller_frequencies_on_the_cnn_space_program():
+    space = NASCNNSpace(layers=3, filter_sizes=(1, 3), num_filters=(4,))
+    c = Controller(space, hidden_size=35, num_layers=2, init_range=0.08)
+    s = c.sample(64, torch.Generator().manual_seed(0))
+    assert torch.allclose(c.log_prob(s.archs).log_probs, s.log_probs, atol=1e-5)
+
+
+DIGITS = {"name": "digits", "per_class": 40}
+
+
+def test_child_trained_on_digits_beats_chance():
+    space = NASCNNSpace(layers=3, num_filters=(16,))
+    ev = ChildTrainer(space, data={"name": "digits"}, epochs=4, batch_size=32, lr=0.05, last_k=2)
+    arch = space.parse("nas-cnn:3,3,16,-,3,3,16,0,3,3,16,1")
+    out = ev.evaluate(arch)
+    acc = out.metrics["valid_acc_best_last"]
+    assert acc > 0.6                                     # chance is 0.1
+    assert out.reward == pytest.approx(acc ** 3)
+    assert out.metrics["params"] > 0 and out.metrics["flops"] > 0 and out.metrics["epochs"] == 4
+    again = ev.evaluate(arch)                            # seeded per architecture
+    assert again.reward == out.reward
+
+
+def test_diverging_child_gets_reward_zero_and_the_search_goes_on():
+    from torchnas.search import Search
+    from torchnas.strategies import RandomSearch
+    space = NASCNNSpace(layers=2, num_filters=(8,))
+    ev = ChildTrainer(space, data=DIGITS, epochs=2, batch_size=32, lr=1e12, last_k=1)
+    result = Search(space, RandomSearch(space, seed=0, batch_size=2), ev, budget=3).run()
+    assert len(result.evaluations) == 3
+    for rec in result.evaluations:
+        assert rec["reward"] == 0.0 and rec["metrics"]["diverged"] is True
+        assert "non-finite loss" in rec["metrics"]["reason"]
+
+
+class CrashAfter(ChildTrainer):
+    """Simulates a kill: raises on the (k+1)-th evaluation."""
+
+    def __init__(self, k, **kw):
+        super().__init__(**kw)
+        self.k = k
+
+    def evaluate(self, arch):
+        if self.k == 0:
+            raise KeyboardInterrupt
+        self.k -= 1
+        return super().evaluate(arch)
+
+
+def _tiny(cls=ChildTrainer, **kw):
+    space = NASCNNSpace(layers=3, num_filters=(4, 8))
+    return space, cls(space=space, data=DIGITS, epochs=1, batch_size=64, lr=0.05, last_k=1, **kw)
+
+
+def test_parallel_equals_serial():
+    from torchnas.evaluators.executors import LocalPool, Serial
+    from torchnas.search import Search
+    logs = []
+    for executor in (Serial(threads=1), LocalPool(workers=2, threads=1)):
+        space, ev = _tiny()
+        strat = Reinforce(space, seed=4, batch_size=4, lr=0.01)
+        try:
+            res = Search(space, strat, ev, budget=8, executor=executor).run()
+        finally:
+            executor.close()
+        logs.append([(r["arch"], r["reward"], r["metrics"]["params"]) for r in res.evaluations])
+        logs.append(strat.baseline)
+    assert logs[0] == logs[2] and logs[1] == logs[3]
+
+
+def test_trained_children_search_resumes_exactly(tmp_path):
+    from torchnas.runs import RunDir
+    from torchnas.search import Search
+
+    def search(run, ev):
+        space = ev.space
+        return Search(space, Reinforce(space, seed=2, batch_size=3, lr=0.01), ev, budget=7, run_dir=run,
+                      checkpoint_every=0).resume()
+    ref = RunDir(tmp_path / "ref").create({})
+    search(ref, _tiny()[1]).run()
+    run = RunDir(tmp_path / "run").create({})
+    with pytest.raises(KeyboardInterrupt):
+        search(run, _tiny(CrashAfter, k=4)[1]).run()
+    search(run, _tiny()[1]).run()
+    strip = lambda recs: [(r["arch"], r["reward"]) for r in recs]
+    assert strip(run.read_jsonl("evaluations.jsonl")) == strip(ref.read_jsonl("evaluations.jsonl"))
+    assert run.read_jsonl("steps.jsonl") == ref.read_jsonl("steps.jsonl")
+
+
+def test_retraining_resumes_to_the_same_result(tmp_path, monkeypatch):
+    from torchnas.evaluators.trainer import Training
+    from torchnas.runs import RunDir
+    from torchnas.train import retrain, train_config
+    space = NASCNNSpace(layers=2, num_filters=(8,))
+    cfg = train_config("nas-cnn:3,3,8,-,3,3,8,0", space.config(), DIGITS,
+                       {"epochs": 3, "batch_size": 32, "lr": 0.05}, seed=1)
+    ref = retrain(RunDir(tmp_path / "ref").create(cfg))
+    run = RunDir(tmp_path / "run").create(cfg)
+    real, calls = Training.train_epoch, {"n": 0}
+
+    def flaky(self):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(self)
+    monkeypatch.setattr(Training, "train_epoch", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        retrain(run)
+    monkeypatch.setattr(Training, "train_epoch", real)
+    assert len(run.read_jsonl("history.jsonl")) == 1
+    res = retrain(run)
+    assert res["test_acc"] == ref["test_acc"]
+    strip = lambda h: [(r["epoch"], r["loss"], r["valid_acc"]) for r in h]
+    assert strip(run.read_jsonl("history.jsonl")) == strip(RunDir(tmp_path / "ref").read_jsonl("history.jsonl"))
+    assert (run.path / "model.pt").exists()
