@@ -96,3 +96,23 @@ def test_bad_settings_rejected():
         Controller(NB201Space(), temperature=0)
     with pytest.raises(ValueError, match="skip_target"):
         Controller(NB201Space(), skip_target=1.5)
+
+
+def test_choice_biases_enas_micro():
+    """micro_controller.py: learned b_soft before the tanh, fixed prior after it (normal cell only)."""
+    from torchnas.spaces import get_space
+    space = get_space("enas-micro")
+    c = Controller(space, tanh_constant=1.1, op_tanh_reduce=2.5, choice_bias={"op": [10, 10, 0, 0, 0]})
+    assert torch.allclose(c.choice_bias["op"], torch.tensor([10.0, 10, 0, 0, 0]))
+    normal, reduce = space.decisions[1], space.decisions[21]
+    assert normal.bias == (0.25, 0.25, -0.25, -0.25, -0.25) and reduce.bias is None
+    with torch.no_grad():
+        s = c.sample(4000, torch.Generator().manual_seed(0))
+    ops = torch.tensor([[a.values[i] for i in range(1, 40, 2)] for a in s.archs])
+    sep_normal = (ops[:, :10] < 2).float().mean().item()
+    sep_reduce = (ops[:, 10:] < 2).float().mean().item()
+    # the priors favour the separable convolutions, more in the normal cell
+    assert sep_normal > sep_reduce > 0.4
+    assert torch.allclose(c.log_prob(s.archs[:50]).log_probs, s.log_probs[:50], atol=1e-5)
+    with pytest.raises(ValueError, match="choice_bias"):
+        Controller(space, choice_bias={"op": [1, 2]})

@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 from . import __version__
-from .config import (ConfigError, apply_override, build, build_executor, build_space, build_strategy, load_file,
-                     load_preset, preset_names, resolve)
+from .config import (ConfigError, apply_override, build, build_executor, build_space, build_strategy,
+                     final_settings, load_file, load_preset, preset_names, resolve)
 from .data import DataFormatError, DataNotFoundError
 from .runs import RunDir, RunError
 from .spaces import ArchitectureError
@@ -121,7 +121,7 @@ def cmd_search(args) -> int:
     if best:
         print(f"best reward {best['reward']:.4f} at query {best['query']}: {best['arch']}")
         print("  " + ", ".join(f"{k} {_num(v)}" for k, v in best["metrics"].items()))
-    if best and cfg.get("train") and cfg["evaluator"]["name"] == "trainer" and not args.no_retrain:
+    if best and final_settings(cfg)[1] and cfg["evaluator"]["name"] == "trainer" and not args.no_retrain:
         _retrain_best(cfg, run, best["arch"], args.quiet)
     return 0
 
@@ -130,9 +130,10 @@ def _retrain_best(cfg: dict, run: RunDir, arch: str, quiet: bool) -> dict:
     from .train import train_config
     out = run.path / "retrain"
     data = _data_holder(cfg).get("data") or {"name": "digits"}
+    net, train = final_settings(cfg)
     if not (out / RunDir.CONFIG).exists():
-        RunDir(out).create(train_config(arch, cfg["space"], data, cfg["train"], cfg["seed"], cfg.get("final_net")))
-    print(f"retraining the best child for {cfg['train']['epochs']} epochs")
+        RunDir(out).create(train_config(arch, cfg["space"], data, train, cfg["seed"], net))
+    print(f"retraining the best architecture from scratch for {train['epochs']} epochs")
     return _retrain(RunDir(out), quiet)
 
 
@@ -158,7 +159,7 @@ def _run_enas(cfg: dict, run: RunDir | None, out: str | None, args) -> int:
     print(f"search run: {run.path}  (config.yaml, epochs.jsonl, steps.jsonl, derived.json, best.json)")
     for d in derived:
         print(f"  {d['reward']:.4f}  {d['arch']}")
-    if cfg.get("train") and not args.no_retrain:
+    if final_settings(cfg)[1] and not args.no_retrain:
         _retrain_best(cfg, run, derived[0]["arch"], args.quiet)
     return 0
 
@@ -188,30 +189,47 @@ def _retrain(run: RunDir, quiet: bool) -> dict:
 def cmd_train(args) -> int:
     from .train import train_config
     if args.resume:
-        run = RunDir(args.resume)
-    else:
-        if not args.arch:
-            raise ConfigError("torchnas train needs --arch ARCH (a string, a best.json or a search run) or --resume RUN")
-        arch, source_cfg = _arch_source(args.arch)
-        if args.preset or source_cfg is None:
-            source_cfg = load_preset(args.preset or DEFAULT_PRESET)
-        for assignment in args.set or []:
-            apply_override(source_cfg, assignment)
-        if not source_cfg.get("train"):
-            raise ConfigError(f"preset {source_cfg.get('preset')!r} has no 'train' settings")
-        settings = dict(source_cfg["train"])
-        if args.epochs is not None:
-            settings["epochs"] = args.epochs
-        data = (_data_holder(source_cfg) or {}).get("data") or {"name": "digits"}
-        if args.data:
-            data = image_data_config(args.data, args.data_dir, data)
-        space = build_space(source_cfg)
-        arch = str(space.parse(arch))      # validates; a clear error names the bad decision
-        seed = args.seed if args.seed is not None else source_cfg.get("seed", 0)
-        out = args.out or f"runs/train-{time.strftime('%Y%m%d-%H%M%S')}"
-        run = RunDir(out).create(train_config(arch, source_cfg["space"], data, settings, seed,
-                                              source_cfg.get("final_net")))
+        _retrain(RunDir(args.resume), args.quiet)
+        return 0
+    arch, source_cfg = _arch_source(args.arch) if args.arch else (None, None)
+    if args.preset or source_cfg is None:
+        source_cfg = load_preset(args.preset or DEFAULT_PRESET)
+    arch = arch or source_cfg.get("arch")
+    if not arch:
+        raise ConfigError("torchnas train needs --arch ARCH (a string, a best.json or a search run), "
+                          "a preset with an 'arch', or --resume RUN")
+    for assignment in args.set or []:
+        apply_override(source_cfg, assignment)
+    net, settings = final_settings(source_cfg)
+    if not settings:
+        raise ConfigError(f"preset {source_cfg.get('preset')!r} has no 'train' settings")
+    settings = dict(settings)
+    if args.epochs is not None:
+        settings["epochs"] = args.epochs
+    data = (_data_holder(source_cfg) or {}).get("data") or {"name": "digits"}
+    if args.data:
+        data = image_data_config(args.data, args.data_dir, data)
+    space = build_space(source_cfg)
+    arch = str(space.parse(arch))      # validates; a clear error names the bad decision
+    if args.dry_run:
+        return _dry_run(space, arch, data, net)
+    seed = args.seed if args.seed is not None else source_cfg.get("seed", 0)
+    out = args.out or f"runs/train-{time.strftime('%Y%m%d-%H%M%S')}"
+    run = RunDir(out).create(train_config(arch, source_cfg["space"], data, settings, seed, net))
     _retrain(run, args.quiet)
+    return 0
+
+
+def _dry_run(space, arch: str, data: dict, net: dict) -> int:
+    """Build the network without loading data: print its size and exit."""
+    shapes = {"digits": (1, 8, 8, 10), "cifar10": (3, 32, 32, 10)}
+    c, h, w, k = shapes.get(data.get("name"), (3, 32, 32, 10))
+    model = space.child(space.parse(arch), c, k, **net)
+    params = sum(p.numel() for p in model.parameters())
+    aux = sum(p.numel() for n, p in model.named_parameters() if "aux" in n)
+    print(f"{arch}")
+    print(f"parameters: {params:,}" + (f" ({params - aux:,} without the auxiliary head)" if aux else "")
+          + f"; input {c}x{h}x{w}, {k} classes; network settings {net}")
     return 0
 
 
@@ -278,7 +296,9 @@ def main(argv=None) -> int:
     s.set_defaults(func=cmd_search)
 
     t = sub.add_parser("train", help="retrain an architecture from scratch and report test accuracy")
-    t.add_argument("--arch", help="an architecture string, a best.json, or a search run directory")
+    t.add_argument("--arch", "--arc", dest="arch",
+                   help="an architecture string (or the authors' arc), a best.json, or a search run directory")
+    t.add_argument("--dry-run", action="store_true", help="build the network, print its parameter count, exit")
     t.add_argument("--preset", help="settings (space, data, train) from this preset instead of the run's")
     t.add_argument("--epochs", type=int)
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting, e.g. train.lr=0.02")

@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 TOP_KEYS = {"space", "evaluator", "strategy", "strategies", "budget", "max_proposals", "seed",
-            "data_dir", "preset", "description", "executor", "train", "enas", "final_net"}
+            "data_dir", "preset", "description", "executor", "train", "enas", "final_net", "final", "arch"}
 
 
 class ConfigError(ValueError):
@@ -96,6 +96,15 @@ def resolve(cfg: dict, strategy: str | None = None) -> dict:
     if not isinstance(cfg["seed"], int):
         raise ConfigError(f"seed must be an integer, got {cfg['seed']!r}")
     return cfg
+
+
+def final_settings(cfg: dict) -> tuple[dict, dict | None]:
+    """(``final_net``, ``train``) for retraining: the config's own, or those of the preset
+    its ``final`` key names (ENAS search presets point at their ``*-final`` preset)."""
+    if cfg.get("final"):
+        final = load_preset(cfg["final"])
+        return final.get("final_net") or {}, final.get("train")
+    return cfg.get("final_net") or {}, cfg.get("train")
 
 
 def build_space(cfg: dict):

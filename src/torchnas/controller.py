@@ -45,7 +45,7 @@ class Controller(nn.Module):
     def __init__(self, space: SearchSpace, hidden_size: int = 64, num_layers: int = 1,
                  init_range: float = 0.1, temperature: float | None = None,
                  tanh_constant: float | None = None, op_tanh_reduce: float = 1.0,
-                 skip_target: float = 0.4, seed: int = 0):
+                 skip_target: float = 0.4, choice_bias: dict | None = None, seed: int = 0):
         super().__init__()
         if hidden_size < 1 or num_layers < 1:
             raise ValueError("controller hidden_size and num_layers must be >= 1")
@@ -64,14 +64,22 @@ class Controller(nn.Module):
         kinds = space.choice_kinds()
         self.w_soft = nn.ModuleDict({k: nn.Linear(H, n, bias=False) for k, n in kinds.items()})
         self.w_emb = nn.ModuleDict({k: nn.Embedding(n, H) for k, n in kinds.items()})
+        # Learned per-kind op-logit bias added before the tanh (micro_controller.py ``b_soft``,
+        # initialised [10, 10, 0, 0, 0] there), kept apart from the uniform init below.
+        self.choice_bias = nn.ParameterDict({k: nn.Parameter(torch.tensor(v, dtype=torch.float32))
+                                             for k, v in (choice_bias or {}).items()})
+        for k, b in self.choice_bias.items():
+            if k not in kinds or len(b) != kinds[k]:
+                raise ValueError(f"controller choice_bias[{k!r}] must give one value per option of that kind")
         self.w_attn_1 = nn.Linear(H, H, bias=False)
         self.w_attn_2 = nn.Linear(H, H, bias=False)
         self.v_attn = nn.Linear(H, 1, bias=False)
         # Uniform init: ±0.08 in Zoph & Le §4.1, ±0.1 in the ENAS code.
         g = torch.Generator().manual_seed(seed)
         with torch.no_grad():
-            for p in self.parameters():
-                p.copy_(torch.rand(p.shape, generator=g) * 2 * init_range - init_range)
+            for name, p in self.named_parameters():
+                if not name.startswith("choice_bias."):
+                    p.copy_(torch.rand(p.shape, generator=g) * 2 * init_range - init_range)
 
     def set_space(self, space: SearchSpace) -> None:
         """Run over another space's program with the same weights (progressive depth: the
@@ -115,7 +123,12 @@ class Controller(nn.Module):
                 d = self.decisions[step.decision]
                 chosen = None if given is None else given[step.decision]
                 if isinstance(d, Choice):
-                    logits = self._squash(self.w_soft[d.kind](h), op=True)
+                    logits = self.w_soft[d.kind](h)
+                    if d.kind in self.choice_bias:
+                        logits = logits + self.choice_bias[d.kind]
+                    logits = self._squash(logits, op=True)
+                    if d.bias is not None:
+                        logits = logits + logits.new_tensor(d.bias)
                     chosen, lp, ent = _categorical(logits, chosen, generator)
                     inp = self.w_emb[d.kind](chosen)
                 elif d.num_anchors > 0:

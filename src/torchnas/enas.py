@@ -52,7 +52,8 @@ class ENASSearch:
     def __init__(self, space, strategy, data: dict, net: dict | None = None, epochs: int = 10,
                  batch_size: int = 128, lr_max: float = 0.05, lr_min: float = 0.0005, lr_t0: int = 10,
                  lr_t_mul: int = 2, momentum: float = 0.9, nesterov: bool = True, weight_decay: float = 1e-4,
-                 grad_clip: float = 5.0, augment="auto", train_steps: int = 30, reward_batch: int | None = None,
+                 grad_clip: float | None = 5.0, augment="auto", aux_weight: float = 0.0,
+                 train_steps: int = 30, reward_batch: int | None = None,
                  reward_bn: str = "train", derive_samples: int = 100, keep: int = 5, seed: int = 0,
                  run_dir: RunDir | None = None, channels_last: bool = True, max_train_batches: int | None = None):
         if reward_bn not in ("train", "eval"):
@@ -64,6 +65,7 @@ class ENASSearch:
         self.epochs, self.batch_size, self.train_steps = epochs, batch_size, train_steps
         self.lr = (lr_max, lr_min, lr_t0, lr_t_mul)
         self.grad_clip, self.reward_bn, self.channels_last = grad_clip, reward_bn, channels_last
+        self.aux_weight = aux_weight
         self.reward_batch = reward_batch or batch_size
         self.derive_samples, self.keep, self.max_train_batches = derive_samples, keep, max_train_batches
         torch.manual_seed(seed)
@@ -97,7 +99,11 @@ class ENASSearch:
             if self.augment is not None:
                 xb = self.augment(xb, self.generator)
             logits = self.net(self._input(xb), arch)
-            loss = F.cross_entropy(logits, yb)
+            if isinstance(logits, tuple):   # (logits, auxiliary logits): micro_child.py weighs aux by 0.4
+                logits, aux = logits
+                loss = F.cross_entropy(logits, yb) + self.aux_weight * F.cross_entropy(aux, yb)
+            else:
+                loss = F.cross_entropy(logits, yb)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             if self.grad_clip:
@@ -124,6 +130,8 @@ class ENASSearch:
         else:
             self.net.eval()
             logits = self.net(x, arch)
+        if isinstance(logits, tuple):
+            logits = logits[0]
         return (logits.argmax(1) == y).float().mean().item()
 
     def train_controller(self) -> list[dict]:

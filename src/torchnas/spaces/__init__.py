@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from .base import (Anchor, AnchorSet, Architecture, ArchitectureError, Choice, SearchSpace,
                    Step, iter_all)
+from .enas_macro import ENASMacroSpace
+from .enas_micro import ENASMicroSpace
 from .nas_cnn import NASCNNSpace
 from .nb201 import NB201Space
 from .toy import ToySpace
@@ -10,6 +12,8 @@ from .toy import ToySpace
 SPACES: dict[str, type[SearchSpace]] = {
     NB201Space.name: NB201Space,
     NASCNNSpace.name: NASCNNSpace,
+    ENASMicroSpace.name: ENASMicroSpace,
+    ENASMacroSpace.name: ENASMacroSpace,
     ToySpace.name: ToySpace,
 }
 
@@ -27,4 +31,4 @@ def space_from_config(cfg: dict) -> SearchSpace:
 
 
 __all__ = ["Anchor", "AnchorSet", "Architecture", "ArchitectureError", "Choice", "SearchSpace",
-           "Step", "iter_all", "get_space", "space_from_config", "SPACES", "NASCNNSpace", "NB201Space", "ToySpace"]
+           "Step", "iter_all", "get_space", "space_from_config", "SPACES", "ENASMacroSpace", "ENASMicroSpace", "NASCNNSpace", "NB201Space", "ToySpace"]

@@ -35,11 +35,14 @@ class ArchitectureError(ValueError):
 @dataclass(frozen=True)
 class Choice:
     """Pick one of ``options``. Decisions with the same ``kind`` share the controller's
-    softmax head and embedding table (ENAS shares one op head across layers)."""
+    softmax head and embedding table (ENAS shares one op head across layers). ``bias`` is a
+    fixed prior the controller adds to this decision's logits after the tanh (ENAS micro's
+    ``b_soft_no_learn`` on the normal cell's ops)."""
 
     name: str
     options: tuple[str, ...]
     kind: str = ""
+    bias: tuple[float, ...] | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "options", tuple(str(o) for o in self.options))
@@ -49,6 +52,11 @@ class Choice:
             raise ValueError(f"decision {self.name!r} has repeated options {self.options}")
         if not self.kind:
             object.__setattr__(self, "kind", self.name)
+        if self.bias is not None:
+            object.__setattr__(self, "bias", tuple(float(b) for b in self.bias))
+            if len(self.bias) != len(self.options):
+                raise ValueError(f"decision {self.name!r}: bias has {len(self.bias)} values for "
+                                 f"{len(self.options)} options")
 
     def allowed(self) -> str:
         return "one of " + ", ".join(self.options)
@@ -216,7 +224,9 @@ class SearchSpace:
     # -- the controller program ---------------------------------------------------------
     @property
     def steps(self) -> tuple[Step, ...]:
-        return tuple(Step(i) for i in range(len(self.decisions)))
+        """The controller program: a space's own ``_steps``, else one step per decision."""
+        explicit = getattr(self, "_steps", None)
+        return explicit if explicit is not None else tuple(Step(i) for i in range(len(self.decisions)))
 
     def choice_kinds(self) -> dict[str, int]:
         """Each Choice kind and its number of options (the controller's softmax heads)."""

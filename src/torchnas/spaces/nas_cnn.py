@@ -70,9 +70,6 @@ class NASCNNSpace(SearchSpace):
         self._steps = tuple(steps)
         self.per_layer = len(decisions) // layers
 
-    @property
-    def steps(self):
-        return self._steps
 
     def config(self) -> dict:
         return {"name": self.name, "layers": self.layers, "filter_sizes": list(self.filter_sizes),

@@ -46,9 +46,6 @@ class ToySpace(SearchSpace):
         self.decisions = tuple(decisions)
         self._steps = tuple(steps)
 
-    @property
-    def steps(self):
-        return self._steps
 
     def config(self) -> dict:
         return {"name": self.name, "layers": self.layers, "options": self.options, "layout": self.layout}

@@ -1,0 +1,8 @@
+"""Neural-network building blocks shared by the search spaces (ENAS micro, later ENAS macro)."""
+from .ops import (BN_EPS, BN_MOMENTUM, AuxHead, Conv2dSame, FactorizedReduce, Identity, Pool,
+                  ReLUConvBN, SepConv, batch_norm, drop_path, init_weights, pool2d_same, same_padding,
+                  use_batch_stats)
+
+__all__ = ["BN_EPS", "BN_MOMENTUM", "AuxHead", "Conv2dSame", "FactorizedReduce", "Identity", "Pool",
+           "ReLUConvBN", "SepConv", "batch_norm", "drop_path", "init_weights", "pool2d_same", "same_padding",
+           "use_batch_stats"]

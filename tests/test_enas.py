@@ -1,0 +1,105 @@
+import json
+
+import pytest
+import torch
+
+from torchnas.enas import ENASSearch, frozen_bn_stats
+from torchnas.evaluators.trainer import cosine_restart_lr
+from torchnas.runs import RunDir
+from torchnas.spaces import get_space
+from torchnas.strategies import RandomSearch, Reinforce
+
+ENAS_REINFORCE = dict(batch_size=3, lr=0.0035, adam_betas=(0.0, 0.999), adam_eps=1e-3, baseline_decay=0.99,
+                      baseline_update="sample", entropy_weight=1e-4,
+                      controller={"tanh_constant": 1.1, "op_tanh_reduce": 2.5, "choice_bias": {"op": [10, 10, 0, 0, 0]}})
+TINY = dict(data={"name": "digits", "per_class": 20}, net={"channels": 4, "num_layers": 3}, epochs=2,
+            batch_size=32, train_steps=2, derive_samples=6, keep=3, grad_clip=None)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_cosine_with_warm_restarts():
+    lr = lambda e: cosine_restart_lr(e, 0.05, 0.0005, 10, 2)
+    assert lr(0) == pytest.approx(0.05) and lr(10) == pytest.approx(0.05) and lr(30) == pytest.approx(0.05)
+    assert lr(5) == pytest.approx(0.0005 + 0.5 * 0.0495)
+    assert lr(9) < lr(8) < lr(5) and lr(29) < lr(20)
+    assert lr(70) == pytest.approx(0.05) and lr(150) == pytest.approx(0.05)   # periods 10, 20, 40, 80
+
+
+def test_reward_uses_batch_stats_without_touching_running_stats():
+    bn = torch.nn.BatchNorm2d(3)
+    bn.train()
+    with frozen_bn_stats(bn):
+        bn(torch.randn(8, 3, 4, 4) * 5 + 2)
+    assert torch.equal(bn.running_mean, torch.zeros(3)) and torch.equal(bn.running_var, torch.ones(3))
+    assert bn.momentum == 0.1
+
+
+def _search(tmp_path=None, name="run", **kw):
+    space = get_space("enas-micro")
+    run = None
+    if tmp_path:
+        run = RunDir(tmp_path / name)
+        if not (run.path / RunDir.CONFIG).exists():
+            run.create({"test": True})
+    return ENASSearch(space, Reinforce(space, seed=1, **ENAS_REINFORCE), seed=1, run_dir=run,
+                      **{**TINY, **kw}).resume()
+
+
+def test_enas_loop_trains_shared_weights_and_controller(tmp_path):
+    s = _search(tmp_path)
+    before = {k: v.clone() for k, v in s.strategy.controller.state_dict().items()}
+    derived = s.run()
+    assert len(derived) == 3 and derived[0]["reward"] >= derived[-1]["reward"]
+    for d in derived:
+        s.space.parse(d["arch"])
+    run = s.run_dir
+    epochs = run.read_jsonl("epochs.jsonl")
+    assert [e["epoch"] for e in epochs] == [1, 2] and all(e["loss"] > 0 for e in epochs)
+    steps = run.read_jsonl("steps.jsonl")
+    assert len(steps) == 4 and {"loss", "baseline", "entropy", "valid_acc"} <= set(steps[0])
+    assert json.loads((run.path / "best.json").read_text())["arch"] == derived[0]["arch"]
+    after = s.strategy.controller.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)      # the controller learned
+
+
+def test_enas_resumes_exactly(tmp_path, monkeypatch):
+    ref = _search(tmp_path, "ref", epochs=3)
+    ref_derived = ref.run()
+    s = _search(tmp_path, "run", epochs=3)
+    real, calls = ENASSearch.train_controller, {"n": 0}
+
+    def crash(self):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt   # killed in the second epoch's controller phase
+        return real(self)
+    monkeypatch.setattr(ENASSearch, "train_controller", crash)
+    with pytest.raises(KeyboardInterrupt):
+        s.run()
+    monkeypatch.setattr(ENASSearch, "train_controller", real)
+    resumed = _search(tmp_path, "run", epochs=3)
+    assert resumed.epoch == 1
+    assert resumed.run() == ref_derived
+    strip = lambda recs: [{k: v for k, v in r.items() if "seconds" not in k} for r in recs]
+    assert strip(resumed.run_dir.read_jsonl("epochs.jsonl")) == strip(ref.run_dir.read_jsonl("epochs.jsonl"))
+    assert resumed.run_dir.read_jsonl("steps.jsonl") == ref.run_dir.read_jsonl("steps.jsonl")
+
+
+def test_random_sampler_with_shared_weights():
+    space = get_space("enas-micro")
+    s = ENASSearch(space, RandomSearch(space, seed=0, batch_size=3), seed=0, **TINY)
+    derived = s.run()
+    assert len(derived) == 3 and s.updates == 4
+
+
+def test_bad_settings():
+    space = get_space("enas-micro")
+    with pytest.raises(ValueError, match="reward_bn"):
+        ENASSearch(space, RandomSearch(space), reward_bn="median", **TINY)
