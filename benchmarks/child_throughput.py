@@ -19,6 +19,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from torchnas.nn import count_flops
 from torchnas.spaces import NASCNNSpace
 
 ARCHS = {
@@ -56,7 +57,7 @@ def child_speed(arch: str, batch: int, steps: int, channels_last: bool):
     a = space.parse(arch)
     torch.manual_seed(0)
     model = space.child(a, 3, 10)
-    flops = model.flops((3, 32, 32))
+    flops = count_flops(model, (3, 32, 32))
     x = torch.randn(batch, 3, 32, 32)
     y = torch.randint(0, 10, (batch,))
     if channels_last:

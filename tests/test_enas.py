@@ -103,3 +103,36 @@ def test_bad_settings():
     space = get_space("enas-micro")
     with pytest.raises(ValueError, match="reward_bn"):
         ENASSearch(space, RandomSearch(space), reward_bn="median", **TINY)
+
+
+@pytest.mark.parametrize("name, net", [
+    ("enas-micro", {"channels": 4, "num_layers": 3, "keep_prob": 0.8}),   # 8x8 digits: too small for the aux head
+    ("enas-macro", {"channels": 4, "keep_prob": 0.5}),
+])
+def test_final_training_of_a_derived_network_resumes_exactly(tmp_path, monkeypatch, name, net):
+    """The ENAS final regime (aux head, drop-path, dropout, cutout, cosine restarts) end to end,
+    killed after an epoch and resumed: the same history and test accuracy."""
+    from torchnas.evaluators.trainer import Training
+    from torchnas.train import retrain, train_config
+    space = get_space(name, **({"num_layers": 4} if name == "enas-macro" else {}))
+    arch = str(space.random(__import__("random").Random(0)))
+    settings = {"epochs": 3, "batch_size": 32, "lr": 0.05, "schedule": "cosine_restarts", "lr_t0": 1,
+                "aux_weight": 0.4, "drop_path": 0.6, "cutout": 4}
+    cfg = train_config(arch, space.config(), {"name": "digits", "per_class": 20}, settings, seed=3, net=net)
+    ref = retrain(RunDir(tmp_path / "ref").create(cfg))
+    run = RunDir(tmp_path / "run").create(cfg)
+    real, calls = Training.train_epoch, {"n": 0}
+
+    def crash(self):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(self)
+    monkeypatch.setattr(Training, "train_epoch", crash)
+    with pytest.raises(KeyboardInterrupt):
+        retrain(run)
+    monkeypatch.setattr(Training, "train_epoch", real)
+    res = retrain(run)
+    assert res["test_acc"] == ref["test_acc"] and res["flops"] > 0 and res["params"] > 0
+    strip = lambda h: [(r["epoch"], r["loss"], r["valid_acc"]) for r in h]
+    assert strip(run.read_jsonl("history.jsonl")) == strip(RunDir(tmp_path / "ref").read_jsonl("history.jsonl"))

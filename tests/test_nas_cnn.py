@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from torchnas.controller import Controller
+from torchnas.nn import count_flops
 from torchnas.evaluators.trainer import ChildTrainer
 from torchnas.spaces import ArchitectureError, NASCNNSpace, get_space
 from torchnas.spaces.nas_cnn import concat_padded
@@ -54,7 +55,7 @@ def test_children_obey_the_construction_rules(space):
         assert model.classifier.in_features == sum(layers[i]["nf"] for i in loose)
         flops = sum(2 * o[1] * i[1] * layers[k]["fh"] * layers[k]["fw"] * o[2] * o[3]
                     for k, (i, o) in enumerate(seen)) + 2 * model.classifier.in_features * 10
-        assert model.flops((3, 32, 32)) == flops
+        assert count_flops(model, (3, 32, 32)) == flops
 
 
 def test_zero_padding_is_bottom_right_with_zeros():

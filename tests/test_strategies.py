@@ -26,7 +26,8 @@ def test_entropy_bonus_is_added_to_the_reward():
     archs = strat.ask()
     entropies = strat._pending.entropies.detach().clone()
     stats = strat.tell(archs, [0.5] * 16)
-    assert stats["reward"] == pytest.approx(0.5 + 0.01 * entropies.mean().item(), rel=1e-5)
+    assert stats["reward_with_bonus"] == pytest.approx(0.5 + 0.01 * entropies.mean().item(), rel=1e-5)
+    assert stats["reward"] == pytest.approx(0.5)
     assert stats["entropy"] > 0
 
 

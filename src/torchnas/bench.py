@@ -44,7 +44,10 @@ def run_nb201_bench(strategy: str, queries: int, seeds: int, preset: str = "nb20
         apply_override(cfg, o)
     cfg["budget"] = queries
     cfg = resolve(cfg, strategy)
-    build(cfg, data_dir)  # fail fast, in this process, on bad config or missing data
+    if seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {seeds}")
+    _, _, evaluator = build(cfg, data_dir)  # fail fast, in this process, on bad config or missing data
+    _EVALUATORS[(data_dir, repr(cfg["evaluator"]))] = evaluator   # forked workers inherit the table
     jobs = [(cfg, s, data_dir) for s in range(first_seed, first_seed + seeds)]
     workers = min(workers or os.cpu_count() or 1, seeds)
     t0 = time.perf_counter()

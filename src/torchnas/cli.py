@@ -9,9 +9,8 @@ from pathlib import Path
 from . import __version__
 from .config import (ConfigError, apply_override, build, build_executor, build_space, build_strategy,
                      final_settings, load_file, load_preset, preset_names, resolve)
-from .data import DataFormatError, DataNotFoundError
+from .data import DataNotFoundError
 from .runs import RunDir, RunError
-from .spaces import ArchitectureError
 
 DEFAULT_PRESET = "nas-cnn-tiny"
 BENCH_PRESET = "nb201"
@@ -39,12 +38,13 @@ def _search_config(args) -> dict:
         cfg["executor"].pop("threads", None)
     if args.seed is not None:
         cfg["seed"] = args.seed
-    if args.data:
-        section = _data_holder(cfg)
-        if section is None:
-            raise ConfigError(f"--data chooses image data for a search that trains networks; preset "
-                              f"{cfg.get('preset')!r} evaluates with {cfg['evaluator'].get('name')!r}")
-        section["data"] = image_data_config(args.data, args.data_dir, section.get("data"))
+    section = _data_holder(cfg)
+    if args.data and section is None:
+        raise ConfigError(f"--data chooses image data for a search that trains networks; preset "
+                          f"{cfg.get('preset')!r} evaluates with {cfg['evaluator'].get('name')!r}")
+    if section is not None and (args.data or args.data_dir):
+        base = section.get("data") or {"name": "digits"}
+        section["data"] = image_data_config(args.data or base["name"], args.data_dir, base)
     return resolve(cfg, args.strategy)
 
 
@@ -60,6 +60,8 @@ def image_data_config(name: str, data_dir: str | None, base: dict | None = None)
     """``--data NAME [--data-dir PATH]``: for ``folder`` PATH is the image folder; for ``cifar10``
     it is the data root, the ``cifar-10-batches-py`` folder, or the folder holding it."""
     cfg = {k: v for k, v in (base or {}).items() if k in ("valid_size", "per_class", "seed")}
+    if name == (base or {}).get("name") and not data_dir:   # nothing new: keep where it was found
+        return dict(base)
     cfg["name"] = name
     if name == "folder":
         if not data_dir:
@@ -81,6 +83,8 @@ def cmd_search(args) -> int:
     if args.resume:
         run = RunDir(args.resume)
         cfg = run.config()
+        if cfg.get("kind") == "train":
+            raise RunError(f"{run.path} is a retraining run: continue it with torchnas train --resume {run.path}")
         if args.queries is not None and args.queries != cfg["budget"]:  # extend (or cut) the budget
             cfg["budget"] = args.queries
             run.save_config(resolve(cfg))
@@ -141,10 +145,12 @@ def _run_enas(cfg: dict, run: RunDir | None, out: str | None, args) -> int:
     """ENAS: shared-weight search, derive, then (optionally) train the derived architecture."""
     from .enas import ENASSearch
     space = build_space(cfg)
-    try:
-        search = ENASSearch(space, build_strategy(cfg, space), seed=cfg["seed"], **cfg["enas"])
-    except TypeError as e:   # a setting ENASSearch does not take
-        raise ConfigError(f"enas: {e}") from None
+    import inspect
+    unknown = set(cfg["enas"]) - set(inspect.signature(ENASSearch).parameters) - {"space", "strategy", "seed"}
+    if unknown:
+        raise ConfigError(f"enas settings {sorted(unknown)} are unknown; allowed: "
+                          f"{sorted(set(inspect.signature(ENASSearch).parameters) - {'space', 'strategy', 'seed', 'run_dir'})}")
+    search = ENASSearch(space, build_strategy(cfg, space), seed=cfg["seed"], **cfg["enas"])
     search.run_dir = run = run or RunDir(out).create(cfg)
     search.resume()
     with _progress(args.quiet) as progress:
@@ -207,8 +213,8 @@ def cmd_train(args) -> int:
     if args.epochs is not None:
         settings["epochs"] = args.epochs
     data = (_data_holder(source_cfg) or {}).get("data") or {"name": "digits"}
-    if args.data:
-        data = image_data_config(args.data, args.data_dir, data)
+    if args.data or args.data_dir:
+        data = image_data_config(args.data or data["name"], args.data_dir, data)
     space = build_space(source_cfg)
     arch = str(space.parse(arch))      # validates; a clear error names the bad decision
     if args.dry_run:
@@ -285,7 +291,7 @@ def main(argv=None) -> int:
     s.add_argument("--strategy", help="reinforce, random or evolution (default: the preset's)")
     s.add_argument("--queries", type=int, help="budget: distinct architectures to evaluate")
     s.add_argument("--seed", type=int)
-    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting, e.g. strategy.lr=0.01")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting, e.g. strategies.reinforce.lr=0.01")
     s.add_argument("--data-dir", help="data root (default $TORCHNAS_DATA, else ~/.torchnas/data)")
     s.add_argument("--out", help="run directory (default runs/PRESET-STRATEGY-TIME)")
     s.add_argument("--resume", metavar="RUN", help="continue the run in RUN from its last checkpoint")

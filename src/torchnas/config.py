@@ -101,10 +101,12 @@ def resolve(cfg: dict, strategy: str | None = None) -> dict:
 def final_settings(cfg: dict) -> tuple[dict, dict | None]:
     """(``final_net``, ``train``) for retraining: the config's own, or those of the preset
     its ``final`` key names (ENAS search presets point at their ``*-final`` preset)."""
-    if cfg.get("final"):
+    net, train = cfg.get("final_net") or {}, cfg.get("train")
+    if cfg.get("final"):   # the config's own values (e.g. from --set) override the named preset's
         final = load_preset(cfg["final"])
-        return final.get("final_net") or {}, final.get("train")
-    return cfg.get("final_net") or {}, cfg.get("train")
+        net = {**(final.get("final_net") or {}), **net}
+        train = {**(final.get("train") or {}), **(train or {})} if final.get("train") or train else None
+    return net, train
 
 
 def build_space(cfg: dict):

@@ -69,7 +69,10 @@ class ENASSearch:
         self.reward_batch = reward_batch or batch_size
         self.derive_samples, self.keep, self.max_train_batches = derive_samples, keep, max_train_batches
         torch.manual_seed(seed)
-        self.net = space.shared(self.data.shape[0], self.data.num_classes, **(net or {}))
+        net = dict(net or {})
+        if net.get("aux_head"):
+            net.setdefault("image_size", self.data.shape[1])
+        self.net = space.shared(self.data.shape[0], self.data.num_classes, **net)
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         self.opt = torch.optim.SGD(self.net.parameters(), lr=lr_max, momentum=momentum, nesterov=nesterov,
@@ -91,11 +94,12 @@ class ENASSearch:
         self.net.train()
         loss_sum = correct = seen = 0
         t0 = time.perf_counter()
-        for i, (xb, yb) in enumerate(iterate_batches(self.data.train_x, self.data.train_y, self.batch_size,
-                                                     self.generator)):
-            if self.max_train_batches is not None and i >= self.max_train_batches:
-                break
-            arch = self.strategy.propose(1)[0]
+        n_batches = math.ceil(len(self.data.train_y) / self.batch_size)
+        if self.max_train_batches is not None:
+            n_batches = min(n_batches, self.max_train_batches)
+        archs = self.strategy.propose(n_batches)   # one architecture per minibatch, sampled as one batch
+        for arch, (xb, yb) in zip(archs, iterate_batches(self.data.train_x, self.data.train_y, self.batch_size,
+                                                         self.generator)):
             if self.augment is not None:
                 xb = self.augment(xb, self.generator)
             logits = self.net(self._input(xb), arch)

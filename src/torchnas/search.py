@@ -157,10 +157,9 @@ class Search:
             archs, rewards = self._evaluate_batch(self.strategy.ask())
             stats = self.strategy.tell(archs, rewards)
             self.updates += 1
-            if self.run_dir is not None:
-                if stats:
-                    self.run_dir.append_jsonl(RunDir.STEPS, {"update": self.updates, "queries": len(self.log),
-                                                             "proposals": self.proposals, **stats})
+            if self.run_dir is not None:   # one line per update, so the checkpoint's count cuts the log right
+                self.run_dir.append_jsonl(RunDir.STEPS, {"update": self.updates, "queries": len(self.log),
+                                                         "proposals": self.proposals, **(stats or {})})
                 if time.perf_counter() - self._last_checkpoint >= self.checkpoint_every:
                     self._checkpoint()
         if self.run_dir is not None:

@@ -14,6 +14,7 @@ from typing import Callable
 
 import torch
 
+from .nn import count_flops
 from .evaluators.trainer import Training, arch_seed, load_data_cached
 from .runs import RunDir, RunError
 from .spaces import space_from_config
@@ -45,7 +46,13 @@ def retrain(run: RunDir, on_epoch: Callable[[dict], None] | None = None) -> dict
     data = load_data_cached(cfg["data"])
     seed = arch_seed(cfg["seed"], arch)
     torch.manual_seed(seed)
-    model = space.child(arch, data.shape[0], data.num_classes, **cfg.get("net", {}))
+    net = dict(cfg.get("net") or {})
+    if net.get("aux_head"):
+        net.setdefault("image_size", data.shape[1])
+    try:
+        model = space.child(arch, data.shape[0], data.num_classes, **net)
+    except TypeError as e:   # a network setting this space does not take
+        raise RunError(f"{run.path}: final_net settings {net} do not fit space {space.name!r}: {e}") from None
     training = Training(model, data, seed=seed, **cfg["train"])
     ckpt = run.load_checkpoint()
     if ckpt is not None:
@@ -64,7 +71,7 @@ def retrain(run: RunDir, on_epoch: Callable[[dict], None] | None = None) -> dict
             on_epoch(rec)
     result = {"arch": cfg["arch"], "test_acc": training.accuracy("test"),
               "valid_acc": history[-1]["valid_acc"], "epochs": training.epochs,
-              "params": sum(p.numel() for p in model.parameters()), "flops": model.flops(data.shape),
+              "params": sum(p.numel() for p in model.parameters()), "flops": count_flops(model, data.shape),
               "train_seconds": round(sum(h["seconds"] for h in history), 2),
               "data": data.name, "test_images": len(data.test_y), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
     torch.save(training.model.state_dict(), run.path / MODEL)

@@ -37,9 +37,6 @@ class NB201Table(Evaluator):
         metrics = self.rows[self.space.check(arch).values]
         return Evaluation(metrics[self.reward_column] / 100.0, dict(metrics))
 
-    def lookup(self, arch: Architecture) -> dict:
-        return dict(self.rows[self.space.check(arch).values])
-
 
 def _read_table(path: Path, space: NB201Space):
     try:

@@ -19,6 +19,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from ..nn import count_flops
 from ..spaces import Architecture, SearchSpace
 from .base import Evaluation, Evaluator
 
@@ -159,13 +160,16 @@ class Training:
         return correct / max(len(x), 1)
 
     def state_dict(self) -> dict:
+        # The global torch RNG drives dropout and drop-path: saved so that a resumed run repeats them.
         return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                "generator": self.generator.get_state(), "epoch": self.epoch, "step": self.step}
+                "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
+                "epoch": self.epoch, "step": self.step}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
         self.epoch, self.step = state["epoch"], state["step"]
 
 
@@ -196,7 +200,7 @@ class ChildTrainer(Evaluator):
         seed = arch_seed(self.seed, arch)
         torch.manual_seed(seed)   # weight init
         model = self.space.child(arch, data.shape[0], data.num_classes)
-        metrics = {"params": sum(p.numel() for p in model.parameters()), "flops": model.flops(data.shape)}
+        metrics = {"params": sum(p.numel() for p in model.parameters()), "flops": count_flops(model, data.shape)}
         run = Training(model, data, self.epochs, self.batch_size, self.lr, self.momentum, self.nesterov,
                        self.weight_decay, self.schedule, self.augment, seed, self.channels_last)
         accs, images, seconds = [], 0, 0.0
@@ -206,7 +210,8 @@ class ChildTrainer(Evaluator):
                 metrics.update(epochs=run.epoch, diverged=True, reason=out["diverged"])
                 return Evaluation(0.0, metrics)
             images, seconds = images + out["images"], seconds + out["seconds"]
-            accs.append(run.accuracy("valid"))
+            if run.epoch > self.epochs - self.last_k:   # only the last k epochs enter the reward
+                accs.append(run.accuracy("valid"))
         best_recent = max(accs[-self.last_k:])
         metrics.update(epochs=run.epoch, valid_acc=accs[-1], valid_acc_best_last=best_recent,
                        train_loss=out["loss"], train_seconds=round(seconds, 3),

@@ -22,7 +22,10 @@ def get_space(name: str, **kwargs) -> SearchSpace:
     """Build the space registered as ``name`` (keyword arguments configure it)."""
     if name not in SPACES:
         raise ArchitectureError(f"unknown search space {name!r}; known spaces: {', '.join(sorted(SPACES))}")
-    return SPACES[name](**kwargs)
+    try:
+        return SPACES[name](**kwargs)
+    except TypeError as e:   # a setting the space does not take
+        raise ValueError(f"space {name!r}: {e}") from None
 
 
 def space_from_config(cfg: dict) -> SearchSpace:

@@ -174,20 +174,3 @@ class NASCNNChild(nn.Module):
         outs = self.features(x)
         h = concat_padded([outs[i] for i in self.loose_ends])
         return self.classifier(h.mean((2, 3)))
-
-    def flops(self, image_shape: tuple[int, int, int]) -> int:
-        """Multiply-adds × 2 of one forward pass on one image (convs and classifier)."""
-        _, h, w = image_shape
-        sizes, total = [], 0
-        for layer, conv in zip(self.spec, self.convs):
-            if layer["inputs"]:
-                hi = max(sizes[j][0] for j in layer["inputs"])
-                wi = max(sizes[j][1] for j in layer["inputs"])
-            else:
-                hi, wi = h, w
-            ho, wo = -(-hi // layer["stride"]), -(-wi // layer["stride"])
-            total += 2 * conv.in_channels * conv.out_channels * layer["fh"] * layer["fw"] * ho * wo
-            if layer["pool"]:
-                ho, wo = -(-ho // 2), -(-wo // 2)
-            sizes.append((ho, wo))
-        return total + 2 * self.classifier.in_features * self.classifier.out_features

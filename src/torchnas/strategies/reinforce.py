@@ -90,6 +90,7 @@ class Reinforce(Strategy):
         self._pending = None
         log_probs, entropies = pending.log_probs[:k], pending.entropies[:k]
         rewards = torch.as_tensor(rewards, dtype=torch.float32, device=log_probs.device)
+        raw_reward = rewards.mean().item()
         rewards = rewards + self.entropy_weight * entropies.detach()
         mean_reward = rewards.mean().item()
         if self.baseline_update == "sample":   # ENAS: b updated by each sample, then used (main.py)
@@ -113,7 +114,8 @@ class Reinforce(Strategy):
         self.optimizer.step()
         if self.baseline_update == "batch":
             self.baseline = self.baseline_decay * self.baseline + (1 - self.baseline_decay) * mean_reward
-        stats = {"loss": loss.item(), "baseline": self.baseline, "reward": mean_reward,
+        stats = {"loss": loss.item(), "baseline": self.baseline, "reward": raw_reward,
+                 "reward_with_bonus": mean_reward,
                  "entropy": entropies.mean().item(), "log_prob": log_probs.mean().item()}
         if grad_norm is not None:
             stats["grad_norm"] = grad_norm
