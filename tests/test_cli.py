@@ -73,3 +73,23 @@ def test_default_search_trains_children_then_retrains_the_best(tmp_path, capsys)
     assert json.loads((out2 / "result.json").read_text())["epochs"] == 1
     assert main(["train", "--arch", "nas-cnn:3,3,99,-", "--out", str(tmp_path / "bad")]) == 2
     assert "layer0.nf" in capsys.readouterr().err
+
+
+def test_enas_search_from_the_cli_then_final_training(tmp_path, capsys):
+    out = tmp_path / "enas"
+    sets = ["enas.epochs=1", "enas.net.channels=4", "enas.batch_size=64", "enas.train_steps=1",
+            "enas.derive_samples=4", "enas.data.per_class=15", "strategies.reinforce.batch_size=2",
+            "final_net.channels=4", "train.epochs=1", "train.cutout=2"]
+    args = ["search", "--preset", "enas-micro-tiny", "--data", "digits", "--out", str(out), "--quiet"]
+    for s in sets:
+        args += ["--set", s]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "derived.json" in text and "test accuracy" in text
+    derived = json.loads((out / "derived.json").read_text())
+    assert json.loads((out / "retrain" / "result.json").read_text())["arch"] == derived[0]["arch"]
+    assert len((out / "epochs.jsonl").read_text().splitlines()) == 1
+    # the run resumes to its end without recomputing, and a search run is not a training run
+    assert main(["search", "--resume", str(out), "--quiet", "--no-retrain"]) == 0
+    assert main(["search", "--resume", str(out / "retrain")]) == 2
+    assert "retraining run" in capsys.readouterr().err
