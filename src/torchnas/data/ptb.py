@@ -1,0 +1,93 @@
+"""Penn Treebank (Mikolov's word-level preprocessing) for the ENAS recurrent cell.
+
+Reads ``ptb.train.txt``, ``ptb.valid.txt`` and ``ptb.test.txt`` from a directory (``--data-dir``
+root's ``ptb/``, or a path): every line becomes its words followed by ``<eos>``, the vocabulary
+is built from the training split (10,000 words with ``<unk>`` and ``<eos>``; sorted, as the
+google-research ``enas_lm`` data utilities do), and each split is one token stream laid out as
+``batch_size`` parallel streams (``batchify``). BPTT windows are fixed or, as in AWD-LSTM and
+``enas_lm``'s search, of random length around ``bptt`` (``bptt_windows(variable=True)``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .paths import DataFormatError, find
+
+SPLITS = ("train", "valid", "test")
+PTB_HOW = ("Penn Treebank is the three files ptb.train.txt, ptb.valid.txt, ptb.test.txt "
+           "(Mikolov's preprocessing); put them in <data root>/ptb/ or pass --data-dir.")
+
+
+@dataclass
+class Corpus:
+    vocab: list[str]                  # index -> word
+    index: dict[str, int]             # word -> index
+    train: torch.Tensor               # int64 token streams
+    valid: torch.Tensor
+    test: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.vocab)
+
+
+def _read(path: Path) -> list[str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataFormatError(f"{path}: not UTF-8 text ({e}); expected the PTB text files. {PTB_HOW}") from None
+    words = []
+    for line in text.splitlines():
+        words += line.split() + ["<eos>"]
+    if not words:
+        raise DataFormatError(f"{path} is empty; expected one sentence per line. {PTB_HOW}")
+    return words
+
+
+def load_ptb(data_dir=None, path=None) -> Corpus:
+    """The corpus from ``path`` (a folder with the three files) or ``<data root>/ptb``."""
+    root = Path(path).expanduser() if path else find("ptb", data_dir, PTB_HOW)
+    words = {}
+    for split in SPLITS:
+        f = root / f"ptb.{split}.txt"
+        if not f.is_file():
+            raise DataFormatError(f"{f} is missing. {PTB_HOW}")
+        words[split] = _read(f)
+    vocab = sorted(set(words["train"]))
+    index = {w: i for i, w in enumerate(vocab)}
+    for split in ("valid", "test"):
+        unknown = sorted(set(words[split]) - index.keys())
+        if unknown:
+            raise DataFormatError(f"{root / f'ptb.{split}.txt'}: {len(unknown)} words are not in the training "
+                                  f"vocabulary (e.g. {unknown[:3]}); PTB maps rare words to <unk> in every split")
+    streams = {s: torch.tensor([index[w] for w in words[s]], dtype=torch.long) for s in SPLITS}
+    return Corpus(vocab, index, streams["train"], streams["valid"], streams["test"])
+
+
+def batchify(stream: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """(T, batch_size): column b is the b-th contiguous slice of the stream (the tail is dropped)."""
+    if batch_size < 1 or len(stream) < batch_size:
+        raise ValueError(f"batch_size must be in 1..{len(stream)}, got {batch_size}")
+    n = len(stream) // batch_size
+    return stream[:n * batch_size].reshape(batch_size, n).t().contiguous()
+
+
+def bptt_windows(data: torch.Tensor, bptt: int, variable: bool = False, generator: torch.Generator | None = None):
+    """Yield (inputs, targets) windows of shape (L, B) covering the batchified stream once.
+
+    ``variable``: AWD-LSTM's random length, ``bptt`` with p = 0.95 else ``bptt / 2``, then
+    normal with std 5, at least 5 (Merity et al. 2018); the caller scales the learning rate by
+    L / bptt if it follows AWD-LSTM."""
+    if bptt < 1:
+        raise ValueError(f"bptt must be >= 1, got {bptt}")
+    i = 0
+    while i < len(data) - 1:
+        length = bptt
+        if variable:
+            base = bptt if torch.rand(1, generator=generator).item() < 0.95 else bptt / 2
+            length = max(5, int(torch.normal(float(base), 5.0, (1,), generator=generator).item()))
+        length = min(length, len(data) - 1 - i)
+        yield data[i:i + length], data[i + 1:i + 1 + length]
+        i += length

@@ -1,0 +1,60 @@
+import pytest
+import torch
+
+from tests.conftest import SHARED
+from torchnas.data import DataFormatError, DataNotFoundError
+from torchnas.data.ptb import batchify, bptt_windows, load_ptb
+
+PTB = SHARED / "ptb"
+needs_ptb = pytest.mark.skipif(not (PTB / "ptb.train.txt").exists(), reason="shared PTB copy absent")
+
+
+@needs_ptb
+def test_token_counts_and_vocabulary():
+    c = load_ptb(path=PTB)
+    assert (len(c.train), len(c.valid), len(c.test)) == (929_589, 73_760, 82_430)
+    assert len(c) == 10_000 and "<eos>" in c.index and "<unk>" in c.index
+    assert c.vocab == sorted(c.vocab)
+    assert c.train.dtype == torch.long and c.vocab[c.train[-1]] == "<eos>"
+
+
+def _write(tmp_path, train="a b c\nb c\n", valid="a b\n", test="c\n"):
+    for name, text in (("train", train), ("valid", valid), ("test", test)):
+        (tmp_path / f"ptb.{name}.txt").write_text(text)
+    return tmp_path
+
+
+def test_small_corpus_and_batches(tmp_path):
+    c = load_ptb(path=_write(tmp_path))
+    assert c.vocab == ["<eos>", "a", "b", "c"]
+    assert c.train.tolist() == [1, 2, 3, 0, 2, 3, 0]
+    data = batchify(torch.arange(10), 3)
+    assert data.shape == (3, 3) and data[:, 0].tolist() == [0, 1, 2] and data[:, 1].tolist() == [3, 4, 5]
+    windows = list(bptt_windows(batchify(torch.arange(100), 2), 7))
+    assert sum(len(x) for x, _ in windows) == 49
+    for x, y in windows:
+        assert torch.equal(x[1:], y[:-1])
+    g = torch.Generator().manual_seed(0)
+    lengths = [len(x) for x, _ in bptt_windows(batchify(torch.arange(20000), 2), 35, variable=True, generator=g)]
+    assert min(lengths[:-1]) >= 5 and 30 < sum(lengths) / len(lengths) < 36 and len(set(lengths)) > 5
+
+
+def test_clear_errors(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCHNAS_DATA", str(tmp_path / "nowhere"))
+    with pytest.raises(DataNotFoundError, match=r"nowhere/ptb.*ptb.train.txt"):
+        load_ptb()
+    d = _write(tmp_path)
+    (d / "ptb.test.txt").unlink()
+    with pytest.raises(DataFormatError, match=r"ptb.test.txt is missing"):
+        load_ptb(path=d)
+    _write(tmp_path, valid="a zebra\n")
+    with pytest.raises(DataFormatError, match=r"ptb.valid.txt: 1 words are not in the training vocabulary"):
+        load_ptb(path=tmp_path)
+    _write(tmp_path, train="")
+    with pytest.raises(DataFormatError, match="is empty"):
+        load_ptb(path=tmp_path)
+    (tmp_path / "ptb.train.txt").write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(DataFormatError, match="not UTF-8"):
+        load_ptb(path=tmp_path)
+    with pytest.raises(ValueError, match="batch_size"):
+        batchify(torch.arange(3), 5)
