@@ -116,3 +116,19 @@ def test_choice_biases_enas_micro():
     assert torch.allclose(c.log_prob(s.archs[:50]).log_probs, s.log_probs[:50], atol=1e-5)
     with pytest.raises(ValueError, match="choice_bias"):
         Controller(space, choice_bias={"op": [1, 2]})
+
+
+def test_enas_lm_anchor_bias_and_input_scaling():
+    """enas_lm: logit_j -= (n-j)^2/6 after the tanh; next input h_j / (0.1 + n - j)."""
+    space = ToySpace(layers=4, options=2, layout="cell")
+    plain = Controller(space, seed=2, temperature=5.0, tanh_constant=2.25)
+    biased = Controller(space, seed=2, temperature=5.0, tanh_constant=2.25,
+                        anchor_distance_bias=1 / 6, anchor_input_offset=0.1)
+    with torch.no_grad():
+        a = plain.sample(4000, torch.Generator().manual_seed(0)).archs
+        s = biased.sample(4000, torch.Generator().manual_seed(0))
+    recent = lambda archs: sum(x.values[6] == 4 for x in archs) / len(archs)   # node3 picks the newest of 5 anchors
+    assert recent(s.archs) > recent(a) + 0.1
+    assert torch.allclose(biased.log_prob(s.archs[:64]).log_probs, s.log_probs[:64], atol=1e-5)
+    with pytest.raises(ValueError, match="anchor_input_offset"):
+        Controller(space, anchor_input_offset=0.0)

@@ -45,7 +45,8 @@ class Controller(nn.Module):
     def __init__(self, space: SearchSpace, hidden_size: int = 64, num_layers: int = 1,
                  init_range: float = 0.1, temperature: float | None = None,
                  tanh_constant: float | None = None, op_tanh_reduce: float = 1.0,
-                 skip_target: float = 0.4, choice_bias: dict | None = None, seed: int = 0):
+                 skip_target: float = 0.4, choice_bias: dict | None = None,
+                 anchor_distance_bias: float = 0.0, anchor_input_offset: float | None = None, seed: int = 0):
         super().__init__()
         if hidden_size < 1 or num_layers < 1:
             raise ValueError("controller hidden_size and num_layers must be >= 1")
@@ -58,6 +59,12 @@ class Controller(nn.Module):
         self.decisions = space.decisions
         self.temperature, self.tanh_constant = temperature, tanh_constant
         self.op_tanh_reduce, self.skip_target = op_tanh_reduce, skip_target
+        # enas_lm controller.py, for the recurrent cell's one-anchor decisions: after the tanh,
+        # logit_j -= (n - j)^2 * anchor_distance_bias (1/6 there), favouring recent nodes; the
+        # next input is h_j / (anchor_input_offset + (n - j)) (offset 0.1 there).
+        if anchor_distance_bias < 0 or (anchor_input_offset is not None and anchor_input_offset <= 0):
+            raise ValueError("controller anchor_distance_bias must be >= 0 and anchor_input_offset > 0")
+        self.anchor_distance_bias, self.anchor_input_offset = anchor_distance_bias, anchor_input_offset
         H = hidden_size
         self.lstm = nn.ModuleList(nn.LSTMCell(H, H) for _ in range(num_layers))
         self.g_emb = nn.Parameter(torch.empty(1, H))
@@ -139,8 +146,13 @@ class Controller(nn.Module):
                     logits = self._squash(scores.squeeze(-1), op=False)
                     content = torch.stack(anchors[:n], 1)                     # (m, n, H)
                     if isinstance(d, Anchor):
+                        distance = n - torch.arange(n, device=dev, dtype=logits.dtype)     # n - j
+                        if self.anchor_distance_bias:
+                            logits = logits - self.anchor_distance_bias * distance ** 2
                         chosen, lp, ent = _categorical(logits, chosen, generator)
                         inp = content[torch.arange(m, device=dev), chosen]
+                        if self.anchor_input_offset is not None:
+                            inp = inp / (self.anchor_input_offset + distance[chosen]).unsqueeze(1)
                     else:
                         chosen, lp, ent, kl = _bernoulli(logits, chosen, generator, self.skip_target)
                         penalty = penalty + kl
