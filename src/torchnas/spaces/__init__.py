@@ -5,6 +5,7 @@ from .base import (Anchor, AnchorSet, Architecture, ArchitectureError, Choice, S
                    Step, iter_all)
 from .enas_macro import ENASMacroSpace
 from .enas_micro import ENASMicroSpace
+from .enas_rnn import ENASRNNSpace
 from .nas_cnn import NASCNNSpace
 from .nb201 import NB201Space
 from .toy import ToySpace
@@ -14,6 +15,7 @@ SPACES: dict[str, type[SearchSpace]] = {
     NASCNNSpace.name: NASCNNSpace,
     ENASMicroSpace.name: ENASMicroSpace,
     ENASMacroSpace.name: ENASMacroSpace,
+    ENASRNNSpace.name: ENASRNNSpace,
     ToySpace.name: ToySpace,
 }
 
@@ -34,4 +36,4 @@ def space_from_config(cfg: dict) -> SearchSpace:
 
 
 __all__ = ["Anchor", "AnchorSet", "Architecture", "ArchitectureError", "Choice", "SearchSpace",
-           "Step", "iter_all", "get_space", "space_from_config", "SPACES", "ENASMacroSpace", "ENASMicroSpace", "NASCNNSpace", "NB201Space", "ToySpace"]
+           "Step", "iter_all", "get_space", "space_from_config", "SPACES", "ENASMacroSpace", "ENASMicroSpace", "ENASRNNSpace", "NASCNNSpace", "NB201Space", "ToySpace"]

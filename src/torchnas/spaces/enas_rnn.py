@@ -1,0 +1,268 @@
+"""The ENAS recurrent-cell search space (Pham et al. 2018, §2.2), after the authors' corrected
+code, google-research ``enas_lm`` (see ``docs/reference-settings.md``, section "ENAS recurrent
+cell"; the older melodyguan/enas ``src/ptb`` code is flagged wrong by its authors).
+
+Decisions (``enas_lm/src/controller.py``): per searched node ``i = 1..N`` the index of its
+previous node (``node{i}.prev``, one of nodes ``0..i-1``; node 0 is the fixed first node) and
+then its activation (``node{i}.act``, kind ``"act"``: 0 tanh, 1 relu, 2 sigmoid, 3 identity).
+An arc is the flat list ``prev_1 act_1 ... prev_N act_N``; the published cell (GR README,
+``--fixed_arc``) is :data:`PUBLISHED_ARC`, 8 nodes. The controller default is 9 nodes
+(``controller_num_layers``); we default to 8 so the published cell parses.
+
+Controller program (``controller.py`` ``_build_sampler``): two LSTM steps per node, the
+prev-index step then the function step; node ``j >= 1`` is represented by the controller
+output at its prev-index step, node 0 by a zero vector. Here: one leading
+``Step(None, anchor="zero")`` for node 0, then per node ``Step(prev, anchor="h")`` and
+``Step(act)``. Differences from the reference controller, which :mod:`torchnas.controller`
+cannot express: the leading step is an extra LSTM step (the reference registers node 0 without
+one), and node 0's attention key is ``W_attn_1 h`` of that step (zero in the reference); the
+reference also subtracts ``(i - j)² / 6`` from the prev logits after the tanh, divides the next
+input by ``0.1 + (i - j)``, ties the function softmax to the function embedding, and has no
+LSTM biases.
+
+Cell (``enas_lm/src/child.py`` ``_rnn_fn``; one time step, no biases anywhere):
+
+* node 0 (fixed, tanh): ``[h; t] = [x_t, h_{t-1}] @ W_prev`` (``W_prev`` is ``[I + H, 2H]``),
+  ``c = sigmoid(t)``, ``s_0 = c * tanh(h) + (1 - c) * h_{t-1}``;
+* node i with prev ``p`` and activation ``f``: ``[h; t] = s_p @ W_i``,
+  ``s_i = c * f(h) + (1 - c) * s_p`` with ``c = sigmoid(t)``;
+* output (also the next recurrent state): ``output="average"`` (default, GPU ``child.py`` and
+  ``fixed_lib.py``) is the mean of ALL nodes 1..N; ``output="loose_ends"`` (the paper, and
+  ``tpu/fixed_lib.py`` ``child_average_loose_ends``) is the mean of the nodes no node uses as
+  its prev (node 0 is always used by node 1, and node N is always loose).
+
+Optional variational dropout masks follow the reference: ``x_mask`` multiplies ``x_t`` in node
+0 (``input_mask``), ``h_mask`` multiplies ``h_{t-1}`` in node 0 and every node's matmul input
+``s_p`` (``layer_mask``, one mask for all nodes); the carry terms use the undropped states.
+
+Shared weights (``child.py`` ``LM._build_params``): ``rnn_cell/layer_{l}/w`` has shape
+``[num_functions, l, H, 2H]`` -- one fused ``[H, 2H]`` matrix per (node, prev node,
+activation); only the sampled ``W_l[f, p]`` is used. Init is uniform ±``init_range`` (0.04
+in search, 0.05 in the GPU final training).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .base import Anchor, Architecture, ArchitectureError, Choice, SearchSpace, Step
+
+ENAS_RNN_ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")   # child.py _select_function order
+# enas_lm README (google-research): the published cell.
+PUBLISHED_ARC = "0 2 1 0 2 1 2 2 4 0 5 0 3 2 6 2"
+OUTPUTS = ("average", "loose_ends")
+
+_FUNCS = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid, "identity": lambda x: x}
+
+Node = tuple[int, int]   # (prev index, activation index)
+
+
+def loose_ends(nodes: Sequence[Node]) -> list[int]:
+    """Nodes 1..N that no node uses as its prev (``tpu/fixed_lib.py``)."""
+    used = {p for p, _ in nodes}
+    return [i for i in range(1, len(nodes) + 1) if i not in used]
+
+
+def _init(t: torch.Tensor, init_range: float) -> torch.Tensor:
+    with torch.no_grad():
+        return t.uniform_(-init_range, init_range)
+
+
+class _CellBase(nn.Module):
+    def __init__(self, input_size: int, hidden_size: int, activations: Sequence[str], init_range: float):
+        super().__init__()
+        if input_size < 1 or hidden_size < 1:
+            raise ValueError("enas-rnn cells need input_size >= 1 and hidden_size >= 1")
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.activations = tuple(activations)
+        self.w_prev = nn.Parameter(_init(torch.empty(input_size + hidden_size, 2 * hidden_size), init_range))
+
+    def _node0(self, x, h_prev, x_mask, h_mask):
+        xi = x if x_mask is None else x * x_mask
+        hi = h_prev if h_mask is None else h_prev * h_mask
+        h, t = (torch.cat([xi, hi], -1) @ self.w_prev).chunk(2, -1)
+        c = torch.sigmoid(t)
+        return h_prev + c * (torch.tanh(h) - h_prev)
+
+    def _node(self, s, w, act, h_mask):
+        h, t = ((s if h_mask is None else s * h_mask) @ w).chunk(2, -1)
+        c = torch.sigmoid(t)
+        return s + c * (_FUNCS[self.activations[act]](h) - s)
+
+    @staticmethod
+    def _output(states, nodes, output):
+        if output == "average":
+            return torch.stack(states[1:]).mean(0)
+        return torch.stack([states[k] for k in loose_ends(nodes)]).mean(0)
+
+
+class ENASRNNCell(_CellBase):
+    """The standalone cell of one architecture: ``forward(x_t, h_prev) -> h_t`` (``[B, I]``,
+    ``[B, H]`` -> ``[B, H]``). ``w_prev`` is node 0's fused ``[I + H, 2H]`` matrix, ``w[i - 1]``
+    node i's ``[H, 2H]`` matrix (first half: pre-activation, second half: gate)."""
+
+    def __init__(self, arch: Architecture | Sequence[Node], input_size: int, hidden_size: int, *,
+                 output: str = "average", activations: Sequence[str] = ENAS_RNN_ACTIVATIONS,
+                 init_range: float = 0.04):
+        super().__init__(input_size, hidden_size, activations, init_range)
+        if output not in OUTPUTS:
+            raise ValueError(f"enas-rnn output must be one of {', '.join(OUTPUTS)}, not {output!r}")
+        if isinstance(arch, Architecture):
+            space = arch.search_space
+            if not isinstance(space, ENASRNNSpace):
+                raise ValueError("ENASRNNCell needs an enas-rnn architecture (or a list of (prev, act) nodes)")
+            nodes = space.nodes_of(arch)
+            self.activations = space.activations
+        else:
+            nodes = [(int(p), int(a)) for p, a in arch]
+        if not nodes:
+            raise ValueError("enas-rnn cell needs at least one searched node")
+        for i, (p, a) in enumerate(nodes, 1):
+            if not 0 <= p < i or not 0 <= a < len(self.activations):
+                raise ArchitectureError(f"enas-rnn node{i}: ({p}, {a}) is not a valid (prev, act)")
+        self.nodes = nodes
+        self.output = output
+        self.w = nn.ParameterList(nn.Parameter(_init(torch.empty(hidden_size, 2 * hidden_size), init_range))
+                                  for _ in nodes)
+
+    def forward(self, x_t: torch.Tensor, h_prev: torch.Tensor, x_mask: torch.Tensor | None = None,
+                h_mask: torch.Tensor | None = None) -> torch.Tensor:
+        states = [self._node0(x_t, h_prev, x_mask, h_mask)]
+        for (p, a), w in zip(self.nodes, self.w):
+            states.append(self._node(states[p], w, a, h_mask))
+        return self._output(states, self.nodes, self.output)
+
+
+class ENASRNNSharedCell(_CellBase):
+    """The shared cell of the search: ``forward(x_t, h_prev, arch) -> h_t``. ``w[l - 1]`` is the
+    reference's ``layer_{l}/w``, shape ``[num_activations, l, H, 2H]``; node l with prev p and
+    activation f uses ``w[l - 1][f, p]`` only."""
+
+    def __init__(self, space: "ENASRNNSpace", input_size: int, hidden_size: int, *, output: str = "average",
+                 init_range: float = 0.04):
+        super().__init__(input_size, hidden_size, space.activations, init_range)
+        if output not in OUTPUTS:
+            raise ValueError(f"enas-rnn output must be one of {', '.join(OUTPUTS)}, not {output!r}")
+        self.space, self.output, self.num_nodes = space, output, space.num_nodes
+        A = len(space.activations)
+        self.w = nn.ParameterList(
+            nn.Parameter(_init(torch.empty(A, l, hidden_size, 2 * hidden_size), init_range))
+            for l in range(1, space.num_nodes + 1))
+
+    def forward(self, x_t: torch.Tensor, h_prev: torch.Tensor, arch: Architecture,
+                x_mask: torch.Tensor | None = None, h_mask: torch.Tensor | None = None,
+                output: str | None = None) -> torch.Tensor:
+        nodes = self.space.nodes_of(arch)
+        states = [self._node0(x_t, h_prev, x_mask, h_mask)]
+        for l, (p, a) in enumerate(nodes, 1):
+            states.append(self._node(states[p], self.w[l - 1][a, p], a, h_mask))
+        return self._output(states, nodes, output or self.output)
+
+
+class ENASRNNSpace(SearchSpace):
+    """ENAS recurrent cells: ``num_nodes`` searched nodes after the fixed node 0, each picking
+    a previous node and an activation from ``activations`` (the reference's index order)."""
+
+    name = "enas-rnn"
+
+    def __init__(self, num_nodes: int = 8, activations: Sequence[str] = ENAS_RNN_ACTIVATIONS):
+        if num_nodes < 1:
+            raise ValueError(f"enas-rnn needs num_nodes >= 1, got {num_nodes}")
+        activations = tuple(str(a) for a in activations)
+        if not activations:
+            raise ValueError("enas-rnn needs at least one activation")
+        for a in activations:
+            if a not in _FUNCS:
+                raise ValueError(f"enas-rnn: unknown activation {a!r}; use {', '.join(_FUNCS)}")
+        self.num_nodes, self.activations = num_nodes, activations
+        decisions, steps = [], [Step(None, anchor="zero")]          # node 0: a zero anchor
+        for i in range(1, num_nodes + 1):
+            b = len(decisions)
+            decisions += [Anchor(f"node{i}.prev", i), Choice(f"node{i}.act", activations, kind="act")]
+            # prev-index step (its output is node i's anchor), then the function step
+            steps += [Step(b, anchor="h"), Step(b + 1)]
+        self.decisions = tuple(decisions)
+        self._steps = tuple(steps)
+
+    def config(self) -> dict:
+        return {"name": self.name, "num_nodes": self.num_nodes, "activations": list(self.activations)}
+
+    # -- arcs ----------------------------------------------------------------------------------
+    def nodes_of(self, arch: Architecture) -> list[Node]:
+        v = self.check(arch).values
+        return [(v[k], v[k + 1]) for k in range(0, len(v), 2)]
+
+    def to_arc(self, arch: Architecture) -> str:
+        """The reference arc: ``prev_1 act_1 ... prev_N act_N``."""
+        return " ".join(map(str, self.check(arch).values))
+
+    def _allowed(self, d) -> str:
+        if isinstance(d, Anchor):
+            return f"a previous-node index 0..{d.num_anchors - 1}"
+        return "an activation index 0..%d (%s)" % (
+            len(self.activations) - 1, ", ".join(f"{k}={a}" for k, a in enumerate(self.activations)))
+
+    def from_arc(self, text: str) -> Architecture:
+        """Parse a reference arc (space-separated integers). An invalid value raises
+        :class:`ArchitectureError` naming the decision (``node3.prev``) and the allowed values."""
+        tokens = str(text).split()
+        if len(tokens) != 2 * self.num_nodes:
+            raise ArchitectureError(
+                f"enas-rnn arc has {len(tokens)} integers; expected {2 * self.num_nodes} "
+                f"({self.num_nodes} nodes x 'prev act')")
+        values = []
+        for d, tok in zip(self.decisions, tokens):
+            try:
+                v = int(tok)
+            except ValueError:
+                raise ArchitectureError(f"decision {d.name!r}: {tok!r} is not an integer ({self._allowed(d)})") from None
+            if not 0 <= v < d.num_values():
+                raise ArchitectureError(f"decision {d.name!r}: {v} is not {self._allowed(d)}")
+            values.append(v)
+        return self.make(values)
+
+    def parse(self, text: str) -> Architecture:
+        """Canonical ``enas-rnn:v1,v2,...`` strings, or a reference arc ``[enas-rnn:]`` 2N integers."""
+        text = text.strip()
+        name, sep, body = text.partition(":")
+        if not sep:
+            name, body = self.name, text
+        elif name.strip() != self.name:
+            raise ArchitectureError(f"architecture string is for space {name.strip()!r}, not {self.name!r}")
+        if "," in body:
+            return SearchSpace.parse(self, f"{self.name}:{body}")
+        return self.from_arc(body)
+
+    # -- networks ------------------------------------------------------------------------------
+    def child(self, arch: Architecture, input_size: int, hidden_size: int, output: str = "average",
+              init_range: float = 0.04) -> ENASRNNCell:
+        """The standalone cell of ``arch`` (``output``: ``"average"`` or ``"loose_ends"``)."""
+        return ENASRNNCell(self.nodes_of(arch), input_size, hidden_size, output=output,
+                           activations=self.activations, init_range=init_range)
+
+    def shared(self, input_size: int, hidden_size: int, output: str = "average",
+               init_range: float = 0.04) -> ENASRNNSharedCell:
+        """The shared cell; ``forward(x_t, h_prev, arch)`` runs only the sampled path."""
+        return ENASRNNSharedCell(self, input_size, hidden_size, output=output, init_range=init_range)
+
+    def child_from_shared(self, shared_cell: ENASRNNSharedCell, arch: Architecture) -> ENASRNNCell:
+        """A standalone cell with the sampled shared matrices copied in; it computes
+        ``shared_cell(x, h, arch)``."""
+        if shared_cell.space.num_nodes != self.num_nodes or shared_cell.activations != self.activations:
+            raise ValueError("the shared cell was built for another enas-rnn space")
+        nodes = self.nodes_of(arch)
+        cell = ENASRNNCell(nodes, shared_cell.input_size, shared_cell.hidden_size, output=shared_cell.output,
+                           activations=self.activations)
+        p = shared_cell.w_prev
+        cell.to(device=p.device, dtype=p.dtype)
+        with torch.no_grad():
+            cell.w_prev.copy_(shared_cell.w_prev)
+            for l, (prev, act) in enumerate(nodes, 1):
+                cell.w[l - 1].copy_(shared_cell.w[l - 1][act, prev])
+        return cell
+
+
+__all__ = ["ENASRNNSpace", "ENASRNNCell", "ENASRNNSharedCell", "ENAS_RNN_ACTIVATIONS", "PUBLISHED_ARC",
+           "loose_ends"]

@@ -1,0 +1,161 @@
+"""ENAS recurrent cell space: decisions, controller program, arcs, standalone and shared cells."""
+import random
+
+import pytest
+import torch
+
+from torchnas.controller import Controller
+from torchnas.spaces import (Anchor, ArchitectureError, Choice, ENASRNNSpace, get_space, space_from_config)
+from torchnas.spaces.enas_rnn import PUBLISHED_ARC, loose_ends
+
+SPACE = ENASRNNSpace()
+I, H, B = 12, 16, 3
+
+
+def _archs(n, seed=0, space=SPACE):
+    rng = random.Random(seed)
+    return [space.random(rng) for _ in range(n)]
+
+
+# -- decisions and controller program ---------------------------------------------------------------
+def test_decisions_and_program():
+    d = SPACE.decisions
+    assert len(d) == 16 and SPACE.num_nodes == 8
+    for i in range(1, 9):
+        prev, act = d[2 * (i - 1)], d[2 * (i - 1) + 1]
+        assert isinstance(prev, Anchor) and prev.name == f"node{i}.prev" and prev.num_anchors == i
+        assert isinstance(act, Choice) and act.name == f"node{i}.act" and act.kind == "act"
+        assert act.options == ("tanh", "relu", "sigmoid", "identity")
+    assert SPACE.choice_kinds() == {"act": 4}
+    steps = SPACE.steps
+    assert len(steps) == 1 + 2 * 8
+    assert steps[0].decision is None and steps[0].anchor == "zero"
+    for i in range(8):
+        assert steps[1 + 2 * i].decision == 2 * i and steps[1 + 2 * i].anchor == "h"
+        assert steps[2 + 2 * i].decision == 2 * i + 1 and steps[2 + 2 * i].anchor is None
+    assert SPACE.size() == 4 ** 8 * 40320
+    assert get_space("enas-rnn", num_nodes=3).num_nodes == 3
+    s = ENASRNNSpace(num_nodes=5, activations=("relu", "tanh"))
+    assert space_from_config(s.config()).decisions == s.decisions
+
+
+def test_controller_samples_valid_archs_and_log_prob_agrees():
+    torch.manual_seed(0)
+    ctrl = Controller(SPACE, temperature=5.0, tanh_constant=2.25)
+    sample = ctrl.sample(16, generator=torch.Generator().manual_seed(1))
+    for a in sample.archs:
+        SPACE.check(a)
+        assert SPACE.from_arc(SPACE.to_arc(a)) == a
+    again = ctrl.log_prob(sample.archs)
+    assert torch.allclose(sample.log_probs, again.log_probs, atol=1e-5)
+    assert torch.all(sample.log_probs < 0)
+
+
+# -- arcs -------------------------------------------------------------------------------------------
+def test_published_arc_parses_and_round_trips():
+    a = SPACE.from_arc(PUBLISHED_ARC)
+    assert SPACE.to_arc(a) == PUBLISHED_ARC
+    assert SPACE.parse(PUBLISHED_ARC) == a == SPACE.parse("enas-rnn: " + PUBLISHED_ARC)
+    assert SPACE.nodes_of(a) == [(0, 2), (1, 0), (2, 1), (2, 2), (4, 0), (5, 0), (3, 2), (6, 2)]
+    assert str(a) == ("enas-rnn:0,sigmoid,1,tanh,2,relu,2,sigmoid,4,tanh,5,tanh,3,sigmoid,6,sigmoid")
+    assert SPACE.parse(str(a)) == a
+    assert loose_ends(SPACE.nodes_of(a)) == [7, 8]
+    for b in _archs(30):
+        assert SPACE.from_arc(SPACE.to_arc(b)) == b and SPACE.parse(str(b)) == b
+
+
+@pytest.mark.parametrize("arc, needle", [
+    ("0 2 1 0", r"4 integers; expected 16"),
+    ("1 2 1 0 2 1 2 2 4 0 5 0 3 2 6 2", r"node1\.prev.*0\.\.0"),
+    ("0 2 1 0 3 1 2 2 4 0 5 0 3 2 6 2", r"node3\.prev.*0\.\.2"),
+    ("0 2 1 0 2 1 2 2 4 0 5 0 3 2 6 4", r"node8\.act.*0\.\.3 \(0=tanh, 1=relu, 2=sigmoid, 3=identity\)"),
+    ("0 2 1 x 2 1 2 2 4 0 5 0 3 2 6 2", r"node2\.act.*'x' is not an integer"),
+    ("0 2 1 0 2 1 2 2 4 0 5 0 3 2 -1 2", r"node8\.prev"),
+])
+def test_bad_arcs(arc, needle):
+    with pytest.raises(ArchitectureError, match=needle):
+        SPACE.from_arc(arc)
+
+
+def test_bad_space_prefix():
+    with pytest.raises(ArchitectureError, match="not 'enas-rnn'"):
+        SPACE.parse("enas-micro:" + PUBLISHED_ARC)
+
+
+# -- cells ------------------------------------------------------------------------------------------
+def test_cell_equations_by_hand():
+    torch.manual_seed(0)
+    space = ENASRNNSpace(num_nodes=2)
+    a = space.from_arc("0 1 0 2")          # node1 <- 0 relu, node2 <- 0 sigmoid
+    cell = space.child(a, I, H)
+    x, h = torch.randn(B, I), torch.randn(B, H)
+    z = torch.cat([x, h], 1) @ cell.w_prev
+    c0 = torch.sigmoid(z[:, H:])
+    s0 = c0 * torch.tanh(z[:, :H]) + (1 - c0) * h
+    z1, z2 = s0 @ cell.w[0], s0 @ cell.w[1]
+    s1 = torch.sigmoid(z1[:, H:]) * torch.relu(z1[:, :H]) + (1 - torch.sigmoid(z1[:, H:])) * s0
+    s2 = torch.sigmoid(z2[:, H:]) * torch.sigmoid(z2[:, :H]) + (1 - torch.sigmoid(z2[:, H:])) * s0
+    assert torch.allclose(cell(x, h), (s1 + s2) / 2, atol=1e-6)
+    assert not any("bias" in n for n, _ in cell.named_parameters())
+
+
+def test_hidden_state_shape_and_loose_ends_vs_average():
+    torch.manual_seed(0)
+    pub = SPACE.from_arc(PUBLISHED_ARC)
+    avg, loose = SPACE.child(pub, I, H), SPACE.child(pub, I, H, output="loose_ends")
+    loose.load_state_dict(avg.state_dict())
+    x, h = torch.randn(B, I), torch.randn(B, H)
+    out = avg(x, h)
+    assert out.shape == (B, H)
+    assert not torch.allclose(out, loose(x, h))          # loose ends 7, 8 vs nodes 1..8
+    star = SPACE.from_arc(" ".join(f"0 {k % 4}" for k in range(8)))   # every node reads node 0
+    avg2, loose2 = SPACE.child(star, I, H), SPACE.child(star, I, H, output="loose_ends")
+    loose2.load_state_dict(avg2.state_dict())
+    assert torch.allclose(avg2(x, h), loose2(x, h))
+    with pytest.raises(ValueError, match="output"):
+        SPACE.child(pub, I, H, output="last")
+
+
+@pytest.mark.parametrize("output", ["average", "loose_ends"])
+def test_shared_and_child_compute_the_same_over_time(output):
+    torch.manual_seed(0)
+    shared = SPACE.shared(I, H, output=output)
+    xs = torch.randn(5, B, I)
+    for a in _archs(4, seed=1) + [SPACE.from_arc(PUBLISHED_ARC)]:
+        child = SPACE.child_from_shared(shared, a)
+        assert child.output == output
+        hs = hc = torch.zeros(B, H)
+        for x in xs:
+            hs, hc = shared(x, hs, a), child(x, hc)
+            assert hs.shape == (B, H)
+            assert torch.allclose(hs, hc, atol=1e-6)
+    # the dropout masks enter both the same way
+    a = _archs(1, seed=7)[0]
+    child = SPACE.child_from_shared(shared, a)
+    xm, hm = (torch.rand(B, I) > 0.5).float(), (torch.rand(B, H) > 0.5).float()
+    h0 = torch.randn(B, H)
+    assert torch.allclose(shared(xs[0], h0, a, xm, hm), child(xs[0], h0, xm, hm), atol=1e-6)
+
+
+def test_shared_weight_layout():
+    shared = SPACE.shared(I, H)
+    assert tuple(shared.w_prev.shape) == (I + H, 2 * H)
+    assert [tuple(w.shape) for w in shared.w] == [(4, l, H, 2 * H) for l in range(1, 9)]
+
+
+def test_only_the_sampled_path_gets_gradients():
+    torch.manual_seed(0)
+    shared = SPACE.shared(I, H)
+    for a in _archs(3, seed=3):
+        shared.zero_grad(set_to_none=True)
+        h = torch.zeros(B, H)
+        for x in torch.randn(3, B, I):
+            h = shared(x, h, a)
+        h.pow(2).sum().backward()
+        assert shared.w_prev.grad.abs().sum() > 0
+        for l, (p, f) in enumerate(SPACE.nodes_of(a), 1):
+            g = shared.w[l - 1].grad
+            assert g[f, p].abs().sum() > 0
+            mask = torch.ones_like(g, dtype=torch.bool)
+            mask[f, p] = False
+            assert g[mask].abs().sum() == 0
