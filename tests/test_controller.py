@@ -132,3 +132,19 @@ def test_enas_lm_anchor_bias_and_input_scaling():
     assert torch.allclose(biased.log_prob(s.archs[:64]).log_probs, s.log_probs[:64], atol=1e-5)
     with pytest.raises(ValueError, match="anchor_input_offset"):
         Controller(space, anchor_input_offset=0.0)
+
+
+def test_void_anchor_has_zero_key_and_costs_no_step():
+    """enas_lm's node 0: a zero anchor with a zero attention key and no LSTM step, so the first
+    node's choice over one anchor is certain and the program's LSTM steps are 2 per node."""
+    from torchnas.spaces import get_space
+    space = get_space("enas-rnn", num_nodes=3)
+    c = Controller(space, temperature=5.0, tanh_constant=2.25, anchor_distance_bias=1 / 6, anchor_input_offset=0.1)
+    calls = {"n": 0}
+    hook = c.lstm[0].register_forward_hook(lambda *a: calls.__setitem__("n", calls["n"] + 1))
+    with torch.no_grad():
+        s = c.sample(500, torch.Generator().manual_seed(0))
+    hook.remove()
+    assert calls["n"] == 2 * 3
+    assert all(a.values[0] == 0 for a in s.archs)            # node 1 can only read node 0
+    assert torch.allclose(c.log_prob(s.archs[:32]).log_probs, s.log_probs[:32], atol=1e-5)

@@ -29,7 +29,7 @@ def test_decisions_and_program():
     assert SPACE.choice_kinds() == {"act": 4}
     steps = SPACE.steps
     assert len(steps) == 1 + 2 * 8
-    assert steps[0].decision is None and steps[0].anchor == "zero"
+    assert steps[0].decision is None and steps[0].anchor == "void"
     for i in range(8):
         assert steps[1 + 2 * i].decision == 2 * i and steps[1 + 2 * i].anchor == "h"
         assert steps[2 + 2 * i].decision == 2 * i + 1 and steps[2 + 2 * i].anchor is None

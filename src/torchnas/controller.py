@@ -120,6 +120,10 @@ class Controller(nn.Module):
         for step in self.steps:
             if step.reset_anchors:
                 anchors, keys = [], []
+            if step.anchor == "void":   # a zero anchor and key, no LSTM step (enas_lm node 0)
+                anchors.append(torch.zeros(m, H, device=dev))
+                keys.append(torch.zeros(m, H, device=dev))
+                continue
             x = inp
             for layer, cell in enumerate(self.lstm):
                 state[layer] = cell(x, state[layer])

@@ -163,8 +163,10 @@ class Step:
     ``decision`` is the index of the decision emitted at this step, or ``None`` for a pure
     anchor point (ENAS micro adds one LSTM step after each node). ``anchor`` registers this
     step's output as an anchor point: ``"h"`` uses the LSTM output as the anchor's content,
-    ``"zero"`` a zero vector (ENAS micro's two cell inputs). ``reset_anchors`` clears the
-    anchor list before the step (ENAS micro starts the reduction cell afresh).
+    ``"zero"`` a zero vector (ENAS micro's two cell inputs), ``"void"`` a zero content *and* a
+    zero attention key without running the LSTM at all (enas_lm's node 0; only with
+    ``decision=None``). ``reset_anchors`` clears the anchor list before the step (ENAS micro
+    starts the reduction cell afresh).
     """
 
     decision: int | None

@@ -11,14 +11,12 @@ An arc is the flat list ``prev_1 act_1 ... prev_N act_N``; the published cell (G
 
 Controller program (``controller.py`` ``_build_sampler``): two LSTM steps per node, the
 prev-index step then the function step; node ``j >= 1`` is represented by the controller
-output at its prev-index step, node 0 by a zero vector. Here: one leading
-``Step(None, anchor="zero")`` for node 0, then per node ``Step(prev, anchor="h")`` and
-``Step(act)``. Differences from the reference controller, which :mod:`torchnas.controller`
-cannot express: the leading step is an extra LSTM step (the reference registers node 0 without
-one), and node 0's attention key is ``W_attn_1 h`` of that step (zero in the reference); the
-reference also subtracts ``(i - j)² / 6`` from the prev logits after the tanh, divides the next
-input by ``0.1 + (i - j)``, ties the function softmax to the function embedding, and has no
-LSTM biases.
+output at its prev-index step, node 0 by a zero vector with a zero attention key. Here: a
+leading ``Step(None, anchor="void")`` for node 0 (no LSTM step, zero content and key), then per
+node ``Step(prev, anchor="h")`` and ``Step(act)``. The reference's distance bias
+``-(i - j)² / 6`` on the prev logits and the input scaling ``1 / (0.1 + i - j)`` are controller
+options (``anchor_distance_bias: 1/6``, ``anchor_input_offset: 0.1``). Not reproduced: the
+reference ties the function softmax to the function embedding and its LSTM has no biases.
 
 Cell (``enas_lm/src/child.py`` ``_rnn_fn``; one time step, no biases anywhere):
 
@@ -177,7 +175,7 @@ class ENASRNNSpace(SearchSpace):
             if a not in _FUNCS:
                 raise ValueError(f"enas-rnn: unknown activation {a!r}; use {', '.join(_FUNCS)}")
         self.num_nodes, self.activations = num_nodes, activations
-        decisions, steps = [], [Step(None, anchor="zero")]          # node 0: a zero anchor
+        decisions, steps = [], [Step(None, anchor="void")]          # node 0: zero anchor and key, no step
         for i in range(1, num_nodes + 1):
             b = len(decisions)
             decisions += [Anchor(f"node{i}.prev", i), Choice(f"node{i}.act", activations, kind="act")]
