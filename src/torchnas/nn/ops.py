@@ -19,6 +19,7 @@ reuse them. Nothing here calls ``.view``: the code works on channels_last tensor
 from __future__ import annotations
 
 import math
+import re
 
 import torch
 import torch.nn.functional as F
@@ -246,3 +247,17 @@ class AuxHead(nn.Module):
 __all__ = ["BN_EPS", "BN_MOMENTUM", "batch_norm", "use_batch_stats", "init_weights", "same_padding",
            "Conv2dSame", "pool2d_same", "ReLUConvBN", "SepConv", "Pool", "FactorizedReduce", "Identity",
            "drop_path", "AuxHead"]
+
+
+_OP_NAME = re.compile(r"^(conv|sep_conv|avg_pool|max_pool)_(\d+)x(\d+)$")
+
+
+def parse_op(name: str, space: str, kinds: tuple[str, ...]) -> tuple[str, int]:
+    """``"sep_conv_3x3"`` -> ``("sep_conv", 3)`` (``"identity"`` -> ``("identity", 1)``) if its kind
+    is one of ``kinds`` and the kernel is square and odd; else an error naming the choices."""
+    m = _OP_NAME.match(name)
+    kind, k = ("identity", 1) if name == "identity" else ((m.group(1), int(m.group(2))) if m else (None, 0))
+    if kind not in kinds or (m and (m.group(2) != m.group(3) or k % 2 == 0)):
+        allowed = ", ".join(kd if kd == "identity" else f"{kd}_KxK" for kd in kinds)
+        raise ValueError(f"{space}: unknown op {name!r}; use {allowed} with an odd K")
+    return kind, k

@@ -131,15 +131,10 @@ SEARCH_SETTINGS = {"num_layers": 12, "channels": 36, "keep_prob": 0.9}
 FINAL_SETTINGS = {"num_layers": 24, "channels": 96, "keep_prob": 0.5}
 
 Layer = tuple[int, tuple[int, ...]]      # (op index, skip bits set)
-_OP_RE = re.compile(r"^(conv|sep_conv|avg_pool|max_pool)_(\d+)x(\d+)$")
 
 
 def _parse_op(name: str) -> tuple[str, int]:
-    m = _OP_RE.match(name)
-    if not m or m.group(2) != m.group(3) or int(m.group(2)) % 2 == 0:
-        raise ValueError(f"enas-macro: unknown op {name!r}; use conv_KxK, sep_conv_KxK, avg_pool_KxK or "
-                         f"max_pool_KxK with an odd K")
-    return m.group(1), int(m.group(2))
+    return O.parse_op(name, "enas-macro", ('conv', 'sep_conv', 'avg_pool', 'max_pool'))
 
 
 def reduction_layers(num_layers: int) -> tuple[int, ...]:

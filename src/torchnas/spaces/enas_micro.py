@@ -86,17 +86,10 @@ PUBLISHED_ARC = ("0 2 0 0 0 4 0 1 0 4 1 1 1 0 0 1 0 2 1 1",
 SEARCH_SEP_CONV_EPS = 1e-5   # micro_child.py _enas_conv: fused_batch_norm(epsilon=1e-5)
 
 Node = tuple[int, int, int, int]   # (input1, op1, input2, op2), the authors' arc order
-_OP_RE = re.compile(r"^(sep_conv|avg_pool|max_pool)_(\d+)x(\d+)$")
 
 
 def _parse_op(name: str) -> tuple[str, int]:
-    if name == "identity":
-        return "identity", 1
-    m = _OP_RE.match(name)
-    if not m or m.group(2) != m.group(3) or int(m.group(2)) % 2 == 0:
-        raise ValueError(f"enas-micro: unknown op {name!r}; use identity, sep_conv_KxK, avg_pool_KxK or "
-                         f"max_pool_KxK with an odd K")
-    return m.group(1), int(m.group(2))
+    return O.parse_op(name, "enas-micro", ('identity', 'sep_conv', 'avg_pool', 'max_pool'))
 
 
 def make_op(name: str, channels: int, stride: int = 1, sep_eps: float = O.BN_EPS) -> nn.Module:
