@@ -2,6 +2,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 SHARED = Path(os.environ.get("TORCHNAS_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 NB201_CSV = SHARED / "nasbench201" / "nb201_12epoch.csv"
@@ -13,3 +14,12 @@ def nb201_table():
         pytest.skip(f"NAS-Bench-201 table not found at {NB201_CSV}")
     from torchnas.evaluators import NB201Table
     return NB201Table(path=NB201_CSV)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny networks: one intra-op thread is as fast and does not stall on a busy machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -20,9 +20,11 @@ def test_search_writes_a_run_and_resumes(tmp_path, capsys):
     assert len((out / "evaluations.jsonl").read_text().splitlines()) == 12
     best = json.loads((out / "best.json").read_text())
     assert best["arch"].startswith("nb201:")
-    # a finished run resumes to the same result; a larger budget extends it
+    # a larger budget extends a finished run: its first 12 evaluations are kept as they were
+    before = (out / "evaluations.jsonl").read_text().splitlines()
     assert main(["search", "--resume", str(out), "--queries", "20", "--quiet"]) == 0
-    assert len((out / "evaluations.jsonl").read_text().splitlines()) == 20
+    after = (out / "evaluations.jsonl").read_text().splitlines()
+    assert len(after) == 20 and after[:12] == before and len({json.loads(l)["arch"] for l in after}) == 20
     assert yaml.safe_load((out / "config.yaml").read_text())["budget"] == 20
 
 

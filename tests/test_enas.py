@@ -9,6 +9,8 @@ from torchnas.runs import RunDir
 from torchnas.spaces import get_space
 from torchnas.strategies import RandomSearch, Reinforce
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 ENAS_REINFORCE = dict(batch_size=3, lr=0.0035, adam_betas=(0.0, 0.999), adam_eps=1e-3, baseline_decay=0.99,
                       baseline_update="sample", entropy_weight=1e-4,
                       controller={"tanh_constant": 1.1, "op_tanh_reduce": 2.5, "choice_bias": {"op": [10, 10, 0, 0, 0]}})
@@ -16,12 +18,6 @@ TINY = dict(data={"name": "digits", "per_class": 20}, net={"channels": 4, "num_l
             batch_size=32, train_steps=2, derive_samples=6, keep=3, grad_clip=None)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_cosine_with_warm_restarts():

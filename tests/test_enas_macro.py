@@ -10,6 +10,8 @@ from torchnas.spaces import (AnchorSet, ArchitectureError, Choice, ENASMacroSpac
 from torchnas.spaces.enas_macro import (ENAS_MACRO_OPS, PUBLISHED_ARC, PUBLISHED_ARC_LAYERS, ENASMacroSearchChild,
                                         reduction_layers)
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 L, C = 6, 8                  # tiny networks: 6 layers (reductions after layers 1 and 3), 8 channels
 SPACE = ENASMacroSpace(num_layers=L)
 
@@ -19,13 +21,6 @@ def _archs(n, seed=0, space=SPACE):
     return [space.random(rng) for _ in range(n)]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny convolutions: one intra-op thread is as fast and does not stall on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

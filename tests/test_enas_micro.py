@@ -10,6 +10,8 @@ from torchnas.spaces import (Anchor, Architecture, ArchitectureError, Choice, EN
                              space_from_config)
 from torchnas.spaces.enas_micro import PUBLISHED_ARC, reduction_layers
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 SPACE = ENASMicroSpace()
 C, LAYERS = 8, 3            # tiny networks: 8 channels, one normal cell per stage
 
@@ -19,13 +21,6 @@ def _archs(n, seed=0):
     return [SPACE.random(rng) for _ in range(n)]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny convolutions: one intra-op thread is as fast and does not stall on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -26,9 +26,8 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .evaluators.trainer import cosine_restart_lr, load_data_cached, make_augment
+from .evaluators.trainer import cosine_restart_lr, load_data_cached, loss_with_aux, make_augment
 from .runs import RunDir
 
 EPOCHS, DERIVED = "epochs.jsonl", "derived.json"
@@ -102,12 +101,7 @@ class ENASSearch:
                                                          self.generator)):
             if self.augment is not None:
                 xb = self.augment(xb, self.generator)
-            logits = self.net(self._input(xb), arch)
-            if isinstance(logits, tuple):   # (logits, auxiliary logits): micro_child.py weighs aux by 0.4
-                logits, aux = logits
-                loss = F.cross_entropy(logits, yb) + self.aux_weight * F.cross_entropy(aux, yb)
-            else:
-                loss = F.cross_entropy(logits, yb)
+            loss, logits = loss_with_aux(self.net(self._input(xb), arch), yb, self.aux_weight)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             if self.grad_clip:

@@ -60,6 +60,15 @@ def cosine_restart_lr(epoch: int, lr_max: float, lr_min: float, t0: int, t_mul: 
     return lr_min + 0.5 * (lr_max - lr_min) * (1 + math.cos(math.pi * t_cur / t_i))
 
 
+def loss_with_aux(out, y: torch.Tensor, aux_weight: float):
+    """Cross-entropy of ``out``, or of ``(logits, aux_logits)`` plus ``aux_weight`` × the
+    auxiliary head's (ENAS micro_child.py: 0.4); returns (loss, logits)."""
+    if isinstance(out, tuple):
+        out, aux = out
+        return F.cross_entropy(out, y) + aux_weight * F.cross_entropy(aux, y), out
+    return F.cross_entropy(out, y), out
+
+
 def cutout(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
     """Zero a size x size square at a random centre of each image (it may reach past the edge;
     DeVries & Taylor 2017), on the whole batch at once; applied after normalisation."""
@@ -131,12 +140,7 @@ class Training:
             xb = self._input(xb)
             if self.cutout:
                 xb = cutout(xb, self.cutout, self.generator)
-            out = self.model(xb)
-            if isinstance(out, tuple):   # (logits, auxiliary logits) in training mode
-                out, aux = out
-                loss = F.cross_entropy(out, yb) + self.aux_weight * F.cross_entropy(aux, yb)
-            else:
-                loss = F.cross_entropy(out, yb)
+            loss, _ = loss_with_aux(self.model(xb), yb, self.aux_weight)
             if not torch.isfinite(loss):
                 return {"diverged": f"non-finite loss ({loss.item()}) at epoch {self.epoch + 1}, step {self.step + 1}"}
             self.opt.zero_grad(set_to_none=True)

@@ -314,6 +314,19 @@ class SearchSpace:
         return f"{type(self).__name__}({len(self.decisions)} decisions, {self.size():.3g} architectures)"
 
 
+def check_size_and_options(space: str, what: str, count, options, validate) -> tuple[int, tuple[str, ...]]:
+    """Constructor checks shared by the ENAS spaces: ``count >= 1`` and a non-empty list of
+    option names, each accepted by ``validate(name)`` (which raises a clear ValueError)."""
+    if count < 1:
+        raise ValueError(f"{space} needs {what} >= 1, got {count}")
+    options = tuple(str(o) for o in options)
+    if not options:
+        raise ValueError(f"{space} needs at least one option, got none")
+    for o in options:
+        validate(o)
+    return int(count), options
+
+
 def iter_all(space: SearchSpace) -> Iterable[Architecture]:
     """Enumerate a (small) space in lexicographic order of decision values."""
     import itertools
@@ -328,4 +341,4 @@ def iter_all(space: SearchSpace) -> Iterable[Architecture]:
 
 
 __all__ = ["Architecture", "ArchitectureError", "Choice", "Anchor", "AnchorSet", "Step",
-           "SearchSpace", "Decision", "iter_all"]
+           "SearchSpace", "Decision", "iter_all", "check_size_and_options"]

@@ -93,7 +93,7 @@ import torch
 from torch import nn
 
 from ..nn import ops as O
-from .base import AnchorSet, Architecture, ArchitectureError, Choice, SearchSpace, Step
+from .base import check_size_and_options, AnchorSet, Architecture, ArchitectureError, Choice, SearchSpace, Step
 
 ENAS_MACRO_OPS = ("conv_3x3", "sep_conv_3x3", "conv_5x5", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3")
 
@@ -151,14 +151,8 @@ class ENASMacroSpace(SearchSpace):
     name = "enas-macro"
 
     def __init__(self, num_layers: int = 12, ops: Sequence[str] = ENAS_MACRO_OPS):
-        if num_layers < 1:
-            raise ValueError(f"enas-macro needs num_layers >= 1, got {num_layers}")
-        ops = tuple(str(o) for o in ops)
-        if not ops:
-            raise ValueError("enas-macro needs at least one op")
-        for o in ops:
-            _parse_op(o)
-        self.num_layers, self.ops = int(num_layers), ops
+        self.num_layers, self.ops = check_size_and_options("enas-macro", "num_layers", num_layers, ops, _parse_op)
+        ops = self.ops
         decisions, steps = [], []
         for i in range(self.num_layers):
             # general_controller.py _build_sampler: the op step, then the skip step whose

@@ -77,7 +77,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nn import ops as O
-from .base import Anchor, Architecture, ArchitectureError, Choice, SearchSpace, Step
+from .base import check_size_and_options, Anchor, Architecture, ArchitectureError, Choice, SearchSpace, Step
 
 ENAS_MICRO_OPS = ("sep_conv_3x3", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3", "identity")
 # scripts/cifar10_micro_final.sh @014bae1 (the cell published with the paper), normal then reduction.
@@ -133,14 +133,8 @@ class ENASMicroSpace(SearchSpace):
     name = "enas-micro"
 
     def __init__(self, num_nodes: int = 5, ops: Sequence[str] = ENAS_MICRO_OPS):
-        if num_nodes < 1:
-            raise ValueError(f"enas-micro needs num_nodes >= 1, got {num_nodes}")
-        ops = tuple(str(o) for o in ops)
-        if not ops:
-            raise ValueError("enas-micro needs at least one op")
-        for o in ops:
-            _parse_op(o)
-        self.num_nodes, self.ops = num_nodes, ops
+        self.num_nodes, self.ops = check_size_and_options("enas-micro", "num_nodes", num_nodes, ops, _parse_op)
+        ops = self.ops
         # micro_controller.py: the normal cell's op logits get a fixed b_soft_no_learn after the
         # tanh, [0.25, 0.25, -0.25, ...]: +0.25 for the two separable convolutions.
         prior = tuple(0.25 if o.startswith("sep_conv") else -0.25 for o in ops)

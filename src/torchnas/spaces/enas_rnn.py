@@ -45,7 +45,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .base import Anchor, Architecture, ArchitectureError, Choice, SearchSpace, Step
+from .base import check_size_and_options, Anchor, Architecture, ArchitectureError, Choice, SearchSpace, Step
 
 ENAS_RNN_ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")   # child.py _select_function order
 # enas_lm README (google-research): the published cell.
@@ -166,15 +166,12 @@ class ENASRNNSpace(SearchSpace):
     name = "enas-rnn"
 
     def __init__(self, num_nodes: int = 8, activations: Sequence[str] = ENAS_RNN_ACTIVATIONS):
-        if num_nodes < 1:
-            raise ValueError(f"enas-rnn needs num_nodes >= 1, got {num_nodes}")
-        activations = tuple(str(a) for a in activations)
-        if not activations:
-            raise ValueError("enas-rnn needs at least one activation")
-        for a in activations:
+        def known(a):
             if a not in _FUNCS:
                 raise ValueError(f"enas-rnn: unknown activation {a!r}; use {', '.join(_FUNCS)}")
-        self.num_nodes, self.activations = num_nodes, activations
+        self.num_nodes, self.activations = check_size_and_options("enas-rnn", "num_nodes", num_nodes,
+                                                                  activations, known)
+        activations = self.activations
         decisions, steps = [], [Step(None, anchor="void")]          # node 0: zero anchor and key, no step
         for i in range(1, num_nodes + 1):
             b = len(decisions)
