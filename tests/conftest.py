@@ -23,3 +23,17 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def kill_on_call(monkeypatch, cls, name: str, n: int):
+    """Make ``cls.name`` raise KeyboardInterrupt on its n-th call (a run killed there);
+    returns a function that puts the real method back."""
+    real, calls = getattr(cls, name), {"n": 0}
+
+    def crash(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+    monkeypatch.setattr(cls, name, crash)
+    return lambda: monkeypatch.setattr(cls, name, real)

@@ -3,6 +3,7 @@ import json
 import pytest
 import torch
 
+from tests.conftest import kill_on_call
 from torchnas.enas import ENASSearch, frozen_bn_stats
 from torchnas.evaluators.trainer import cosine_restart_lr
 from torchnas.runs import RunDir
@@ -69,17 +70,10 @@ def test_enas_resumes_exactly(tmp_path, monkeypatch):
     ref = _search(tmp_path, "ref", epochs=3)
     ref_derived = ref.run()
     s = _search(tmp_path, "run", epochs=3)
-    real, calls = ENASSearch.train_controller, {"n": 0}
-
-    def crash(self):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt   # killed in the second epoch's controller phase
-        return real(self)
-    monkeypatch.setattr(ENASSearch, "train_controller", crash)
+    restore = kill_on_call(monkeypatch, ENASSearch, "train_controller", 2)   # killed in epoch 2's controller phase
     with pytest.raises(KeyboardInterrupt):
         s.run()
-    monkeypatch.setattr(ENASSearch, "train_controller", real)
+    restore()
     resumed = _search(tmp_path, "run", epochs=3)
     assert resumed.epoch == 1
     assert resumed.run() == ref_derived

@@ -44,7 +44,7 @@ def _search_config(args) -> dict:
                           f"{cfg.get('preset')!r} evaluates with {cfg['evaluator'].get('name')!r}")
     if section is not None and (args.data or args.data_dir):
         base = section.get("data") or {"name": "digits"}
-        section["data"] = image_data_config(args.data or base["name"], args.data_dir, base)
+        section["data"] = data_config(args.data or base["name"], args.data_dir, base)
     return resolve(cfg, args.strategy)
 
 
@@ -56,13 +56,22 @@ def _data_holder(cfg: dict) -> dict | None:
     return ev if ev.get("name") == "trainer" else None
 
 
-def image_data_config(name: str, data_dir: str | None, base: dict | None = None) -> dict:
+def data_config(name: str, data_dir: str | None, base: dict | None = None) -> dict:
     """``--data NAME [--data-dir PATH]``: for ``folder`` PATH is the image folder; for ``cifar10``
-    it is the data root, the ``cifar-10-batches-py`` folder, or the folder holding it."""
-    cfg = {k: v for k, v in (base or {}).items() if k in ("valid_size", "per_class", "seed")}
+    it is the data root, the ``cifar-10-batches-py`` folder, or the folder holding it; for
+    ``ptb`` the data root or the folder with ``ptb.train.txt``."""
+    cfg = {k: v for k, v in (base or {}).items() if k in ("valid_size", "per_class", "seed", "train_tokens")}
     if name == (base or {}).get("name") and not data_dir:   # nothing new: keep where it was found
         return dict(base)
+    if (name == "ptb") != ((base or {}).get("name", name) == "ptb"):
+        raise ConfigError(f"--data {name!r} does not fit this preset's data {(base or {}).get('name')!r} "
+                          f"(language models read ptb; image searches read digits, cifar10 or folder)")
     cfg["name"] = name
+    if name == "ptb":
+        if data_dir:
+            p = Path(data_dir).expanduser().resolve()
+            cfg["path" if (p / "ptb.train.txt").exists() else "data_dir"] = str(p)
+        return cfg
     if name == "folder":
         if not data_dir:
             raise ConfigError("--data folder needs --data-dir PATH: a folder with one sub-folder per class")
@@ -74,7 +83,7 @@ def image_data_config(name: str, data_dir: str | None, base: dict | None = None)
         else:
             cfg["data_dir"] = str(p)
     elif name not in ("digits", "cifar10"):
-        raise ConfigError(f"--data {name!r}: choose digits, cifar10 or folder")
+        raise ConfigError(f"--data {name!r}: choose digits, cifar10, folder (images) or ptb (text)")
     return cfg
 
 
@@ -143,14 +152,9 @@ def _retrain_best(cfg: dict, run: RunDir, arch: str, quiet: bool) -> dict:
 
 def _run_enas(cfg: dict, run: RunDir | None, out: str | None, args) -> int:
     """ENAS: shared-weight search, derive, then (optionally) train the derived architecture."""
-    from .enas import ENASSearch
+    from .enas import make_enas
     space = build_space(cfg)
-    import inspect
-    unknown = set(cfg["enas"]) - set(inspect.signature(ENASSearch).parameters) - {"space", "strategy", "seed"}
-    if unknown:
-        raise ConfigError(f"enas settings {sorted(unknown)} are unknown; allowed: "
-                          f"{sorted(set(inspect.signature(ENASSearch).parameters) - {'space', 'strategy', 'seed', 'run_dir'})}")
-    search = ENASSearch(space, build_strategy(cfg, space), seed=cfg["seed"], **cfg["enas"])
+    search = make_enas(space, build_strategy(cfg, space), seed=cfg["seed"], **cfg["enas"])
     search.run_dir = run = run or RunDir(out).create(cfg)
     search.resume()
     with _progress(args.quiet) as progress:
@@ -158,13 +162,15 @@ def _run_enas(cfg: dict, run: RunDir | None, out: str | None, args) -> int:
                                  completed=search.epoch, best="", rate="")
 
         def update(rec):
-            acc = "-" if rec["valid_acc"] is None else f"{rec['valid_acc']:.3f}"
+            m = rec[search.metric]
+            acc = "-" if m is None else f"{m:.3f}" if search.metric == "valid_acc" else f"ppl {m:.1f}"
             progress.update(task, completed=rec["epoch"], best=f"valid {acc}",
                             rate=f"shared loss {rec['loss']:.3f}")
         derived = search.run(on_epoch=update)
     print(f"search run: {run.path}  (config.yaml, epochs.jsonl, steps.jsonl, derived.json, best.json)")
     for d in derived:
-        print(f"  {d['reward']:.4f}  {d['arch']}")
+        ppl = f"  (valid ppl {d['valid_ppl']:.1f} on one window)" if "valid_ppl" in d else ""
+        print(f"  {d['reward']:.4f}  {d['arch']}{ppl}")
     if final_settings(cfg)[1] and not args.no_retrain:
         _retrain_best(cfg, run, derived[0]["arch"], args.quiet)
     return 0
@@ -182,9 +188,15 @@ def _retrain(run: RunDir, quiet: bool) -> dict:
         start = time.perf_counter()
 
         def update(rec):
-            progress.update(task, completed=rec["epoch"], best=f"valid {rec['valid_acc']:.4f}",
-                            rate=f"loss {rec['loss']:.3f}")
+            valid = f"valid ppl {rec['valid_ppl']:.2f}" if "valid_ppl" in rec else f"valid {rec['valid_acc']:.4f}"
+            progress.update(task, completed=rec["epoch"], best=valid, rate=f"loss {rec['loss']:.3f}")
         result = retrain(run, on_epoch=update)
+    if "test_ppl" in result:
+        print(f"perplexity: valid {result['valid_ppl']:.2f}, test {result['test_ppl']:.2f} ({result['test_tokens']:,} "
+              f"test tokens; {result['cell']} cell, {result['params']:,} parameters, {result['epochs']} epochs, "
+              f"{time.perf_counter() - start:.0f} s)")
+        print(f"retrain run: {run.path}  (result.json, model.pt, history.jsonl)")
+        return result
     print(f"test accuracy {result['test_acc']:.4f} on {result['test_images']} {result['data']} test images "
           f"({result['params']:,} parameters, {result['flops'] / 1e6:.2f} MFLOPs, {result['epochs']} epochs, "
           f"{time.perf_counter() - start:.0f} s)")
@@ -214,7 +226,7 @@ def cmd_train(args) -> int:
         settings["epochs"] = args.epochs
     data = (_data_holder(source_cfg) or {}).get("data") or {"name": "digits"}
     if args.data or args.data_dir:
-        data = image_data_config(args.data or data["name"], args.data_dir, data)
+        data = data_config(args.data or data["name"], args.data_dir, data)
     space = build_space(source_cfg)
     arch = str(space.parse(arch))      # validates; a clear error names the bad decision
     if args.dry_run:
@@ -228,6 +240,13 @@ def cmd_train(args) -> int:
 
 def _dry_run(space, arch: str, data: dict, net: dict) -> int:
     """Build the network without loading data: print its size and exit."""
+    if space.name == "enas-rnn":   # Penn Treebank: 10,000 words
+        model = space.language_model(space.parse(arch), 10000, **net)
+        cell = sum(p.numel() for p in model.cell.parameters())
+        print(f"{arch}\narc (enas_lm format): {space.to_arc(space.parse(arch))}")
+        print(f"parameters: {sum(p.numel() for p in model.parameters()):,} ({cell:,} in the cell, "
+              f"{model.embedding.numel():,} in the tied embedding); vocabulary 10,000; network settings {net}")
+        return 0
     shapes = {"digits": (1, 8, 8, 10), "cifar10": (3, 32, 32, 10)}
     c, h, w, k = shapes.get(data.get("name"), (3, 32, 32, 10))
     model = space.child(space.parse(arch), c, k, **net)

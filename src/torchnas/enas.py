@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from .evaluators.trainer import cosine_restart_lr, load_data_cached, loss_with_aux, make_augment
-from .runs import RunDir
+from .runs import RunDir, RunError
 
 EPOCHS, DERIVED = "epochs.jsonl", "derived.json"
 
@@ -48,6 +48,14 @@ def frozen_bn_stats(model):
 
 
 class ENASSearch:
+    """ENAS on images (macro and micro spaces); :class:`ENASLMSearch` is the language-model
+    version. Both share the controller phase, deriving, checkpoints and the loop."""
+
+    metric = "valid_acc"        # what a reward is computed from, logged per controller update
+
+    def metric_of(self, reward: float) -> float:
+        return reward
+
     def __init__(self, space, strategy, data: dict, net: dict | None = None, epochs: int = 10,
                  batch_size: int = 128, lr_max: float = 0.05, lr_min: float = 0.0005, lr_t0: int = 10,
                  lr_t_mul: int = 2, momentum: float = 0.9, nesterov: bool = True, weight_decay: float = 1e-4,
@@ -140,7 +148,7 @@ class ENASSearch:
             s = self.strategy.tell(archs, rewards)
             self.updates += 1
             stats.append({"update": self.updates, "epoch": self.epoch, **(s or {}),
-                          "valid_acc": sum(rewards) / len(rewards)})
+                          self.metric: sum(self.metric_of(r) for r in rewards) / len(rewards)})
         return stats
 
     def derive(self) -> list[dict]:
@@ -148,11 +156,17 @@ class ENASSearch:
         batch = self._valid_batch()
         archs = list(dict.fromkeys(self.strategy.propose(self.derive_samples)))
         scored = sorted(((self.reward(a, batch), str(a)) for a in archs), key=lambda t: -t[0])
-        return [{"arch": s, "reward": r} for r, s in scored[:self.keep]]
+        return [{"arch": s, "reward": r, self.metric: self.metric_of(r)} for r, s in scored[:self.keep]]
 
     # -- checkpoints and the loop ---------------------------------------------------------------
+    def extra_state(self):
+        return None
+
+    def load_extra_state(self, state) -> None:
+        pass
+
     def state_dict(self) -> dict:
-        return {"net": self.net.state_dict(), "optimizer": self.opt.state_dict(),
+        return {"net": self.net.state_dict(), "optimizer": self.opt.state_dict(), "extra": self.extra_state(),
                 "strategy": self.strategy.state_dict(), "generator": self.generator.get_state(),
                 "epoch": self.epoch, "updates": self.updates,
                 "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
@@ -164,6 +178,7 @@ class ENASSearch:
         self.strategy.load_state_dict(state["strategy"])
         self.generator.set_state(state["generator"])
         self.epoch, self.updates = state["epoch"], state["updates"]
+        self.load_extra_state(state.get("extra"))
         random.setstate(state["rng"]["python"])
         np.random.set_state(state["rng"]["numpy"])
         torch.set_rng_state(state["rng"]["torch"])
@@ -184,7 +199,7 @@ class ENASSearch:
             steps = self.train_controller()
             self.epoch += 1
             rec = {"epoch": self.epoch, **rec, "controller_updates": len(steps),
-                   "valid_acc": (sum(s["valid_acc"] for s in steps) / len(steps)) if steps else None,
+                   self.metric: (sum(s[self.metric] for s in steps) / len(steps)) if steps else None,
                    "seconds": round(time.perf_counter() - t0, 3)}
             if self.run_dir is not None:
                 for s in steps:
@@ -198,3 +213,95 @@ class ENASSearch:
             self.run_dir.write_json(DERIVED, derived)
             self.run_dir.write_json(RunDir.BEST, {**derived[0], "derived_from": self.derive_samples})
         return derived
+
+
+class ENASLMSearch(ENASSearch):
+    """ENAS for the recurrent cell on a word-level corpus (google-research ``enas_lm``
+    ``search.py``, ``child.py``, ``controller.py``; values in the ``enas-rnn`` preset).
+
+    Shared phase: one pass over the training stream in BPTT windows with a new cell sampled
+    for every window, the hidden state carried across windows (:class:`LMTraining`: SGD lr 20
+    scaled by the window length, dropouts, slowness ``beta``, clipping 0.1). Controller phase:
+    each sample's reward is ``reward_constant / ppl`` (80 / ppl, ``REWARD_CONSTANT``) on the
+    next window of the validation stream (``reward_batch`` × ``bptt`` tokens, evaluation mode,
+    zero initial state: the reference resets the state after every controller step); the
+    windows cycle through the validation split.
+    """
+
+    metric = "valid_ppl"
+
+    def metric_of(self, reward: float) -> float:
+        return self.reward_constant / reward
+
+    def __init__(self, space, strategy, data: dict, net: dict | None = None, epochs: int = 10,
+                 batch_size: int = 128, bptt: int = 35, variable_bptt: bool = True, lr: float = 20.0,
+                 grad_clip: float | None = 0.1, weight_decay: float = 0.0, alpha: float = 0.0, beta: float = 1.0,
+                 train_steps: int = 25, reward_batch: int | None = None, reward_constant: float = 80.0,
+                 derive_samples: int = 100, keep: int = 5, seed: int = 0, run_dir: RunDir | None = None,
+                 max_train_batches: int | None = None, device: str | None = "auto"):
+        from .data.ptb import batchify, load_ptb_cached
+        from .evaluators.language import LMTraining
+        if space.name != "enas-rnn":
+            raise ValueError(f"ENAS on a language model needs the enas-rnn space, not {space.name!r}")
+        if epochs < 1 or train_steps < 0 or derive_samples < 1 or reward_constant <= 0:
+            raise ValueError("ENAS needs epochs >= 1, train_steps >= 0, derive_samples >= 1, reward_constant > 0")
+        self.space, self.strategy, self.run_dir, self.seed = space, strategy, run_dir, seed
+        self.epochs, self.train_steps, self.reward_constant = epochs, train_steps, reward_constant
+        self.derive_samples, self.keep = derive_samples, keep
+        torch.manual_seed(seed)
+        self.corpus = load_ptb_cached(dict(data))
+        net = dict(net or {})
+        self.net = space.language_model(None, len(self.corpus), **net)
+        self.training = LMTraining(self.net, self.corpus, epochs=epochs, batch_size=batch_size, bptt=bptt,
+                                   variable_bptt=variable_bptt, lr=lr, grad_clip=grad_clip,
+                                   weight_decay=weight_decay, alpha=alpha, beta=beta,
+                                   max_batches=max_train_batches, seed=seed, device=device)
+        self.opt = self.training.opt
+        self.bptt, self.reward_batch = bptt, reward_batch or batch_size
+        self.valid = batchify(self.corpus.valid, self.reward_batch).to(self.training.device)
+        self.valid_windows = max(1, (len(self.valid) - 1) // bptt)
+        self.valid_pos = 0
+        self.generator = torch.Generator().manual_seed(seed)
+        self.epoch = self.updates = 0
+
+    def train_shared_epoch(self) -> dict:
+        out = self.training.train_epoch(lambda: self.strategy.propose(1)[0])
+        if "diverged" in out:
+            raise RunError(f"shared-weight training diverged: {out['diverged']}; lower enas.lr or enas.grad_clip")
+        return {"lr": out["lr"], "loss": out["loss"], "train_ppl": out["train_ppl"], "tokens": out["tokens"],
+                "tokens_per_s": round(out["tokens_per_s"], 1), "shared_seconds": out["seconds"]}
+
+    def _valid_batch(self):
+        i = self.valid_pos * self.bptt
+        self.valid_pos = (self.valid_pos + 1) % self.valid_windows
+        return self.valid[i:i + self.bptt], self.valid[i + 1:i + 1 + self.bptt]
+
+    @torch.no_grad()
+    def reward(self, arch, batch) -> float:
+        """``reward_constant`` / perplexity of ``arch`` on one validation window."""
+        x, y = batch
+        self.net.eval()
+        logits = self.net(x, None, arch).logits
+        ce = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.reshape(-1)).item()
+        return self.reward_constant / math.exp(min(ce, 700.0))
+
+    def extra_state(self):
+        return {"valid_pos": self.valid_pos, "bptt_generator": self.training.generator.get_state(),
+                "step": self.training.step}
+
+    def load_extra_state(self, state) -> None:
+        self.valid_pos = state["valid_pos"]
+        self.training.generator.set_state(state["bptt_generator"])
+        self.training.step, self.training.epoch = state["step"], self.epoch
+
+
+def make_enas(space, strategy, seed: int = 0, **settings) -> ENASSearch:
+    """The ENAS search for ``space`` (images or language model); unknown settings are an
+    error that lists the allowed ones."""
+    import inspect
+    cls = ENASLMSearch if space.name == "enas-rnn" else ENASSearch
+    allowed = set(inspect.signature(cls).parameters) - {"space", "strategy", "seed", "run_dir"}
+    unknown = set(settings) - allowed
+    if unknown:
+        raise ValueError(f"enas settings {sorted(unknown)} are unknown for {space.name!r}; allowed: {sorted(allowed)}")
+    return cls(space, strategy, seed=seed, **settings)

@@ -46,8 +46,14 @@ def _read(path: Path) -> list[str]:
     return words
 
 
-def load_ptb(data_dir=None, path=None) -> Corpus:
-    """The corpus from ``path`` (a folder with the three files) or ``<data root>/ptb``."""
+def load_ptb(data_dir=None, path=None, train_tokens: int | None = None, name: str = "ptb") -> Corpus:
+    """The corpus from ``path`` (a folder with the three files) or ``<data root>/ptb``;
+    ``train_tokens`` keeps only the first that many training tokens (CPU-sized runs; the
+    vocabulary is still that of the whole training file)."""
+    if name != "ptb":
+        raise ValueError(f"language-model data must be 'ptb' (Penn Treebank layout), not {name!r}")
+    if train_tokens is not None and train_tokens < 2:
+        raise ValueError(f"train_tokens must be >= 2 or null, got {train_tokens!r}")
     root = Path(path).expanduser() if path else find("ptb", data_dir, PTB_HOW)
     words = {}
     for split in SPLITS:
@@ -63,7 +69,21 @@ def load_ptb(data_dir=None, path=None) -> Corpus:
             raise DataFormatError(f"{root / f'ptb.{split}.txt'}: {len(unknown)} words are not in the training "
                                   f"vocabulary (e.g. {unknown[:3]}); PTB maps rare words to <unk> in every split")
     streams = {s: torch.tensor([index[w] for w in words[s]], dtype=torch.long) for s in SPLITS}
+    if train_tokens is not None:
+        streams["train"] = streams["train"][:train_tokens]
     return Corpus(vocab, index, streams["train"], streams["valid"], streams["test"])
+
+
+_CACHE: dict = {}
+
+
+def load_ptb_cached(cfg: dict) -> Corpus:
+    """One copy per process of the corpus a data config (``{name: ptb, path, data_dir,
+    train_tokens}``) describes."""
+    key = repr(sorted(cfg.items()))
+    if key not in _CACHE:
+        _CACHE[key] = load_ptb(**cfg)
+    return _CACHE[key]
 
 
 def batchify(stream: torch.Tensor, batch_size: int) -> torch.Tensor:

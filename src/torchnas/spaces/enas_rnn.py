@@ -77,17 +77,24 @@ class _CellBase(nn.Module):
         self.activations = tuple(activations)
         self.w_prev = nn.Parameter(_init(torch.empty(input_size + hidden_size, 2 * hidden_size), init_range))
 
-    def _node0(self, x, h_prev, x_mask, h_mask):
-        xi = x if x_mask is None else x * x_mask
-        hi = h_prev if h_mask is None else h_prev * h_mask
-        h, t = (torch.cat([xi, hi], -1) @ self.w_prev).chunk(2, -1)
-        c = torch.sigmoid(t)
-        return h_prev + c * (torch.tanh(h) - h_prev)
+    # A language model runs a cell as: plan = cell.plan(arch) once per window, xp =
+    # cell.project_inputs(x_seq, x_mask) for all steps in one matmul, then per step
+    # cell.recur(xp_t, h_prev, plan, h_mask) -> (output, next state); forward() does one step.
+    def project_inputs(self, x: torch.Tensor, x_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Node 0's input half: ``(x * x_mask) @ W_prev[:I]``, for any leading shape."""
+        return (x if x_mask is None else x * x_mask) @ self.w_prev[:self.input_size]
 
-    def _node(self, s, w, act, h_mask):
-        h, t = ((s if h_mask is None else s * h_mask) @ w).chunk(2, -1)
-        c = torch.sigmoid(t)
-        return s + c * (_FUNCS[self.activations[act]](h) - s)
+    def recur(self, xp_t, h_prev, plan, h_mask=None):
+        nodes, weights = plan
+        hi = h_prev if h_mask is None else h_prev * h_mask
+        h, t = (xp_t + hi @ self.w_prev[self.input_size:]).chunk(2, -1)
+        states = [h_prev + torch.sigmoid(t) * (torch.tanh(h) - h_prev)]      # node 0: fixed tanh
+        for (p, a), w in zip(nodes, weights):
+            s = states[p]
+            h, t = ((s if h_mask is None else s * h_mask) @ w).chunk(2, -1)
+            states.append(s + torch.sigmoid(t) * (_FUNCS[self.activations[a]](h) - s))
+        out = self._output(states, nodes, self.output)
+        return out, out
 
     @staticmethod
     def _output(states, nodes, output):
@@ -125,12 +132,13 @@ class ENASRNNCell(_CellBase):
         self.w = nn.ParameterList(nn.Parameter(_init(torch.empty(hidden_size, 2 * hidden_size), init_range))
                                   for _ in nodes)
 
+    def plan(self, arch=None):
+        return self.nodes, list(self.w)
+
     def forward(self, x_t: torch.Tensor, h_prev: torch.Tensor, x_mask: torch.Tensor | None = None,
                 h_mask: torch.Tensor | None = None) -> torch.Tensor:
-        states = [self._node0(x_t, h_prev, x_mask, h_mask)]
-        for (p, a), w in zip(self.nodes, self.w):
-            states.append(self._node(states[p], w, a, h_mask))
-        return self._output(states, self.nodes, self.output)
+        """One time step: ``([B, I], [B, H]) -> [B, H]``."""
+        return self.recur(self.project_inputs(x_t, x_mask), h_prev, self.plan(), h_mask)[0]
 
 
 class ENASRNNSharedCell(_CellBase):
@@ -149,14 +157,18 @@ class ENASRNNSharedCell(_CellBase):
             nn.Parameter(_init(torch.empty(A, l, hidden_size, 2 * hidden_size), init_range))
             for l in range(1, space.num_nodes + 1))
 
-    def forward(self, x_t: torch.Tensor, h_prev: torch.Tensor, arch: Architecture,
-                x_mask: torch.Tensor | None = None, h_mask: torch.Tensor | None = None,
-                output: str | None = None) -> torch.Tensor:
+    def plan(self, arch):
+        """The sampled path: node list and the selected ``[H, 2H]`` matrices (views of the
+        shared tensors, so only they receive gradients)."""
+        if arch is None:
+            raise ValueError("the shared enas-rnn cell needs an architecture: cell(x, h, arch)")
         nodes = self.space.nodes_of(arch)
-        states = [self._node0(x_t, h_prev, x_mask, h_mask)]
-        for l, (p, a) in enumerate(nodes, 1):
-            states.append(self._node(states[p], self.w[l - 1][a, p], a, h_mask))
-        return self._output(states, nodes, output or self.output)
+        return nodes, [self.w[l - 1][a, p] for l, (p, a) in enumerate(nodes, 1)]
+
+    def forward(self, x_t: torch.Tensor, h_prev: torch.Tensor, arch: Architecture,
+                x_mask: torch.Tensor | None = None, h_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """One time step of ``arch``'s path through the shared weights."""
+        return self.recur(self.project_inputs(x_t, x_mask), h_prev, self.plan(arch), h_mask)[0]
 
 
 class ENASRNNSpace(SearchSpace):
@@ -241,6 +253,25 @@ class ENASRNNSpace(SearchSpace):
                init_range: float = 0.04) -> ENASRNNSharedCell:
         """The shared cell; ``forward(x_t, h_prev, arch)`` runs only the sampled path."""
         return ENASRNNSharedCell(self, input_size, hidden_size, output=output, init_range=init_range)
+
+    def language_model(self, arch: Architecture | None, vocab_size: int, hidden_size: int = 200, *,
+                       output: str = "average", init_range: float = 0.04, dropout: dict | None = None,
+                       cell: str = "enas"):
+        """The word-level language model around a cell (:class:`torchnas.nn.lm.LanguageModel`;
+        embedding size = hidden size, tied softmax): the standalone child of ``arch``, or with
+        ``arch=None`` the shared-weight model (``model(tokens, state, arch)``). ``cell="lstm"``
+        puts a plain LSTM cell of the same size in place of the searched one (a baseline;
+        ``arch`` is then ignored)."""
+        from ..nn.lm import LanguageModel, LSTMCell
+        if cell == "lstm":
+            rnn = LSTMCell(hidden_size, hidden_size, init_range)
+        elif cell != "enas":
+            raise ValueError(f"language-model cell must be 'enas' (the searched cell) or 'lstm', not {cell!r}")
+        elif arch is None:
+            rnn = self.shared(hidden_size, hidden_size, output=output, init_range=init_range)
+        else:
+            rnn = self.child(arch, hidden_size, hidden_size, output=output, init_range=init_range)
+        return LanguageModel(rnn, vocab_size, dropout=dropout, init_range=init_range)
 
     def child_from_shared(self, shared_cell: ENASRNNSharedCell, arch: Architecture) -> ENASRNNCell:
         """A standalone cell with the sampled shared matrices copied in; it computes

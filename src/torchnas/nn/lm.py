@@ -1,0 +1,143 @@
+"""A word-level language model around a recurrent cell (Pham et al. 2018 §2.2; the layout and
+regularisers of google-research ``enas_lm/src/child.py`` and ``fixed_lib.py``).
+
+``tokens (L, B)`` -> embedding ``E`` (``[V, H]``, uniform ±``init_range``) -> the cell, one
+time step at a time -> logits ``s_t @ E^T`` (the softmax is tied to the embedding and has no
+bias, as in the reference). The cell's output is also its next state (ENAS cells); a cell may
+keep a separate state (the plain LSTM baseline).
+
+Dropouts (rates, not keep probabilities), each mask drawn once per forward call (= once per
+BPTT window, the reference's ``sess.run``) and rescaled by ``1 / (1 - p)``:
+
+* ``word``: whole rows of ``E`` for the input lookup (the softmax uses the undropped ``E``);
+* ``embedding``: the looked-up vectors, one ``[B, H]`` mask for every time step;
+* ``input``: ``x_t`` inside the cell's first node (``input_mask`` in the reference);
+* ``hidden``: ``h_{t-1}`` and every node's input (``layer_mask``; variational: one mask for
+  all time steps and nodes);
+* ``output``: the cell outputs before the softmax, one mask for every time step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+DROPOUTS = ("word", "embedding", "input", "hidden", "output")
+
+
+def _mask(shape, p: float, like: torch.Tensor) -> torch.Tensor | None:
+    if p <= 0:
+        return None
+    return torch.empty(shape, dtype=like.dtype, device=like.device).bernoulli_(1 - p) / (1 - p)
+
+
+def check_dropout(dropout: dict | None) -> dict:
+    d = {k: 0.0 for k in DROPOUTS}
+    for k, v in (dropout or {}).items():
+        if k not in d:
+            raise ValueError(f"unknown dropout {k!r}; the language model has {', '.join(DROPOUTS)}")
+        if not 0 <= float(v) < 1:
+            raise ValueError(f"dropout {k} must be a rate in [0, 1), got {v!r}")
+        d[k] = float(v)
+    return d
+
+
+class LSTMCell(nn.Module):
+    """A plain LSTM cell with the interface of the ENAS cells, for baselines:
+    ``project_inputs(x)`` then ``recur(xp_t, state, plan, h_mask) -> (h_t, (h_t, c_t))``."""
+
+    def __init__(self, input_size: int, hidden_size: int, init_range: float = 0.04):
+        super().__init__()
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.w_ih = nn.Parameter(torch.empty(input_size, 4 * hidden_size).uniform_(-init_range, init_range))
+        self.w_hh = nn.Parameter(torch.empty(hidden_size, 4 * hidden_size).uniform_(-init_range, init_range))
+        self.bias = nn.Parameter(torch.zeros(4 * hidden_size))
+
+    def init_state(self, batch_size: int, like: torch.Tensor):
+        z = like.new_zeros(batch_size, self.hidden_size)
+        return z, z
+
+    def plan(self, arch=None):
+        return None
+
+    def project_inputs(self, x: torch.Tensor, x_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return (x if x_mask is None else x * x_mask) @ self.w_ih + self.bias
+
+    def recur(self, xp_t, state, plan=None, h_mask=None):
+        h, c = state
+        i, f, g, o = (xp_t + (h if h_mask is None else h * h_mask) @ self.w_hh).chunk(4, -1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        return h, (h, c)
+
+
+@dataclass
+class LMOutput:
+    logits: torch.Tensor     # (L, B, V)
+    state: object            # the cell state after the last step (detach it between windows)
+    outputs: torch.Tensor    # (L, B, H) cell outputs before output dropout (for alpha / beta terms)
+
+
+class LanguageModel(nn.Module):
+    """Embedding, a recurrent ``cell`` (standalone, or shared: then pass ``arch``), tied softmax."""
+
+    def __init__(self, cell: nn.Module, vocab_size: int, dropout: dict | None = None, init_range: float = 0.04):
+        super().__init__()
+        self.cell, self.vocab_size, self.hidden_size = cell, vocab_size, cell.hidden_size
+        if cell.input_size != cell.hidden_size:
+            raise ValueError("a tied language model needs the cell's input size equal to its hidden size")
+        self.dropout = check_dropout(dropout)
+        self.embedding = nn.Parameter(torch.empty(vocab_size, self.hidden_size).uniform_(-init_range, init_range))
+
+    def init_state(self, batch_size: int):
+        init = getattr(self.cell, "init_state", None)
+        if init is not None:
+            return init(batch_size, self.embedding)
+        return self.embedding.new_zeros(batch_size, self.hidden_size)
+
+    def forward(self, tokens: torch.Tensor, state=None, arch=None) -> LMOutput:
+        L, B = tokens.shape
+        H, d, E = self.hidden_size, self.dropout, self.embedding
+        if state is None:
+            state = self.init_state(B)
+        x = E[tokens]                                            # (L, B, H)
+        if self.training:
+            word = _mask((self.vocab_size,), d["word"], E)
+            if word is not None:
+                x = x * word[tokens].unsqueeze(-1)
+            emb = _mask((B, H), d["embedding"], E)
+            if emb is not None:
+                x = x * emb
+            x_mask, h_mask = _mask((B, H), d["input"], E), _mask((B, H), d["hidden"], E)
+        else:
+            x_mask = h_mask = None
+        plan = self.cell.plan(arch)
+        xp = self.cell.project_inputs(x, x_mask)                # all time steps in one matmul
+        outs = []
+        for t in range(L):
+            out, state = self.cell.recur(xp[t], state, plan, h_mask)
+            outs.append(out)
+        outputs = torch.stack(outs)
+        top = outputs
+        if self.training:
+            o = _mask((B, H), d["output"], E)
+            if o is not None:
+                top = top * o
+        return LMOutput(top @ E.t(), state, outputs)
+
+
+def detach_state(state):
+    if isinstance(state, tuple):
+        return tuple(s.detach() for s in state)
+    return state.detach()
+
+
+def select_state(state, index):
+    """Rows ``index`` of a state (for carrying one stream's state into the tail of a split)."""
+    if isinstance(state, tuple):
+        return tuple(s[index] for s in state)
+    return state[index]
+
+
+__all__ = ["LanguageModel", "LMOutput", "LSTMCell", "DROPOUTS", "check_dropout", "detach_state", "select_state"]

@@ -1,0 +1,266 @@
+"""The language model around the ENAS recurrent cell, exact perplexity, LM training and the
+ENAS loop for the recurrent cell (google-research enas_lm)."""
+import json
+import math
+import random
+
+import pytest
+import torch
+
+from tests.conftest import kill_on_call
+from torchnas.cli import main
+from torchnas.data.ptb import Corpus, load_ptb
+from torchnas.enas import ENASLMSearch, make_enas
+from torchnas.evaluators.language import LMTraining, perplexity
+from torchnas.nn.lm import LSTMCell
+from torchnas.runs import RunDir
+from torchnas.spaces import ENASRNNSpace
+from torchnas.spaces.enas_rnn import PUBLISHED_ARC
+from torchnas.strategies import RandomSearch, Reinforce
+
+SPACE = ENASRNNSpace(num_nodes=4)
+ARC = SPACE.from_arc("0 0 1 1 1 2 3 3")
+DROP = {"word": 0.1, "embedding": 0.2, "input": 0.5, "hidden": 0.25, "output": 0.5}
+
+
+def _stream(n, vocab=12, seed=0):
+    rng = random.Random(seed)
+    return torch.tensor([rng.randrange(vocab) for _ in range(n)])
+
+
+def _write_corpus(path, n_lines=300, seed=0):
+    """A learnable toy corpus in the PTB layout: each line walks a fixed cycle of 16 words."""
+    rng = random.Random(seed)
+    words = [f"w{k}" for k in range(16)]
+
+    def lines(n):
+        out = []
+        for _ in range(n):
+            start = rng.randrange(16)
+            out.append(" ".join(words[(start + k) % 16] for k in range(rng.randrange(4, 9))))
+        return "\n".join(out) + "\n"
+    path.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_lines), ("valid", n_lines // 5), ("test", n_lines // 5)):
+        (path / f"ptb.{split}.txt").write_text(lines(n))
+    return path
+
+
+# -- the model ---------------------------------------------------------------------------------------
+def test_shapes_state_and_tied_softmax():
+    torch.manual_seed(0)
+    lm = SPACE.language_model(ARC, 12, 8, dropout=DROP)
+    tokens = _stream(5 * 3).view(5, 3)
+    out = lm(tokens)
+    assert out.logits.shape == (5, 3, 12) and out.outputs.shape == (5, 3, 8) and out.state.shape == (3, 8)
+    assert not any("bias" in n for n, _ in lm.named_parameters())
+    lm.eval()
+    out = lm(tokens)
+    assert torch.allclose(out.logits, out.outputs @ lm.embedding.t(), atol=1e-6)    # tied, no bias
+    assert torch.allclose(out.state, out.outputs[-1])                               # output = next state
+    # carrying the state: two windows = one long window
+    a, b = lm(tokens[:2]), None
+    b = lm(tokens[2:], a.state)
+    assert torch.allclose(torch.cat([a.logits, b.logits]), out.logits, atol=1e-5)
+
+
+def test_shared_and_standalone_language_models_agree():
+    torch.manual_seed(0)
+    shared = SPACE.language_model(None, 12, 8, dropout=DROP)
+    for arch in (ARC, SPACE.random(random.Random(3))):
+        child = SPACE.language_model(arch, 12, 8, dropout=DROP)
+        child.cell.load_state_dict(SPACE.child_from_shared(shared.cell, arch).state_dict())
+        child.embedding.data.copy_(shared.embedding)
+        tokens = _stream(24).view(6, 4)
+        shared.eval(), child.eval()
+        assert torch.allclose(shared(tokens, None, arch).logits, child(tokens).logits, atol=1e-5)
+        shared.train(), child.train()
+        torch.manual_seed(1)
+        s = shared(tokens, None, arch).logits
+        torch.manual_seed(1)
+        assert torch.allclose(s, child(tokens).logits, atol=1e-5)      # the same dropout masks too
+    with pytest.raises(ValueError, match="architecture"):
+        shared(_stream(4).view(2, 2))
+
+
+def test_word_dropout_drops_whole_embedding_rows(monkeypatch):
+    torch.manual_seed(0)
+    lm = SPACE.language_model(ARC, 6, 8, dropout={"word": 0.5})
+    seen = {}
+    real = lm.cell.project_inputs
+    monkeypatch.setattr(lm.cell, "project_inputs", lambda x, m=None: seen.setdefault("x", x) is not None and real(x, m))
+    tokens = torch.arange(6).repeat(8).view(8, 6)          # every word in every column
+    lm.train()
+    lm(tokens)
+    x = seen["x"]
+    for w in range(6):
+        rows = x[tokens == w]                                # all occurrences of word w
+        dropped = rows.abs().sum(1) == 0
+        assert dropped.all() or (~dropped).all()             # the whole row, everywhere
+        if not dropped.any():
+            assert torch.allclose(rows, 2 * lm.embedding[w].expand_as(rows))   # rescaled by 1/(1-p)
+
+
+def test_dropout_settings_are_checked():
+    with pytest.raises(ValueError, match="unknown dropout 'recurrent'"):
+        SPACE.language_model(ARC, 10, 4, dropout={"recurrent": 0.1})
+    with pytest.raises(ValueError, match="rate in"):
+        SPACE.language_model(ARC, 10, 4, dropout={"output": 1.0})
+    with pytest.raises(ValueError, match="'enas'.*'lstm'"):
+        SPACE.language_model(ARC, 10, 4, cell="gru")
+
+
+# -- exact perplexity ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("batch_size", [1, 3, 7])
+def test_uniform_model_has_perplexity_equal_to_the_vocabulary(batch_size):
+    lm = SPACE.language_model(ARC, 37, 8)
+    lm.embedding.data.zero_()                            # logits all zero: the uniform distribution
+    stream = _stream(101, vocab=37)
+    r = perplexity(lm, stream, batch_size=batch_size, bptt=9)
+    assert r["tokens"] == 100                            # every token after the first, once
+    assert r["ppl"] == pytest.approx(37.0, rel=1e-5)
+
+
+def test_perplexity_is_sequential_and_independent_of_windowing():
+    torch.manual_seed(0)
+    lm = SPACE.language_model(ARC, 12, 8)
+    stream = _stream(58)
+    lm.eval()
+    with torch.no_grad():                                # the definition: one token at a time, state carried
+        state, total = lm.init_state(1), 0.0
+        for t in range(len(stream) - 1):
+            out = lm(stream[t].view(1, 1), state)
+            state = out.state
+            total -= torch.log_softmax(out.logits[0, 0], -1)[stream[t + 1]].item()
+    exact = math.exp(total / (len(stream) - 1))
+    assert perplexity(lm, stream, 1, bptt=35)["ppl"] == pytest.approx(exact, rel=1e-5)
+    for B in (3, 5):            # batched: the same for any window length (the state is carried)
+        ref = perplexity(lm, stream, B, bptt=35)
+        assert perplexity(lm, stream, B, bptt=4)["ppl"] == pytest.approx(ref["ppl"], rel=1e-5)
+        assert ref["tokens"] == 57
+    assert lm.training is False
+
+
+# -- training -----------------------------------------------------------------------------------------
+def test_training_learns_and_resumes_exactly(tmp_path, one_thread):
+    corpus = load_ptb(path=_write_corpus(tmp_path / "ptb"))
+    V = len(corpus)
+    settings = dict(batch_size=8, bptt=10, lr=5.0, grad_clip=0.25, weight_decay=1e-6, alpha=0.1, beta=0.1,
+                    eval_batch_size=4, test_batch_size=1, seed=3, device="cpu")
+
+    def fresh():
+        torch.manual_seed(0)
+        return LMTraining(SPACE.language_model(ARC, V, 16, dropout=DROP), corpus, epochs=3, **settings)
+    ref = fresh()
+    start = ref.evaluate("valid")["ppl"]
+    losses = [ref.train_epoch()["loss"] for _ in range(3)]
+    end = ref.evaluate("valid")["ppl"]
+    assert start > 0.8 * V and end < 0.5 * start and losses[-1] < losses[0]
+    part = fresh()
+    part.train_epoch()
+    state = part.state_dict()
+    torch.manual_seed(123)                               # a new process would have another RNG state
+    resumed = fresh()
+    resumed.load_state_dict(state)
+    assert [resumed.train_epoch()["loss"] for _ in range(2)] == losses[1:]
+    assert resumed.evaluate("valid")["ppl"] == end
+
+
+def test_nt_asgd_starts_averaging_when_validation_stalls():
+    corpus = Corpus(["a", "b"], {"a": 0, "b": 1}, _stream(400, 2), _stream(50, 2), _stream(50, 2))
+    t = LMTraining(SPACE.language_model(ARC, 2, 4), corpus, batch_size=4, bptt=5, average="nt-asgd", nonmono=2,
+                   device="cpu")
+    assert [t.end_epoch(p) for p in (10.0, 9.0, 8.0, 7.0)] == [False] * 4
+    assert t.end_epoch(9.5) is True and t.avg is not None   # worse than the best before the last two
+    before = [p.detach().clone() for p in t.model.parameters()]
+    t.train_epoch()
+    after = list(t.model.parameters())
+    for a, b, p in zip(t.avg, before, after):          # the running mean of the weights since the start
+        assert not torch.equal(a, p.detach())
+    v = t.evaluate("valid")                             # evaluated with the average, weights restored
+    assert all(torch.equal(p1, p2) for p1, p2 in zip(after, t.model.parameters())) and v["ppl"] > 0
+    with pytest.raises(ValueError, match="nt-asgd"):
+        LMTraining(SPACE.language_model(ARC, 2, 4), corpus, average="swa")
+
+
+def test_plain_lstm_baseline_has_the_cell_interface():
+    torch.manual_seed(0)
+    lm = SPACE.language_model(None, 12, 8, cell="lstm")
+    assert isinstance(lm.cell, LSTMCell)
+    out = lm(_stream(12).view(4, 3))
+    assert out.logits.shape == (4, 3, 12) and isinstance(out.state, tuple)
+    lm.embedding.data.zero_()
+    assert perplexity(lm, _stream(30), 4, 5)["ppl"] == pytest.approx(12.0, rel=1e-5)
+
+
+# -- the ENAS loop for the recurrent cell ---------------------------------------------------------------
+TINY = dict(net={"hidden_size": 12, "dropout": DROP}, epochs=2, batch_size=8, bptt=10, lr=5.0, train_steps=2,
+            reward_batch=4, derive_samples=6, keep=3, device="cpu")
+REINFORCE = dict(batch_size=3, lr=0.01, baseline_decay=0.9, baseline_update="sample", entropy_weight=1e-5,
+                 controller={"hidden_size": 16, "temperature": 5.0, "tanh_constant": 2.25,
+                             "anchor_distance_bias": 1 / 6, "anchor_input_offset": 0.1})
+
+
+def _lm_search(tmp_path, name, data, **kw):
+    run = RunDir(tmp_path / name)
+    if not (run.path / RunDir.CONFIG).exists():
+        run.create({"test": True})
+    return ENASLMSearch(SPACE, Reinforce(SPACE, seed=1, **REINFORCE), seed=1, run_dir=run, data=data,
+                        **{**TINY, **kw}).resume()
+
+
+def test_enas_rnn_search_trains_and_resumes_exactly(tmp_path, monkeypatch, one_thread):
+    data = {"name": "ptb", "path": str(_write_corpus(tmp_path / "ptb"))}
+    ref = _lm_search(tmp_path, "ref", data, epochs=3)
+    before = {k: v.clone() for k, v in ref.strategy.controller.state_dict().items()}
+    ref_derived = ref.run()
+    assert len(ref_derived) == 3 and ref_derived[0]["reward"] >= ref_derived[-1]["reward"]
+    assert ref_derived[0]["valid_ppl"] == pytest.approx(80.0 / ref_derived[0]["reward"])
+    steps = ref.run_dir.read_jsonl("steps.jsonl")
+    assert len(steps) == 6 and {"loss", "baseline", "entropy", "valid_ppl"} <= set(steps[0])
+    epochs = ref.run_dir.read_jsonl("epochs.jsonl")
+    assert epochs[-1]["loss"] < epochs[0]["loss"] and epochs[0]["tokens"] > 0
+    assert any(not torch.equal(before[k], v) for k, v in ref.strategy.controller.state_dict().items())
+
+    s = _lm_search(tmp_path, "run", data, epochs=3)
+    restore = kill_on_call(monkeypatch, ENASLMSearch, "train_controller", 2)   # killed in epoch 2's controller phase
+    with pytest.raises(KeyboardInterrupt):
+        s.run()
+    restore()
+    resumed = _lm_search(tmp_path, "run", data, epochs=3)
+    assert resumed.epoch == 1
+    assert resumed.run() == ref_derived
+    strip = lambda recs: [{k: v for k, v in r.items() if "seconds" not in k and "per_s" not in k} for r in recs]
+    assert strip(resumed.run_dir.read_jsonl("epochs.jsonl")) == strip(epochs)
+    assert resumed.run_dir.read_jsonl("steps.jsonl") == steps
+
+
+def test_enas_rnn_settings_are_checked(tmp_path):
+    data = {"name": "ptb", "path": str(_write_corpus(tmp_path / "ptb"))}
+    with pytest.raises(ValueError, match="lr_max"):
+        make_enas(SPACE, RandomSearch(SPACE, batch_size=2), data=data, lr_max=0.1)
+    s = make_enas(SPACE, RandomSearch(SPACE, batch_size=2), data=data, **TINY)
+    assert isinstance(s, ENASLMSearch) and len(s.run()) == 3
+
+
+# -- presets and the command line ------------------------------------------------------------------------
+def test_final_preset_parameter_count(capsys):
+    assert main(["train", "--preset", "enas-rnn-final", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    # tied 10,000 x 800 embedding + node 0's [1600, 1600] + 8 nodes x [800, 1600], no biases
+    assert f"parameters: {10000 * 800 + 1600 * 1600 + 8 * 800 * 1600:,}" in out and PUBLISHED_ARC in out
+
+
+def test_train_command_reports_perplexity_and_trains_the_lstm_baseline(tmp_path, capsys, one_thread):
+    ptb = _write_corpus(tmp_path / "ptb")
+    common = ["train", "--preset", "enas-rnn-tiny", "--arc", "0 0 1 1 1 2 3 3 2 0 5 1 6 2 7 3",
+              "--data-dir", str(ptb), "--set", "final_net.hidden_size=12", "--set", "train.batch_size=8",
+              "--set", "train.epochs=2", "--quiet"]
+    assert main(common + ["--out", str(tmp_path / "cell")]) == 0
+    res = json.loads((tmp_path / "cell" / "result.json").read_text())
+    assert res["cell"] == "enas" and 1 < res["test_ppl"] < 17 and res["valid_ppl"] < 17
+    assert "perplexity: valid" in capsys.readouterr().out
+    hist = [json.loads(l) for l in (tmp_path / "cell" / "history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in hist] == [1, 2]
+    assert main(common + ["--set", "final_net.cell=lstm", "--out", str(tmp_path / "lstm")]) == 0
+    lstm = json.loads((tmp_path / "lstm" / "result.json").read_text())
+    assert lstm["cell"] == "lstm" and lstm["params"] != res["params"] and lstm["test_ppl"] < 17
