@@ -1,7 +1,8 @@
-"""Command line: ``torchnas search | train | bench | presets``."""
+"""Command line: ``torchnas search | train | show | export | bench | presets``."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -10,6 +11,7 @@ from . import __version__
 from .config import (ConfigError, apply_override, build, build_executor, build_space, build_strategy,
                      final_settings, load_file, load_preset, preset_names, resolve)
 from .data import DataNotFoundError
+from .export import ExportError
 from .runs import RunDir, RunError
 
 DEFAULT_PRESET = "nas-cnn-tiny"
@@ -88,6 +90,12 @@ def data_config(name: str, data_dir: str | None, base: dict | None = None) -> di
 
 
 def cmd_search(args) -> int:
+    run_search(args)
+    return 0
+
+
+def run_search(args) -> Path:
+    """``torchnas search``; returns the run directory."""
     out = None
     if args.resume:
         run = RunDir(args.resume)
@@ -113,7 +121,7 @@ def cmd_search(args) -> int:
                     max_proposals=cfg.get("max_proposals"), executor=executor)
     search.resume()
     try:
-        with _progress(args.quiet) as progress:
+        with _progress(args.quiet) as progress, _tensorboard(run, args.tensorboard):
             task = progress.add_task(f"{cfg['strategy']['name']} on {space.name}", total=cfg["budget"],
                                      completed=len(search.log), best=_fmt(search.best), rate="")
             start, done0 = time.perf_counter(), len(search.log)
@@ -135,11 +143,11 @@ def cmd_search(args) -> int:
         print(f"best reward {best['reward']:.4f} at query {best['query']}: {best['arch']}")
         print("  " + ", ".join(f"{k} {_num(v)}" for k, v in best["metrics"].items()))
     if best and final_settings(cfg)[1] and cfg["evaluator"]["name"] == "trainer" and not args.no_retrain:
-        _retrain_best(cfg, run, best["arch"], args.quiet)
-    return 0
+        _retrain_best(cfg, run, best["arch"], args.quiet, args.tensorboard)
+    return run.path
 
 
-def _retrain_best(cfg: dict, run: RunDir, arch: str, quiet: bool) -> dict:
+def _retrain_best(cfg: dict, run: RunDir, arch: str, quiet: bool, tensorboard: bool = False) -> dict:
     from .train import train_config
     out = run.path / "retrain"
     data = _data_holder(cfg).get("data") or {"name": "digits"}
@@ -147,17 +155,17 @@ def _retrain_best(cfg: dict, run: RunDir, arch: str, quiet: bool) -> dict:
     if not (out / RunDir.CONFIG).exists():
         RunDir(out).create(train_config(arch, cfg["space"], data, train, cfg["seed"], net))
     print(f"retraining the best architecture from scratch for {train['epochs']} epochs")
-    return _retrain(RunDir(out), quiet)
+    return _retrain(RunDir(out), quiet, run.path / "tensorboard" if tensorboard else None, prefix="retrain/")
 
 
-def _run_enas(cfg: dict, run: RunDir | None, out: str | None, args) -> int:
+def _run_enas(cfg: dict, run: RunDir | None, out: str | None, args) -> Path:
     """ENAS: shared-weight search, derive, then (optionally) train the derived architecture."""
     from .enas import make_enas
     space = build_space(cfg)
     search = make_enas(space, build_strategy(cfg, space), seed=cfg["seed"], **cfg["enas"])
     search.run_dir = run = run or RunDir(out).create(cfg)
     search.resume()
-    with _progress(args.quiet) as progress:
+    with _progress(args.quiet) as progress, _tensorboard(run, args.tensorboard):
         task = progress.add_task(f"ENAS {cfg['strategy']['name']} on {space.name}", total=search.epochs,
                                  completed=search.epoch, best="", rate="")
 
@@ -172,15 +180,36 @@ def _run_enas(cfg: dict, run: RunDir | None, out: str | None, args) -> int:
         ppl = f"  (valid ppl {d['valid_ppl']:.1f} on one window)" if "valid_ppl" in d else ""
         print(f"  {d['reward']:.4f}  {d['arch']}{ppl}")
     if final_settings(cfg)[1] and not args.no_retrain:
-        _retrain_best(cfg, run, derived[0]["arch"], args.quiet)
-    return 0
+        _retrain_best(cfg, run, derived[0]["arch"], args.quiet, args.tensorboard)
+    return run.path
+
+
+@contextlib.contextmanager
+def _tensorboard(run: RunDir, where, prefix: str = ""):
+    """``--tensorboard``: mirror every log record the run appends (and the best architecture
+    at the end) to TensorBoard in ``where`` (True: RUN/tensorboard)."""
+    if not where:
+        yield None
+        return
+    from .tensorboard import TensorBoardMirror
+    mirror = TensorBoardMirror(run.path / "tensorboard" if where is True else where)
+    run.listeners.append(mirror if not prefix else (lambda name, rec: mirror(prefix + name, rec)))
+    try:
+        yield mirror
+    finally:
+        best = run.read_json(RunDir.BEST)
+        if best:
+            mirror.text(f"{prefix}best/arch", f"`{best['arch']}` (reward {best['reward']:.4f})")
+        mirror.close()
+        print(f"TensorBoard logs: {mirror.log_dir}")
 
 
 def _num(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def _retrain(run: RunDir, quiet: bool) -> dict:
+def _retrain(run: RunDir, quiet: bool, tensorboard=None, prefix: str = "") -> dict:
+    """Train a retraining run to its end; ``tensorboard``: a log folder (True: RUN/tensorboard)."""
     from .train import retrain
     cfg = run.config()
     with _progress(quiet) as progress:
@@ -190,7 +219,8 @@ def _retrain(run: RunDir, quiet: bool) -> dict:
         def update(rec):
             valid = f"valid ppl {rec['valid_ppl']:.2f}" if "valid_ppl" in rec else f"valid {rec['valid_acc']:.4f}"
             progress.update(task, completed=rec["epoch"], best=valid, rate=f"loss {rec['loss']:.3f}")
-        result = retrain(run, on_epoch=update)
+        with _tensorboard(run, tensorboard, prefix):
+            result = retrain(run, on_epoch=update)
     if "test_ppl" in result:
         print(f"perplexity: valid {result['valid_ppl']:.2f}, test {result['test_ppl']:.2f} ({result['test_tokens']:,} "
               f"test tokens; {result['cell']} cell, {result['params']:,} parameters, {result['epochs']} epochs, "
@@ -205,10 +235,16 @@ def _retrain(run: RunDir, quiet: bool) -> dict:
 
 
 def cmd_train(args) -> int:
+    run_train(args)
+    return 0
+
+
+def run_train(args) -> Path | None:
+    """``torchnas train``; returns the run directory (None for --dry-run)."""
     from .train import train_config
     if args.resume:
-        _retrain(RunDir(args.resume), args.quiet)
-        return 0
+        _retrain(RunDir(args.resume), args.quiet, args.tensorboard)
+        return Path(args.resume)
     arch, source_cfg = _arch_source(args.arch) if args.arch else (None, None)
     if args.preset or source_cfg is None:
         source_cfg = load_preset(args.preset or DEFAULT_PRESET)
@@ -230,12 +266,13 @@ def cmd_train(args) -> int:
     space = build_space(source_cfg)
     arch = str(space.parse(arch))      # validates; a clear error names the bad decision
     if args.dry_run:
-        return _dry_run(space, arch, data, net)
+        _dry_run(space, arch, data, net)
+        return None
     seed = args.seed if args.seed is not None else source_cfg.get("seed", 0)
     out = args.out or f"runs/train-{time.strftime('%Y%m%d-%H%M%S')}"
     run = RunDir(out).create(train_config(arch, source_cfg["space"], data, settings, seed, net))
-    _retrain(run, args.quiet)
-    return 0
+    _retrain(run, args.quiet, args.tensorboard)
+    return run.path
 
 
 def _dry_run(space, arch: str, data: dict, net: dict) -> int:
@@ -293,13 +330,22 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .api import export
+    record = export(args.run, args.out, formats=args.format or ("python", "torchscript", "onnx"))
+    for fmt, r in record["formats"].items():
+        print(f"{fmt:12s} {', '.join(r['files'])}  (reloaded: max abs difference {r['max_abs_diff']:.2g})")
+    print(f"wrote {Path(record['out_dir']) / 'export.json'}")
+    return 0
+
+
 def cmd_presets(args) -> int:
     for name in preset_names():
         print(f"{name:24s} {load_preset(name).get('description', '')}")
     return 0
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="torchnas", description=__doc__)
     p.add_argument("--version", action="version", version=f"torchnas {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
@@ -318,6 +364,7 @@ def main(argv=None) -> int:
     s.add_argument("--workers", type=int, help="parallel child-training processes (executor.workers)")
     s.add_argument("--no-retrain", action="store_true", help="skip retraining the best child after the search")
     s.add_argument("--quiet", action="store_true", help="no progress line")
+    s.add_argument("--tensorboard", action="store_true", help="mirror the logs to RUN/tensorboard as they are written")
     s.set_defaults(func=cmd_search)
 
     t = sub.add_parser("train", help="retrain an architecture from scratch and report test accuracy")
@@ -333,6 +380,7 @@ def main(argv=None) -> int:
     t.add_argument("--out", help="run directory (default runs/train-TIME)")
     t.add_argument("--resume", metavar="RUN", help="continue a retraining run")
     t.add_argument("--quiet", action="store_true")
+    t.add_argument("--tensorboard", action="store_true", help="mirror the logs to RUN/tensorboard as they are written")
     t.set_defaults(func=cmd_train)
 
     b = sub.add_parser("bench", help="seeded searches on a tabular benchmark, summarized")
@@ -350,11 +398,22 @@ def main(argv=None) -> int:
     b.set_defaults(func=cmd_bench)
 
     sub.add_parser("presets", help="list presets").set_defaults(func=cmd_presets)
+    from .show import add_parser as add_show_parser
+    add_show_parser(sub)
 
-    args = p.parse_args(argv)
+    x = sub.add_parser("export", help="the retrained network as a standalone .py + state dict, TorchScript and ONNX")
+    x.add_argument("run", metavar="RUN", help="a retraining run (torchnas train), or a search run with retrain/")
+    x.add_argument("--out", help="output folder (default RUN/export)")
+    x.add_argument("--format", nargs="+", choices=["python", "torchscript", "onnx"], help="default: all three")
+    x.set_defaults(func=cmd_export)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, DataNotFoundError, RunError) as e:  # config, data, architecture, run errors
+    except (ValueError, DataNotFoundError, RunError, ImportError, ExportError) as e:  # config, data, architecture, run, optional package
         print(f"torchnas: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -54,6 +54,7 @@ class RunDir:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        self.listeners: list = []      # fn(name, record) after each appended record (TensorBoard mirror)
 
     def create(self, config: dict) -> "RunDir":
         if (self.path / self.CONFIG).exists():
@@ -78,10 +79,13 @@ class RunDir:
             f.write(json.dumps(record) + "\n")
             f.flush()
             os.fsync(f.fileno())
+        for listener in self.listeners:
+            listener(name, record)
 
-    def read_jsonl(self, name: str, keep: int | None = None) -> list[dict]:
+    def read_jsonl(self, name: str, keep: int | None = None, truncate: bool = True) -> list[dict]:
         """Records of a log; a torn last line is dropped, and with ``keep`` the log is cut
-        to its first ``keep`` records (lines written after the last checkpoint)."""
+        to its first ``keep`` records (lines written after the last checkpoint).
+        ``truncate=False`` only reads (safe on a run that is still writing)."""
         p = self.path / name
         if not p.exists():
             return []
@@ -97,7 +101,7 @@ class RunDir:
             good += len(line)
             if keep is not None and len(records) == keep:
                 break
-        if good != len(raw):
+        if good != len(raw) and truncate:
             with open(p, "r+b") as f:
                 f.truncate(good)
                 os.fsync(f.fileno())

@@ -1,0 +1,521 @@
+"""Export a trained network so that it runs without torchnas (``torchnas export``).
+
+Formats, each written to ``out_dir``, loaded back and compared with the original model on
+fresh random inputs (``atol = rtol = 1e-4``; the max abs difference goes to ``export.json``):
+
+* ``python``: ``NAME.py``, a plain ``torch.nn.Module`` that imports only torch and the
+  standard library, with ``load(path_to_state=None)`` (eval mode), plus ``NAME_state.pt`` (a
+  state dict, ``torch.load(..., weights_only=True)``). Image networks are traced with
+  :mod:`torch.fx` in eval mode by a tracer that evaluates the model alongside, so the shape
+  arithmetic of TF "SAME" padding and zero-padded concatenation becomes constants: the file
+  takes any batch size but only the example's image size. (``GraphModule.to_folder`` is not
+  used: it pickles non-``torch.nn`` submodules and writes absolute paths into the code.) The
+  enas-rnn language model (ENAS or LSTM cell) is written from its architecture, with the
+  node list unrolled inside a Python loop over ``tokens.shape[0]``: any length, any batch.
+* ``torchscript``: ``NAME.ts``, ``torch.jit.script`` of that module (``torch.jit.trace`` if
+  scripting fails), for ``torch.jit.load``; the language model keeps its time loop.
+* ``onnx``: ``NAME.onnx`` with a dynamic batch axis, checked with onnxruntime. torch 2.13's
+  default (``dynamo=True``, needs onnxscript) is used; the legacy TorchScript exporter only
+  if that fails (``export.json`` names the one used). The language model's time loop is
+  unrolled: the ONNX graph takes exactly the example's sequence length (and needs ``state``).
+
+Language models are exported as ``forward(tokens (L, B) int64, state) -> (logits (L, B, V),
+next state)``; the state is ``(B, H)`` for the ENAS cell and ``(2, B, H)`` (h, c) for the LSTM.
+"""
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import logging
+import re
+import sys
+import tempfile
+import uuid
+import warnings
+from pathlib import Path
+
+import torch
+import torch.fx as fx
+from torch import nn
+
+from .runs import RunDir, RunError
+
+FORMATS = ("python", "torchscript", "onnx")
+ATOL = RTOL = 1e-4
+IMAGE_SHAPES = {"digits": ((1, 8, 8), 10), "cifar10": ((3, 32, 32), 10)}   # train.py's data sets
+
+
+class ExportError(RuntimeError):
+    """An export could not be written, or does not compute what the model computes."""
+
+
+# -- tracing with concrete shapes -------------------------------------------------------------
+class _ShapeProxy(fx.Proxy):
+    def __getattr__(self, k):
+        if k in ("shape", "size", "dim", "ndim"):      # concrete: shape arithmetic is baked in
+            return getattr(self.tracer.values[self.node], k)
+        return super().__getattr__(k)
+
+
+class _ConcreteTracer(fx.Tracer):
+    """Symbolic tracing that also runs every node on the example inputs, so that ``x.shape``
+    is a concrete ``torch.Size``. While a node runs, module attribute access and module calls
+    are plain (``getattr`` / ``call_module`` hooks)."""
+
+    def __init__(self, inputs):
+        super().__init__()
+        self.inputs, self.values, self.concrete = list(inputs), {}, False
+
+    def proxy(self, node):
+        return _ShapeProxy(node, self)
+
+    def getattr(self, attr, attr_val, cache):
+        return attr_val if self.concrete else super().getattr(attr, attr_val, cache)
+
+    def call_module(self, m, forward, args, kwargs):
+        return forward(*args, **kwargs) if self.concrete else super().call_module(m, forward, args, kwargs)
+
+    def create_proxy(self, kind, target, args, kwargs, *rest, **kw):
+        proxy = super().create_proxy(kind, target, args, kwargs, *rest, **kw)
+        a, k = fx.node.map_aggregate((args, kwargs), lambda x: self.values[x.node] if isinstance(x, fx.Proxy) else x)
+        self.concrete = True
+        try:
+            if kind == "placeholder":
+                v = self.inputs.pop(0)
+            elif kind == "get_attr":
+                v = _get(self.root, target)
+            elif kind == "call_function":
+                v = target(*a, **k)
+            elif kind == "call_method":
+                v = getattr(a[0], target)(*a[1:], **k)
+            elif kind == "call_module":
+                v = _get(self.root, target)(*a, **k)
+            else:
+                v = None
+        finally:
+            self.concrete = False
+        self.values[proxy.node] = v
+        return proxy
+
+
+def _get(root, path: str):
+    for name in path.split("."):
+        root = getattr(root, name)
+    return root
+
+
+def trace(model: nn.Module, *inputs: torch.Tensor) -> fx.GraphModule:
+    """An eval-mode ``torch.fx.GraphModule`` of ``model`` with its shapes fixed by ``inputs``."""
+    tracer = _ConcreteTracer(inputs)
+    with torch.no_grad():
+        graph = tracer.trace(model)
+    for node in graph.nodes:
+        node.type = None                       # annotations would name torchnas-side types
+    return fx.GraphModule(model, graph)
+
+
+# -- python source ----------------------------------------------------------------------------
+_PUT = '''
+def _put(root, path, value):
+    """Attach a module, parameter or buffer at a dotted path, making plain containers."""
+    *parents, name = path.split(".")
+    for p in parents:
+        if p not in root._modules:
+            root.add_module(p, nn.Module())
+        root = root._modules[p]
+    if isinstance(value, nn.Module):
+        root.add_module(name, value)
+    elif isinstance(value, nn.Parameter):
+        root.register_parameter(name, value)
+    else:
+        root.register_buffer(name, value)
+'''
+
+_LOAD = '''
+
+def load(path_to_state=None):
+    """The network with its weights (default: {state} next to this file), in eval mode."""
+    path = path_to_state or os.path.join(os.path.dirname(os.path.abspath(__file__)), "{state}")
+    model = Model()
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model.eval()
+'''
+
+
+def _header(doc: str, meta: dict | None) -> str:
+    lines = [doc, "", f"Exported with torch {torch.__version__}; needs only PyTorch."]
+    if meta and "arch" in meta:
+        lines.append(f"Architecture: {meta['arch']}")
+    text = "\n".join(lines).replace("\\", "\\\\").replace('"""', "'''")
+    return f'"""{text}\n"""\n'
+
+
+def _leaf_code(mod: nn.Module) -> str:
+    """``nn.Xxx(...)`` from the module's repr, checked to rebuild an equal module."""
+    cls = type(mod)
+    code = "nn." + repr(mod)
+    try:
+        if getattr(nn, cls.__name__, None) is not cls or "\n" in code:
+            raise ValueError
+        new = eval(code, {"nn": nn, "torch": torch})
+        same = {k: v.shape for k, v in new.state_dict().items()} == {k: v.shape for k, v in mod.state_dict().items()}
+        if not same or repr(new) != repr(mod):
+            raise ValueError
+    except Exception:
+        raise ExportError(f"python export: cannot write a constructor for submodule {cls.__name__} "
+                          f"({cls.__module__}); only torch.nn modules can stay modules") from None
+    return code
+
+
+def _graph_source(gm: fx.GraphModule, example_shape, meta, state_name: str) -> tuple[str, dict]:
+    """The python file and state dict of a traced image network."""
+    pc = gm.graph.python_code("self")
+    known = {"torch", "inf", "nan", "device", "NoneType"}
+    extra = [g for g in pc.globals if g not in known and re.search(rf"\b{g}\b", pc.src)]
+    if extra:
+        raise ExportError(f"python export: the traced code needs {extra}, which the standalone file lacks")
+    leaves, attrs, state = {}, {}, {}
+    for node in gm.graph.nodes:
+        if node.op == "call_module" and node.target not in leaves:
+            leaves[node.target] = mod = gm.get_submodule(node.target)
+            state.update({f"{node.target}.{k}": v for k, v in mod.state_dict().items()})
+        elif node.op == "get_attr":
+            attrs[node.target] = _get(gm, node.target)
+    body = []
+    for path, mod in leaves.items():
+        body.append(f"        _put(self, {path!r}, {_leaf_code(mod)})")
+    for path, t in attrs.items():
+        if any(path.startswith(p + ".") for p in leaves):      # owned by a leaf module
+            continue
+        dtype = "" if t.dtype == torch.float32 else f", dtype={t.dtype}"
+        new = f"torch.empty({tuple(t.shape)}{dtype})"
+        body.append(f"        _put(self, {path!r}, " + (f"nn.Parameter({new}))" if isinstance(t, nn.Parameter)
+                                                         else f"{new})"))
+        state[path] = t
+    c, h, w = example_shape[1:] if len(example_shape) == 4 else (None,) * 3
+    doc = (f"A standalone network: input (B, {c}, {h}, {w}) float, any batch size, this image size only "
+           f"(its padding was fixed by tracing)." if c else "A standalone network traced with torch.fx.")
+    src = (_header(doc, meta) + "import os\nfrom math import inf, nan\n\nimport torch\nfrom torch import device, nn\n\n"
+           "NoneType = type(None)\n\n" + _PUT + "\n\nclass Model(nn.Module):\n    def __init__(self):\n"
+           "        super().__init__()\n" + "\n".join(body) + "\n\n"
+           + "\n".join("    " + line if line else "" for line in pc.src.strip("\n").splitlines()) + "\n"
+           + _LOAD.format(state=state_name))
+    return src, {k: v.detach().clone() for k, v in state.items()}
+
+
+_ACT = {"tanh": "torch.tanh({})", "relu": "torch.relu({})", "sigmoid": "torch.sigmoid({})", "identity": "{}"}
+
+
+def _lm_source(lm, meta, state_name: str) -> str:
+    """The python file of a :class:`torchnas.nn.lm.LanguageModel` (ENAS child cell or LSTM)."""
+    from .nn.lm import LSTMCell
+    from .spaces.enas_rnn import ENASRNNCell, loose_ends
+    cell, V, H = lm.cell, lm.vocab_size, lm.hidden_size
+    init = [f"        self.embedding = nn.Parameter(torch.zeros({V}, {H}))", "        self.cell = nn.Module()"]
+    if isinstance(cell, LSTMCell):
+        init += [f"        self.cell.w_ih = nn.Parameter(torch.zeros({H}, {4 * H}))",
+                 f"        self.cell.w_hh = nn.Parameter(torch.zeros({H}, {4 * H}))",
+                 f"        self.cell.bias = nn.Parameter(torch.zeros({4 * H}))"]
+        zero, shape = f"torch.zeros(2, tokens.shape[1], {H}, dtype=E.dtype, device=E.device)", f"(2, B, {H}) (h, c)"
+        pre = ["h, c = state[0], state[1]", "xp = E[tokens] @ self.cell.w_ih + self.cell.bias"]
+        step = ["i, f, g, o = (xp[t] + h @ self.cell.w_hh).chunk(4, -1)",
+                "c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)",
+                "h = torch.sigmoid(o) * torch.tanh(c)", "outs.append(h)"]
+        last, what = "torch.stack([h, c])", "LSTM cell"
+    elif isinstance(cell, ENASRNNCell):
+        nodes, N = cell.nodes, len(cell.nodes)
+        init.append(f"        self.cell.w_prev = nn.Parameter(torch.zeros({2 * H}, {2 * H}))")
+        init.append(f"        self.cell.w = nn.ParameterList([nn.Parameter(torch.zeros({H}, {2 * H})) "
+                    f"for _ in range({N})])")
+        zero, shape = f"torch.zeros(tokens.shape[1], {H}, dtype=E.dtype, device=E.device)", f"(B, {H})"
+        pre = ["h_prev = state", f"w_x, w_h = self.cell.w_prev[:{H}], self.cell.w_prev[{H}:]"]
+        pre += [f"w{i} = self.cell.w[{i - 1}]" for i in range(1, N + 1)] + ["xp = E[tokens] @ w_x"]
+        step = ["h, g = (xp[t] + h_prev @ w_h).chunk(2, -1)",
+                "s0 = h_prev + torch.sigmoid(g) * (torch.tanh(h) - h_prev)"]
+        for i, (p, a) in enumerate(nodes, 1):
+            f = _ACT[cell.activations[a]].format("h")
+            step += [f"h, g = (s{p} @ w{i}).chunk(2, -1)", f"s{i} = s{p} + torch.sigmoid(g) * ({f} - s{p})"]
+        out = range(1, N + 1) if cell.output == "average" else loose_ends(nodes)
+        step += [f"h_prev = torch.stack([{', '.join(f's{k}' for k in out)}]).mean(0)", "outs.append(h_prev)"]
+        last = "h_prev"
+        what = f"ENAS cell, nodes (prev, activation) {[(p, cell.activations[a]) for p, a in nodes]}, output {cell.output}"
+    else:
+        raise ValueError(f"cannot export a language model with a {type(cell).__name__} cell; export the "
+                         f"standalone child of an architecture (space.language_model(arch, ...))")
+    doc = (f"A word-level language model ({what}; tied {V} x {H} embedding). forward(tokens (L, B) int64, "
+           f"state {shape} or None) -> (logits (L, B, {V}), next state); any length and batch size.")
+    fwd = ["", "    def forward(self, tokens: torch.Tensor, state: Optional[torch.Tensor] = None"
+           ") -> Tuple[torch.Tensor, torch.Tensor]:", "        E = self.embedding", "        if state is None:",
+           f"            state = {zero}"] + ["        " + s for s in pre] + [
+           "        outs: List[torch.Tensor] = []", "        for t in range(tokens.shape[0]):"] + [
+           "            " + s for s in step] + [f"        return torch.stack(outs) @ E.t(), {last}"]
+    return (_header(doc, meta) + "import os\nfrom typing import List, Optional, Tuple\n\nimport torch\nfrom torch "
+            "import nn\n\n\nclass Model(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+            + "\n".join(init + fwd) + "\n" + _LOAD.format(state=state_name))
+
+
+class LMWrapper(nn.Module):
+    """A language model as ``forward(tokens, state) -> (logits, next state)`` of tensors only
+    (the LSTM's (h, c) stacked into one ``(2, B, H)`` tensor)."""
+
+    def __init__(self, lm):
+        super().__init__()
+        self.lm = lm
+
+    def forward(self, tokens, state):
+        lstm = state.dim() == 3
+        out = self.lm(tokens, (state[0], state[1]) if lstm else state)
+        return out.logits, (torch.stack(list(out.state)) if lstm else out.state)
+
+
+def import_file(path: Path, name: str | None = None):
+    """Import a python file as a fresh module (not left in ``sys.modules``)."""
+    name = name or f"_torchnas_export_{uuid.uuid4().hex}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# -- checks -----------------------------------------------------------------------------------
+def _flat(out) -> list[torch.Tensor]:
+    if isinstance(out, (tuple, list)):
+        return [t for o in out for t in _flat(o)]
+    return [torch.as_tensor(out)]
+
+
+def _check(fmt: str, ref, run, cases) -> float:
+    """Max abs difference of ``run(*case)`` from ``ref(*case)``; raises if not within tolerance."""
+    worst = 0.0
+    for case in cases:
+        with torch.no_grad():
+            want, got = _flat(ref(*case)), _flat(run(*case))
+        if len(want) != len(got) or any(w.shape != g.shape for w, g in zip(want, got)):
+            raise ExportError(f"{fmt} export: outputs {[tuple(g.shape) for g in got]} differ in shape from the "
+                              f"model's {[tuple(w.shape) for w in want]}")
+        for w, g in zip(want, got):
+            worst = max(worst, (w.float() - g.float()).abs().max().item())
+            if not torch.allclose(g.float(), w.float(), atol=ATOL, rtol=RTOL):
+                raise ExportError(f"{fmt} export does not reproduce the model: max abs difference "
+                                  f"{worst:.3g} (tolerance atol={ATOL}, rtol={RTOL})")
+    return worst
+
+
+def _cases(example, vocab: int | None, same_length: bool = False):
+    """The example plus fresh random inputs: another batch size (and for a language model
+    another length, unless the export fixes it)."""
+    g = torch.Generator().manual_seed(1234)
+    x = example[0]
+    if vocab is None:
+        return [tuple(example), (torch.randn((x.shape[0] + 1,) + tuple(x.shape[1:]), generator=g),)]
+    tokens, state = example
+
+    def case(L, B):
+        s = state.shape[:-2] + (B, state.shape[-1])
+        return torch.randint(0, vocab, (L, B), generator=g), 0.5 * torch.randn(s, generator=g)
+    cases = [tuple(example), case(tokens.shape[0], tokens.shape[1] + 1)]
+    return cases if same_length else cases + [case(tokens.shape[0] + 3, tokens.shape[1])]
+
+
+def _require_onnx():
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise ExportError("ONNX export needs onnx and onnxruntime: pip install onnx onnxruntime onnxscript "
+                          "(or pip install 'torchnas[export]')") from None
+
+
+def _onnx(model, example, path: Path, lm: bool) -> str:
+    """Write ``path``: torch's dynamo exporter, else the legacy one; returns which was used."""
+    names = (["tokens", "state"], ["logits", "next_state"]) if lm else (["input"], ["logits"])
+    dims = [1, example[1].dim() - 2] if lm else [0]          # the batch axis of each input (and output)
+    if example[0].shape[dims[0]] == 1:                       # a batch of one would be specialised
+        example = tuple(torch.cat([t, t], dim=d) for t, d in zip(example, dims))
+    quiet = logging.getLogger("torch.onnx")
+    level, quiet.level = quiet.level, logging.ERROR
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                batch = torch.export.Dim("batch")
+                torch.onnx.export(model, example, str(path), dynamo=True, input_names=names[0],
+                                  output_names=names[1], dynamic_shapes=tuple({d: batch} for d in dims), verbose=False)
+                return "dynamo"
+            except Exception as e:                                  # noqa: BLE001 (fallback below)
+                first = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            dyn = {n: {d: "batch"} for n, d in zip(names[0] + names[1], dims + dims)}
+            torch.onnx.export(model, example, str(path), dynamo=False, input_names=names[0],
+                              output_names=names[1], dynamic_axes=dyn)
+            return f"legacy (dynamo failed: {first[:200]})"
+    finally:
+        quiet.level = level
+
+
+# -- the API ----------------------------------------------------------------------------------
+def export_model(model: nn.Module, example_inputs, out_dir, formats=FORMATS, name: str = "model",
+                 meta: dict | None = None) -> dict:
+    """Export ``model`` (an image network, or a :class:`~torchnas.nn.lm.LanguageModel`) in
+    eval mode; ``example_inputs``: ``(x,)`` or ``(tokens,)`` / ``(tokens, state)``. Returns the
+    record written to ``out_dir/export.json`` (files and max abs difference per format)."""
+    from .nn.lm import LanguageModel
+    formats = tuple(formats)
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise ValueError(f"unknown export format(s) {bad}; choose from {', '.join(FORMATS)}")
+    if "onnx" in formats:
+        _require_onnx()
+    example = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+    lm = isinstance(model, LanguageModel)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    was_training = model.training
+    model.eval()
+    record = {"name": name, "meta": meta or {}, "tolerance": {"atol": ATOL, "rtol": RTOL}, "formats": {}}
+    try:
+        if lm:
+            if len(example) < 2:
+                state = model.init_state(example[0].shape[1])
+                example = (example[0], torch.stack(list(state)) if isinstance(state, tuple) else state)
+            ref, src = LMWrapper(model), _lm_source(model, meta, f"{name}_state.pt")
+            state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            record["input"] = {"tokens": list(example[0].shape), "state": list(example[1].shape)}
+        else:
+            ref = model
+            try:
+                gm = trace(model, *example)
+            except Exception as e:                                  # noqa: BLE001
+                raise ExportError(f"torch.fx cannot trace {type(model).__name__} (every format starts from "
+                                  f"that trace): {type(e).__name__}: {e}") from e
+            src, state = _graph_source(gm, tuple(example[0].shape), meta, f"{name}_state.pt")
+            record["input"] = {"shape": list(example[0].shape), "fixed": "image size (any batch size)"}
+        with tempfile.TemporaryDirectory() as tmp:
+            py = (out if "python" in formats else Path(tmp)) / f"{name}.py"
+            py.write_text(src)
+            torch.save(state, py.with_name(f"{name}_state.pt"))
+            record["formats"] = _write_formats(ref, py, example, out, formats, model.vocab_size if lm else None)
+    finally:
+        model.train(was_training)
+    (out / "export.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+    return record
+
+
+def _write_formats(ref, py: Path, example, out: Path, formats, vocab: int | None) -> dict:
+    """Import the generated file ``py`` (+ its state), derive the other formats from it, check all."""
+    name = py.stem
+    st = py.with_name(f"{name}_state.pt")
+    mod_name = f"_torchnas_export_{uuid.uuid4().hex}"
+    gen_module = import_file(py, mod_name)
+    gen = gen_module.load(str(st))
+    cases, done = _cases(example, vocab), {}
+    if "python" in formats:
+        done["python"] = {"files": [py.name, st.name], "max_abs_diff": _check("python", ref, gen, cases)}
+    if "torchscript" in formats:
+        path = out / f"{name}.ts"
+        sys.modules[mod_name] = gen_module                      # torch.jit.script reads the class source
+        try:
+            with warnings.catch_warnings():                     # TorchScript is deprecated in torch 2.13
+                warnings.simplefilter("ignore")
+                try:
+                    ts, how = torch.jit.script(gen), "script"
+                except Exception:                               # noqa: BLE001
+                    ts, how = torch.jit.trace(gen, example), "trace (fixed input shape)"
+                torch.jit.save(ts, str(path))
+                loaded = torch.jit.load(str(path))
+        finally:
+            del sys.modules[mod_name]
+        done["torchscript"] = {"files": [path.name], "method": how,
+                               "max_abs_diff": _check("torchscript", ref, loaded, cases)}
+    if "onnx" in formats:
+        import onnxruntime as ort
+        path = out / f"{name}.onnx"
+        how = _onnx(gen, example, path, vocab is not None)
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        feeds = [i.name for i in sess.get_inputs()]
+
+        def run(*xs):
+            return [torch.from_numpy(o) for o in sess.run(None, dict(zip(feeds, (x.numpy() for x in xs))))]
+        done["onnx"] = {"files": [path.name], "exporter": how,
+                        "max_abs_diff": _check("onnx", ref, run, _cases(example, vocab, same_length=True))}
+        if vocab is not None:
+            done["onnx"].update(sequence_length=int(example[0].shape[0]), limitation=(
+                "time loop unrolled: the graph takes tokens of exactly this length and an explicit state"))
+    return done
+
+
+def _image_data(data_cfg: dict):
+    """(C, H, W), number of classes and, where the data loads, its normalisation and classes."""
+    from .evaluators.trainer import load_data_cached
+    try:
+        data = load_data_cached(dict(data_cfg))
+    except Exception as e:                                        # noqa: BLE001 (data not here)
+        if data_cfg.get("name") not in IMAGE_SHAPES:
+            raise RunError(f"the run's input shape comes from its data set, which does not load: {e}") from None
+        shape, k = IMAGE_SHAPES[data_cfg["name"]]
+        return shape, k, {"normalize": f"unknown: the data did not load ({e})"}
+    info = {"normalize": {"x": "(x_uint8 / 255 - mean) / std, per channel",
+                          "mean": [float(v) for v in data.mean], "std": [float(v) for v in data.std]},
+            "classes": list(data.classes)}
+    return data.shape, data.num_classes, info
+
+
+def export_run(run_dir, out_dir=None, formats=FORMATS) -> dict:
+    """Export the trained model of a retraining run (``torchnas train``) to ``out_dir``
+    (default ``RUN/export``): the network is rebuilt as train.py builds it and ``model.pt``
+    loaded into it. The language model's ONNX file takes the run's ``bptt`` length."""
+    from .spaces import space_from_config
+    run = RunDir(run_dir)
+    cfg = run.config()
+    if cfg.get("kind") != "train":
+        raise RunError(f"{run.path} is not a retraining run (kind: {cfg.get('kind', 'search')}); retrain its "
+                       f"architecture first: torchnas train --arch {run.path}, then export that run")
+    space = space_from_config(cfg["space"])
+    arch = space.parse(cfg["arch"])
+    if space.name != "enas-rnn" and not hasattr(space, "child"):
+        raise ValueError(f"space {space.name!r} has no network to export ({arch} is looked up in a table)")
+    model_path = run.path / "model.pt"
+    if not model_path.exists():
+        raise RunError(f"{run.path} has no model.pt (the trained weights): the training has not finished; "
+                       f"run torchnas train first, or continue it with torchnas train --resume {run.path}")
+    state = torch.load(model_path, map_location="cpu", weights_only=True)
+    net = dict(cfg.get("net") or {})
+    meta = {"arch": str(arch), "space": cfg["space"], "data": cfg["data"], "net": copy.deepcopy(net),
+            "run": str(run.path)}
+    result = run.read_json("result.json") or {}
+    meta["result"] = {k: result[k] for k in ("test_acc", "valid_acc", "test_ppl", "valid_ppl", "epochs", "params")
+                      if k in result}
+    out = Path(out_dir) if out_dir else run.path / "export"
+    if space.name == "enas-rnn":
+        model = space.language_model(arch, state["embedding"].shape[0], **net)
+        length = int((cfg.get("train") or {}).get("bptt", 35))
+        example = (torch.randint(0, model.vocab_size, (length, 2), generator=torch.Generator().manual_seed(0)),)
+        meta["vocab"] = _write_vocab(cfg["data"], out, model.vocab_size)
+    else:
+        shape, classes, meta["input"] = _image_data(cfg["data"])
+        if net.get("aux_head"):
+            net.setdefault("image_size", shape[1])
+        model = space.child(arch, shape[0], classes, **net)
+        example = (torch.randn((2,) + tuple(shape), generator=torch.Generator().manual_seed(0)),)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise RunError(f"{model_path} does not fit the network rebuilt from {run.path / RunDir.CONFIG}: {e}") from None
+    return export_model(model, example, out, formats, meta=meta)
+
+
+def _write_vocab(data_cfg: dict, out: Path, size: int) -> str:
+    """``out/vocab.txt``, the corpus vocabulary (token id = line number), where the corpus loads."""
+    from .data.ptb import load_ptb_cached
+    try:
+        vocab = load_ptb_cached(dict(data_cfg)).vocab
+    except Exception as e:                                        # noqa: BLE001 (data not here)
+        return f"vocab.txt not written: the corpus did not load ({e})"
+    if len(vocab) != size:
+        return f"vocab.txt not written: the corpus has {len(vocab)} words, the model {size}"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "vocab.txt").write_text("".join(w + "\n" for w in vocab))
+    return "vocab.txt: token id = line number (from 0)"
+
+
+__all__ = ["export_model", "export_run", "trace", "import_file", "LMWrapper", "ExportError", "FORMATS"]

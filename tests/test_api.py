@@ -1,0 +1,87 @@
+"""The Python API (torchnas.api), the show/export commands end to end, and the examples."""
+import json
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.conftest import NB201_CSV, SHARED
+from torchnas import api
+from torchnas.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = {"evaluator.epochs": 1, "train.epochs": 1}      # one-epoch children and retraining
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    """A real (small) NAS-RL search on digits through the API, retrained."""
+    out = tmp_path_factory.mktemp("api") / "run"
+    return api.search(preset="nas-cnn-tiny", queries=8, out=out, set=QUICK)
+
+
+def test_search_returns_the_run_and_its_records(digits_run):
+    run = digits_run
+    evals = run.log("evaluations")
+    assert len(evals) == 8 and run.best["reward"] == max(r["reward"] for r in evals)
+    assert run.config["budget"] == 8 and run.config["evaluator"]["epochs"] == 1
+    assert run.retrain is not None and run.result["epochs"] == 1 and 0 <= run.result["test_acc"] <= 1
+    assert run.result["arch"] == run.best["arch"]
+    with pytest.raises(TypeError, match="unknown option 'querys'"):
+        api.search(preset="nb201", querys=3)
+
+
+def test_show_writes_figures_and_export_reproduces_the_network(digits_run, tmp_path, capsys):
+    shown = api.show(digits_run)
+    for name in ("controller", "best_so_far", "best_arch"):
+        png = [p for p in shown["figures"].values() if Path(p).name == f"{name}.png"]
+        assert png and min(Image.open(png[0]).size) >= 200
+    assert digits_run.best["arch"] in capsys.readouterr().out
+    assert main(["export", str(digits_run.path), "--format", "python", "torchscript", "--out", str(tmp_path / "x")]) == 0
+    record = json.loads((tmp_path / "x" / "export.json").read_text())
+    assert set(record["formats"]) == {"python", "torchscript"}
+    assert all(r["max_abs_diff"] < 1e-4 for r in record["formats"].values())
+    assert "torchnas" not in (tmp_path / "x" / "model.py").read_text()
+    assert "max abs difference" in capsys.readouterr().out
+
+
+def test_train_through_the_api_and_draw(digits_run, tmp_path):
+    run = api.train(arch=digits_run, epochs=1, out=tmp_path / "t")
+    assert run.result["arch"] == digits_run.best["arch"] and len(run.log("history")) == 1
+    files = api.draw(digits_run.best["arch"], tmp_path / "arch")
+    assert [f.suffix for f in files] == [".svg", ".png"] and all(f.exists() for f in files)
+    with pytest.raises(ValueError, match="space prefix"):
+        api.draw("0 2 1 0", tmp_path / "y")
+    assert api.draw("0 2 1 0 2 1 2 2 4 0 5 0 3 2 6 2", tmp_path / "rnn", preset="enas-rnn-final")
+
+
+def test_search_command_mirrors_to_tensorboard(tmp_path):
+    pytest.importorskip("tensorboard")
+    if not NB201_CSV.exists():
+        pytest.skip("NAS-Bench-201 table absent")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    out = tmp_path / "nb"
+    assert main(["search", "--preset", "nb201", "--queries", "12", "--out", str(out), "--quiet", "--tensorboard",
+                 "--data-dir", str(SHARED)]) == 0
+    acc = EventAccumulator(str(out / "tensorboard"))
+    acc.Reload()
+    rewards = [e.value for e in acc.Scalars("evaluations/reward")]
+    logged = [json.loads(l)["reward"] for l in (out / "evaluations.jsonl").read_text().splitlines()]
+    assert rewards == pytest.approx(logged) and len(acc.Scalars("steps/baseline")) == 12
+    assert any("best" in t for t in acc.Tags().get("tensors", []))
+
+
+def test_examples_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    if NB201_CSV.exists():
+        monkeypatch.setattr(sys, "argv", ["search_nb201.py", "--queries", "10", "--data-dir", str(SHARED)])
+        runpy.run_path(str(ROOT / "examples" / "search_nb201.py"), run_name="__main__")
+        out = capsys.readouterr().out
+        assert "reinforce" in out and "random" in out and "test" in out
+    monkeypatch.setattr(sys, "argv", ["nas_rl_digits.py", "--queries", "4", "--epochs", "1", "--out", "runs/d"])
+    runpy.run_path(str(ROOT / "examples" / "nas_rl_digits.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "retrained test accuracy" in out and "exported onnx:" in out
+    assert (tmp_path / "runs" / "d" / "retrain" / "export" / "model.onnx").exists()
