@@ -144,6 +144,7 @@ def run_search(args) -> Path:
         print("  " + ", ".join(f"{k} {_num(v)}" for k, v in best["metrics"].items()))
     if best and final_settings(cfg)[1] and cfg["evaluator"]["name"] == "trainer" and not args.no_retrain:
         _retrain_best(cfg, run, best["arch"], args.quiet, args.tensorboard)
+    _figures(run)
     return run.path
 
 
@@ -181,7 +182,17 @@ def _run_enas(cfg: dict, run: RunDir | None, out: str | None, args) -> Path:
         print(f"  {d['reward']:.4f}  {d['arch']}{ppl}")
     if final_settings(cfg)[1] and not args.no_retrain:
         _retrain_best(cfg, run, derived[0]["arch"], args.quiet, args.tensorboard)
+    _figures(run)
     return run.path
+
+
+def _figures(run: RunDir) -> None:
+    """The run's figures (what ``torchnas show RUN`` draws) in RUN/figures/."""
+    from .show import write_figures
+    written = write_figures(run.path)
+    if written:
+        names = ", ".join(sorted(Path(f).name for f in written.values()))
+        print(f"figures: {run.path / 'figures'}  ({names}; summary: torchnas show {run.path})")
 
 
 @contextlib.contextmanager

@@ -62,7 +62,9 @@ class ENASSearch:
                  grad_clip: float | None = 5.0, augment="auto", aux_weight: float = 0.0,
                  train_steps: int = 30, reward_batch: int | None = None,
                  reward_bn: str = "train", derive_samples: int = 100, keep: int = 5, seed: int = 0,
-                 run_dir: RunDir | None = None, channels_last: bool = True, max_train_batches: int | None = None):
+                 run_dir: RunDir | None = None, channels_last: bool = True, max_train_batches: int | None = None,
+                 device: str | None = "auto"):
+        from .evaluators.language import default_device
         if reward_bn not in ("train", "eval"):
             raise ValueError(f"reward_bn must be 'train' (minibatch statistics) or 'eval', not {reward_bn!r}")
         if epochs < 1 or batch_size < 1 or train_steps < 0 or derive_samples < 1:
@@ -79,7 +81,8 @@ class ENASSearch:
         net = dict(net or {})
         if net.get("aux_head"):
             net.setdefault("image_size", self.data.shape[1])
-        self.net = space.shared(self.data.shape[0], self.data.num_classes, **net)
+        self.device = default_device(device)
+        self.net = space.shared(self.data.shape[0], self.data.num_classes, **net).to(self.device)
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         self.opt = torch.optim.SGD(self.net.parameters(), lr=lr_max, momentum=momentum, nesterov=nesterov,
@@ -90,7 +93,7 @@ class ENASSearch:
 
     # -- pieces -------------------------------------------------------------------------------
     def _input(self, xb):
-        xb = self.data.normalize(xb)
+        xb = self.data.normalize(xb).to(self.device, non_blocking=True)
         return xb.contiguous(memory_format=torch.channels_last) if self.channels_last else xb
 
     def train_shared_epoch(self) -> dict:
@@ -109,6 +112,7 @@ class ENASSearch:
                                                          self.generator)):
             if self.augment is not None:
                 xb = self.augment(xb, self.generator)
+            yb = yb.to(self.device)
             loss, logits = loss_with_aux(self.net(self._input(xb), arch), yb, self.aux_weight)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -123,7 +127,7 @@ class ENASSearch:
 
     def _valid_batch(self):
         idx = torch.randperm(len(self.data.valid_y), generator=self.generator)[:self.reward_batch]
-        return self._input(self.data.valid_x[idx]), self.data.valid_y[idx]
+        return self._input(self.data.valid_x[idx]), self.data.valid_y[idx].to(self.device)
 
     @torch.no_grad()
     def reward(self, arch, batch) -> float:

@@ -23,7 +23,8 @@ HISTORY, RESULT, MODEL = "history.jsonl", "result.json", "model.pt"
 LM_TRAIN_KEYS = {"epochs", "batch_size", "bptt", "variable_bptt", "lr", "grad_clip", "weight_decay", "alpha", "beta",
                  "average", "nonmono", "eval_batch_size", "test_batch_size", "max_batches", "device"}
 TRAIN_KEYS = {"epochs", "batch_size", "lr", "momentum", "nesterov", "weight_decay", "schedule", "augment",
-              "channels_last", "lr_min", "lr_t0", "lr_t_mul", "aux_weight", "drop_path", "cutout", "grad_clip"}
+              "channels_last", "lr_min", "lr_t0", "lr_t_mul", "aux_weight", "drop_path", "cutout", "grad_clip",
+              "device"}
 
 
 def train_config(arch: str, space: dict, data: dict, settings: dict, seed: int = 0, net: dict | None = None) -> dict:

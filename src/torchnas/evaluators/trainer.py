@@ -77,7 +77,7 @@ def cutout(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tens
     cx = torch.randint(0, w, (b, 1, 1), generator=generator)
     ys, xs = torch.arange(h).view(1, h, 1), torch.arange(w).view(1, 1, w)
     keep = ((ys - cy).abs() * 2 >= size) | ((xs - cx).abs() * 2 >= size)
-    return x * keep.unsqueeze(1).to(x.dtype)
+    return x * keep.unsqueeze(1).to(x.device, x.dtype)
 
 
 class Training:
@@ -95,7 +95,9 @@ class Training:
                  nesterov: bool = True, weight_decay: float = 1e-4, schedule: str = "cosine",
                  augment: bool | str | dict = "auto", seed: int = 0, channels_last: bool = True,
                  lr_min: float = 0.0, lr_t0: int = 10, lr_t_mul: int = 2, aux_weight: float = 0.0,
-                 drop_path: float = 1.0, cutout: int = 0, grad_clip: float | None = None):
+                 drop_path: float = 1.0, cutout: int = 0, grad_clip: float | None = None,
+                 device: str | None = "auto"):
+        from .language import default_device
         if schedule not in ("cosine", "cosine_restarts", "constant"):
             raise ValueError(f"training schedule must be 'cosine', 'cosine_restarts' or 'constant', not {schedule!r}")
         if epochs < 1 or batch_size < 1 or lr <= 0:
@@ -103,7 +105,8 @@ class Training:
         if not 0 < drop_path <= 1 or cutout < 0 or aux_weight < 0:
             raise ValueError(f"training needs 0 < drop_path <= 1 (a keep probability), cutout >= 0 and "
                              f"aux_weight >= 0 (got {drop_path}, {cutout}, {aux_weight})")
-        self.channels_last = channels_last
+        self.channels_last, self.device = channels_last, default_device(device)
+        model = model.to(self.device)     # the data stay on the CPU; each batch is moved
         self.model = model.to(memory_format=torch.channels_last) if channels_last else model
         self.data, self.epochs, self.batch_size, self.lr, self.schedule = data, epochs, batch_size, lr, schedule
         self.restarts = (lr_min, lr_t0, lr_t_mul)
@@ -116,7 +119,7 @@ class Training:
         self.epoch = self.step = 0
 
     def _input(self, xb):
-        xb = self.data.normalize(xb)
+        xb = self.data.normalize(xb).to(self.device, non_blocking=True)
         return xb.contiguous(memory_format=torch.channels_last) if self.channels_last else xb
 
     def train_epoch(self) -> dict:
@@ -140,7 +143,7 @@ class Training:
             xb = self._input(xb)
             if self.cutout:
                 xb = cutout(xb, self.cutout, self.generator)
-            loss, _ = loss_with_aux(self.model(xb), yb, self.aux_weight)
+            loss, _ = loss_with_aux(self.model(xb), yb.to(self.device), self.aux_weight)
             if not torch.isfinite(loss):
                 return {"diverged": f"non-finite loss ({loss.item()}) at epoch {self.epoch + 1}, step {self.step + 1}"}
             self.opt.zero_grad(set_to_none=True)
@@ -159,7 +162,7 @@ class Training:
     def accuracy(self, split: str = "valid", batch_size: int = 500) -> float:
         x, y = (self.data.valid_x, self.data.valid_y) if split == "valid" else (self.data.test_x, self.data.test_y)
         self.model.eval()
-        correct = sum((self.model(self._input(x[i:i + batch_size])).argmax(1) == y[i:i + batch_size]).sum().item()
+        correct = sum((self.model(self._input(x[i:i + batch_size])).argmax(1).cpu() == y[i:i + batch_size]).sum().item()
                       for i in range(0, len(x), batch_size))
         return correct / max(len(x), 1)
 
