@@ -264,3 +264,23 @@ def test_train_command_reports_perplexity_and_trains_the_lstm_baseline(tmp_path,
     assert main(common + ["--set", "final_net.cell=lstm", "--out", str(tmp_path / "lstm")]) == 0
     lstm = json.loads((tmp_path / "lstm" / "result.json").read_text())
     assert lstm["cell"] == "lstm" and lstm["params"] != res["params"] and lstm["test_ppl"] < 17
+
+
+def test_training_step_is_bitwise_repeatable_with_threads():
+    """Frequent words repeat inside a window; the embedding's backward must not sum their
+    gradients in a thread-dependent order (``E[tokens]`` does on CPU, ``F.embedding`` does not)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        torch.manual_seed(0)
+        lm = SPACE.language_model(ARC, 5, 64)
+        tokens = torch.randint(0, 5, (36, 64))            # 5 words: every one repeats hundreds of times
+        grads = []
+        for _ in range(4):
+            lm.zero_grad()
+            out = lm(tokens[:-1])
+            torch.nn.functional.cross_entropy(out.logits.flatten(0, 1), tokens[1:].reshape(-1)).backward()
+            grads.append(lm.embedding.grad.clone())
+        assert all(torch.equal(grads[0], g) for g in grads[1:])
+    finally:
+        torch.set_num_threads(n)

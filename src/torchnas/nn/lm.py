@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 DROPOUTS = ("word", "embedding", "input", "hidden", "output")
@@ -101,7 +102,7 @@ class LanguageModel(nn.Module):
         H, d, E = self.hidden_size, self.dropout, self.embedding
         if state is None:
             state = self.init_state(B)
-        x = E[tokens]                                            # (L, B, H)
+        x = F.embedding(tokens, E)     # (L, B, H); E[tokens] would be nondeterministic on CPU (index_put accumulate)
         if self.training:
             word = _mask((self.vocab_size,), d["word"], E)
             if word is not None:
