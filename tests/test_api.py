@@ -85,3 +85,17 @@ def test_examples_run(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "retrained test accuracy" in out and "exported onnx:" in out
     assert (tmp_path / "runs" / "d" / "retrain" / "export" / "model.onnx").exists()
+
+
+def test_enas_rnn_example_runs_on_a_small_corpus(tmp_path, monkeypatch, capsys, one_thread):
+    from tests.test_lm import _write_corpus
+    _write_corpus(tmp_path / "data" / "ptb", n_lines=1500)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["enas_rnn_ptb.py", "--epochs", "1", "--final-epochs", "1",
+                                      "--data-dir", str(tmp_path / "data"), "--out", "runs/p"])
+    runpy.run_path(str(ROOT / "examples" / "enas_rnn_ptb.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "derived cell enas-rnn:" in out and "plain LSTM" in out
+    lstm = json.loads((tmp_path / "runs" / "p" / "lstm" / "result.json").read_text())
+    assert lstm["cell"] == "lstm" and lstm["test_ppl"] < 17        # the toy corpus has 17 words
+    assert (tmp_path / "runs" / "p" / "search" / "figures" / "shared.png").exists()

@@ -263,6 +263,9 @@ class ENASLMSearch(ENASSearch):
         self.opt = self.training.opt
         self.bptt, self.reward_batch = bptt, reward_batch or batch_size
         self.valid = batchify(self.corpus.valid, self.reward_batch).to(self.training.device)
+        if len(self.valid) < 2:
+            raise ValueError(f"the validation split ({len(self.corpus.valid)} tokens) is too short for "
+                             f"reward_batch {self.reward_batch}: lower enas.reward_batch")
         self.valid_windows = max(1, (len(self.valid) - 1) // bptt)
         self.valid_pos = 0
         self.generator = torch.Generator().manual_seed(seed)
@@ -277,8 +280,9 @@ class ENASLMSearch(ENASSearch):
 
     def _valid_batch(self):
         i = self.valid_pos * self.bptt
+        n = min(self.bptt, len(self.valid) - 1 - i)
         self.valid_pos = (self.valid_pos + 1) % self.valid_windows
-        return self.valid[i:i + self.bptt], self.valid[i + 1:i + 1 + self.bptt]
+        return self.valid[i:i + n], self.valid[i + 1:i + 1 + n]
 
     @torch.no_grad()
     def reward(self, arch, batch) -> float:
