@@ -126,3 +126,20 @@ def test_final_training_of_a_derived_network_resumes_exactly(tmp_path, monkeypat
     assert res["test_acc"] == ref["test_acc"] and res["flops"] > 0 and res["params"] > 0
     strip = lambda h: [(r["epoch"], r["loss"], r["valid_acc"]) for r in h]
     assert strip(run.read_jsonl("history.jsonl")) == strip(RunDir(tmp_path / "ref").read_jsonl("history.jsonl"))
+
+
+def test_reward_skips_the_auxiliary_head():
+    """Scoring a reward needs only the logits: the micro net's auxiliary head does not run
+    (it still runs, and its loss counts, in shared-weight training)."""
+    space = get_space("enas-micro")
+    s = ENASSearch(space, RandomSearch(space, seed=0, batch_size=2), seed=0, **TINY)
+    s.net = space.shared(3, 10, channels=4, num_layers=3, aux_head=True, image_size=24)   # 24 px: room for the head
+    calls = []
+    s.net.aux_head.register_forward_hook(lambda *a: calls.append(1))
+    arch = space.random(__import__("random").Random(0))
+    batch = (torch.randn(4, 3, 24, 24), torch.randint(0, 10, (4,)))
+    r = s.reward(arch, batch)
+    assert 0 <= r <= 1 and calls == [] and s.net.compute_aux is True
+    s.net.train()
+    out = s.net(batch[0], arch)
+    assert isinstance(out, tuple) and calls == [1]

@@ -133,13 +133,20 @@ class ENASSearch:
     def reward(self, arch, batch) -> float:
         """Accuracy of ``arch`` with the shared weights on one validation minibatch."""
         x, y = batch
-        if self.reward_bn == "train":
-            self.net.train()
-            with frozen_bn_stats(self.net):
+        aux = getattr(self.net, "compute_aux", None)
+        if aux is not None:
+            self.net.compute_aux = False      # the auxiliary head's output would be discarded
+        try:
+            if self.reward_bn == "train":
+                self.net.train()
+                with frozen_bn_stats(self.net):
+                    logits = self.net(x, arch)
+            else:
+                self.net.eval()
                 logits = self.net(x, arch)
-        else:
-            self.net.eval()
-            logits = self.net(x, arch)
+        finally:
+            if aux is not None:
+                self.net.compute_aux = aux
         if isinstance(logits, tuple):
             logits = logits[0]
         return (logits.argmax(1) == y).float().mean().item()

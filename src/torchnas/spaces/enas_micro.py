@@ -306,6 +306,7 @@ class _MicroBackbone(nn.Module):
         self.reduction_layers = reduction_layers(num_layers)
         # micro_child.py __init__: aux_head_indices = [pool_layers[-1] + 1]
         self.aux_layer = self.reduction_layers[-1] + 1 if aux_head else None
+        self.compute_aux = True     # off while scoring rewards: the ENAS loop only needs the logits
         if aux_head and self.aux_layer >= num_layers + 2:
             raise ValueError(f"no cell after the second reduction for the auxiliary head (num_layers={num_layers})")
         C = channels
@@ -346,7 +347,7 @@ class _MicroBackbone(nn.Module):
             if str(layer) in self.pre_reduce:
                 s0, s1 = s1, self.pre_reduce[str(layer)](s1)
             s0, s1 = s1, self._run_cell(layer, cell, s0, s1, ctx)
-            if layer == self.aux_layer and self.training:
+            if layer == self.aux_layer and self.training and self.compute_aux:
                 aux = self.aux_head(s1)
         logits = self.classifier(self.dropout(F.relu(s1).mean((2, 3))))
         return (logits, aux) if aux is not None else logits
