@@ -99,3 +99,10 @@ def test_enas_rnn_example_runs_on_a_small_corpus(tmp_path, monkeypatch, capsys, 
     lstm = json.loads((tmp_path / "runs" / "p" / "lstm" / "result.json").read_text())
     assert lstm["cell"] == "lstm" and lstm["test_ppl"] < 17        # the toy corpus has 17 words
     assert (tmp_path / "runs" / "p" / "search" / "figures" / "shared.png").exists()
+
+
+def test_draw_keeps_dotted_names_and_takes_one_format(tmp_path):
+    files = api.draw("0 2 1 0 2 1 2 2 4 0 5 0 3 2 6 2", tmp_path / "cell.v2", preset="enas-rnn-final", formats="png")
+    assert files == [tmp_path / "cell.v2.png"] and files[0].exists()
+    assert api.draw("0 2 1 0 2 1 2 2 4 0 5 0 3 2 6 2", tmp_path / "c.svg", preset="enas-rnn-final") == \
+        [tmp_path / "c.svg", tmp_path / "c.png"]

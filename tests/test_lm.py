@@ -171,13 +171,29 @@ def test_nt_asgd_starts_averaging_when_validation_stalls():
                    device="cpu")
     assert [t.end_epoch(p) for p in (10.0, 9.0, 8.0, 7.0)] == [False] * 4
     assert t.end_epoch(9.5) is True and t.avg is not None   # worse than the best before the last two
-    before = [p.detach().clone() for p in t.model.parameters()]
+    snapshots = [[p.detach().clone() for p in t.model.parameters()]]       # the weights when averaging started
+    step = t.opt.step
+
+    def step_and_record(*a, **k):
+        out = step(*a, **k)
+        snapshots.append([p.detach().clone() for p in t.model.parameters()])
+        return out
+    t.opt.step = step_and_record
     t.train_epoch()
-    after = list(t.model.parameters())
-    for a, b, p in zip(t.avg, before, after):          # the running mean of the weights since the start
-        assert not torch.equal(a, p.detach())
-    v = t.evaluate("valid")                             # evaluated with the average, weights restored
-    assert all(torch.equal(p1, p2) for p1, p2 in zip(after, t.model.parameters())) and v["ppl"] > 0
+    assert len(snapshots) > 3 and t.avg_steps == len(snapshots)
+    for k, a in enumerate(t.avg):                        # the uniform mean of every weight since the start
+        assert torch.allclose(a, torch.stack([snap[k] for snap in snapshots]).mean(0), atol=1e-6)
+    current = [p.detach().clone() for p in t.model.parameters()]
+    v = t.evaluate("valid")                              # evaluated with the average ...
+    with torch.no_grad():
+        for p, a in zip(t.model.parameters(), t.avg):
+            p.copy_(a)
+    assert v["ppl"] == pytest.approx(perplexity(t.model, corpus.valid, t.eval_batch_size, t.bptt)["ppl"], rel=1e-6)
+    with torch.no_grad():
+        for p, c in zip(t.model.parameters(), current):
+            p.copy_(c)
+    t.evaluate("valid")                                  # ... and the weights put back afterwards
+    assert all(torch.equal(p, c) for p, c in zip(t.model.parameters(), current))
     with pytest.raises(ValueError, match="nt-asgd"):
         LMTraining(SPACE.language_model(ARC, 2, 4), corpus, average="swa")
 
@@ -264,6 +280,11 @@ def test_train_command_reports_perplexity_and_trains_the_lstm_baseline(tmp_path,
     assert main(common + ["--set", "final_net.cell=lstm", "--out", str(tmp_path / "lstm")]) == 0
     lstm = json.loads((tmp_path / "lstm" / "result.json").read_text())
     assert lstm["cell"] == "lstm" and lstm["params"] != res["params"] and lstm["test_ppl"] < 17
+    capsys.readouterr()
+    assert main(["show", str(tmp_path / "lstm")]) == 0                # a baseline: no cell diagram, named LSTM
+    assert "plain LSTM" in capsys.readouterr().out and not (tmp_path / "lstm" / "figures" / "best_arch.png").exists()
+    assert main(["show", str(tmp_path / "cell")]) == 0
+    assert (tmp_path / "cell" / "figures" / "best_arch.png").exists()
 
 
 def test_training_step_is_bitwise_repeatable_with_threads():

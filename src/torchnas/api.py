@@ -53,8 +53,8 @@ class Run:
 
     def log(self, name: str) -> list[dict]:
         """Records of ``evaluations``, ``steps``, ``epochs`` or ``history`` (.jsonl)."""
-        p = self.path / (name if name.endswith(".jsonl") else f"{name}.jsonl")
-        return [json.loads(line) for line in p.read_text().splitlines() if line.strip()] if p.exists() else []
+        from .show import read_records     # complete lines only: the run may still be writing
+        return read_records(self.path / (name if name.endswith(".jsonl") else f"{name}.jsonl"))
 
     def __fspath__(self) -> str:
         return str(self.path)
@@ -66,6 +66,8 @@ def _args(command: str, options: dict):
     overrides = options.pop("set", None) or {}
     if isinstance(overrides, dict):
         overrides = [f"{k}={json.dumps(v)}" for k, v in overrides.items()]
+    elif isinstance(overrides, str):
+        overrides = [overrides]
     args.set = list(overrides)
     for key, value in options.items():
         if not hasattr(args, key):
@@ -105,11 +107,11 @@ def export(run, out=None, formats=("python", "torchscript", "onnx")) -> dict:
     ``retrain/`` run."""
     from .export import export_run
     run = Path(run)
-    if not (run / "model.pt").exists() and (run / "retrain" / "model.pt").exists():
-        run = run / "retrain"
+    if not (run / "model.pt").exists() and (run / "retrain" / RunDir.CONFIG).exists():
+        run = run / "retrain"         # a search run: export its retraining (export_run says if unfinished)
     if not (run / RunDir.CONFIG).exists():
         raise RunError(f"{run} is not a run directory")
-    record = export_run(run, out, formats=tuple(formats))
+    record = export_run(run, out, formats=(formats,) if isinstance(formats, str) else tuple(formats))
     record.setdefault("out_dir", str(Path(out) if out else run / "export"))
     return record
 
@@ -122,7 +124,7 @@ def draw(arch, path, *, preset: str | None = None, formats=("svg", "png"), engin
     if not isinstance(arch, Architecture):
         from .show import parse_arch
         arch = parse_arch(str(arch), preset=preset)[1]
-    return _draw(arch, path, formats=tuple(formats), engine=engine)
+    return _draw(arch, path, formats=(formats,) if isinstance(formats, str) else tuple(formats), engine=engine)
 
 
 __all__ = ["Run", "search", "train", "show", "export", "draw"]

@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import math
-import random
 import time
 
-import numpy as np
 import torch
 
 from .evaluators.trainer import cosine_restart_lr, load_data_cached, loss_with_aux, make_augment
-from .runs import RunDir, RunError
+from .runs import RunDir, RunError, rng_states, set_rng_states
 
 EPOCHS, DERIVED = "epochs.jsonl", "derived.json"
 
@@ -180,8 +178,7 @@ class ENASSearch:
         return {"net": self.net.state_dict(), "optimizer": self.opt.state_dict(), "extra": self.extra_state(),
                 "strategy": self.strategy.state_dict(), "generator": self.generator.get_state(),
                 "epoch": self.epoch, "updates": self.updates,
-                "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
-                        "torch": torch.get_rng_state()}}
+                "rng": rng_states()}
 
     def load_state_dict(self, state: dict) -> None:
         self.net.load_state_dict(state["net"])
@@ -190,9 +187,7 @@ class ENASSearch:
         self.generator.set_state(state["generator"])
         self.epoch, self.updates = state["epoch"], state["updates"]
         self.load_extra_state(state.get("extra"))
-        random.setstate(state["rng"]["python"])
-        np.random.set_state(state["rng"]["numpy"])
-        torch.set_rng_state(state["rng"]["torch"])
+        set_rng_states(state["rng"])
 
     def resume(self) -> "ENASSearch":
         ckpt = self.run_dir.load_checkpoint() if self.run_dir is not None else None
@@ -269,10 +264,10 @@ class ENASLMSearch(ENASSearch):
                                    max_batches=max_train_batches, seed=seed, device=device)
         self.opt = self.training.opt
         self.bptt, self.reward_batch = bptt, reward_batch or batch_size
-        self.valid = batchify(self.corpus.valid, self.reward_batch).to(self.training.device)
-        if len(self.valid) < 2:
+        if len(self.corpus.valid) < 2 * self.reward_batch:
             raise ValueError(f"the validation split ({len(self.corpus.valid)} tokens) is too short for "
-                             f"reward_batch {self.reward_batch}: lower enas.reward_batch")
+                             f"reward_batch {self.reward_batch} streams: lower enas.reward_batch")
+        self.valid = batchify(self.corpus.valid, self.reward_batch).to(self.training.device)
         self.valid_windows = max(1, (len(self.valid) - 1) // bptt)
         self.valid_pos = 0
         self.generator = torch.Generator().manual_seed(seed)

@@ -360,13 +360,16 @@ def export_model(model: nn.Module, example_inputs, out_dir, formats=FORMATS, nam
     eval mode; ``example_inputs``: ``(x,)`` or ``(tokens,)`` / ``(tokens, state)``. Returns the
     record written to ``out_dir/export.json`` (files and max abs difference per format)."""
     from .nn.lm import LanguageModel
-    formats = tuple(formats)
+    formats = (formats,) if isinstance(formats, str) else tuple(formats)
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
         raise ValueError(f"unknown export format(s) {bad}; choose from {', '.join(FORMATS)}")
     if "onnx" in formats:
         _require_onnx()
     example = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+    example = tuple(t.cpu() for t in example)
+    if any(p.device.type != "cpu" for p in model.parameters()):   # exports are made and checked on the CPU
+        model = copy.deepcopy(model).cpu()
     lm = isinstance(model, LanguageModel)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,31 @@ from pathlib import Path
 import yaml
 
 
+def rng_states() -> dict:
+    """Every global RNG a run draws from (Python, NumPy, torch CPU and, where present, CUDA:
+    dropout masks on a GPU come from the CUDA generators), for checkpoints."""
+    import random
+
+    import numpy as np
+    import torch
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def set_rng_states(state: dict) -> None:
+    import random
+
+    import numpy as np
+    import torch
+    if "python" in state:
+        random.setstate(state["python"])
+    if "numpy" in state:
+        np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 class RunError(RuntimeError):
     """A run directory is missing, incomplete or belongs to another kind of job."""
 

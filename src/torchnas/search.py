@@ -13,17 +13,14 @@ stopped.
 """
 from __future__ import annotations
 
-import random
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-import numpy as np
-import torch
 
 from .evaluators import Evaluator
 from .evaluators.executors import Executor, Serial
-from .runs import RunDir, RunError
+from .runs import RunDir, RunError, rng_states, set_rng_states
 from .spaces import Architecture, SearchSpace
 from .strategies import Strategy
 
@@ -73,9 +70,7 @@ class Search:
             n_evals = ckpt["evaluations"]
             self.strategy.load_state_dict(ckpt["strategy"])
             self.proposals, self.updates, self.elapsed = ckpt["proposals"], ckpt["updates"], ckpt["elapsed"]
-            random.setstate(ckpt["rng"]["python"])
-            np.random.set_state(ckpt["rng"]["numpy"])
-            torch.set_rng_state(ckpt["rng"]["torch"])
+            set_rng_states(ckpt["rng"])
             self.run_dir.read_jsonl(RunDir.STEPS, keep=ckpt["updates"])
         else:
             self.run_dir.read_jsonl(RunDir.STEPS, keep=0)
@@ -101,8 +96,7 @@ class Search:
         self.run_dir.save_checkpoint({
             "strategy": self.strategy.state_dict(), "evaluations": len(self.log),
             "proposals": self.proposals, "updates": self.updates, "elapsed": self._elapsed(),
-            "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
-                    "torch": torch.get_rng_state()},
+            "rng": rng_states(),
         })
 
     # -- the loop ---------------------------------------------------------------------------

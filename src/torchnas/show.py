@@ -80,6 +80,8 @@ def summarize(run_dir, top: int = 5) -> dict:
         out["progress"] = {"epochs": len(history), "of": (cfg.get("train") or {}).get("epochs")}
         out["time_s"] = sum(h.get("seconds") or 0 for h in history)
     out["arch"] = cfg["arch"] if kind == "train" else (out["best"] or {}).get("arch")
+    if kind == "train" and (cfg.get("net") or {}).get("cell") == "lstm":
+        out["arch"] = None          # an LSTM baseline: the arch string in its config was not trained
     out["retrain"] = RunDir(run.path / "retrain").read_json("result.json")
     return out
 
@@ -104,7 +106,9 @@ def write_figures(run_dir, summary: dict | None = None) -> dict[str, Path]:
                                          d / "retrain.png", f"{name}: retraining"),
     }
     if summary["arch"]:
-        svg, png = diagrams.draw(space_from_config(cfg["space"]).parse(summary["arch"]), d / "best_arch")
+        net = cfg.get("net") or (cfg.get("enas") or {}).get("net") or {}
+        svg, png = diagrams.draw(space_from_config(cfg["space"]).parse(summary["arch"]), d / "best_arch",
+                                 rnn_output=net.get("output", "average"))
         written.update(best_arch=svg, best_arch_png=png)
     return {k: v for k, v in written.items() if v is not None}
 
@@ -173,8 +177,9 @@ def _print(summary: dict, console) -> None:
         if res:
             keys = ("test_acc", "valid_acc", "test_ppl", "valid_ppl", "params", "flops", "epochs", "train_seconds")
             vals = ", ".join(f"{k.replace('_', ' ')} {_num(res[k])}" for k in keys if k in res)
-            console.print(f"[bold]{label}[/bold] {escape(res['arch'])}: {vals}", soft_wrap=True)
-    if summary["kind"] == "train" and not summary.get("result"):
+            name = "plain LSTM (baseline)" if res.get("cell") == "lstm" else res["arch"]
+            console.print(f"[bold]{label}[/bold] {escape(name)}: {vals}", soft_wrap=True)
+    if summary["kind"] == "train" and not summary.get("result") and summary["arch"]:
         console.print(f"[bold]architecture[/bold] {escape(summary['arch'])} (training unfinished)", soft_wrap=True)
 
 
@@ -233,10 +238,7 @@ def show_arch(text: str, space=None, preset: str | None = None, out=None, consol
     from .viz.diagrams import draw
     console = console or Console()
     _, arch = parse_arch(text, space, preset)
-    out = Path(out or "arch")
-    if out.suffix in (".svg", ".png"):
-        out = out.with_suffix("")
-    files = draw(arch, out)
+    files = draw(arch, Path(out or "arch"))
     console.print(f"{arch}\nwrote {', '.join(map(str, files))}", soft_wrap=True, markup=False, highlight=False)
     return files
 
@@ -248,8 +250,8 @@ def add_parser(sub) -> None:
     s.add_argument("target", help="a run directory, or an architecture string such as nb201:...")
     s.add_argument("--top", type=int, default=5, help="best architectures to list (default 5)")
     s.add_argument("--no-figures", action="store_true", help="print the summary only")
-    s.add_argument("--tensorboard", nargs="?", const="", metavar="DIR",
-                   help="also replay the run's logs into TensorBoard (default RUN/tensorboard)")
+    s.add_argument("--tensorboard", action="store_true", help="also replay the run's logs into RUN/tensorboard")
+    s.add_argument("--tensorboard-dir", metavar="DIR", help="... into DIR instead (implies --tensorboard)")
     s.add_argument("--preset", help="for an architecture string: the space settings of this preset")
     s.add_argument("--out", help="for an architecture string: output path without suffix (default ./arch)")
     s.set_defaults(func=cmd_show)
@@ -263,9 +265,9 @@ def cmd_show(args) -> int:
         show_arch(args.target, preset=args.preset, out=args.out)
         return 0
     show_run(target, figures=not args.no_figures, top=args.top)
-    if args.tensorboard is not None:
+    if args.tensorboard or args.tensorboard_dir:
         from .tensorboard import export_run_to_tensorboard
-        print(f"wrote TensorBoard logs to {export_run_to_tensorboard(target, args.tensorboard or None)}")
+        print(f"wrote TensorBoard logs to {export_run_to_tensorboard(target, args.tensorboard_dir)}")
     return 0
 
 

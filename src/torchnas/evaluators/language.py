@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from ..data.ptb import batchify, bptt_windows
 from ..nn.lm import detach_state, select_state
+from ..runs import rng_states, set_rng_states
 
 AVERAGING = (None, "nt-asgd")
 
@@ -184,7 +185,7 @@ class LMTraining:
 
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
+                "generator": self.generator.get_state(), "torch_rng": rng_states(),
                 "epoch": self.epoch, "step": self.step, "valid_history": list(self.valid_history),
                 "avg": self.avg, "avg_steps": self.avg_steps}
 
@@ -192,7 +193,8 @@ class LMTraining:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
+        rng = state["torch_rng"]
+        set_rng_states(rng if isinstance(rng, dict) else {"torch": rng})
         self.epoch, self.step = state["epoch"], state["step"]
         self.valid_history = list(state["valid_history"])
         self.avg = [a.to(self.device) for a in state["avg"]] if state["avg"] is not None else None

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from ..nn import count_flops
 from ..spaces import Architecture, SearchSpace
+from ..runs import rng_states, set_rng_states
 from .base import Evaluation, Evaluator
 
 _DATA_CACHE: dict = {}
@@ -169,14 +170,15 @@ class Training:
     def state_dict(self) -> dict:
         # The global torch RNG drives dropout and drop-path: saved so that a resumed run repeats them.
         return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
+                "generator": self.generator.get_state(), "torch_rng": rng_states(),
                 "epoch": self.epoch, "step": self.step}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
+        rng = state["torch_rng"]
+        set_rng_states(rng if isinstance(rng, dict) else {"torch": rng})
         self.epoch, self.step = state["epoch"], state["step"]
 
 

@@ -451,10 +451,12 @@ def draw(arch: Architecture, path, formats=("svg", "png"), engine: str = "auto",
                          "install Graphviz or use engine='matplotlib'")
     graph = graph_of(arch, rnn_output=rnn_output)
     path = Path(path)
+    if path.suffix.lstrip(".") in FORMATS:        # "cell.svg" -> "cell"; "cell.v2" stays "cell.v2"
+        path = path.with_suffix("")
     path.parent.mkdir(parents=True, exist_ok=True)
     outs = []
     for fmt in formats:
-        out = path.with_suffix("." + fmt)
+        out = path.with_name(f"{path.name}.{fmt}")
         _draw_dot(graph, dot, out, fmt) if dot else _draw_matplotlib(graph, out, fmt)
         outs.append(out)
     return outs
