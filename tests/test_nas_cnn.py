@@ -156,11 +156,15 @@ def _tiny(cls=ChildTrainer, **kw):
     return space, cls(space=space, data=DIGITS, epochs=1, batch_size=64, lr=0.05, last_k=1, **kw)
 
 
-def test_parallel_equals_serial():
-    from torchnas.evaluators.executors import LocalPool, Serial
+@pytest.mark.parametrize("backend", ["local", "ray"])
+def test_parallel_equals_serial(backend):
+    from torchnas.evaluators.executors import LocalPool, RayPool, Serial
     from torchnas.search import Search
+    if backend == "ray":
+        pytest.importorskip("ray")
     logs = []
-    for executor in (Serial(threads=1), LocalPool(workers=2, threads=1)):
+    parallel = (lambda: LocalPool(workers=2, threads=1)) if backend == "local" else (lambda: RayPool(workers=2, threads=1))
+    for executor in (Serial(threads=1), parallel()):
         space, ev = _tiny()
         strat = Reinforce(space, seed=4, batch_size=4, lr=0.01)
         try:
@@ -217,3 +221,14 @@ def test_retraining_resumes_to_the_same_result(tmp_path, monkeypatch):
     strip = lambda h: [(r["epoch"], r["loss"], r["valid_acc"]) for r in h]
     assert strip(run.read_jsonl("history.jsonl")) == strip(RunDir(tmp_path / "ref").read_jsonl("history.jsonl"))
     assert (run.path / "model.pt").exists()
+
+
+def test_executor_settings_are_checked():
+    from torchnas.config import ConfigError, build_executor
+    from torchnas.evaluators.executors import make_executor
+    with pytest.raises(ValueError, match="'local' or 'ray'"):
+        make_executor(backend="cluster")
+    with pytest.raises(ValueError, match="backend: ray"):
+        make_executor(workers=2, address="auto")
+    with pytest.raises(ConfigError, match="backend"):
+        build_executor({"executor": {"nodes": 3}})

@@ -131,9 +131,10 @@ def build_evaluator(cfg: dict, data_dir: str | None = None, space=None):
 def build_executor(cfg: dict):
     from .evaluators.executors import make_executor
     ex = dict(cfg.get("executor") or {})
-    unknown = set(ex) - {"workers", "threads"}
+    unknown = set(ex) - {"workers", "threads", "backend", "address", "gpus"}
     if unknown:
-        raise ConfigError(f"executor takes workers and threads, not {sorted(unknown)}")
+        raise ConfigError(f"executor takes workers, threads, backend (local or ray), address and gpus, "
+                          f"not {sorted(unknown)}")
     return make_executor(**ex)
 
 

@@ -3,8 +3,9 @@
 ``map(evaluator, archs)`` yields the evaluations *in the order of archs*, so the search loop
 logs them in the same order whatever the executor, and a seeded search gives the same log
 serially and in parallel. ``LocalPool`` runs a pool of worker processes on this machine, each
-with ``threads`` torch threads (workers × threads should not exceed the cores). A cluster
-backend (Ray) plugs in behind the same two methods.
+with ``threads`` torch threads (workers × threads should not exceed the cores). ``RayPool``
+sends each child to a Ray cluster (``executor: {backend: ray, address: auto}``), where Ray's
+scheduler places it on any node with ``threads`` free CPUs (and ``gpus`` GPUs).
 """
 from __future__ import annotations
 
@@ -89,8 +90,55 @@ class LocalPool(Executor):
             self._pool = None
 
 
-def make_executor(workers: int = 1, threads: int | None = None) -> Executor:
-    """``workers == 1``: evaluate in this process (with ``threads`` torch threads)."""
+def _ray_evaluate(evaluator: Evaluator, arch: Architecture, threads: int) -> Evaluation:
+    import torch
+    torch.set_num_threads(threads)
+    return timed(evaluator, arch)
+
+
+class RayPool(Executor):
+    """Children as Ray tasks, each with ``threads`` CPUs and ``gpus`` GPUs. ``address``: a
+    running cluster (``"auto"``, ``"ray://host:10001"``), or None for a local instance of
+    ``workers`` × ``threads`` CPUs. The evaluator is sent once per batch; its data must be
+    readable at the same path on every node. Results come back in order (as ``LocalPool``)."""
+
+    def __init__(self, workers: int | None = None, threads: int = 1, address: str | None = None, gpus: float = 0.0):
+        try:
+            import ray
+        except ImportError:
+            raise ImportError("executor backend 'ray' needs Ray: pip install 'torchnas[ray]'") from None
+        if threads < 1 or gpus < 0 or (workers is not None and workers < 1):
+            raise ValueError(f"ray executor needs workers >= 1, threads >= 1 and gpus >= 0 "
+                             f"(got {workers}, {threads}, {gpus})")
+        self._ray, self.threads, self._owner = ray, threads, not ray.is_initialized()
+        if self._owner:
+            local = {"num_cpus": workers * threads} if address is None and workers else {}
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, **local)
+        self._task = ray.remote(num_cpus=threads, num_gpus=gpus)(_ray_evaluate)
+
+    def map(self, evaluator, archs):
+        archs = list(archs)
+        if not archs:
+            return iter(())
+        ref = self._ray.put(evaluator)
+        futures = [self._task.remote(ref, a, self.threads) for a in archs]   # all queued; Ray schedules
+        return (self._ray.get(f) for f in futures)
+
+    def close(self):
+        if self._owner and self._ray.is_initialized():
+            self._ray.shutdown()
+
+
+def make_executor(workers: int = 1, threads: int | None = None, backend: str = "local",
+                  address: str | None = None, gpus: float = 0.0) -> Executor:
+    """``backend: local``: ``workers == 1`` evaluates in this process (with ``threads`` torch
+    threads), more start a process pool; ``backend: ray``: :class:`RayPool`."""
+    if backend == "ray":
+        return RayPool(workers, threads or 1, address, gpus)
+    if backend != "local":
+        raise ValueError(f"executor backend must be 'local' or 'ray', not {backend!r}")
+    if address is not None or gpus:
+        raise ValueError("executor address and gpus are settings of backend: ray")
     if workers == 1:
         return Serial(threads)
     return LocalPool(workers, threads or max(1, (os.cpu_count() or 1) // workers))
