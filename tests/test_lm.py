@@ -58,7 +58,7 @@ def test_shapes_state_and_tied_softmax():
     assert torch.allclose(out.logits, out.outputs @ lm.embedding.t(), atol=1e-6)    # tied, no bias
     assert torch.allclose(out.state, out.outputs[-1])                               # output = next state
     # carrying the state: two windows = one long window
-    a, b = lm(tokens[:2]), None
+    a = lm(tokens[:2])
     b = lm(tokens[2:], a.state)
     assert torch.allclose(torch.cat([a.logits, b.logits]), out.logits, atol=1e-5)
 

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from ..data.ptb import batchify, bptt_windows
 from ..nn.lm import detach_state, select_state
-from ..runs import rng_states, set_rng_states
+from .trainer import load_training_state, training_state
 
 AVERAGING = (None, "nt-asgd")
 
@@ -184,18 +184,11 @@ class LMTraining:
             self.swap_average()
 
     def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                "generator": self.generator.get_state(), "torch_rng": rng_states(),
-                "epoch": self.epoch, "step": self.step, "valid_history": list(self.valid_history),
-                "avg": self.avg, "avg_steps": self.avg_steps}
+        return {**training_state(self), "valid_history": list(self.valid_history), "avg": self.avg,
+                "avg_steps": self.avg_steps}
 
     def load_state_dict(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["generator"])
-        rng = state["torch_rng"]
-        set_rng_states(rng if isinstance(rng, dict) else {"torch": rng})
-        self.epoch, self.step = state["epoch"], state["step"]
+        load_training_state(self, state)
         self.valid_history = list(state["valid_history"])
         self.avg = [a.to(self.device) for a in state["avg"]] if state["avg"] is not None else None
         self.avg_steps = state["avg_steps"]

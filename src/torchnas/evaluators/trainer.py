@@ -81,6 +81,23 @@ def cutout(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tens
     return x * keep.unsqueeze(1).to(x.device, x.dtype)
 
 
+def training_state(t) -> dict:
+    """The checkpoint of a training loop (``Training``, ``LMTraining``): model, optimizer, data
+    order generator, counters, and the global RNGs, which drive dropout and drop-path, so a
+    resumed run repeats them."""
+    return {"model": t.model.state_dict(), "optimizer": t.opt.state_dict(), "generator": t.generator.get_state(),
+            "torch_rng": rng_states(), "epoch": t.epoch, "step": t.step}
+
+
+def load_training_state(t, state: dict) -> None:
+    t.model.load_state_dict(state["model"])
+    t.opt.load_state_dict(state["optimizer"])
+    t.generator.set_state(state["generator"])
+    rng = state["torch_rng"]
+    set_rng_states(rng if isinstance(rng, dict) else {"torch": rng})   # older checkpoints: the CPU state only
+    t.epoch, t.step = state["epoch"], state["step"]
+
+
 class Training:
     """SGD training of one network, an epoch at a time, with a checkpointable state; shared by
     search-time evaluation and retraining (``torchnas train``).
@@ -168,18 +185,10 @@ class Training:
         return correct / max(len(x), 1)
 
     def state_dict(self) -> dict:
-        # The global torch RNG drives dropout and drop-path: saved so that a resumed run repeats them.
-        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                "generator": self.generator.get_state(), "torch_rng": rng_states(),
-                "epoch": self.epoch, "step": self.step}
+        return training_state(self)
 
     def load_state_dict(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["generator"])
-        rng = state["torch_rng"]
-        set_rng_states(rng if isinstance(rng, dict) else {"torch": rng})
-        self.epoch, self.step = state["epoch"], state["step"]
+        load_training_state(self, state)
 
 
 class ChildTrainer(Evaluator):

@@ -255,19 +255,31 @@ class SearchSpace:
         return self.name + ":" + ",".join(d.format(v) for d, v in zip(self.decisions, arch.values))
 
     def parse(self, text: str) -> Architecture:
+        """``name:v1,v2,...``; a space that reads its authors' arc format (``parse_arc``) also
+        takes that, with or without the ``name:`` prefix."""
         text = text.strip()
         name, sep, body = text.partition(":")
+        has_arc = type(self).parse_arc is not SearchSpace.parse_arc
         if not sep:
-            raise ArchitectureError(
-                f"architecture string {text!r} has no space prefix: expected '{self.name}:v1,v2,...'")
+            if not has_arc:
+                raise ArchitectureError(
+                    f"architecture string {text!r} has no space prefix: expected '{self.name}:v1,v2,...'")
+            name, body = self.name, text
+        name = name.strip()
         if name != self.name:
             raise ArchitectureError(f"architecture string is for space {name!r}, not {self.name!r}")
+        if has_arc and "," not in body:
+            return self.parse_arc(body)
         tokens = [t.strip() for t in body.split(",")] if body else []
         if len(tokens) != len(self.decisions):
             raise ArchitectureError(
                 f"space {self.name!r} has {len(self.decisions)} decisions "
                 f"({', '.join(d.name for d in self.decisions)}); the string has {len(tokens)} values")
         return Architecture(self.name, tuple(d.parse(t) for d, t in zip(self.decisions, tokens)), self)
+
+    def parse_arc(self, body: str) -> Architecture:
+        """The authors' arc string (spaces that have one override this)."""
+        raise NotImplementedError
 
     def check(self, arch: Architecture) -> Architecture:
         if arch.space != self.name:

@@ -236,17 +236,7 @@ class ENASMacroSpace(SearchSpace):
                 return f" (that many integers fit num_layers={L})"
         return ""
 
-    def parse(self, text: str) -> Architecture:
-        """Canonical ``enas-macro:v1,v2,...`` strings, or the authors' arc, with or without
-        the ``enas-macro:`` prefix (whitespace-separated integers; line breaks allowed)."""
-        text = text.strip()
-        name, sep, body = text.partition(":")
-        if not sep:
-            name, body = self.name, text
-        elif name.strip() != self.name:
-            raise ArchitectureError(f"architecture string is for space {name.strip()!r}, not {self.name!r}")
-        if "," in body:
-            return SearchSpace.parse(self, text)
+    def parse_arc(self, body: str) -> Architecture:
         return self.from_arc(body)
 
     # -- networks ------------------------------------------------------------------------------

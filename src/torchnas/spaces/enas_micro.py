@@ -202,18 +202,9 @@ class ENASMicroSpace(SearchSpace):
             return f"an input index 0..{d.num_anchors - 1} (node{node} takes the cell inputs 0, 1{earlier})"
         return "an op index 0..%d (%s)" % (len(self.ops) - 1, ", ".join(f"{k}={o}" for k, o in enumerate(self.ops)))
 
-    def parse(self, text: str) -> Architecture:
-        """Canonical ``enas-micro:v1,v2,...`` strings, or the authors' arc: ``[enas-micro:]``
-        8B integers (normal then reduction), optionally split into the two cells by ``|``
-        or ``;``."""
-        text = text.strip()
-        name, sep, body = text.partition(":")
-        if not sep:
-            name, body = self.name, text
-        elif name.strip() != self.name:
-            raise ArchitectureError(f"architecture string is for space {name.strip()!r}, not {self.name!r}")
-        if "," in body:
-            return SearchSpace.parse(self, text)
+    def parse_arc(self, body: str) -> Architecture:
+        """The authors' arc: 8B integers (normal then reduction cell), optionally split into
+        the two cells by ``|`` or ``;``."""
         parts = re.split(r"[|;]", body)
         if len(parts) == 2:
             return self.from_arc(*parts)
@@ -222,7 +213,7 @@ class ENASMicroSpace(SearchSpace):
         if len(parts) != 1 or len(tokens) != 2 * n:
             raise ArchitectureError(
                 f"enas-micro arc must be 2 cells x {self.num_nodes} nodes x 4 = {2 * n} integers "
-                f"(normal cell then reduction cell, optionally separated by '|'); got {text!r}")
+                f"(normal cell then reduction cell, optionally separated by '|'); got {body!r}")
         return self.from_arc(" ".join(tokens[:n]), " ".join(tokens[n:]))
 
     # -- networks ------------------------------------------------------------------------------

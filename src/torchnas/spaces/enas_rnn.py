@@ -230,16 +230,7 @@ class ENASRNNSpace(SearchSpace):
             values.append(v)
         return self.make(values)
 
-    def parse(self, text: str) -> Architecture:
-        """Canonical ``enas-rnn:v1,v2,...`` strings, or a reference arc ``[enas-rnn:]`` 2N integers."""
-        text = text.strip()
-        name, sep, body = text.partition(":")
-        if not sep:
-            name, body = self.name, text
-        elif name.strip() != self.name:
-            raise ArchitectureError(f"architecture string is for space {name.strip()!r}, not {self.name!r}")
-        if "," in body:
-            return SearchSpace.parse(self, f"{self.name}:{body}")
+    def parse_arc(self, body: str) -> Architecture:
         return self.from_arc(body)
 
     # -- networks ------------------------------------------------------------------------------
