@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -6,6 +8,17 @@ import torch
 
 SHARED = Path(os.environ.get("TORCHNAS_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 NB201_CSV = SHARED / "nasbench201" / "nb201_12epoch.csv"
+CIFAR_TOOL = Path(__file__).resolve().parents[1].parent / "shared" / "tools" / "cifar10_batches.py"
+
+
+@pytest.fixture(scope="session")
+def shared_cifar(tmp_path_factory):
+    """The shared CIFAR-10 copy unpacked once per session into cifar-10-batches-py/."""
+    if not CIFAR_TOOL.exists():
+        pytest.skip(f"shared CIFAR-10 tool not found at {CIFAR_TOOL}")
+    out = tmp_path_factory.mktemp("cifar10")
+    subprocess.run([sys.executable, str(CIFAR_TOOL), str(out)], check=True, capture_output=True, timeout=300)
+    return out
 
 
 @pytest.fixture(scope="session")

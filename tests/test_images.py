@@ -1,6 +1,4 @@
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +9,6 @@ from PIL import Image
 from torchnas.data import (Augment, DataFormatError, DataNotFoundError, ImageData, iterate_batches,
                            load_cifar10, load_digits_data, load_image_data, load_image_folder)
 
-CIFAR_TOOL = Path(__file__).resolve().parents[1].parent / "shared" / "tools" / "cifar10_batches.py"
 NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 
@@ -125,15 +122,6 @@ def test_cifar_image_data_from_fixture(cifar_dir):
     small = load_image_data("cifar10", path=cifar_dir, per_class=5)  # default valid: 10 %
     assert (len(small.train_y), len(small.valid_y), len(small.test_y)) == (45, 5, 20)
     assert torch.bincount(torch.cat([small.train_y, small.valid_y])).tolist() == [5] * 10
-
-
-@pytest.fixture(scope="session")
-def shared_cifar(tmp_path_factory):
-    if not CIFAR_TOOL.exists():
-        pytest.skip(f"shared CIFAR-10 tool not found at {CIFAR_TOOL}")
-    out = tmp_path_factory.mktemp("cifar10")
-    subprocess.run([sys.executable, str(CIFAR_TOOL), str(out)], check=True, capture_output=True, timeout=300)
-    return out
 
 
 def test_shared_cifar10_copy(shared_cifar):

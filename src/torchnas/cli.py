@@ -180,10 +180,26 @@ def _run_enas(cfg: dict, run: RunDir | None, out: str | None, args) -> Path:
     for d in derived:
         ppl = f"  (valid ppl {d['valid_ppl']:.1f} on one window)" if "valid_ppl" in d else ""
         print(f"  {d['reward']:.4f}  {d['arch']}{ppl}")
+    _report_ground_truth(run, space, derived[0]["arch"], cfg.get("data_dir"))
     if final_settings(cfg)[1] and not args.no_retrain:
         _retrain_best(cfg, run, derived[0]["arch"], args.quiet, args.tensorboard)
     _figures(run)
     return run.path
+
+
+def _report_ground_truth(run: RunDir, space, arch: str, data_dir) -> None:
+    """After the search: the benchmark table's verdict on the derived architecture, if the
+    space has a table (NAS-Bench-201) and it is found."""
+    from .ws_rank import GROUND_TRUTH, report_ground_truth
+    truth = report_ground_truth(run, space, arch, data_dir)
+    if truth is None:
+        return
+    if truth.get("table") is None:
+        print(f"derived cell {truth['arch_str']} (no benchmark table to look it up: {truth['note']})")
+        return
+    print(f"derived cell {truth['arch_str']}: table valid {truth['valid_acc']:.2f} %, test {truth['test_acc']:.2f} % "
+          f"(12 epochs), percentile {truth['valid_percentile']:.1f} of {truth['cells']:,} cells "
+          f"(rank {truth['valid_rank']:,}); {run.path / GROUND_TRUTH}")
 
 
 def _figures(run: RunDir) -> None:
@@ -326,6 +342,21 @@ def _fmt(best) -> str:
     return "-" if best is None else f"{best['reward']:.4f}"
 
 
+def cmd_ws_rank(args) -> int:
+    from .ws_rank import WS_RANK, ws_rank
+    r = ws_rank(args.run, samples=args.samples, seed=args.seed, batches=args.batches, data_dir=args.data_dir)
+    fmt = lambda v: "n/a" if v is None else f"{v:.3f}"
+    print(f"{r['samples']} uniform cells scored with the shared weights on {r['images_per_cell']} validation "
+          f"images each (reward_bn {r['reward_bn']})")
+    print(f"Kendall tau {fmt(r['kendall_tau'])}, Spearman rho {fmt(r['spearman_rho'])}, top-10% hit rate "
+          f"{r['top10_hit_rate']:.2f} (top {r['top_k']}; chance 0.10)")
+    if "derived" in r:
+        d = r["derived"]
+        print(f"derived cell: shared-weight accuracy {d['shared_acc']:.4f}, table valid {d['table_valid_acc']:.2f} %")
+    print(f"wrote {Path(args.run) / WS_RANK} and {r['figure']}")
+    return 0
+
+
 def cmd_bench(args) -> int:
     from .bench import run_nb201_bench, summarize
     overrides = list(args.set or [])
@@ -394,8 +425,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--tensorboard", action="store_true", help="mirror the logs to RUN/tensorboard as they are written")
     t.set_defaults(func=cmd_train)
 
-    b = sub.add_parser("bench", help="seeded searches on a tabular benchmark, summarized")
-    b.add_argument("benchmark", choices=["nb201"])
+    bench = sub.add_parser("bench", help="seeded searches on a tabular benchmark; weight-sharing diagnostics")
+    bench_sub = bench.add_subparsers(dest="benchmark", required=True)
+    w = bench_sub.add_parser("ws-rank", help="how well an ENAS run's shared weights rank cells, against the "
+                                             "NAS-Bench-201 table (Kendall tau, Spearman rho, top-10%% hits)")
+    w.add_argument("run", metavar="RUN", help="an ENAS run on the nb201 space")
+    w.add_argument("--samples", type=int, default=64, help="cells drawn uniformly at random (default 64)")
+    w.add_argument("--seed", type=int, default=0, help="seed of the cells and validation batches (default 0)")
+    w.add_argument("--batches", type=int, default=8,
+                   help="validation minibatches (of the run's reward_batch) each cell is scored on (default 8)")
+    w.add_argument("--data-dir", help="data root (default: the run's, $TORCHNAS_DATA, ~/.torchnas/data)")
+    w.set_defaults(func=cmd_ws_rank)
+    b = bench_sub.add_parser("nb201", help="seeded searches on the NAS-Bench-201 table, summarized")
     b.add_argument("--strategy", required=True)
     b.add_argument("--queries", type=int, default=100)
     b.add_argument("--seeds", type=int, default=10)

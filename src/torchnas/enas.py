@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import random
 import time
 
 import torch
@@ -50,6 +51,8 @@ class ENASSearch:
     version. Both share the controller phase, deriving, checkpoints and the loop."""
 
     metric = "valid_acc"        # what a reward is computed from, logged per controller update
+    warmup_epochs = 0           # epochs of uniformly sampled architectures before the controller trains
+    derive_batches = 1          # validation minibatches each derived candidate is scored on
 
     def metric_of(self, reward: float) -> float:
         return reward
@@ -59,7 +62,8 @@ class ENASSearch:
                  lr_t_mul: int = 2, momentum: float = 0.9, nesterov: bool = True, weight_decay: float = 1e-4,
                  grad_clip: float | None = 5.0, augment="auto", aux_weight: float = 0.0,
                  train_steps: int = 30, reward_batch: int | None = None,
-                 reward_bn: str = "train", derive_samples: int = 100, keep: int = 5, seed: int = 0,
+                 reward_bn: str = "train", derive_samples: int = 100, keep: int = 5, warmup_epochs: int = 0,
+                 derive_batches: int = 1, seed: int = 0,
                  run_dir: RunDir | None = None, channels_last: bool = True, max_train_batches: int | None = None,
                  device: str | None = "auto"):
         from .evaluators.language import default_device
@@ -67,6 +71,10 @@ class ENASSearch:
             raise ValueError(f"reward_bn must be 'train' (minibatch statistics) or 'eval', not {reward_bn!r}")
         if epochs < 1 or batch_size < 1 or train_steps < 0 or derive_samples < 1:
             raise ValueError("ENAS needs epochs >= 1, batch_size >= 1, train_steps >= 0, derive_samples >= 1")
+        if not 0 <= warmup_epochs <= epochs or derive_batches < 1:
+            raise ValueError(f"ENAS needs 0 <= warmup_epochs <= epochs ({warmup_epochs}, {epochs}) and "
+                             f"derive_batches >= 1 ({derive_batches})")
+        self.warmup_epochs, self.derive_batches = warmup_epochs, derive_batches
         self.space, self.strategy, self.run_dir, self.seed = space, strategy, run_dir, seed
         self.data = load_data_cached(data)
         self.epochs, self.batch_size, self.train_steps = epochs, batch_size, train_steps
@@ -105,7 +113,7 @@ class ENASSearch:
         n_batches = math.ceil(len(self.data.train_y) / self.batch_size)
         if self.max_train_batches is not None:
             n_batches = min(n_batches, self.max_train_batches)
-        archs = self.strategy.propose(n_batches)   # one architecture per minibatch, sampled as one batch
+        archs = self.sample_for_training(n_batches)
         for arch, (xb, yb) in zip(archs, iterate_batches(self.data.train_x, self.data.train_y, self.batch_size,
                                                          self.generator)):
             if self.augment is not None:
@@ -122,6 +130,14 @@ class ENASSearch:
             seen += len(yb)
         return {"lr": lr, "loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
                 "images": seen, "shared_seconds": time.perf_counter() - t0}
+
+    def sample_for_training(self, n: int) -> list:
+        """One architecture per minibatch, sampled from the policy as one batch; during the
+        warm-up, uniformly at random (seeded by the epoch, so a resumed run draws the same)."""
+        if self.epoch < self.warmup_epochs:
+            rng = random.Random(self.seed * 1_000_003 + self.epoch)
+            return [self.space.random(rng) for _ in range(n)]
+        return self.strategy.propose(n)
 
     def _valid_batch(self):
         idx = torch.randperm(len(self.data.valid_y), generator=self.generator)[:self.reward_batch]
@@ -161,10 +177,12 @@ class ENASSearch:
         return stats
 
     def derive(self) -> list[dict]:
-        """Sample architectures from the policy and rank them on one validation minibatch."""
-        batch = self._valid_batch()
+        """Sample architectures from the policy and rank them by their mean reward on the same
+        ``derive_batches`` validation minibatches (the authors score on one)."""
+        batches = [self._valid_batch() for _ in range(self.derive_batches)]
         archs = list(dict.fromkeys(self.strategy.propose(self.derive_samples)))
-        scored = sorted(((self.reward(a, batch), str(a)) for a in archs), key=lambda t: -t[0])
+        score = lambda a: sum(self.reward(a, b) for b in batches) / len(batches)
+        scored = sorted(((score(a), str(a)) for a in archs), key=lambda t: -t[0])
         return [{"arch": s, "reward": r, self.metric: self.metric_of(r)} for r, s in scored[:self.keep]]
 
     # -- checkpoints and the loop ---------------------------------------------------------------
@@ -202,7 +220,7 @@ class ENASSearch:
         while self.epoch < self.epochs:
             t0 = time.perf_counter()
             rec = self.train_shared_epoch()
-            steps = self.train_controller()
+            steps = self.train_controller() if self.epoch >= self.warmup_epochs else []
             self.epoch += 1
             rec = {"epoch": self.epoch, **rec, "controller_updates": len(steps),
                    self.metric: (sum(s[self.metric] for s in steps) / len(steps)) if steps else None,

@@ -74,6 +74,8 @@ def summarize(run_dir, top: int = 5) -> dict:
         out["progress"] = {"epochs": len(epochs), "of": cfg["enas"].get("epochs"),
                            "updates": len(read_records(run.path / RunDir.STEPS))}
         out["time_s"] = sum(e.get("seconds") or 0 for e in epochs)
+        out["ground_truth"] = run.read_json("ground_truth.json")   # written after the search (ws_rank.py)
+        out["ws_rank"] = run.read_json("ws_rank.json")
     else:
         history = read_records(run.path / "history.jsonl")
         out["result"] = run.read_json("result.json")
@@ -173,6 +175,17 @@ def _print(summary: dict, console) -> None:
         where += "".join(f" ({m.replace('_', ' ')} {_metric(m, best[m])})" for m in ("valid_acc", "valid_ppl")
                          if best.get(m) is not None)
         console.print(f"[bold]best[/bold] reward {best['reward']:.4f}{where}: {escape(best['arch'])}", soft_wrap=True)
+    truth = summary.get("ground_truth")
+    if truth and truth.get("table"):
+        console.print(f"[bold]benchmark table[/bold] {escape(truth['arch_str'])}: valid {truth['valid_acc']:.2f} %, "
+                      f"test {truth['test_acc']:.2f} %, percentile {truth['valid_percentile']:.1f} of "
+                      f"{truth['cells']:,} cells (rank {truth['valid_rank']:,})", soft_wrap=True)
+    rank = summary.get("ws_rank")
+    if rank:
+        fmt = lambda v: "n/a" if v is None else f"{v:.3f}"
+        console.print(f"[bold]shared-weight ranking[/bold] ({rank['samples']} uniform cells): Kendall tau "
+                      f"{fmt(rank['kendall_tau'])}, Spearman rho {fmt(rank['spearman_rho'])}, top-10% hits "
+                      f"{rank['top10_hit_rate']:.2f}", soft_wrap=True)
     for label, res in (("result", summary.get("result")), ("retrained", summary.get("retrain"))):
         if res:
             keys = ("test_acc", "valid_acc", "test_ppl", "valid_ppl", "params", "flops", "epochs", "train_seconds")

@@ -318,6 +318,11 @@ class SearchSpace:
             values[i] = rng.choice([v for v in range(d.num_values()) if v != values[i]])
         return self.make(values)
 
+    def ground_truth(self, arch: Architecture, data_dir=None) -> dict | None:
+        """What a benchmark table of this space says of ``arch`` (NAS-Bench-201's does), or None
+        for a space without one. Read only to report a finished search, never inside one."""
+        return None
+
     def config(self) -> dict:
         """The keyword arguments that rebuild this space (for run configs)."""
         return {"name": self.name}

@@ -8,11 +8,26 @@ The benchmark writes it as ``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|`` (its ``arch_s
 """
 from __future__ import annotations
 
+import csv
+import math
+from bisect import bisect_left
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from ..data import DataFormatError, find
 from .base import Architecture, ArchitectureError, Choice, SearchSpace
 
 # The benchmark's operation order (NAS-Bench-201 paper, §2; `NAS_BENCH_201` in its API).
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))  # (to, from) in arch_str order
+
+TABLE_FILE = "nasbench201/nb201_12epoch.csv"
+TABLE_HOW = ("It is the NAS-Bench-201 12-epoch table (15,625 rows: index, arch_str and accuracy "
+             "columns); put it at <data root>/" + TABLE_FILE + " or pass --data-dir.")
+VALID_COLUMN, TEST_COLUMN = "cifar10valid_xvalid_acc_12ep", "cifar10_oritest_acc_12ep"
 
 
 class NB201Space(SearchSpace):
@@ -57,3 +72,258 @@ class NB201Space(SearchSpace):
         if text.strip().startswith("|"):
             return self.from_arch_str(text)
         return super().parse(text)
+
+    # -- networks ---------------------------------------------------------------------------
+    def child(self, arch: Architecture, in_channels: int, num_classes: int, channels: int = 16,
+              num_cells: int = 5, *, affine: bool = True, track_running_stats: bool = True) -> "NB201Net":
+        """The benchmark's network of ``arch`` (``channels=16, num_cells=5`` as in its table)."""
+        self.check(arch)
+        return NB201Net([OPS[v] for v in arch.values], in_channels, num_classes, channels, num_cells,
+                        affine, track_running_stats)
+
+    def shared(self, in_channels: int, num_classes: int, channels: int = 16, num_cells: int = 5, *,
+               affine: bool = False, track_running_stats: bool = False) -> "NB201Shared":
+        """The shared-weight network; ``forward(x, arch)``. The benchmark's one-shot searches
+        build their cells' BN without affine terms; ``track_running_stats`` is the
+        ``--track_running_stats`` flag of its scripts (False: batch statistics always)."""
+        return NB201Shared(in_channels, num_classes, channels, num_cells, affine, track_running_stats)
+
+    def child_from_shared(self, shared_net: "NB201Shared", arch: Architecture) -> "NB201Net":
+        """A standalone network with the shared weights of ``arch`` copied in: it computes
+        ``shared_net(x, arch)``."""
+        h = shared_net.hparams
+        net = self.child(arch, h["in_channels"], h["num_classes"], h["channels"], h["num_cells"],
+                         affine=h["affine"], track_running_stats=h["track_running_stats"])
+        p = next(shared_net.parameters())
+        net.to(device=p.device, dtype=p.dtype)
+        with torch.no_grad():
+            for name in ("stem", "lastact", "classifier"):
+                getattr(net, name).load_state_dict(getattr(shared_net, name).state_dict())
+            for layer, slayer in zip(net.layers, shared_net.layers):
+                if isinstance(layer, ResidualReduction):
+                    layer.load_state_dict(slayer.state_dict())
+                    continue
+                for e, v in enumerate(arch.values):
+                    layer.edges[e].load_state_dict(slayer.edges[e][v].state_dict())
+        net.train(shared_net.training)
+        return net
+
+    # -- the benchmark's table, for reporting a finished search -------------------------------
+    def ground_truth(self, arch: Architecture, data_dir=None) -> dict:
+        """What the NAS-Bench-201 12-epoch table says of ``arch``: its ``arch_str``, and when the
+        table is found its CIFAR-10 validation and test accuracy (percent), the share of the
+        15,625 cells with a lower validation (test) accuracy as a percentile, and its rank by
+        validation accuracy (1 = best). Only for reporting after a search: a search that read
+        this would peek at the answer."""
+        out = {"arch_str": self.to_arch_str(arch)}
+        try:
+            path = find(TABLE_FILE, data_dir, TABLE_HOW)
+        except FileNotFoundError as e:
+            return {**out, "table": None, "note": str(e)}
+        rows, valid, test = _ranked_table(path)
+        m = rows[arch.values]
+        n = len(valid)
+        return {**out, "table": str(path), "valid_acc": m[VALID_COLUMN], "test_acc": m[TEST_COLUMN],
+                "valid_percentile": round(100.0 * bisect_left(valid, m[VALID_COLUMN]) / n, 2),
+                "test_percentile": round(100.0 * bisect_left(test, m[TEST_COLUMN]) / n, 2),
+                "valid_rank": n - bisect_left(valid, m[VALID_COLUMN]) - valid.count(m[VALID_COLUMN]) + 1,
+                "cells": n, "metrics": dict(m)}
+
+
+_RANKED: dict = {}
+
+
+def _ranked_table(path: Path):
+    """The table's rows and its sorted validation and test columns, read once per file version."""
+    st = path.stat()
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    if key not in _RANKED:
+        rows, _ = read_table(path)
+        _RANKED.clear()
+        _RANKED[key] = (rows, *(sorted(r[c] for r in rows.values()) for c in (VALID_COLUMN, TEST_COLUMN)))
+    return _RANKED[key]
+
+
+def read_table(path: Path) -> tuple[dict, list[str]]:
+    """The 12-epoch table: {architecture values: {column: accuracy}} and the metric columns;
+    a malformed or truncated file is a :class:`DataFormatError` naming the file and line."""
+    space = NB201Space()
+    try:
+        f = open(path, newline="")
+    except OSError as e:
+        raise DataFormatError(f"{path}: cannot read the NAS-Bench-201 table ({e})") from None
+    with f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if not header or "arch_str" not in header:
+            raise DataFormatError(f"{path}: not a NAS-Bench-201 table: the header must name an 'arch_str' "
+                                  f"column (got {header!r}). {TABLE_HOW}")
+        a = header.index("arch_str")
+        columns = [c for i, c in enumerate(header) if i != a and c != "index"]
+        rows = {}
+        for line, row in enumerate(reader, start=2):
+            if len(row) != len(header):
+                raise DataFormatError(f"{path}, line {line}: {len(row)} fields, the header has {len(header)}")
+            try:
+                arch = space.from_arch_str(row[a])
+            except ValueError as e:
+                raise DataFormatError(f"{path}, line {line}: {e}") from None
+            try:
+                values = {c: float(v) for c, v in zip(header, row) if c in columns}
+            except ValueError:
+                raise DataFormatError(f"{path}, line {line}: a metric is not a number: {row}") from None
+            if any(not math.isfinite(v) for v in values.values()):
+                raise DataFormatError(f"{path}, line {line}: a metric is not finite: {row}")
+            rows[arch.values] = values
+    if len(rows) != space.size():
+        raise DataFormatError(f"{path}: {len(rows)} distinct architectures, the NAS-Bench-201 space has "
+                              f"{space.size()}; the file is truncated or not the 12-epoch table. {TABLE_HOW}")
+    return rows, columns
+
+# -- networks (AutoDL-Projects lib/models: cell_operations.py, cell_infers/, cell_searchs/) ----
+# The benchmark's network (Dong & Yang 2020, §2, Fig. 1): a 3x3 conv stem (16 channels, no
+# bias) + BN; three stages of ``num_cells`` cells with C, 2C, 4C channels; between stages a
+# residual reduction block (ResNetBasicblock, stride 2); then BN-ReLU, global average pooling
+# and a linear classifier. Every operation on an edge keeps its channel count (stride 1).
+
+
+class ReLUConvBN(nn.Sequential):
+    """``nor_conv_kxk`` (``ReLUConvBN``): ReLU, conv without bias, BN."""
+
+    def __init__(self, c_in: int, c_out: int, k: int, stride: int = 1, affine: bool = True,
+                 track_running_stats: bool = True):
+        super().__init__(nn.ReLU(inplace=False),
+                         nn.Conv2d(c_in, c_out, k, stride=stride, padding=k // 2, bias=False),
+                         nn.BatchNorm2d(c_out, affine=affine, track_running_stats=track_running_stats))
+
+
+class Zero(nn.Module):
+    """``none``: the edge carries zeros (``x.mul(0.)``), so no gradient reaches its input."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mul(0.0)
+
+
+class AvgPool(nn.AvgPool2d):
+    """``avg_pool_3x3``: stride 1, padding 1, the padding not counted (``count_include_pad=False``)."""
+
+    def __init__(self):
+        super().__init__(3, stride=1, padding=1, count_include_pad=False)
+
+
+def make_op(name: str, channels: int, affine: bool = True, track_running_stats: bool = True) -> nn.Module:
+    """One edge operation of a cell (every cell edge has stride 1 and C_in = C_out)."""
+    if name == "none":
+        return Zero()
+    if name == "skip_connect":
+        return nn.Identity()
+    if name == "avg_pool_3x3":
+        return AvgPool()
+    if name in ("nor_conv_1x1", "nor_conv_3x3"):
+        return ReLUConvBN(channels, channels, int(name[-1]), 1, affine, track_running_stats)
+    raise ValueError(f"unknown NAS-Bench-201 op {name!r}; the ops are {', '.join(OPS)}")
+
+
+class ResidualReduction(nn.Module):
+    """The block between stages (``ResNetBasicblock(C, 2C, stride=2)``): two ReLU-conv3x3-BN
+    (the first with stride 2) added to a shortcut of 2x2 average pooling and a 1x1 conv."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.conv_a = ReLUConvBN(c_in, c_out, 3, stride=2)
+        self.conv_b = ReLUConvBN(c_out, c_out, 3)
+        self.downsample = nn.Sequential(nn.AvgPool2d(2, 2), nn.Conv2d(c_in, c_out, 1, bias=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.downsample(x) + self.conv_b(self.conv_a(x))
+
+
+def run_cell(x: torch.Tensor, edge_op) -> torch.Tensor:
+    """Node i = Σ_{j<i} op_ij(node j); the output is node 3. ``edge_op(e)`` is the module on
+    edge ``EDGES[e]``, or None for ``none``: a zero term is left out of the sum (it adds
+    nothing and passes no gradient), and a node whose every edge is ``none`` is zeros."""
+    nodes = [x]
+    for i in range(1, 4):
+        terms = [op(nodes[j]) for e, (to, j) in enumerate(EDGES) if to == i
+                 for op in [edge_op(e)] if op is not None]
+        nodes.append(sum(terms[1:], terms[0]) if terms else torch.zeros_like(x))
+    return nodes[3]
+
+
+class NB201Cell(nn.Module):
+    """A cell of one architecture (``InferCell``): one module per edge."""
+
+    def __init__(self, ops: Sequence[str], channels: int, affine: bool = True, track_running_stats: bool = True):
+        super().__init__()
+        self.ops = tuple(ops)
+        self.edges = nn.ModuleList(make_op(o, channels, affine, track_running_stats) for o in self.ops)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return run_cell(x, lambda e: None if self.ops[e] == "none" else self.edges[e])
+
+
+class SharedCell(nn.Module):
+    """The shared-weight cell (``SearchCell``): every op on every edge has its own module;
+    only the sampled op of each edge runs."""
+
+    def __init__(self, channels: int, affine: bool = False, track_running_stats: bool = False):
+        super().__init__()
+        self.edges = nn.ModuleList(nn.ModuleList(make_op(o, channels, affine, track_running_stats) for o in OPS)
+                                   for _ in EDGES)
+
+    def forward(self, x: torch.Tensor, values: Sequence[int]) -> torch.Tensor:
+        return run_cell(x, lambda e: None if OPS[values[e]] == "none" else self.edges[e][values[e]])
+
+
+class _NB201Backbone(nn.Module):
+    """Stem, stages, reductions and head (``TinyNetwork``); subclasses make the cells."""
+
+    def __init__(self, in_channels: int, num_classes: int, channels: int, num_cells: int, make_cell):
+        super().__init__()
+        if channels < 1 or num_cells < 1:
+            raise ValueError(f"nb201 network needs channels >= 1 and num_cells >= 1, got {channels}, {num_cells}")
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(channels))
+        layers, c = [], channels
+        for stage in range(3):
+            if stage:
+                layers.append(ResidualReduction(c, 2 * c))
+                c *= 2
+            layers.extend(make_cell(c) for _ in range(num_cells))
+        self.layers = nn.ModuleList(layers)
+        self.lastact = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=True))
+        self.classifier = nn.Linear(c, num_classes)
+
+    def _forward(self, x: torch.Tensor, run) -> torch.Tensor:
+        x = self.stem(x)
+        for layer in self.layers:
+            x = layer(x) if isinstance(layer, ResidualReduction) else run(layer, x)
+        x = self.lastact(x)
+        return self.classifier(x.mean((2, 3)))
+
+
+class NB201Net(_NB201Backbone):
+    """The standalone network of one cell (every stage repeats it)."""
+
+    def __init__(self, ops: Sequence[str], in_channels: int, num_classes: int, channels: int = 16,
+                 num_cells: int = 5, affine: bool = True, track_running_stats: bool = True):
+        super().__init__(in_channels, num_classes, channels, num_cells,
+                         lambda c: NB201Cell(ops, c, affine, track_running_stats))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._forward(x, lambda cell, h: cell(h))
+
+
+class NB201Shared(_NB201Backbone):
+    """The shared-weight network (``TinyNetworkENAS``): ``forward(x, arch)`` runs the sampled
+    cell in every stage with the weights of the ops it uses."""
+
+    def __init__(self, in_channels: int, num_classes: int, channels: int = 16, num_cells: int = 5,
+                 affine: bool = False, track_running_stats: bool = False):
+        super().__init__(in_channels, num_classes, channels, num_cells,
+                         lambda c: SharedCell(c, affine, track_running_stats))
+        self.hparams = dict(in_channels=in_channels, num_classes=num_classes, channels=channels,
+                            num_cells=num_cells, affine=affine, track_running_stats=track_running_stats)
+
+    def forward(self, x: torch.Tensor, arch: Architecture) -> torch.Tensor:
+        return self._forward(x, lambda cell, h: cell(h, arch.values))
