@@ -1,0 +1,417 @@
+"""Reference tests: each expectation is computed here by hand (explicit formulas,
+torch.distributions, token-by-token loops, scripted inputs), never by the function under test.
+
+They exist to catch a wrong algorithm that still runs and still "learns" (issue 11);
+``benchmarks/mutations.py`` re-applies the mutations they were written against and checks
+that every one of them fails here.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import random
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.distributions import Bernoulli, Categorical
+
+import torchnas
+import torchnas.controller as controller_mod
+from torchnas.controller import Controller
+from torchnas.enas import ENASLMSearch, ENASSearch
+from torchnas.evaluators.language import perplexity
+from torchnas.evaluators.trainer import ChildTrainer, Training
+from torchnas.nn.ops import SepConv
+from torchnas.spaces import get_space
+from torchnas.spaces.enas_rnn import ENAS_RNN_ACTIVATIONS, ENASRNNCell
+from torchnas.strategies import Reinforce
+from torchnas.strategies.evolution import RegularizedEvolution
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TINY_IMAGES = dict(data={"name": "digits", "per_class": 20}, epochs=1, batch_size=16, train_steps=0,
+                   derive_samples=1, keep=1, grad_clip=None)
+
+
+def test_torchnas_is_imported_from_the_expected_tree():
+    """benchmarks/mutations.py sets TORCHNAS_EXPECT_SRC to its mutated copy's src/."""
+    want = os.environ.get("TORCHNAS_EXPECT_SRC")
+    if not want:
+        pytest.skip("TORCHNAS_EXPECT_SRC not set")
+    assert Path(torchnas.__file__).resolve().is_relative_to(Path(want).resolve())
+
+
+# -- REINFORCE (reinforce.py) ------------------------------------------------------------------
+REWARDS = ([0.2, 0.9, 0.5, 0.1], [0.7, 0.3, 0.6, 0.8])
+
+
+def _hand_reinforce(strategy_kw, batches=REWARDS):
+    """Run Reinforce.tell on two batches and, for each, the loss and gradient of
+
+        loss = -1/k Σ_k log P(a_k) (R_k + w·H_k − b_k)
+
+    with the baseline b_k tracked here in plain floats (batch: b = previous average, started at
+    the first batch's mean; sample: b moved by each sample before it is used)."""
+    torch.manual_seed(0)
+    space = get_space("toy", layers=3, options=3)
+    s = Reinforce(space, seed=3, **strategy_kw)
+    w, decay = s.entropy_weight, s.baseline_decay
+    mode = s.baseline_update
+    b = None
+    for rewards in batches:
+        archs = s.ask()
+        ref = copy.deepcopy(s.controller)              # the controller the loss is formed with
+        scored = ref.log_prob(archs)
+        lp, ent = scored.log_probs, scored.entropies.detach()
+        R = [r + w * e for r, e in zip(rewards, ent.tolist())]   # the reward with the entropy bonus
+        if mode == "sample":
+            adv = []
+            for r in R:
+                b = r if b is None else decay * b + (1 - decay) * r
+                adv.append(r - b)
+        else:
+            if b is None:
+                b = sum(R) / len(R)
+            adv = [r - b for r in R]
+            b = decay * b + (1 - decay) * sum(R) / len(R)
+        loss = -(lp * torch.tensor(adv)).sum() / len(archs)
+        grads = torch.autograd.grad(loss, list(ref.parameters()), allow_unused=True)
+        grads = [torch.zeros_like(p) if g is None else g for g, p in zip(grads, ref.parameters())]
+        stats = s.tell(archs, rewards)
+        yield s, stats, loss.item(), grads, b
+
+
+def _flat(ts):
+    return torch.cat([t.reshape(-1) for t in ts])
+
+
+@pytest.mark.parametrize("mode", ["batch", "sample"])
+@pytest.mark.parametrize("entropy_weight", [0.0, 0.5])
+def test_reinforce_loss_and_gradient_by_hand(mode, entropy_weight):
+    kw = dict(batch_size=4, baseline_update=mode, entropy_weight=entropy_weight, baseline_decay=0.8, lr=0.05)
+    for s, stats, loss, grads, b in _hand_reinforce(kw):
+        got = _flat([torch.zeros_like(p) if p.grad is None else p.grad for p in s.controller.parameters()])
+        want = _flat(grads)
+        assert want.abs().max() > 1e-4          # the test has something to compare
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+        assert stats["loss"] == pytest.approx(loss, rel=1e-4, abs=1e-5)
+        assert stats["baseline"] == pytest.approx(b, rel=1e-6)
+
+
+def test_reinforce_gradient_clipping_by_hand():
+    clip = 1e-3
+    kw = dict(batch_size=4, baseline_update="batch", entropy_weight=0.5, baseline_decay=0.8, grad_clip=clip)
+    for s, stats, _, grads, _ in _hand_reinforce(kw):
+        want = _flat(grads)
+        norm = want.norm().item()
+        assert norm > 10 * clip
+        got = _flat([torch.zeros_like(p) if p.grad is None else p.grad for p in s.controller.parameters()])
+        torch.testing.assert_close(got, want * clip / (norm + 1e-6), rtol=1e-4, atol=1e-9)
+        assert stats["grad_norm"] == pytest.approx(norm, rel=1e-4)
+
+
+def test_reinforce_one_sample_sign_of_update():
+    """One architecture, reward above the baseline: its probability must go up; below: down."""
+    space = get_space("toy", layers=2, options=3)
+    for reward, up in ((1.0, True), (0.0, False)):
+        s = Reinforce(space, seed=0, batch_size=1, lr=1e-3, baseline_decay=0.5)
+        s.baseline = 0.5
+        arch = s.ask()[0]
+        before = s.controller.log_prob([arch]).log_probs.item()
+        s.tell([arch], [reward])
+        after = s.controller.log_prob([arch]).log_probs.item()
+        assert (after > before) == up
+
+
+# -- the controller's distributions (controller.py) ---------------------------------------------
+def test_controller_entropy_and_log_prob_one_choice_by_hand():
+    """One softmax decision: logits = C·tanh(w_soft(h) / T), h = LSTMCell(g_emb, 0)."""
+    space = get_space("toy", layers=1, options=4)      # layer0.op, then an AnchorSet over no anchors
+    c = Controller(space, hidden_size=8, temperature=2.0, tanh_constant=1.5, init_range=0.5, seed=1)
+    smp = c.sample(6, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        h, _ = c.lstm[0](c.g_emb)
+        dist = Categorical(logits=1.5 * torch.tanh(c.w_soft["op"](h)[0] / 2.0))
+        ops = torch.tensor([a.values[0] for a in smp.archs])
+        torch.testing.assert_close(smp.entropies.detach(), dist.entropy().expand(6), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(smp.log_probs.detach(), dist.log_prob(ops), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("space_kw", [dict(name="toy", layers=3, options=3),
+                                      dict(name="enas-macro", num_layers=3),
+                                      dict(name="enas-rnn", num_nodes=3)])
+def test_controller_entropy_is_the_categorical_entropy(monkeypatch, space_kw):
+    """Every step's logits recorded on the way into the sampler; the summed entropies and
+    log-probabilities must be torch.distributions' for those logits and the sampled values."""
+    kw = dict(space_kw)
+    space = get_space(kw.pop("name"), **kw)
+    seen = []
+    real_cat, real_bern = controller_mod._categorical, controller_mod._bernoulli
+
+    def cat(logits, chosen, generator):
+        out = real_cat(logits, chosen, generator)
+        seen.append(("cat", logits.detach().clone(), out[0]))
+        return out
+
+    def bern(logits, chosen, generator, target):
+        out = real_bern(logits, chosen, generator, target)
+        seen.append(("bern", logits.detach().clone(), out[0]))
+        return out
+    monkeypatch.setattr(controller_mod, "_categorical", cat)
+    monkeypatch.setattr(controller_mod, "_bernoulli", bern)
+    c = Controller(space, hidden_size=8, init_range=0.8, seed=2)
+    m = 5
+    smp = c.sample(m, torch.Generator().manual_seed(1))
+    ent, lp = torch.zeros(m), torch.zeros(m)
+    for kind, logits, chosen in seen:
+        if kind == "cat":
+            d = Categorical(logits=logits)
+            ent, lp = ent + d.entropy(), lp + d.log_prob(chosen)
+        else:
+            d = Bernoulli(logits=logits)
+            ent, lp = ent + d.entropy().sum(1), lp + d.log_prob(chosen).sum(1)
+    assert any(k == "cat" for k, _, _ in seen)
+    torch.testing.assert_close(smp.entropies.detach(), ent, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(smp.log_probs.detach(), lp, rtol=1e-5, atol=1e-5)
+
+
+def test_macro_controller_next_input_averages_the_chosen_skip_anchors():
+    """ENAS general_controller.py: after layer i's skips S, the next LSTM input is
+    Σ_{j∈S} h_j / (1 + |S|), h_j the LSTM output at layer j's skip step."""
+    space = get_space("enas-macro", num_layers=4)
+    c = Controller(space, hidden_size=8, init_range=0.5, seed=0)
+    calls = []
+    c.lstm[0].register_forward_hook(lambda mod, args, out: calls.append((args[0].detach().clone(),
+                                                                          out[0].detach().clone())))
+    # layer ops, layer1 skips {0}, layer2 skips {0, 1}, layer3 skips {1, 2}
+    values = []
+    for i, (op, skips) in enumerate([(0, ()), (1, (0,)), (2, (0, 1)), (3, (1, 2))]):
+        values += [op, skips]
+    arch = space.make(values)
+    c.log_prob([arch])
+    assert len(calls) == 8                    # op and skip step per layer
+    anchor = [calls[2 * i + 1][1] for i in range(4)]   # h at each layer's skip step
+    inputs = [x for x, _ in calls]
+    torch.testing.assert_close(inputs[0], c.g_emb.detach())
+    torch.testing.assert_close(inputs[1], c.w_emb["op"].weight[0:1].detach())
+    torch.testing.assert_close(inputs[2], c.g_emb.detach())       # layer 0 has no skip decision
+    torch.testing.assert_close(inputs[4], anchor[0] / 2)
+    torch.testing.assert_close(inputs[6], (anchor[0] + anchor[1]) / 3)
+    # no skips chosen: a zero input
+    arch0 = space.make([0, (), 1, (), 2, (), 3, ()])
+    calls.clear()
+    c.log_prob([arch0])
+    torch.testing.assert_close(calls[4][0], torch.zeros(1, 8))
+
+
+# -- ENAS shared phase and reward (enas.py) ------------------------------------------------------
+@pytest.mark.parametrize("warmup", [0, 1])
+def test_enas_shared_phase_samples_one_architecture_per_minibatch(warmup):
+    space = get_space("enas-micro")
+    s = ENASSearch(space, Reinforce(space, seed=1), seed=1, net={"channels": 4, "num_layers": 3},
+                   warmup_epochs=warmup, **TINY_IMAGES)
+    used = []
+    s.net.register_forward_pre_hook(lambda mod, args: used.append(str(args[1])))
+    s.train_shared_epoch()
+    n_batches = math.ceil(len(s.data.train_y) / s.batch_size)
+    assert n_batches >= 5 and len(used) == n_batches
+    assert len(set(used)) >= n_batches - 1     # a fresh sample each minibatch (the space is huge)
+
+
+def test_enas_lm_shared_phase_samples_one_cell_per_window(tmp_path):
+    rng = random.Random(0)
+    words = [f"w{k}" for k in range(12)]
+    for split, n in (("train", 400), ("valid", 80), ("test", 40)):
+        lines = [" ".join(rng.choice(words) for _ in range(9)) for _ in range(n // 10)]
+        (tmp_path / f"ptb.{split}.txt").write_text("\n".join(lines) + "\n")
+    space = get_space("enas-rnn", num_nodes=4)
+    s = ENASLMSearch(space, Reinforce(space, seed=0), data={"path": str(tmp_path)}, net={"hidden_size": 6},
+                     epochs=1, batch_size=4, bptt=5, variable_bptt=False, train_steps=0, reward_batch=2,
+                     derive_samples=1, keep=1, seed=0, device="cpu")
+    used = []
+    s.net.register_forward_pre_hook(lambda mod, args: used.append(str(args[2])))
+    s.train_shared_epoch()
+    assert len(used) >= 8
+    assert len(set(used)) >= len(used) // 2      # 4-node cells: 4! * 4^4 = 6144 of them
+
+
+def test_enas_reward_leaves_running_statistics_alone():
+    space = get_space("enas-macro", num_layers=3)
+    s = ENASSearch(space, Reinforce(space, seed=0), seed=0, net={"channels": 4}, **TINY_IMAGES)
+    s.train_shared_epoch()                 # running statistics away from their init
+    stats = {k: v.clone() for k, v in s.net.state_dict().items() if "running_" in k}
+    assert stats
+    moms = [m.momentum for m in s.net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    rng = random.Random(0)
+    for _ in range(3):
+        s.reward(space.random(rng), s._valid_batch())
+    after = s.net.state_dict()
+    for k, v in stats.items():
+        assert torch.equal(after[k], v), k
+    assert moms == [m.momentum for m in s.net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+
+
+# -- regularized evolution (evolution.py) --------------------------------------------------------
+def _population(space, rewards):
+    s = RegularizedEvolution(space, seed=0, population_size=len(rewards), sample_size=2)
+    archs = [space.make([op, (), op2, 0, (0,)]) for op, op2 in [(0, 0), (0, 1), (1, 0), (1, 1), (2, 2)]]
+    for a, r in zip(archs, rewards):
+        s.tell([a], [r])
+    return s, archs
+
+
+def test_evolution_removes_the_oldest():
+    space = get_space("toy", layers=2, options=3)
+    s, archs = _population(space, [0.9, 0.1, 0.5, 0.3])
+    child = space.make([2, (), 2, 0, ()])
+    s.tell([child], [0.2])
+    assert [r for _, r in s.population] == [0.1, 0.5, 0.3, 0.2]      # the best, but oldest, is gone
+    assert [a for a, _ in s.population] == archs[1:4] + [child]
+    s.tell([child], [0.95])
+    assert [r for _, r in s.population] == [0.5, 0.3, 0.2, 0.95]
+
+
+def test_evolution_tournament_picks_the_best(monkeypatch):
+    space = get_space("toy", layers=2, options=3)
+    s, archs = _population(space, [0.9, 0.1, 0.5, 0.3])
+    pop = list(s.population)
+    script = iter([pop[1], pop[2]])                  # rewards 0.1 and 0.5
+    monkeypatch.setattr(s.rng, "choice", lambda seq: next(script))
+    parents = []
+    monkeypatch.setattr(space, "mutate", lambda a, rng: parents.append(a) or a)
+    s.ask()
+    assert parents == [archs[2]]
+    script = iter([pop[3], pop[1]])                  # 0.3 and 0.1, order reversed
+    s.ask()
+    assert parents[-1] == archs[3]
+
+
+# -- the child reward (trainer.py) ----------------------------------------------------------------
+@pytest.mark.parametrize("reward", ["acc3", "acc"])
+def test_child_reward_is_best_of_last_five(monkeypatch, reward):
+    script = [0.95, 0.2, 0.3, 0.8, 0.5, 0.6, 0.4, 0.45]    # epoch 1 is best but too early
+
+    def train_epoch(self):
+        self.epoch += 1
+        self.step += 1
+        return {"loss": 1.0, "images": 10, "seconds": 0.01, "lr": 0.1}
+    monkeypatch.setattr(Training, "train_epoch", train_epoch)
+    monkeypatch.setattr(Training, "accuracy", lambda self, split="valid", batch_size=500: script[self.epoch - 1])
+    space = get_space("enas-macro", num_layers=2)
+    ev = ChildTrainer(space, data={"name": "digits", "per_class": 20}, epochs=8, last_k=5, reward=reward)
+    out = ev.evaluate(space.make([0, (), 1, (0,)]))
+    best = max(script[-5:])
+    assert out.reward == pytest.approx(best ** 3 if reward == "acc3" else best)
+    assert out.metrics["valid_acc"] == pytest.approx(script[-1])
+
+
+# -- exact perplexity (language.py) ---------------------------------------------------------------
+def _lm(seed=0):
+    torch.manual_seed(seed)
+    space = get_space("enas-rnn", num_nodes=2)
+    return space.language_model(space.make([0, 0, 1, 3]), 11, hidden_size=6, init_range=0.6)
+
+
+def _token_by_token(model, tokens):
+    """Σ −log p(tokens[t+1] | tokens[:t+1]) from a zero state, one token per call."""
+    state, total = model.init_state(1), 0.0
+    for t in range(len(tokens) - 1):
+        out = model(tokens[t].view(1, 1), state)
+        state = out.state
+        total -= F.log_softmax(out.logits[0, 0], -1)[tokens[t + 1]].item()
+    return total
+
+
+@pytest.mark.parametrize("length", [25, 27, 28])   # tails of 0, 2 and 0 tokens for B = 3
+def test_perplexity_batch_three_with_tail_against_a_token_loop(length):
+    model = _lm()
+    model.eval()
+    stream = torch.randint(0, 11, (length,), generator=torch.Generator().manual_seed(length))
+    B, n_targets = 3, length - 1
+    n = n_targets // B
+    with torch.no_grad():
+        total = sum(_token_by_token(model, stream[b * n:(b + 1) * n + 1]) for b in range(B - 1))
+        total += _token_by_token(model, stream[(B - 1) * n:])        # last stream and the tail
+        whole = _token_by_token(model, stream)
+    got = perplexity(model, stream, batch_size=B, bptt=3)
+    assert got["tokens"] == n_targets
+    assert got["loss"] == pytest.approx(total / n_targets, rel=1e-5)
+    assert got["ppl"] == pytest.approx(math.exp(total / n_targets), rel=1e-5)
+    assert perplexity(model, stream, batch_size=1, bptt=4)["loss"] == pytest.approx(whole / n_targets, rel=1e-5)
+
+
+# -- SepConv (ops.py) -------------------------------------------------------------------------------
+def _bn(x, bn, training):
+    if training:
+        mean, var = x.mean((0, 2, 3)), x.var((0, 2, 3), unbiased=False)
+    else:
+        mean, var = bn.running_mean, bn.running_var
+    sh = (1, -1, 1, 1)
+    return (x - mean.view(sh)) / torch.sqrt(var.view(sh) + bn.eps) * bn.weight.view(sh) + bn.bias.view(sh)
+
+
+@pytest.mark.parametrize("training", [False, True])
+@pytest.mark.parametrize("stride,size", [(1, 5), (2, 6)])
+def test_sepconv_against_the_formula(training, stride, size):
+    """2 × (ReLU → depthwise k×k, TF "SAME" → pointwise 1×1 → BN), stride on the first only."""
+    torch.manual_seed(0)
+    cin, cout, k = 3, 4, 3
+    op = SepConv(cin, cout, k, stride=stride)
+    with torch.no_grad():
+        for m in op.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-1, 1)
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2)
+    op.train(training)
+    x = torch.randn(2, cin, size, size)
+    convs = [m for m in op.modules() if isinstance(m, torch.nn.Conv2d)]
+    bns = [m for m in op.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(convs) == 4 and len(bns) == 2
+    with torch.no_grad():
+        y, c = x, cin
+        for r in range(2):
+            s = stride if r == 0 else 1
+            y = torch.relu(y)
+            out = math.ceil(y.shape[-1] / s)
+            pad = max((out - 1) * s + k - y.shape[-1], 0)
+            y = F.pad(y, (pad // 2, pad - pad // 2, pad // 2, pad - pad // 2))
+            y = F.conv2d(y, convs[2 * r].weight, stride=s, groups=c)
+            y = F.conv2d(y, convs[2 * r + 1].weight)
+            y = _bn(y, bns[r], training)
+            c = cout
+        got = op(x)
+    assert got.shape == (2, cout, math.ceil(size / stride), math.ceil(size / stride))
+    torch.testing.assert_close(got, y, rtol=1e-5, atol=1e-5)
+
+
+# -- the recurrent cell's activations (enas_rnn.py) ------------------------------------------------
+FORMULAS = {"tanh": torch.tanh, "relu": lambda v: torch.clamp(v, min=0), "sigmoid": lambda v: 1 / (1 + torch.exp(-v)),
+            "identity": lambda v: v}
+
+
+@pytest.mark.parametrize("act", ENAS_RNN_ACTIVATIONS)
+def test_enas_rnn_cell_activation_against_the_formula(act):
+    a = ENAS_RNN_ACTIVATIONS.index(act)
+    f = FORMULAS[act]
+    torch.manual_seed(0)
+    I, H = 3, 5
+    nodes = [(0, a), (1, a), (0, a)]
+    cell = ENASRNNCell(nodes, I, H, init_range=0.8)
+    x, h_prev = torch.randn(4, I), torch.randn(4, H)
+    with torch.no_grad():
+        h, t = (torch.cat([x, h_prev], 1) @ cell.w_prev).split(H, 1)
+        c = 1 / (1 + torch.exp(-t))
+        states = [c * torch.tanh(h) + (1 - c) * h_prev]
+        for (p, _), w in zip(nodes, cell.w):
+            h, t = (states[p] @ w).split(H, 1)
+            c = 1 / (1 + torch.exp(-t))
+            assert (h < 0).any() and (h > 0).any()
+            states.append(c * f(h) + (1 - c) * states[p])
+        want = (states[1] + states[2] + states[3]) / 3          # output="average": nodes 1..N
+        got = cell(x, h_prev)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
