@@ -1,3 +1,6 @@
+import functools
+import importlib
+import importlib.util
 import os
 import subprocess
 import sys
@@ -11,11 +14,55 @@ NB201_CSV = SHARED / "nasbench201" / "nb201_12epoch.csv"
 CIFAR_TOOL = Path(__file__).resolve().parents[1].parent / "shared" / "tools" / "cifar10_batches.py"
 
 
+def require(path: Path, what: str) -> Path:
+    """``path`` of the shared data (or tools). Absent, the test is skipped, except under CI
+    (``CI=true``), where it fails: CI has ../shared, so a missing copy is a broken set-up."""
+    if not Path(path).exists():
+        msg = f"{what} not found at {path}"
+        if os.environ.get("CI"):
+            pytest.fail(f"{msg}; CI=true needs the shared data (../shared, or $TORCHNAS_DATA)")
+        pytest.skip(msg)
+    return Path(path)
+
+
+def require_module(name: str):
+    """An optional package of the dev extra: skipped when absent, a failure under CI."""
+    if importlib.util.find_spec(name) is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"package {name!r} is missing; CI installs the dev extra, which has it")
+        pytest.skip(f"package {name!r} not installed")
+    return importlib.import_module(name)
+
+
+def needs(path: Path, what: str):
+    """Decorator form of :func:`require` for a whole test."""
+    def deco(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            require(path, what)
+            return fn(*args, **kwargs)
+        return wrapper
+    return deco
+
+
+def needs_module(name: str):
+    """Decorator form of :func:`require_module`."""
+    def deco(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            require_module(name)
+            return fn(*args, **kwargs)
+        return wrapper
+    return deco
+
+
+needs_table = needs(NB201_CSV, "NAS-Bench-201 table")
+
+
 @pytest.fixture(scope="session")
 def shared_cifar(tmp_path_factory):
     """The shared CIFAR-10 copy unpacked once per session into cifar-10-batches-py/."""
-    if not CIFAR_TOOL.exists():
-        pytest.skip(f"shared CIFAR-10 tool not found at {CIFAR_TOOL}")
+    require(CIFAR_TOOL, "shared CIFAR-10 tool")
     out = tmp_path_factory.mktemp("cifar10")
     subprocess.run([sys.executable, str(CIFAR_TOOL), str(out)], check=True, capture_output=True, timeout=300)
     return out
@@ -23,8 +70,7 @@ def shared_cifar(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def nb201_table():
-    if not NB201_CSV.exists():
-        pytest.skip(f"NAS-Bench-201 table not found at {NB201_CSV}")
+    require(NB201_CSV, "NAS-Bench-201 table")
     from torchnas.evaluators import NB201Table
     return NB201Table(path=NB201_CSV)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.conftest import NB201_CSV, SHARED
+from tests.conftest import NB201_CSV, SHARED, require, require_module
 from torchnas import api
 from torchnas.cli import main
 
@@ -58,9 +58,8 @@ def test_train_through_the_api_and_draw(digits_run, tmp_path):
 
 
 def test_search_command_mirrors_to_tensorboard(tmp_path):
-    pytest.importorskip("tensorboard")
-    if not NB201_CSV.exists():
-        pytest.skip("NAS-Bench-201 table absent")
+    require_module("tensorboard")
+    require(NB201_CSV, "NAS-Bench-201 table")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     out = tmp_path / "nb"
     assert main(["search", "--preset", "nb201", "--queries", "12", "--out", str(out), "--quiet", "--tensorboard",
@@ -73,13 +72,17 @@ def test_search_command_mirrors_to_tensorboard(tmp_path):
     assert any("best" in t for t in acc.Tags().get("tensors", []))
 
 
-def test_examples_run(tmp_path, monkeypatch, capsys):
+def test_nb201_example_runs(tmp_path, monkeypatch, capsys):
+    require(NB201_CSV, "NAS-Bench-201 table")
     monkeypatch.chdir(tmp_path)
-    if NB201_CSV.exists():
-        monkeypatch.setattr(sys, "argv", ["search_nb201.py", "--queries", "10", "--data-dir", str(SHARED)])
-        runpy.run_path(str(ROOT / "examples" / "search_nb201.py"), run_name="__main__")
-        out = capsys.readouterr().out
-        assert "reinforce" in out and "random" in out and "test" in out
+    monkeypatch.setattr(sys, "argv", ["search_nb201.py", "--queries", "10", "--data-dir", str(SHARED)])
+    runpy.run_path(str(ROOT / "examples" / "search_nb201.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "reinforce" in out and "random" in out and "test" in out
+
+
+def test_nas_rl_example_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["nas_rl_digits.py", "--queries", "4", "--epochs", "1", "--out", "runs/d"])
     runpy.run_path(str(ROOT / "examples" / "nas_rl_digits.py"), run_name="__main__")
     out = capsys.readouterr().out

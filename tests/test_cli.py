@@ -1,12 +1,9 @@
 import json
 
-import pytest
 import yaml
 
 from torchnas.cli import main
-from tests.conftest import NB201_CSV, SHARED
-
-needs_table = pytest.mark.skipif(not NB201_CSV.exists(), reason="NAS-Bench-201 table absent")
+from tests.conftest import SHARED, needs_table
 
 
 @needs_table

@@ -3,6 +3,7 @@ import random
 import pytest
 import torch
 
+from tests.conftest import require_module
 from torchnas.controller import Controller
 from torchnas.nn import count_flops
 from torchnas.evaluators.trainer import ChildTrainer
@@ -161,7 +162,7 @@ def test_parallel_equals_serial(backend):
     from torchnas.evaluators.executors import LocalPool, RayPool, Serial
     from torchnas.search import Search
     if backend == "ray":
-        pytest.importorskip("ray")
+        require_module("ray")
     logs = []
     parallel = (lambda: LocalPool(workers=2, threads=1)) if backend == "local" else (lambda: RayPool(workers=2, threads=1))
     for executor in (Serial(threads=1), parallel()):

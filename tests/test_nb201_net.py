@@ -1,12 +1,11 @@
 """The NAS-Bench-201 networks, ENAS on them, and the reports that read the table after a search."""
 import json
 import random
-import shutil
 
 import pytest
 import torch
 
-from tests.conftest import NB201_CSV, kill_on_call
+from tests.conftest import NB201_CSV, kill_on_call, require
 from torchnas.enas import ENASSearch
 from torchnas.runs import RunDir
 from torchnas.spaces import NB201Space
@@ -112,8 +111,7 @@ def test_diagram_and_dry_run(capsys):
 
 
 def test_ground_truth_of_the_best_cell():
-    if not NB201_CSV.exists():
-        pytest.skip(f"NAS-Bench-201 table not found at {NB201_CSV}")
+    require(NB201_CSV, "NAS-Bench-201 table")
     truth = SPACE.ground_truth(SPACE.parse(BEST_200EP), NB201_CSV.parent.parent)
     assert truth["arch_str"] == BEST_200EP and truth["cells"] == 15625
     assert truth["valid_acc"] == pytest.approx(84.746, abs=1e-3) and truth["valid_rank"] == 2
@@ -176,8 +174,7 @@ def test_enas_on_cifar10_never_reads_the_table_and_resumes_exactly(tmp_path, mon
     assert run.read_jsonl("steps.jsonl") == RunDir(tmp_path / "ref").read_jsonl("steps.jsonl")
     assert json.loads((run.path / "best.json").read_text())["arch"] == ref[0]["arch"]
     monkeypatch.undo()
-    if not NB201_CSV.exists():
-        pytest.skip(f"NAS-Bench-201 table not found at {NB201_CSV}")
+    require(NB201_CSV, "NAS-Bench-201 table")
     from torchnas.ws_rank import report_ground_truth
     truth = report_ground_truth(run, SPACE, ref[0]["arch"], NB201_CSV.parent.parent)
     assert 0 <= truth["valid_percentile"] <= 100 and (run.path / "ground_truth.json").exists()
@@ -202,8 +199,7 @@ def test_warmup_samples_uniform_cells_and_leaves_the_controller_alone(tmp_path):
 def test_ws_rank_on_a_toy_run(tmp_path, capsys):
     """An ENAS run on digits, then ``torchnas bench ws-rank``: tau and rho in [-1, 1], hits in
     [0, 1], the figure and the JSON written."""
-    if not NB201_CSV.exists():
-        pytest.skip(f"NAS-Bench-201 table not found at {NB201_CSV}")
+    require(NB201_CSV, "NAS-Bench-201 table")
     from torchnas.cli import main
     run = tmp_path / "run"
     sets = ["enas.data={name: digits, per_class: 20}", "enas.net={channels: 4, num_cells: 1}", "enas.epochs=2",

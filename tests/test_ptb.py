@@ -1,12 +1,12 @@
 import pytest
 import torch
 
-from tests.conftest import SHARED
+from tests.conftest import SHARED, needs
 from torchnas.data import DataFormatError, DataNotFoundError
 from torchnas.data.ptb import batchify, bptt_windows, load_ptb
 
 PTB = SHARED / "ptb"
-needs_ptb = pytest.mark.skipif(not (PTB / "ptb.train.txt").exists(), reason="shared PTB copy absent")
+needs_ptb = needs(PTB / "ptb.train.txt", "shared PTB copy")
 
 
 @needs_ptb

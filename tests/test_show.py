@@ -1,7 +1,6 @@
 """torchnas show: run summaries and figures of real runs (search, ENAS, retraining), TensorBoard
 export read back from the event files, and architecture strings drawn on their own."""
 import argparse
-import importlib.util
 import io
 import json
 import shutil
@@ -11,7 +10,7 @@ import pytest
 from PIL import Image
 from rich.console import Console
 
-from tests.conftest import NB201_CSV, SHARED
+from tests.conftest import NB201_CSV, SHARED, needs_module, needs_table, require
 from tests.test_lm import REINFORCE as LM_REINFORCE, SPACE as LM_SPACE, TINY as LM_TINY, _write_corpus
 from torchnas.cli import main
 from torchnas.enas import ENASLMSearch
@@ -22,8 +21,7 @@ from torchnas.tensorboard import TensorBoardMirror, export_run_to_tensorboard, s
 from torchnas.viz import figures
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-needs_table = pytest.mark.skipif(not NB201_CSV.exists(), reason="NAS-Bench-201 table absent")
-needs_tb = pytest.mark.skipif(importlib.util.find_spec("tensorboard") is None, reason="tensorboard not installed")
+needs_tb = needs_module("tensorboard")
 CNN_ARCH = "nas-cnn:5,7,12,-,5,3,16,0,7,3,12,0,5,5,8,0"
 
 
@@ -40,8 +38,7 @@ def runs(tmp_path_factory):
 
 
 def _nb201(out, strategy):
-    if not NB201_CSV.exists():
-        pytest.skip("NAS-Bench-201 table absent")
+    require(NB201_CSV, "NAS-Bench-201 table")
     assert main(["search", "--preset", "nb201", "--strategy", strategy, "--queries", "30", "--data-dir", str(SHARED),
                  "--out", str(out), "--quiet"]) == 0
     return out
@@ -239,7 +236,6 @@ def test_live_mirror_as_a_listener(tmp_path):
 
 
 @needs_tb
-@pytest.mark.skipif(not hasattr(RunDir("."), "listeners"), reason="RunDir has no listeners hook")
 def test_live_mirror_through_the_run_dir_hook(runs, tmp_path):
     src = runs("enas")
     run = RunDir(tmp_path / "live").create({"space": {"name": "enas-rnn", "num_nodes": 4}})
