@@ -209,6 +209,9 @@ def test_export_run_of_a_real_training_run(tmp_path):
         _close(model.eval()(x), import_file(out / "model.py").load()(x))
 
 
+TOY_ARCH = "toy:op1,-,op1,0,0,op1,1,-"
+
+
 def test_export_run_errors(tmp_path):
     from torchnas.train import train_config
     nas = {"name": "nas-cnn", "layers": 1, "num_filters": [4]}
@@ -223,8 +226,11 @@ def test_export_run_errors(tmp_path):
         export_run(tmp_path / "nothing")
     nb = RunDir(tmp_path / "nb201").create(train_config("nb201:none,none,none,none,none,none", {"name": "nb201"},
                                                          {"name": "digits"}, {"epochs": 1}))
-    with pytest.raises(ValueError, match="no network to export"):
+    with pytest.raises(RunError, match="no model.pt"):     # the NAS-Bench-201 cell has a network now
         export_run(nb.path)
+    toy = RunDir(tmp_path / "toy").create(train_config(TOY_ARCH, {"name": "toy"}, {"name": "digits"}, {"epochs": 1}))
+    with pytest.raises(ValueError, match="no network to export"):
+        export_run(toy.path)
 
 
 def test_export_run_of_a_language_model(tmp_path):
