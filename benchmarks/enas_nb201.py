@@ -95,7 +95,8 @@ def main(argv=None) -> int:
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             r = run_one(torchnas, args.preset, strategy, seed, out, data, args.set)
             rows.append(r)
-            print(f"| {strategy} | {seed} | `{r['arch_str']}` | {r['valid_acc']:.2f} | {r['test_acc']:.2f} | "
+            cell = r["arch_str"].replace("|", "\\|")      # a pipe inside a markdown table cell
+            print(f"| {strategy} | {seed} | `{cell}` | {r['valid_acc']:.2f} | {r['test_acc']:.2f} | "
                   f"{r['percentile']:.1f} | {r['kendall_tau']:.3f} | {r['spearman_rho']:.3f} | "
                   f"{r['top10_hit_rate']:.2f} | {r['search_seconds'] / 60:.1f} min |", flush=True)
     print()
