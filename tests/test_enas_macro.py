@@ -281,6 +281,15 @@ def _expected_final_params(layers, channels, num_classes, in_channels, kernel, s
     return n + c * num_classes                                    # linear, no bias
 
 
+def test_published_arc_on_the_command_line(capsys):
+    """The authors' 24-layer arc is longer than a file name may be: it is taken as an
+    architecture, never asked of the file system (it used to raise OSError: File name too long)."""
+    from torchnas.cli import main
+    assert len(PUBLISHED_ARC) > 255
+    assert main(["train", "--preset", "enas-macro-final", "--arc", PUBLISHED_ARC, "--dry-run"]) == 0
+    assert "parameters: 30,947,424" in capsys.readouterr().out
+
+
 def test_final_configuration_parameter_count(capsys):
     """The paper's final macro network: 24 layers, 96 channels, the published arc, 10 classes."""
     tokens = [int(t) for t in PUBLISHED_ARC.split()]

@@ -12,7 +12,7 @@ from .config import (ConfigError, apply_override, build, build_executor, build_s
                      final_settings, load_file, load_preset, preset_names, resolve)
 from .data import DataNotFoundError
 from .export import ExportError
-from .runs import RunDir, RunError
+from .runs import RunDir, RunError, as_path
 
 DEFAULT_PRESET = "nas-cnn-tiny"
 BENCH_PRESET = "nb201"
@@ -325,7 +325,9 @@ def _dry_run(space, arch: str, data: dict, net: dict) -> int:
 def _arch_source(text: str):
     """An architecture string, or the best architecture of a best.json / search run (with its config)."""
     import json
-    p = Path(text)
+    p = as_path(text)
+    if p is None:
+        return text, None
     if p.is_dir():
         best, cfg = p / RunDir.BEST, RunDir(p).config()
         if not best.exists():

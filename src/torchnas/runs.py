@@ -45,6 +45,17 @@ def set_rng_states(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def as_path(text: str) -> Path | None:
+    """``text`` as a path, or None when it cannot name a file (a component longer than the
+    255-byte file-name limit, a NUL, or longer than PATH_MAX): an architecture string such as
+    the authors' 24-layer macro arc is then never handed to the file system, which would raise
+    ``OSError: File name too long``."""
+    if "\0" in text or len(text.encode()) >= 4096:
+        return None
+    p = Path(text)
+    return p if all(len(part.encode()) <= 255 for part in p.parts) else None
+
+
 class RunError(RuntimeError):
     """A run directory is missing, incomplete or belongs to another kind of job."""
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .runs import RunDir, RunError
+from .runs import RunDir, RunError, as_path
 
 FIGURES = "figures"
 
@@ -271,8 +271,8 @@ def add_parser(sub) -> None:
 
 
 def cmd_show(args) -> int:
-    target = Path(args.target)
-    if not target.is_dir():
+    target = as_path(args.target)
+    if target is None or not target.is_dir():
         if ":" not in args.target and not args.preset:
             raise RunError(f"{args.target} is neither a run directory nor an architecture string (SPACE:v1,v2,...)")
         show_arch(args.target, preset=args.preset, out=args.out)
