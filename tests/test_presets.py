@@ -1,5 +1,6 @@
 """Every preset resolves and builds; the final presets build the authors' published networks."""
 import inspect
+from pathlib import Path
 
 import pytest
 
@@ -31,8 +32,22 @@ def test_preset_builds(name):
             space.parse(r["arch"])
 
 
-@pytest.mark.parametrize("preset, params", [("enas-micro-final", "4,389,220"), ("enas-macro-final", "30,947,424")])
-def test_published_networks_dry_run(preset, params, capsys):
-    assert main(["train", "--preset", preset, "--dry-run"]) == 0
+DOC = Path(__file__).resolve().parents[1] / "docs" / "results.md"
+
+
+@pytest.mark.parametrize("args, printed, documented", [
+    (["--preset", "enas-micro-final"], ["parameters: 4,389,220", "3,894,372 without the auxiliary head"],
+     ["3.89 M", "4.39 M with the auxiliary head"]),
+    (["--preset", "enas-macro-final"], ["parameters: 30,947,424"], ["30.95 M"]),
+    (["--preset", "enas-rnn-final"], ["parameters: 20,800,000", "12,800,000 in the cell", "8,000,000 in the tied"],
+     ["20.80 M (12.80 M cell + 8.00 M tied embedding)"]),
+    (["--preset", "enas-rnn-final", "--set", "final_net.hidden_size=850"], ["parameters: 22,950,000"],
+     ["22.95 M at hidden 850 (`--set final_net.hidden_size=850`"]),
+])
+def test_documented_parameter_counts_are_what_their_commands_print(args, printed, documented, capsys):
+    """docs/results.md's parameter-count table: each figure is printed by the dry run it names."""
+    assert main(["train", *args, "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert f"parameters: {params}" in out
+    assert all(p in out for p in printed), out
+    table = [line for line in DOC.read_text().splitlines() if line.startswith("| ENAS")]
+    assert all(any(d in line for line in table) for d in documented), documented
