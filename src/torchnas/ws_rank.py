@@ -63,21 +63,22 @@ def ws_rank(run_dir, samples: int = 64, seed: int = 0, batches: int = 8, data_di
     if space.size() < samples:
         raise ValueError(f"--samples {samples} is more than the {space.size()} architectures of {space.name!r}")
     derived = (run.read_json(RunDir.BEST) or {}).get("arch")
-    probe = space.ground_truth(space.random(random.Random(0)), data_dir or cfg.get("data_dir"))
-    if probe is None:
-        raise ValueError(f"space {space.name!r} has no benchmark table to rank against (ws-rank needs nb201)")
-    if probe.get("table") is None:
-        raise ValueError(f"ws-rank needs the benchmark table: {probe.get('note')}")
     rng, archs = random.Random(seed), []
     while len(archs) < samples:
         a = space.random(rng)
         if a not in archs:
             archs.append(a)
+    truth_of = lambda a: space.ground_truth(a, data_dir or cfg.get("data_dir"))
+    first = truth_of(archs[0])      # the table is checked before any cell is scored
+    if first is None:
+        raise ValueError(f"space {space.name!r} has no benchmark table to rank against (ws-rank needs nb201)")
+    if first.get("table") is None:
+        raise ValueError(f"ws-rank needs the benchmark table: {first.get('note')}")
+    truth = [truth_of(a)["valid_acc"] for a in archs]
     search.generator.manual_seed(seed)
     val = [search._valid_batch() for _ in range(batches)]
     score = lambda a: sum(search.reward(a, b) for b in val) / len(val)
-    truth_of = lambda a: space.ground_truth(a, data_dir or cfg.get("data_dir"))["valid_acc"]
-    ws, truth = [score(a) for a in archs], [truth_of(a) for a in archs]
+    ws = [score(a) for a in archs]
     tau, rho = kendalltau(ws, truth).statistic, spearmanr(ws, truth).statistic
     k = max(1, round(0.1 * samples))
     record = {"run": str(run.path), "samples": samples, "seed": seed, "batches": batches,
@@ -88,7 +89,7 @@ def ws_rank(run_dir, samples: int = 64, seed: int = 0, batches: int = 8, data_di
               "cells": [{"arch": str(a), "shared_acc": s, "table_valid_acc": t} for a, s, t in zip(archs, ws, truth)]}
     if derived:
         d = space.parse(derived)
-        record["derived"] = {"arch": derived, "shared_acc": score(d), "table_valid_acc": truth_of(d)}
+        record["derived"] = {"arch": derived, "shared_acc": score(d), "table_valid_acc": truth_of(d)["valid_acc"]}
     run.write_json(WS_RANK, record)
     record["figure"] = str(ws_rank_figure(record, run.path / "figures" / "ws_rank.png"))
     return record

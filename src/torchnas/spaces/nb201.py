@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import math
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from pathlib import Path
 from typing import Sequence
 
@@ -126,7 +126,7 @@ class NB201Space(SearchSpace):
         return {**out, "table": str(path), "valid_acc": m[VALID_COLUMN], "test_acc": m[TEST_COLUMN],
                 "valid_percentile": round(100.0 * bisect_left(valid, m[VALID_COLUMN]) / n, 2),
                 "test_percentile": round(100.0 * bisect_left(test, m[TEST_COLUMN]) / n, 2),
-                "valid_rank": n - bisect_left(valid, m[VALID_COLUMN]) - valid.count(m[VALID_COLUMN]) + 1,
+                "valid_rank": n - bisect_right(valid, m[VALID_COLUMN]) + 1,
                 "cells": n, "metrics": dict(m)}
 
 
