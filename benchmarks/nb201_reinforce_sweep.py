@@ -35,7 +35,7 @@ def main():
         sets = [f"strategies.reinforce.lr={lr}", f"strategies.reinforce.batch_size={batch}",
                 f"strategies.reinforce.controller.tanh_constant={'null' if tanh is None else tanh}"]
         r = run_nb201_bench("reinforce", args.queries, args.seeds, overrides=sets, data_dir=args.data_dir,
-                            first_seed=args.first_seed, quiet=True)
+                            first_seed=args.first_seed)
         runs = r["runs"]
         valid = statistics.mean(x["metrics"]["cifar10valid_xvalid_acc_12ep"] for x in runs)
         test = statistics.mean(x["metrics"]["cifar10_oritest_acc_12ep"] for x in runs)

@@ -33,8 +33,8 @@ def main():
     rows = []
     for q in args.queries:
         for s in args.strategies:
-            res = run_nb201_bench(s, q, args.seeds, data_dir=args.data_dir, quiet=True)
-            stats = summarize(res, file=open(os.devnull, "w"))
+            res = run_nb201_bench(s, q, args.seeds, data_dir=args.data_dir)
+            stats = summarize(res)
             rows.append((q, s, res["seconds"], stats, sum(r["stopped_early"] for r in res["runs"])))
             if args.out_dir:
                 Path(args.out_dir).mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,7 @@ def test_search_returns_the_run_and_its_records(digits_run):
     assert run.config["budget"] == 8 and run.config["evaluator"]["epochs"] == 1
     assert run.retrain is not None and run.result["epochs"] == 1 and 0 <= run.result["test_acc"] <= 1
     assert run.result["arch"] == run.best["arch"]
-    with pytest.raises(TypeError, match="unknown option 'querys'"):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'querys'"):
         api.search(preset="nb201", querys=3)
 
 

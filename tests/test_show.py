@@ -1,6 +1,5 @@
 """torchnas show: run summaries and figures of real runs (search, ENAS, retraining), TensorBoard
 export read back from the event files, and architecture strings drawn on their own."""
-import argparse
 import io
 import json
 import shutil
@@ -15,7 +14,7 @@ from tests.test_lm import REINFORCE as LM_REINFORCE, SPACE as LM_SPACE, TINY as 
 from torchnas.cli import main
 from torchnas.enas import ENASLMSearch
 from torchnas.runs import RunDir
-from torchnas.show import add_parser, show_arch, show_run, summarize
+from torchnas.show import show_arch, show_run, summarize
 from torchnas.strategies import Reinforce
 from torchnas.tensorboard import TensorBoardMirror, export_run_to_tensorboard, scalars, step_key
 from torchnas.viz import figures
@@ -285,10 +284,7 @@ def test_show_arch_rejects_bad_strings(tmp_path, text, message):
 
 @needs_tb
 def test_show_command(runs, capsys):
-    parser = argparse.ArgumentParser()
-    add_parser(parser.add_subparsers(dest="command"))
     run = runs("enas")
-    args = parser.parse_args(["show", str(run), "--no-figures", "--top", "2", "--tensorboard"])
-    assert args.func(args) == 0
+    assert main(["show", str(run), "--no-figures", "--top", "2", "--tensorboard"]) == 0
     out = capsys.readouterr().out
     assert _best(run)["arch"] in out and "TensorBoard" in out

@@ -99,3 +99,31 @@ def test_decision_constructors_reject_nonsense():
         AnchorSet("x", -1)
     with pytest.raises(ValueError, match="layout"):
         get_space("toy", layout="tree")
+
+
+# -- the registry: every registered space meets the contract --------------------------------------
+from torchnas.registry import register, registered  # noqa: E402
+
+
+@pytest.mark.parametrize("name", sorted(registered("space")))
+def test_every_registered_space_meets_the_contract(name):
+    space = get_space(name)
+    assert space.name == name and get_space(name).config() == space.config()
+    rng = random.Random(0)
+    for _ in range(20):
+        a = space.random(rng)
+        assert space.parse(str(a)) == a and Architecture.parse(str(a)) == a
+        assert Architecture.from_json(a.dumps()) == a
+        m = space.mutate(a, rng)
+        assert space.check(m) is m and sum(x != y for x, y in zip(m.values, a.values)) == 1
+    if hasattr(space, "child"):          # spaces with networks describe them for --dry-run
+        d = space.describe(a, {"name": "cifar10"}, {})
+        assert d["arch"] == str(a) and d["params"] > 0
+
+
+def test_registering_a_second_definition_under_a_name_fails():
+    with pytest.raises(ValueError, match="registered twice"):
+        register("space", "nb201")(ToySpace)
+    with pytest.raises(ValueError, match="unknown registry"):
+        register("model")
+    assert registered("space")["nb201"] is NB201Space

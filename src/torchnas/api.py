@@ -1,4 +1,5 @@
-"""The Python API: what the command line does, from a script, in a few lines.
+"""The Python API: every command as a function, with keyword arguments. The command line
+(cli.py) is a thin shell over these.
 
     from torchnas import api
 
@@ -8,19 +9,27 @@
     api.export(run)                          # model.py + state dict, TorchScript, ONNX, each checked
     api.draw("enas-rnn:0 2 1 0 2 1 2 2 4 0 5 0 3 2 6 2", "cell")   # a diagram of any architecture
 
-(``torchnas.search``, ``torchnas.train``, ... are the modules these functions use.)
+Options are the command's (``--data-dir`` is ``data_dir``; ``--set k=v`` is ``set={"k": v}``);
+errors are the ones the command prints. Runs are the same directories the CLI writes, so either
+can resume the other's.
 
-Every function takes the command's options as keyword arguments (``--data-dir`` is
-``data_dir``; ``--set k=v`` is ``set={"k": v}``) and raises the same errors the command
-prints. Runs are the same directories the CLI writes, so either can resume the other's.
+Long work reports through ``on_event(name, data)`` (see :mod:`torchnas.terminal` for the events
+and how the command line prints them); ``quiet=False`` prints them as the command line does.
 """
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
-from .runs import RunDir, RunError
+from .config import (ConfigError, apply_override, build, build_executor, build_space, build_strategy,
+                     data_config, data_section, final_settings, load_preset, preset_names, resolve,
+                     search_config)
+from .runs import RunDir, RunError, as_path
+
+Events = Callable[[str, dict], None]
 
 
 @dataclass
@@ -60,43 +69,249 @@ class Run:
         return str(self.path)
 
 
-def _args(command: str, options: dict):
-    from .cli import build_parser
-    args = build_parser().parse_args([command])
-    overrides = options.pop("set", None) or {}
-    if isinstance(overrides, dict):
-        overrides = [f"{k}={json.dumps(v)}" for k, v in overrides.items()]
-    elif isinstance(overrides, str):
-        overrides = [overrides]
-    args.set = list(overrides)
-    for key, value in options.items():
-        if not hasattr(args, key):
-            raise TypeError(f"torchnas.api.{command}() got an unknown option {key!r}")
-        setattr(args, key, str(value) if isinstance(value, Path) else value)
-    return args
+def _events(on_event: Events | None, quiet: bool) -> Events:
+    if on_event is not None:
+        return on_event
+    if not quiet:
+        from .terminal import Printer
+        return Printer()
+    return lambda name, data: None
 
 
-def search(*, retrain: bool = True, quiet: bool = True, **options) -> Run:
-    """``torchnas search``: ``preset``, ``config``, ``strategy``, ``queries``, ``seed``, ``set``,
-    ``data``, ``data_dir``, ``workers``, ``out``, ``resume``; ``retrain=False`` skips retraining
-    the best architecture."""
-    from .cli import run_search
-    return Run(Path(run_search(_args("search", {**options, "no_retrain": not retrain, "quiet": quiet}))))
+def _overrides(value) -> list[str]:
+    """``set``: a dict ``{key: value}``, a list of ``key=value`` strings, or one such string."""
+    if not value:
+        return []
+    if isinstance(value, dict):
+        return [f"{k}={json.dumps(v)}" for k, v in value.items()]
+    return [value] if isinstance(value, str) else list(value)
 
 
-def train(*, quiet: bool = True, **options) -> Run:
-    """``torchnas train``: ``arch`` (a string, a best.json, a search run or a :class:`Run`),
-    ``preset``, ``epochs``, ``set``, ``data``, ``data_dir``, ``seed``, ``out``, ``resume``."""
-    from .cli import run_train
-    if isinstance(options.get("arch"), Run):
-        options["arch"] = options["arch"].path
-    if options.get("dry_run"):
-        raise ValueError("torchnas.api.train(dry_run=True) has nothing to return; use the command line")
-    return Run(Path(run_train(_args("train", {**options, "quiet": quiet}))))
+def _path(p) -> str | None:
+    return None if p is None else str(Path(p))
 
 
+# -- torchnas search --------------------------------------------------------------------------
+def search(*, preset: str | None = None, config=None, strategy: str | None = None, queries: int | None = None,
+           seed: int | None = None, set=None, data: str | None = None, data_dir=None, workers: int | None = None,
+           out=None, resume=None, retrain: bool = True, tensorboard: bool = False, quiet: bool = True,
+           on_event: Events | None = None) -> Run:
+    """``torchnas search``: a search (or an ENAS search) in a new run directory ``out``, or the
+    run ``resume`` continued from its checkpoint (``queries`` then raises or cuts its budget);
+    with ``retrain`` the best architecture is then trained from scratch in ``RUN/retrain``."""
+    emit = _events(on_event, quiet)
+    data_dir = _path(data_dir)
+    if resume:
+        run = RunDir(resume)
+        cfg = run.config()
+        if cfg.get("kind") == "train":
+            raise RunError(f"{run.path} is a retraining run: continue it with torchnas train --resume {run.path}")
+        if queries is not None and queries != cfg["budget"]:  # extend (or cut) the budget
+            cfg["budget"] = queries
+            run.save_config(resolve(cfg))
+    else:
+        cfg = search_config(preset=preset, config=config, set=_overrides(set), queries=queries, workers=workers,
+                            seed=seed, data=data, data_dir=data_dir, strategy=strategy)
+        out = _path(out) or f"runs/{cfg.get('preset', 'search')}-{cfg['strategy']['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run = None
+    if "enas" in cfg:
+        return _enas(cfg, run, out, retrain, tensorboard, emit)
+    space, strategy_, evaluator = build(cfg, data_dir)   # bad settings fail before a run exists
+    run = run or RunDir(out).create(cfg)
+    from .search import Search
+    executor = build_executor(cfg)
+    search_ = Search(space, strategy_, evaluator, cfg["budget"], run_dir=run,
+                     max_proposals=cfg.get("max_proposals"), executor=executor)
+    search_.resume()
+    try:
+        with _tensorboard(run, tensorboard, emit):
+            emit("start", {"task": "search", "label": f"{cfg['strategy']['name']} on {space.name}",
+                           "total": cfg["budget"], "completed": len(search_.log), "best": search_.best})
+            search_.on_evaluation = lambda rec: emit("progress", {"completed": len(search_.log),
+                                                                  "best": search_.best})
+            try:
+                result = search_.run()
+            finally:
+                emit("end", {"task": "search"})
+    finally:
+        executor.close()
+    emit("search_done", {"path": run.path, "best": result.best, "stopped_early": result.stopped_early,
+                         "proposals": result.proposals, "distinct": len(result.evaluations)})
+    best = result.best
+    if best and final_settings(cfg)[1] and cfg["evaluator"]["name"] == "trainer" and retrain:
+        _retrain_best(cfg, run, best["arch"], tensorboard, emit)
+    _figures(run, emit)
+    return Run(run.path)
+
+
+def _enas(cfg: dict, run: RunDir | None, out: str | None, retrain: bool, tensorboard: bool, emit: Events) -> Run:
+    """ENAS: shared-weight search, derive, then (optionally) train the derived architecture."""
+    from .enas import make_enas
+    from .ws_rank import report_ground_truth
+    space = build_space(cfg)
+    search_ = make_enas(space, build_strategy(cfg, space), seed=cfg["seed"], **cfg["enas"])
+    search_.run_dir = run = run or RunDir(out).create(cfg)
+    search_.resume()
+    with _tensorboard(run, tensorboard, emit):
+        emit("start", {"task": "enas", "label": f"ENAS {cfg['strategy']['name']} on {space.name}",
+                       "total": search_.epochs, "completed": search_.epoch, "metric": search_.metric})
+        try:
+            derived = search_.run(on_epoch=lambda rec: emit("progress", {
+                "completed": rec["epoch"], "valid": rec[search_.metric], "metric": search_.metric,
+                "loss": rec["loss"]}))
+        finally:
+            emit("end", {"task": "enas"})
+    emit("enas_done", {"path": run.path, "derived": derived})
+    truth = report_ground_truth(run, space, derived[0]["arch"], cfg.get("data_dir"))
+    if truth is not None:
+        emit("ground_truth", {"path": run.path, "truth": truth})
+    if final_settings(cfg)[1] and retrain:
+        _retrain_best(cfg, run, derived[0]["arch"], tensorboard, emit)
+    _figures(run, emit)
+    return Run(run.path)
+
+
+def _retrain_best(cfg: dict, run: RunDir, arch: str, tensorboard: bool, emit: Events) -> dict:
+    from .train import train_config
+    out = run.path / "retrain"
+    data = data_section(cfg).get("data") or {"name": "digits"}
+    net, train_ = final_settings(cfg)
+    if not (out / RunDir.CONFIG).exists():
+        RunDir(out).create(train_config(arch, cfg["space"], data, train_, cfg["seed"], net))
+    emit("retrain_start", {"epochs": train_["epochs"]})
+    return _retrain(RunDir(out), run.path / "tensorboard" if tensorboard else None, emit, prefix="retrain/")
+
+
+def _retrain(run: RunDir, tensorboard, emit: Events, prefix: str = "") -> dict:
+    """Train a retraining run to its end; ``tensorboard``: a log folder (True: RUN/tensorboard)."""
+    from .train import retrain
+    cfg = run.config()
+    start = time.perf_counter()
+    with _tensorboard(run, tensorboard, emit, prefix):
+        emit("start", {"task": "retrain", "label": "retrain", "total": cfg["train"]["epochs"], "completed": 0})
+        try:
+            result = retrain(run, on_epoch=lambda rec: emit("progress", {
+                "completed": rec["epoch"], "loss": rec["loss"],
+                **{k: rec[k] for k in ("valid_acc", "valid_ppl") if k in rec}}))
+        finally:
+            emit("end", {"task": "retrain"})
+    emit("retrain_done", {"path": run.path, "result": result, "seconds": time.perf_counter() - start})
+    return result
+
+
+def _figures(run: RunDir, emit: Events) -> None:
+    """The run's figures (what ``torchnas show RUN`` draws) in RUN/figures/."""
+    from .show import FIGURES, write_figures
+    written = write_figures(run.path)
+    if written:
+        emit("figures", {"path": run.path, "dir": run.path / FIGURES,
+                         "names": sorted(Path(f).name for f in written.values())})
+
+
+class _tensorboard:
+    """``tensorboard``: mirror every log record the run appends (and the best architecture at
+    the end) to TensorBoard in ``where`` (True: RUN/tensorboard)."""
+
+    def __init__(self, run: RunDir, where, emit: Events, prefix: str = ""):
+        self.run, self.where, self.emit, self.prefix, self.mirror = run, where, emit, prefix, None
+
+    def __enter__(self):
+        if self.where:
+            from .tensorboard import TensorBoardMirror
+            mirror = self.mirror = TensorBoardMirror(self.run.path / "tensorboard" if self.where is True else self.where)
+            p = self.prefix
+            self.run.listeners.append(mirror if not p else (lambda name, rec: mirror(p + name, rec)))
+        return self.mirror
+
+    def __exit__(self, *exc):
+        if self.mirror is not None:
+            best = self.run.read_json(RunDir.BEST)
+            if best:
+                self.mirror.text(f"{self.prefix}best/arch", f"`{best['arch']}` (reward {best['reward']:.4f})")
+            self.mirror.close()
+            self.emit("tensorboard", {"log_dir": self.mirror.log_dir})
+        return False
+
+
+# -- torchnas train ---------------------------------------------------------------------------
+def _train_settings(arch, preset, set, epochs, data, data_dir):
+    """(space, arch string, space config, data, train settings, net settings, source config)."""
+    arch, source_cfg = _arch_source(str(arch)) if arch else (None, None)
+    if preset or source_cfg is None:
+        source_cfg = load_preset(preset or "nas-cnn-tiny")
+    arch = arch or source_cfg.get("arch")
+    if not arch:
+        raise ConfigError("torchnas train needs --arch ARCH (a string, a best.json or a search run), "
+                          "a preset with an 'arch', or --resume RUN")
+    for assignment in _overrides(set):
+        apply_override(source_cfg, assignment)
+    net, settings = final_settings(source_cfg)
+    if not settings:
+        raise ConfigError(f"preset {source_cfg.get('preset')!r} has no 'train' settings")
+    settings = dict(settings)
+    if epochs is not None:
+        settings["epochs"] = epochs
+    data_ = (data_section(source_cfg) or {}).get("data") or {"name": "digits"}
+    if data or data_dir:
+        data_ = data_config(data or data_["name"], _path(data_dir), data_)
+    space = build_space(source_cfg)
+    arch = str(space.parse(arch))      # validates; a clear error names the bad decision
+    return space, arch, data_, settings, net, source_cfg
+
+
+def train(*, arch=None, preset: str | None = None, epochs: int | None = None, set=None, data: str | None = None,
+          data_dir=None, seed: int | None = None, out=None, resume=None, tensorboard: bool = False,
+          quiet: bool = True, on_event: Events | None = None) -> Run:
+    """``torchnas train``: ``arch`` (a string, a best.json, a search run or a :class:`Run`)
+    trained from scratch with the settings of its run or of ``preset``; or the retraining run
+    ``resume`` continued."""
+    emit = _events(on_event, quiet)
+    if resume:
+        run = RunDir(resume)
+        if run.config().get("kind") != "train":
+            raise RunError(f"{run.path} is not a retraining run: continue a search with torchnas search --resume {run.path}")
+        _retrain(run, tensorboard, emit)
+        return Run(run.path)
+    from .train import train_config
+    space, arch, data_, settings, net, source_cfg = _train_settings(
+        arch.path if isinstance(arch, Run) else arch, preset, set, epochs, data, data_dir)
+    seed = seed if seed is not None else source_cfg.get("seed", 0)
+    out = _path(out) or f"runs/train-{time.strftime('%Y%m%d-%H%M%S')}"
+    run = RunDir(out).create(train_config(arch, source_cfg["space"], data_, settings, seed, net))
+    _retrain(run, tensorboard, emit)
+    return Run(run.path)
+
+
+def dry_run(*, arch=None, preset: str | None = None, set=None, data: str | None = None, data_dir=None,
+            epochs: int | None = None) -> dict:
+    """``torchnas train --dry-run``: build the network without loading data; returns its
+    architecture, parameter counts and the settings it was built with."""
+    space, arch, data_, _, net, _ = _train_settings(arch.path if isinstance(arch, Run) else arch, preset, set,
+                                                    epochs, data, data_dir)
+    return space.describe(space.parse(arch), data_, net)
+
+
+def _arch_source(text: str):
+    """An architecture string, or the best architecture of a best.json / search run (with its config)."""
+    p = as_path(text)
+    if p is None:
+        return text, None
+    if p.is_dir():
+        best, cfg = p / RunDir.BEST, RunDir(p).config()
+        if not best.exists():
+            raise RunError(f"{p} has no {RunDir.BEST} yet: the search has evaluated nothing")
+        return json.loads(best.read_text())["arch"], cfg
+    if p.suffix == ".json" and p.is_file():
+        cfg_path = p.parent / RunDir.CONFIG
+        cfg = RunDir(p.parent).config() if cfg_path.exists() else None
+        return json.loads(p.read_text())["arch"], cfg
+    return text, None
+
+
+# -- torchnas show | export | bench | presets ---------------------------------------------------
 def show(run, figures: bool = True, top: int = 5) -> dict:
-    """``torchnas show RUN``: print the summary, write the figures; returns what was written."""
+    """``torchnas show RUN``: print the run's summary and write its figures; returns the
+    summary with ``figures``: ``{name: file}`` of what was written."""
     from .show import show_run
     return show_run(Path(run), figures=figures, top=top)
 
@@ -116,15 +331,44 @@ def export(run, out=None, formats=("python", "torchscript", "onnx")) -> dict:
     return record
 
 
+def architecture(text: str, *, preset: str | None = None):
+    """The :class:`Architecture` a string names (``SPACE:...``, or any string the ``preset``'s
+    space parses)."""
+    from .show import parse_arch
+    return parse_arch(str(text), preset=preset)[1]
+
+
 def draw(arch, path, *, preset: str | None = None, formats=("svg", "png"), engine: str = "auto") -> list[Path]:
     """A diagram of an architecture (an :class:`Architecture`, or a string with its space
     prefix, or any string the ``preset``'s space parses)."""
     from .spaces import Architecture
     from .viz.diagrams import draw as _draw
     if not isinstance(arch, Architecture):
-        from .show import parse_arch
-        arch = parse_arch(str(arch), preset=preset)[1]
+        arch = architecture(arch, preset=preset)
     return _draw(arch, path, formats=(formats,) if isinstance(formats, str) else tuple(formats), engine=engine)
 
 
-__all__ = ["Run", "search", "train", "show", "export", "draw"]
+def ws_rank(run, samples: int = 64, seed: int = 0, batches: int = 8, data_dir=None) -> dict:
+    """``torchnas bench ws-rank RUN``: Kendall τ, Spearman ρ and top-10 % hits of an ENAS run's
+    shared weights against the benchmark table (writes RUN/ws_rank.json and its figure)."""
+    from .ws_rank import ws_rank as _ws_rank
+    return _ws_rank(run, samples=samples, seed=seed, batches=batches, data_dir=_path(data_dir))
+
+
+def bench_nb201(strategy: str, *, queries: int = 100, seeds: int = 10, first_seed: int = 0, preset: str = "nb201",
+                set=None, data_dir=None, workers: int | None = None, on_event: Events | None = None) -> dict:
+    """``torchnas bench nb201``: ``seeds`` seeded searches on the NAS-Bench-201 table."""
+    from .bench import run_nb201_bench
+    emit = on_event or (lambda name, data: None)
+    return run_nb201_bench(strategy, queries, seeds, preset=preset, overrides=_overrides(set),
+                           data_dir=_path(data_dir), workers=workers, first_seed=first_seed,
+                           on_seed=lambda done, total, seconds: emit("seeds", {"completed": done, "total": total,
+                                                                                "seconds": seconds}))
+
+
+def presets() -> list[tuple[str, str]]:
+    """(name, description) of every preset."""
+    return [(name, load_preset(name).get("description", "")) for name in preset_names()]
+
+
+__all__ = ["Run", "search", "train", "dry_run", "show", "export", "architecture", "draw", "ws_rank", "bench_nb201", "presets"]

@@ -38,7 +38,9 @@ def _one_seed(job):
 
 
 def run_nb201_bench(strategy: str, queries: int, seeds: int, preset: str = "nb201", overrides=(),
-                    data_dir=None, workers=None, first_seed: int = 0, quiet: bool = False) -> dict:
+                    data_dir=None, workers=None, first_seed: int = 0, on_seed=None) -> dict:
+    """``seeds`` searches (seeds ``first_seed``, ...) on worker processes; ``on_seed(done, total,
+    seconds)`` after each."""
     cfg = load_preset(preset)
     for o in overrides:
         apply_override(cfg, o)
@@ -57,37 +59,25 @@ def run_nb201_bench(strategy: str, queries: int, seeds: int, preset: str = "nb20
         with ctx.Pool(workers) as pool:
             for r in pool.imap(_one_seed, jobs):
                 runs.append(r)
-                _tick(len(runs), seeds, t0, quiet)
+                _tick(on_seed, len(runs), seeds, t0)
     else:
         for job in jobs:
             runs.append(_one_seed(job))
-            _tick(len(runs), seeds, t0, quiet)
-    if not quiet:
-        print(file=sys.stderr)
+            _tick(on_seed, len(runs), seeds, t0)
     return {"strategy": strategy, "queries": queries, "config": cfg["strategy"],
             "seconds": round(time.perf_counter() - t0, 2), "runs": runs}
 
 
-def _tick(done, total, t0, quiet):
-    if quiet:
-        return
-    el = time.perf_counter() - t0
-    eta = el / done * (total - done)
-    print(f"\rseeds {done}/{total}  {done / el:.1f}/s  eta {eta:.0f}s   ", end="", file=sys.stderr, flush=True)
+def _tick(on_seed, done, total, t0):
+    if on_seed is not None:
+        on_seed(done, total, time.perf_counter() - t0)
 
 
-def summarize(result: dict, file=sys.stdout) -> dict:
+def summarize(result: dict) -> dict:
+    """``{metric: (mean, std)}`` over the seeds' returned cells."""
     runs = result["runs"]
-    cols = list(runs[0]["metrics"])
     out = {}
-    print(f"{result['strategy']}: {len(runs)} seeds x {result['queries']} queries "
-          f"({result['seconds']} s)", file=file)
-    for c in cols:
+    for c in runs[0]["metrics"]:
         vals = [r["metrics"][c] for r in runs]
-        m, s = statistics.mean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
-        out[c] = (m, s)
-        print(f"  {c:32s} {m:7.2f} ± {s:.2f}", file=file)
-    early = sum(r["stopped_early"] for r in runs)
-    if early:
-        print(f"  {early} of {len(runs)} searches stopped early (max_proposals) before the budget", file=file)
+        out[c] = (statistics.mean(vals), statistics.stdev(vals) if len(vals) > 1 else 0.0)
     return out

@@ -1,371 +1,74 @@
-"""Command line: ``torchnas search | train | show | export | bench | presets``."""
+"""Command line: ``torchnas search | train | show | export | bench | presets``.
+
+Only argument parsing and printing live here: each command calls its function in
+:mod:`torchnas.api` and prints through :mod:`torchnas.terminal`.
+"""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
-import time
 from pathlib import Path
 
-from . import __version__
-from .config import (ConfigError, apply_override, build, build_executor, build_space, build_strategy,
-                     final_settings, load_file, load_preset, preset_names, resolve)
+from . import __version__, api, terminal
+from .config import DEFAULT_PRESET
 from .data import DataNotFoundError
 from .export import ExportError
-from .runs import RunDir, RunError, as_path
+from .runs import RunError, as_path
 
-DEFAULT_PRESET = "nas-cnn-tiny"
 BENCH_PRESET = "nb201"
 
 
-def _progress(quiet: bool):
-    """A Rich live line: queries done, best reward, rate and ETA."""
-    from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("best {task.fields[best]}"), TextColumn("{task.fields[rate]}"),
-                    TimeElapsedColumn(), TimeRemainingColumn(),
-                    console=Console(stderr=True), disable=quiet, transient=False)
-
-
-def _search_config(args) -> dict:
-    cfg = load_file(args.config) if args.config else load_preset(args.preset or DEFAULT_PRESET)
-    for assignment in args.set or []:
-        apply_override(cfg, assignment)
-    if args.queries is not None:
-        cfg["budget"] = args.queries
-    if args.workers is not None:
-        cfg.setdefault("executor", {})["workers"] = args.workers
-        cfg["executor"].pop("threads", None)
-    if args.seed is not None:
-        cfg["seed"] = args.seed
-    section = _data_holder(cfg)
-    if args.data and section is None:
-        raise ConfigError(f"--data chooses image data for a search that trains networks; preset "
-                          f"{cfg.get('preset')!r} evaluates with {cfg['evaluator'].get('name')!r}")
-    if section is not None and (args.data or args.data_dir):
-        base = section.get("data") or {"name": "digits"}
-        section["data"] = data_config(args.data or base["name"], args.data_dir, base)
-    return resolve(cfg, args.strategy)
-
-
-def _data_holder(cfg: dict) -> dict | None:
-    """The config section whose ``data`` names the image data: ``enas`` or a trainer evaluator."""
-    if "enas" in cfg:
-        return cfg["enas"]
-    ev = cfg.get("evaluator") or {}
-    return ev if ev.get("name") == "trainer" else None
-
-
-def data_config(name: str, data_dir: str | None, base: dict | None = None) -> dict:
-    """``--data NAME [--data-dir PATH]``: for ``folder`` PATH is the image folder; for ``cifar10``
-    it is the data root, the ``cifar-10-batches-py`` folder, or the folder holding it; for
-    ``ptb`` the data root or the folder with ``ptb.train.txt``."""
-    cfg = {k: v for k, v in (base or {}).items() if k in ("valid_size", "per_class", "seed", "train_tokens")}
-    if name == (base or {}).get("name") and not data_dir:   # nothing new: keep where it was found
-        return dict(base)
-    if (name == "ptb") != ((base or {}).get("name", name) == "ptb"):
-        raise ConfigError(f"--data {name!r} does not fit this preset's data {(base or {}).get('name')!r} "
-                          f"(language models read ptb; image searches read digits, cifar10 or folder)")
-    cfg["name"] = name
-    if name == "ptb":
-        if data_dir:
-            p = Path(data_dir).expanduser().resolve()
-            cfg["path" if (p / "ptb.train.txt").exists() else "data_dir"] = str(p)
-        return cfg
-    if name == "folder":
-        if not data_dir:
-            raise ConfigError("--data folder needs --data-dir PATH: a folder with one sub-folder per class")
-        cfg["path"] = str(Path(data_dir).expanduser().resolve())
-    elif name == "cifar10" and data_dir:
-        p = Path(data_dir).expanduser().resolve()
-        if (p / "data_batch_1").exists() or (p / "cifar-10-batches-py").exists():
-            cfg["path"] = str(p)
-        else:
-            cfg["data_dir"] = str(p)
-    elif name not in ("digits", "cifar10"):
-        raise ConfigError(f"--data {name!r}: choose digits, cifar10, folder (images) or ptb (text)")
-    return cfg
+def _sets(args) -> list[str]:
+    return list(args.set or [])
 
 
 def cmd_search(args) -> int:
-    run_search(args)
+    api.search(preset=args.preset, config=args.config, strategy=args.strategy, queries=args.queries,
+               seed=args.seed, set=_sets(args), data=args.data, data_dir=args.data_dir, workers=args.workers,
+               out=args.out, resume=args.resume, retrain=not args.no_retrain, tensorboard=args.tensorboard,
+               on_event=terminal.Printer(progress=not args.quiet))
     return 0
-
-
-def run_search(args) -> Path:
-    """``torchnas search``; returns the run directory."""
-    out = None
-    if args.resume:
-        run = RunDir(args.resume)
-        cfg = run.config()
-        if cfg.get("kind") == "train":
-            raise RunError(f"{run.path} is a retraining run: continue it with torchnas train --resume {run.path}")
-        if args.queries is not None and args.queries != cfg["budget"]:  # extend (or cut) the budget
-            cfg["budget"] = args.queries
-            run.save_config(resolve(cfg))
-    else:
-        cfg = _search_config(args)
-        out = args.out or f"runs/{cfg.get('preset', 'search')}-{cfg['strategy']['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
-        run = None
-    if run is None and args.data_dir:
-        cfg["data_dir"] = str(Path(args.data_dir).resolve())
-    if "enas" in cfg:
-        return _run_enas(cfg, run, out, args)
-    space, strategy, evaluator = build(cfg, args.data_dir)   # bad settings fail before a run exists
-    run = run or RunDir(out).create(cfg)
-    from .search import Search
-    executor = build_executor(cfg)
-    search = Search(space, strategy, evaluator, cfg["budget"], run_dir=run,
-                    max_proposals=cfg.get("max_proposals"), executor=executor)
-    search.resume()
-    try:
-        with _progress(args.quiet) as progress, _tensorboard(run, args.tensorboard):
-            task = progress.add_task(f"{cfg['strategy']['name']} on {space.name}", total=cfg["budget"],
-                                     completed=len(search.log), best=_fmt(search.best), rate="")
-            start, done0 = time.perf_counter(), len(search.log)
-
-            def update(rec):
-                rate = (len(search.log) - done0) / max(time.perf_counter() - start, 1e-9)
-                progress.update(task, completed=len(search.log), best=_fmt(search.best),
-                                rate=f"{rate:.1f} q/s" if rate >= 1 else f"{60 * rate:.1f} q/min")
-            search.on_evaluation = update
-            result = search.run()
-    finally:
-        executor.close()
-    best = result.best
-    print(f"search run: {run.path}  (config.yaml, evaluations.jsonl, steps.jsonl, best.json)")
-    if result.stopped_early:
-        print(f"stopped after {result.proposals} proposals with {len(result.evaluations)} distinct "
-              f"architectures: the strategy kept proposing ones already evaluated (max_proposals)")
-    if best:
-        print(f"best reward {best['reward']:.4f} at query {best['query']}: {best['arch']}")
-        print("  " + ", ".join(f"{k} {_num(v)}" for k, v in best["metrics"].items()))
-    if best and final_settings(cfg)[1] and cfg["evaluator"]["name"] == "trainer" and not args.no_retrain:
-        _retrain_best(cfg, run, best["arch"], args.quiet, args.tensorboard)
-    _figures(run)
-    return run.path
-
-
-def _retrain_best(cfg: dict, run: RunDir, arch: str, quiet: bool, tensorboard: bool = False) -> dict:
-    from .train import train_config
-    out = run.path / "retrain"
-    data = _data_holder(cfg).get("data") or {"name": "digits"}
-    net, train = final_settings(cfg)
-    if not (out / RunDir.CONFIG).exists():
-        RunDir(out).create(train_config(arch, cfg["space"], data, train, cfg["seed"], net))
-    print(f"retraining the best architecture from scratch for {train['epochs']} epochs")
-    return _retrain(RunDir(out), quiet, run.path / "tensorboard" if tensorboard else None, prefix="retrain/")
-
-
-def _run_enas(cfg: dict, run: RunDir | None, out: str | None, args) -> Path:
-    """ENAS: shared-weight search, derive, then (optionally) train the derived architecture."""
-    from .enas import make_enas
-    space = build_space(cfg)
-    search = make_enas(space, build_strategy(cfg, space), seed=cfg["seed"], **cfg["enas"])
-    search.run_dir = run = run or RunDir(out).create(cfg)
-    search.resume()
-    with _progress(args.quiet) as progress, _tensorboard(run, args.tensorboard):
-        task = progress.add_task(f"ENAS {cfg['strategy']['name']} on {space.name}", total=search.epochs,
-                                 completed=search.epoch, best="", rate="")
-
-        def update(rec):
-            m = rec[search.metric]
-            acc = "-" if m is None else f"{m:.3f}" if search.metric == "valid_acc" else f"ppl {m:.1f}"
-            progress.update(task, completed=rec["epoch"], best=f"valid {acc}",
-                            rate=f"shared loss {rec['loss']:.3f}")
-        derived = search.run(on_epoch=update)
-    print(f"search run: {run.path}  (config.yaml, epochs.jsonl, steps.jsonl, derived.json, best.json)")
-    for d in derived:
-        ppl = f"  (valid ppl {d['valid_ppl']:.1f} on one window)" if "valid_ppl" in d else ""
-        print(f"  {d['reward']:.4f}  {d['arch']}{ppl}")
-    _report_ground_truth(run, space, derived[0]["arch"], cfg.get("data_dir"))
-    if final_settings(cfg)[1] and not args.no_retrain:
-        _retrain_best(cfg, run, derived[0]["arch"], args.quiet, args.tensorboard)
-    _figures(run)
-    return run.path
-
-
-def _report_ground_truth(run: RunDir, space, arch: str, data_dir) -> None:
-    """After the search: the benchmark table's verdict on the derived architecture, if the
-    space has a table (NAS-Bench-201) and it is found."""
-    from .ws_rank import GROUND_TRUTH, report_ground_truth
-    truth = report_ground_truth(run, space, arch, data_dir)
-    if truth is None:
-        return
-    if truth.get("table") is None:
-        print(f"derived cell {truth['arch_str']} (no benchmark table to look it up: {truth['note']})")
-        return
-    print(f"derived cell {truth['arch_str']}: table valid {truth['valid_acc']:.2f} %, test {truth['test_acc']:.2f} % "
-          f"(12 epochs), percentile {truth['valid_percentile']:.1f} of {truth['cells']:,} cells "
-          f"(rank {truth['valid_rank']:,}); {run.path / GROUND_TRUTH}")
-
-
-def _figures(run: RunDir) -> None:
-    """The run's figures (what ``torchnas show RUN`` draws) in RUN/figures/."""
-    from .show import write_figures
-    written = write_figures(run.path)
-    if written:
-        names = ", ".join(sorted(Path(f).name for f in written.values()))
-        print(f"figures: {run.path / 'figures'}  ({names}; summary: torchnas show {run.path})")
-
-
-@contextlib.contextmanager
-def _tensorboard(run: RunDir, where, prefix: str = ""):
-    """``--tensorboard``: mirror every log record the run appends (and the best architecture
-    at the end) to TensorBoard in ``where`` (True: RUN/tensorboard)."""
-    if not where:
-        yield None
-        return
-    from .tensorboard import TensorBoardMirror
-    mirror = TensorBoardMirror(run.path / "tensorboard" if where is True else where)
-    run.listeners.append(mirror if not prefix else (lambda name, rec: mirror(prefix + name, rec)))
-    try:
-        yield mirror
-    finally:
-        best = run.read_json(RunDir.BEST)
-        if best:
-            mirror.text(f"{prefix}best/arch", f"`{best['arch']}` (reward {best['reward']:.4f})")
-        mirror.close()
-        print(f"TensorBoard logs: {mirror.log_dir}")
-
-
-def _num(v) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-
-def _retrain(run: RunDir, quiet: bool, tensorboard=None, prefix: str = "") -> dict:
-    """Train a retraining run to its end; ``tensorboard``: a log folder (True: RUN/tensorboard)."""
-    from .train import retrain
-    cfg = run.config()
-    with _progress(quiet) as progress:
-        task = progress.add_task("retrain", total=cfg["train"]["epochs"], best="", rate="")
-        start = time.perf_counter()
-
-        def update(rec):
-            valid = f"valid ppl {rec['valid_ppl']:.2f}" if "valid_ppl" in rec else f"valid {rec['valid_acc']:.4f}"
-            progress.update(task, completed=rec["epoch"], best=valid, rate=f"loss {rec['loss']:.3f}")
-        with _tensorboard(run, tensorboard, prefix):
-            result = retrain(run, on_epoch=update)
-    if "test_ppl" in result:
-        print(f"perplexity: valid {result['valid_ppl']:.2f}, test {result['test_ppl']:.2f} ({result['test_tokens']:,} "
-              f"test tokens; {result['cell']} cell, {result['params']:,} parameters, {result['epochs']} epochs, "
-              f"{time.perf_counter() - start:.0f} s)")
-        print(f"retrain run: {run.path}  (result.json, model.pt, history.jsonl)")
-        return result
-    print(f"test accuracy {result['test_acc']:.4f} on {result['test_images']} {result['data']} test images "
-          f"({result['params']:,} parameters, {result['flops'] / 1e6:.2f} MFLOPs, {result['epochs']} epochs, "
-          f"{time.perf_counter() - start:.0f} s)")
-    print(f"retrain run: {run.path}  (result.json, model.pt, history.jsonl)")
-    return result
 
 
 def cmd_train(args) -> int:
-    run_train(args)
-    return 0
-
-
-def run_train(args) -> Path | None:
-    """``torchnas train``; returns the run directory (None for --dry-run)."""
-    from .train import train_config
-    if args.resume:
-        _retrain(RunDir(args.resume), args.quiet, args.tensorboard)
-        return Path(args.resume)
-    arch, source_cfg = _arch_source(args.arch) if args.arch else (None, None)
-    if args.preset or source_cfg is None:
-        source_cfg = load_preset(args.preset or DEFAULT_PRESET)
-    arch = arch or source_cfg.get("arch")
-    if not arch:
-        raise ConfigError("torchnas train needs --arch ARCH (a string, a best.json or a search run), "
-                          "a preset with an 'arch', or --resume RUN")
-    for assignment in args.set or []:
-        apply_override(source_cfg, assignment)
-    net, settings = final_settings(source_cfg)
-    if not settings:
-        raise ConfigError(f"preset {source_cfg.get('preset')!r} has no 'train' settings")
-    settings = dict(settings)
-    if args.epochs is not None:
-        settings["epochs"] = args.epochs
-    data = (_data_holder(source_cfg) or {}).get("data") or {"name": "digits"}
-    if args.data or args.data_dir:
-        data = data_config(args.data or data["name"], args.data_dir, data)
-    space = build_space(source_cfg)
-    arch = str(space.parse(arch))      # validates; a clear error names the bad decision
-    if args.dry_run:
-        _dry_run(space, arch, data, net)
-        return None
-    seed = args.seed if args.seed is not None else source_cfg.get("seed", 0)
-    out = args.out or f"runs/train-{time.strftime('%Y%m%d-%H%M%S')}"
-    run = RunDir(out).create(train_config(arch, source_cfg["space"], data, settings, seed, net))
-    _retrain(run, args.quiet, args.tensorboard)
-    return run.path
-
-
-def _dry_run(space, arch: str, data: dict, net: dict) -> int:
-    """Build the network without loading data: print its size and exit."""
-    if space.name == "enas-rnn":   # Penn Treebank: 10,000 words
-        model = space.language_model(space.parse(arch), 10000, **net)
-        cell = sum(p.numel() for p in model.cell.parameters())
-        print(f"{arch}\narc (enas_lm format): {space.to_arc(space.parse(arch))}")
-        print(f"parameters: {sum(p.numel() for p in model.parameters()):,} ({cell:,} in the cell, "
-              f"{model.embedding.numel():,} in the tied embedding); vocabulary 10,000; network settings {net}")
+    if args.dry_run and not args.resume:
+        terminal.print_dry_run(api.dry_run(arch=args.arch, preset=args.preset, set=_sets(args), data=args.data,
+                                           data_dir=args.data_dir, epochs=args.epochs))
         return 0
-    shapes = {"digits": (1, 8, 8, 10), "cifar10": (3, 32, 32, 10)}
-    c, h, w, k = shapes.get(data.get("name"), (3, 32, 32, 10))
-    model = space.child(space.parse(arch), c, k, **net)
-    params = sum(p.numel() for p in model.parameters())
-    aux = sum(p.numel() for n, p in model.named_parameters() if "aux" in n)
-    print(f"{arch}")
-    print(f"parameters: {params:,}" + (f" ({params - aux:,} without the auxiliary head)" if aux else "")
-          + f"; input {c}x{h}x{w}, {k} classes; network settings {net}")
+    api.train(arch=args.arch, preset=args.preset, epochs=args.epochs, set=_sets(args), data=args.data,
+              data_dir=args.data_dir, seed=args.seed, out=args.out, resume=args.resume,
+              tensorboard=args.tensorboard, on_event=terminal.Printer(progress=not args.quiet))
     return 0
 
 
-def _arch_source(text: str):
-    """An architecture string, or the best architecture of a best.json / search run (with its config)."""
-    import json
-    p = as_path(text)
-    if p is None:
-        return text, None
-    if p.is_dir():
-        best, cfg = p / RunDir.BEST, RunDir(p).config()
-        if not best.exists():
-            raise RunError(f"{p} has no {RunDir.BEST} yet: the search has evaluated nothing")
-        return json.loads(best.read_text())["arch"], cfg
-    if p.suffix == ".json" and p.is_file():
-        cfg_path = p.parent / RunDir.CONFIG
-        cfg = RunDir(p.parent).config() if cfg_path.exists() else None
-        return json.loads(p.read_text())["arch"], cfg
-    return text, None
-
-
-def _fmt(best) -> str:
-    return "-" if best is None else f"{best['reward']:.4f}"
+def cmd_show(args) -> int:
+    target = as_path(args.target)
+    if target is None or not target.is_dir():
+        if ":" not in args.target and not args.preset:
+            raise RunError(f"{args.target} is neither a run directory nor an architecture string (SPACE:v1,v2,...)")
+        arch = api.architecture(args.target, preset=args.preset)
+        files = api.draw(arch, Path(args.out or "arch"))
+        print(f"{arch}\nwrote {', '.join(map(str, files))}")
+        return 0
+    api.show(target, figures=not args.no_figures, top=args.top)
+    if args.tensorboard or args.tensorboard_dir:
+        from .tensorboard import export_run_to_tensorboard
+        print(f"wrote TensorBoard logs to {export_run_to_tensorboard(target, args.tensorboard_dir)}")
+    return 0
 
 
 def cmd_ws_rank(args) -> int:
-    from .ws_rank import WS_RANK, ws_rank
-    r = ws_rank(args.run, samples=args.samples, seed=args.seed, batches=args.batches, data_dir=args.data_dir)
-    fmt = lambda v: "n/a" if v is None else f"{v:.3f}"
-    print(f"{r['samples']} uniform cells scored with the shared weights on {r['images_per_cell']} validation "
-          f"images each (reward_bn {r['reward_bn']})")
-    print(f"Kendall tau {fmt(r['kendall_tau'])}, Spearman rho {fmt(r['spearman_rho'])}, top-10% hit rate "
-          f"{r['top10_hit_rate']:.2f} (top {r['top_k']}; chance 0.10)")
-    if "derived" in r:
-        d = r["derived"]
-        print(f"derived cell: shared-weight accuracy {d['shared_acc']:.4f}, table valid {d['table_valid_acc']:.2f} %")
-    print(f"wrote {Path(args.run) / WS_RANK} and {r['figure']}")
+    r = api.ws_rank(args.run, samples=args.samples, seed=args.seed, batches=args.batches, data_dir=args.data_dir)
+    terminal.print_ws_rank(r, Path(args.run))
     return 0
 
 
 def cmd_bench(args) -> int:
-    from .bench import run_nb201_bench, summarize
-    overrides = list(args.set or [])
-    result = run_nb201_bench(args.strategy, args.queries, args.seeds, preset=args.preset, overrides=overrides,
-                             data_dir=args.data_dir, workers=args.workers, first_seed=args.first_seed,
-                             quiet=args.quiet)
-    summarize(result, file=sys.stdout)
+    from .bench import summarize
+    result = api.bench_nb201(args.strategy, queries=args.queries, seeds=args.seeds, first_seed=args.first_seed,
+                             preset=args.preset, set=_sets(args), data_dir=args.data_dir, workers=args.workers,
+                             on_event=terminal.Printer(progress=not args.quiet))
+    terminal.print_bench(result, summarize(result))
     if args.out:
         import json
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -375,17 +78,13 @@ def cmd_bench(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .api import export
-    record = export(args.run, args.out, formats=args.format or ("python", "torchscript", "onnx"))
-    for fmt, r in record["formats"].items():
-        print(f"{fmt:12s} {', '.join(r['files'])}  (reloaded: max abs difference {r['max_abs_diff']:.2g})")
-    print(f"wrote {Path(record['out_dir']) / 'export.json'}")
+    terminal.print_export(api.export(args.run, args.out, formats=args.format or ("python", "torchscript", "onnx")))
     return 0
 
 
 def cmd_presets(args) -> int:
-    for name in preset_names():
-        print(f"{name:24s} {load_preset(name).get('description', '')}")
+    for name, description in api.presets():
+        print(f"{name:24s} {description}")
     return 0
 
 
@@ -452,8 +151,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_bench)
 
     sub.add_parser("presets", help="list presets").set_defaults(func=cmd_presets)
-    from .show import add_parser as add_show_parser
-    add_show_parser(sub)
+
+    v = sub.add_parser("show", help="summarize a run and plot it, or draw an architecture string")
+    v.add_argument("target", help="a run directory, or an architecture string such as nb201:...")
+    v.add_argument("--top", type=int, default=5, help="best architectures to list (default 5)")
+    v.add_argument("--no-figures", action="store_true", help="print the summary only")
+    v.add_argument("--tensorboard", action="store_true", help="also replay the run's logs into RUN/tensorboard")
+    v.add_argument("--tensorboard-dir", metavar="DIR", help="... into DIR instead (implies --tensorboard)")
+    v.add_argument("--preset", help="for an architecture string: the space settings of this preset")
+    v.add_argument("--out", help="for an architecture string: output path without suffix (default ./arch)")
+    v.set_defaults(func=cmd_show)
 
     x = sub.add_parser("export", help="the retrained network as a standalone .py + state dict, TorchScript and ONNX")
     x.add_argument("run", metavar="RUN", help="a retraining run (torchnas train), or a search run with retrain/")

@@ -25,6 +25,9 @@ TOP_KEYS = {"space", "evaluator", "strategy", "strategies", "budget", "max_propo
             "data_dir", "preset", "description", "executor", "train", "enas", "final_net", "final", "arch"}
 
 
+DEFAULT_PRESET = "nas-cnn-tiny"
+
+
 class ConfigError(ValueError):
     """A configuration value is missing, unknown or impossible; the message names it."""
 
@@ -107,6 +110,74 @@ def final_settings(cfg: dict) -> tuple[dict, dict | None]:
         net = {**(final.get("final_net") or {}), **net}
         train = {**(final.get("train") or {}), **(train or {})} if final.get("train") or train else None
     return net, train
+
+
+def data_section(cfg: dict) -> dict | None:
+    """The config section whose ``data`` names the image or text data: ``enas`` or a trainer
+    evaluator (None for a tabular search)."""
+    if "enas" in cfg:
+        return cfg["enas"]
+    ev = cfg.get("evaluator") or {}
+    return ev if ev.get("name") == "trainer" else None
+
+
+def data_config(name: str, data_dir: str | None, base: dict | None = None) -> dict:
+    """``--data NAME [--data-dir PATH]``: for ``folder`` PATH is the image folder; for ``cifar10``
+    it is the data root, the ``cifar-10-batches-py`` folder, or the folder holding it; for
+    ``ptb`` the data root or the folder with ``ptb.train.txt``."""
+    cfg = {k: v for k, v in (base or {}).items() if k in ("valid_size", "per_class", "seed", "train_tokens")}
+    if name == (base or {}).get("name") and not data_dir:   # nothing new: keep where it was found
+        return dict(base)
+    if (name == "ptb") != ((base or {}).get("name", name) == "ptb"):
+        raise ConfigError(f"--data {name!r} does not fit this preset's data {(base or {}).get('name')!r} "
+                          f"(language models read ptb; image searches read digits, cifar10 or folder)")
+    cfg["name"] = name
+    if name == "ptb":
+        if data_dir:
+            p = Path(data_dir).expanduser().resolve()
+            cfg["path" if (p / "ptb.train.txt").exists() else "data_dir"] = str(p)
+        return cfg
+    if name == "folder":
+        if not data_dir:
+            raise ConfigError("--data folder needs --data-dir PATH: a folder with one sub-folder per class")
+        cfg["path"] = str(Path(data_dir).expanduser().resolve())
+    elif name == "cifar10" and data_dir:
+        p = Path(data_dir).expanduser().resolve()
+        if (p / "data_batch_1").exists() or (p / "cifar-10-batches-py").exists():
+            cfg["path"] = str(p)
+        else:
+            cfg["data_dir"] = str(p)
+    elif name not in ("digits", "cifar10"):
+        raise ConfigError(f"--data {name!r}: choose digits, cifar10, folder (images) or ptb (text)")
+    return cfg
+
+
+def search_config(*, preset: str | None = None, config=None, set=(), queries: int | None = None,
+                  workers: int | None = None, seed: int | None = None, data: str | None = None,
+                  data_dir: str | None = None, strategy: str | None = None) -> dict:
+    """The resolved configuration of a new search: a preset (default ``nas-cnn-tiny``) or a
+    config file, then the ``--set`` overrides, then the command's own options."""
+    cfg = load_file(config) if config else load_preset(preset or DEFAULT_PRESET)
+    for assignment in set or []:
+        apply_override(cfg, assignment)
+    if queries is not None:
+        cfg["budget"] = queries
+    if workers is not None:
+        cfg.setdefault("executor", {})["workers"] = workers
+        cfg["executor"].pop("threads", None)
+    if seed is not None:
+        cfg["seed"] = seed
+    section = data_section(cfg)
+    if data and section is None:
+        raise ConfigError(f"--data chooses image data for a search that trains networks; preset "
+                          f"{cfg.get('preset')!r} evaluates with {cfg['evaluator'].get('name')!r}")
+    if section is not None and (data or data_dir):
+        base = section.get("data") or {"name": "digits"}
+        section["data"] = data_config(data or base["name"], data_dir, base)
+    cfg = resolve(cfg, strategy)
+    if data_dir:
+        cfg["data_dir"] = str(Path(data_dir).resolve())
+    return cfg
 
 
 def build_space(cfg: dict):

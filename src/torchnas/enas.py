@@ -66,7 +66,7 @@ class ENASSearch:
                  derive_batches: int = 1, seed: int = 0,
                  run_dir: RunDir | None = None, channels_last: bool = True, max_train_batches: int | None = None,
                  device: str | None = "auto"):
-        from .evaluators.language import default_device
+        from .training import default_device
         if reward_bn not in ("train", "eval"):
             raise ValueError(f"reward_bn must be 'train' (minibatch statistics) or 'eval', not {reward_bn!r}")
         if epochs < 1 or batch_size < 1 or train_steps < 0 or derive_samples < 1:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .runs import RunDir, RunError, as_path
+from .runs import RunDir
 
 FIGURES = "figures"
 
@@ -256,32 +256,4 @@ def show_arch(text: str, space=None, preset: str | None = None, out=None, consol
     return files
 
 
-# -- the command ----------------------------------------------------------------------------------
-def add_parser(sub) -> None:
-    """``torchnas show RUN | ARCH``, for the CLI's subparsers."""
-    s = sub.add_parser("show", help="summarize a run and plot it, or draw an architecture string")
-    s.add_argument("target", help="a run directory, or an architecture string such as nb201:...")
-    s.add_argument("--top", type=int, default=5, help="best architectures to list (default 5)")
-    s.add_argument("--no-figures", action="store_true", help="print the summary only")
-    s.add_argument("--tensorboard", action="store_true", help="also replay the run's logs into RUN/tensorboard")
-    s.add_argument("--tensorboard-dir", metavar="DIR", help="... into DIR instead (implies --tensorboard)")
-    s.add_argument("--preset", help="for an architecture string: the space settings of this preset")
-    s.add_argument("--out", help="for an architecture string: output path without suffix (default ./arch)")
-    s.set_defaults(func=cmd_show)
-
-
-def cmd_show(args) -> int:
-    target = as_path(args.target)
-    if target is None or not target.is_dir():
-        if ":" not in args.target and not args.preset:
-            raise RunError(f"{args.target} is neither a run directory nor an architecture string (SPACE:v1,v2,...)")
-        show_arch(args.target, preset=args.preset, out=args.out)
-        return 0
-    show_run(target, figures=not args.no_figures, top=args.top)
-    if args.tensorboard or args.tensorboard_dir:
-        from .tensorboard import export_run_to_tensorboard
-        print(f"wrote TensorBoard logs to {export_run_to_tensorboard(target, args.tensorboard_dir)}")
-    return 0
-
-
-__all__ = ["parse_arch", "read_records", "summarize", "show_run", "write_figures", "show_arch", "run_kind", "add_parser", "cmd_show"]
+__all__ = ["parse_arch", "read_records", "summarize", "show_run", "write_figures", "show_arch", "run_kind"]

@@ -31,15 +31,9 @@ import torch.nn.functional as F
 
 from ..data.ptb import batchify, bptt_windows
 from ..nn.lm import detach_state, select_state
-from .trainer import load_training_state, training_state
+from ..training import default_device, load_training_state, training_state
 
 AVERAGING = (None, "nt-asgd")
-
-
-def default_device(device: str | None = "auto") -> torch.device:
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 @torch.no_grad()

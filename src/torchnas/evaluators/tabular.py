@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..data import DataFormatError, find
+from ..registry import register
 from ..spaces import Architecture, NB201Space
 from ..spaces.nb201 import TABLE_FILE as NB201_FILE, TABLE_HOW as NB201_HOW, VALID_COLUMN, read_table
 from .base import Evaluation, Evaluator
@@ -32,3 +33,8 @@ class NB201Table(Evaluator):
     def evaluate(self, arch: Architecture) -> Evaluation:
         metrics = self.rows[self.space.check(arch).values]
         return Evaluation(metrics[self.reward_column] / 100.0, dict(metrics))
+
+
+@register("evaluator", "nb201")
+def _nb201_table(space=None, data_dir: str | None = None, seed: int = 0, **settings) -> NB201Table:
+    return NB201Table(data_dir=data_dir, **settings)

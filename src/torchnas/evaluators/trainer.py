@@ -20,8 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from ..nn import count_flops
+from ..registry import register
 from ..spaces import Architecture, SearchSpace
-from ..runs import rng_states, set_rng_states
+from ..training import default_device, load_training_state, training_state
 from .base import Evaluation, Evaluator
 
 _DATA_CACHE: dict = {}
@@ -81,23 +82,6 @@ def cutout(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tens
     return x * keep.unsqueeze(1).to(x.device, x.dtype)
 
 
-def training_state(t) -> dict:
-    """The checkpoint of a training loop (``Training``, ``LMTraining``): model, optimizer, data
-    order generator, counters, and the global RNGs, which drive dropout and drop-path, so a
-    resumed run repeats them."""
-    return {"model": t.model.state_dict(), "optimizer": t.opt.state_dict(), "generator": t.generator.get_state(),
-            "torch_rng": rng_states(), "epoch": t.epoch, "step": t.step}
-
-
-def load_training_state(t, state: dict) -> None:
-    t.model.load_state_dict(state["model"])
-    t.opt.load_state_dict(state["optimizer"])
-    t.generator.set_state(state["generator"])
-    rng = state["torch_rng"]
-    set_rng_states(rng if isinstance(rng, dict) else {"torch": rng})   # older checkpoints: the CPU state only
-    t.epoch, t.step = state["epoch"], state["step"]
-
-
 class Training:
     """SGD training of one network, an epoch at a time, with a checkpointable state; shared by
     search-time evaluation and retraining (``torchnas train``).
@@ -115,7 +99,6 @@ class Training:
                  lr_min: float = 0.0, lr_t0: int = 10, lr_t_mul: int = 2, aux_weight: float = 0.0,
                  drop_path: float = 1.0, cutout: int = 0, grad_clip: float | None = None,
                  device: str | None = "auto"):
-        from .language import default_device
         if schedule not in ("cosine", "cosine_restarts", "constant"):
             raise ValueError(f"training schedule must be 'cosine', 'cosine_restarts' or 'constant', not {schedule!r}")
         if epochs < 1 or batch_size < 1 or lr <= 0:
@@ -235,3 +218,12 @@ class ChildTrainer(Evaluator):
                        train_loss=out["loss"], train_seconds=round(seconds, 3),
                        images_per_s=round(images / max(seconds, 1e-9), 1))
         return Evaluation(best_recent ** 3 if self.reward == "acc3" else best_recent, metrics)
+
+
+@register("evaluator", "trainer")
+def _child_trainer(space=None, data_dir: str | None = None, seed: int = 0, **settings) -> ChildTrainer:
+    """``data`` defaults to digits; the data root is the run's unless the data names its own."""
+    data = dict(settings.pop("data", None) or {"name": "digits"})
+    if data_dir and not data.get("data_dir") and not data.get("path"):
+        data["data_dir"] = data_dir
+    return ChildTrainer(space, data=data, seed=seed, **settings)

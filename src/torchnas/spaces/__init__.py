@@ -10,22 +10,16 @@ from .nas_cnn import NASCNNSpace
 from .nb201 import NB201Space
 from .toy import ToySpace
 
-SPACES: dict[str, type[SearchSpace]] = {
-    NB201Space.name: NB201Space,
-    NASCNNSpace.name: NASCNNSpace,
-    ENASMicroSpace.name: ENASMicroSpace,
-    ENASMacroSpace.name: ENASMacroSpace,
-    ENASRNNSpace.name: ENASRNNSpace,
-    ToySpace.name: ToySpace,
-}
+from ..registry import lookup, registered
+
+SPACES: dict[str, type[SearchSpace]] = registered("space")     # every space registers itself (@register)
 
 
 def get_space(name: str, **kwargs) -> SearchSpace:
     """Build the space registered as ``name`` (keyword arguments configure it)."""
-    if name not in SPACES:
-        raise ArchitectureError(f"unknown search space {name!r}; known spaces: {', '.join(sorted(SPACES))}")
+    cls = lookup("space", name, error=ArchitectureError)
     try:
-        return SPACES[name](**kwargs)
+        return cls(**kwargs)
     except TypeError as e:   # a setting the space does not take
         raise ValueError(f"space {name!r}: {e}") from None
 

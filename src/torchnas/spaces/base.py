@@ -174,6 +174,12 @@ class Step:
     reset_anchors: bool = False
 
 
+def _space_named(name: str) -> "SearchSpace":
+    """The registered space ``name`` with its default settings."""
+    from ..registry import lookup
+    return lookup("space", name, error=ArchitectureError)()
+
+
 @dataclass(frozen=True)
 class Architecture:
     """An immutable architecture: a space name and one value per decision."""
@@ -186,8 +192,7 @@ class Architecture:
     def __str__(self) -> str:
         space = self.search_space
         if space is None:
-            from . import get_space  # late import: the registry lives in the package
-            space = get_space(self.space)
+            space = _space_named(self.space)
         return space.format(self)
 
     def to_json(self) -> dict:
@@ -201,8 +206,7 @@ class Architecture:
         if isinstance(obj, str):
             obj = json.loads(obj)
         if space is None:
-            from . import get_space
-            space = get_space(obj["space"])
+            space = _space_named(obj["space"])
         elif obj["space"] != space.name:
             raise ArchitectureError(f"architecture is for space {obj['space']!r}, not {space.name!r}")
         return space.make(obj["values"])
@@ -210,9 +214,7 @@ class Architecture:
     @staticmethod
     def parse(text: str, space: "SearchSpace | None" = None) -> "Architecture":
         if space is None:
-            from . import get_space
-            name = text.split(":", 1)[0].strip()
-            space = get_space(name)
+            space = _space_named(text.split(":", 1)[0].strip())
         return space.parse(text)
 
 
@@ -322,6 +324,15 @@ class SearchSpace:
         """What a benchmark table of this space says of ``arch`` (NAS-Bench-201's does), or None
         for a space without one. Read only to report a finished search, never inside one."""
         return None
+
+    def describe(self, arch: Architecture, data: dict, net: dict) -> dict:
+        """``torchnas train --dry-run``: the network ``arch`` denotes, built without loading
+        data (the input shape from the data's name), and its parameter counts."""
+        c, h, w, k = {"digits": (1, 8, 8, 10)}.get(data.get("name"), (3, 32, 32, 10))
+        model = self.child(arch, c, k, **net)
+        return {"arch": str(arch), "params": sum(p.numel() for p in model.parameters()),
+                "aux_params": sum(p.numel() for n, p in model.named_parameters() if "aux" in n),
+                "input": (c, h, w), "classes": k, "net": net}
 
     def config(self) -> dict:
         """The keyword arguments that rebuild this space (for run configs)."""

@@ -93,6 +93,7 @@ import torch
 from torch import nn
 
 from ..nn import ops as O
+from ..registry import register
 from .base import check_size_and_options, AnchorSet, Architecture, ArchitectureError, Choice, SearchSpace, Step
 
 ENAS_MACRO_OPS = ("conv_3x3", "sep_conv_3x3", "conv_5x5", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3")
@@ -145,6 +146,7 @@ def reduction_layers(num_layers: int) -> tuple[int, ...]:
     return tuple(sorted({p for p in (d - 1, 2 * d - 1) if p >= 0}))
 
 
+@register("space")
 class ENASMacroSpace(SearchSpace):
     """ENAS macro networks of ``num_layers`` layers; ``ops`` in the authors' index order."""
 

@@ -77,6 +77,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nn import ops as O
+from ..registry import register
 from .base import check_size_and_options, Anchor, Architecture, ArchitectureError, Choice, SearchSpace, Step
 
 ENAS_MICRO_OPS = ("sep_conv_3x3", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3", "identity")
@@ -127,6 +128,7 @@ def _calibrate1(c_in: int, channels: int) -> nn.Module | None:
     return O.ReLUConvBN(c_in, channels, 1) if c_in != channels else None
 
 
+@register("space")
 class ENASMicroSpace(SearchSpace):
     """ENAS micro cells: ``num_nodes`` nodes per cell, ``ops`` in the authors' index order."""
 

@@ -45,6 +45,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..registry import register
 from .base import check_size_and_options, Anchor, Architecture, ArchitectureError, Choice, SearchSpace, Step
 
 ENAS_RNN_ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")   # child.py _select_function order
@@ -171,6 +172,7 @@ class ENASRNNSharedCell(_CellBase):
         return self.recur(self.project_inputs(x_t, x_mask), h_prev, self.plan(arch), h_mask)[0]
 
 
+@register("space")
 class ENASRNNSpace(SearchSpace):
     """ENAS recurrent cells: ``num_nodes`` searched nodes after the fixed node 0, each picking
     a previous node and an activation from ``activations`` (the reference's index order)."""
@@ -263,6 +265,13 @@ class ENASRNNSpace(SearchSpace):
         else:
             rnn = self.child(arch, hidden_size, hidden_size, output=output, init_range=init_range)
         return LanguageModel(rnn, vocab_size, dropout=dropout, init_range=init_range)
+
+    def describe(self, arch: Architecture, data: dict, net: dict) -> dict:
+        """``torchnas train --dry-run``: the language model on Penn Treebank's 10,000 words."""
+        model = self.language_model(arch, 10000, **net)
+        return {"arch": str(arch), "arc": self.to_arc(arch), "params": sum(p.numel() for p in model.parameters()),
+                "cell_params": sum(p.numel() for p in model.cell.parameters()),
+                "embedding_params": model.embedding.numel(), "vocab": 10000, "net": net}
 
     def child_from_shared(self, shared_cell: ENASRNNSharedCell, arch: Architecture) -> ENASRNNCell:
         """A standalone cell with the sampled shared matrices copied in; it computes

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..registry import register
 from .base import AnchorSet, Architecture, ArchitectureError, Choice, SearchSpace, Step
 
 PAPER_SIZES = (1, 3, 5, 7)
@@ -33,6 +34,7 @@ PAPER_FILTERS = (24, 36, 48, 64)
 PAPER_STRIDES = (1, 2, 3)
 
 
+@register("space")
 class NASCNNSpace(SearchSpace):
     name = "nas-cnn"
 

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..data import DataFormatError, find
+from ..registry import register
 from .base import Architecture, ArchitectureError, Choice, SearchSpace
 
 # The benchmark's operation order (NAS-Bench-201 paper, §2; `NAS_BENCH_201` in its API).
@@ -30,6 +31,7 @@ TABLE_HOW = ("It is the NAS-Bench-201 12-epoch table (15,625 rows: index, arch_s
 VALID_COLUMN, TEST_COLUMN = "cifar10valid_xvalid_acc_12ep", "cifar10_oritest_acc_12ep"
 
 
+@register("space")
 class NB201Space(SearchSpace):
     name = "nb201"
 

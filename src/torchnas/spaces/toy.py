@@ -12,9 +12,11 @@ trying a strategy in seconds. Two layouts:
 """
 from __future__ import annotations
 
+from ..registry import register
 from .base import Anchor, AnchorSet, Choice, SearchSpace, Step
 
 
+@register("space")
 class ToySpace(SearchSpace):
     name = "toy"
 

@@ -6,18 +6,15 @@ from .evolution import RegularizedEvolution
 from .random import RandomSearch
 from .reinforce import Reinforce
 
-STRATEGIES: dict[str, type[Strategy]] = {
-    Reinforce.name: Reinforce,
-    RandomSearch.name: RandomSearch,
-    RegularizedEvolution.name: RegularizedEvolution,
-}
+from ..registry import lookup, registered
+
+STRATEGIES: dict[str, type[Strategy]] = registered("strategy")   # every strategy registers itself
 
 
 def make_strategy(name: str, space, seed: int = 0, **kwargs) -> Strategy:
-    if name not in STRATEGIES:
-        raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(sorted(STRATEGIES))}")
+    cls = lookup("strategy", name)
     try:
-        return STRATEGIES[name](space, seed=seed, **kwargs)
+        return cls(space, seed=seed, **kwargs)
     except TypeError as e:  # an option the strategy does not take
         raise ValueError(f"strategy {name!r}: {e}") from None
 

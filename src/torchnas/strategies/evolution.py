@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections import deque
 
+from ..registry import register
 from .base import Strategy
 
 
+@register("strategy")
 class RegularizedEvolution(Strategy):
     name = "evolution"
 

@@ -1,9 +1,11 @@
 """Random search: each decision drawn uniformly and independently (Li & Talwalkar 2019)."""
 from __future__ import annotations
 
+from ..registry import register
 from .base import Strategy
 
 
+@register("strategy")
 class RandomSearch(Strategy):
     name = "random"
 

@@ -26,9 +26,11 @@ import torch
 
 from ..controller import Controller
 from ..spaces import AnchorSet
+from ..registry import register
 from .base import Strategy
 
 
+@register("strategy")
 class Reinforce(Strategy):
     name = "reinforce"
 

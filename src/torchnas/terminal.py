@@ -1,0 +1,166 @@
+"""What the commands print: a Rich progress line per phase and the result lines, from the
+events the API functions emit (``on_event(name, data)``).
+
+Events: ``start`` {task, label, total, completed} and ``progress`` {completed, ...} and ``end``
+{task} around each long phase (task ``search``, ``enas`` or ``retrain``); ``search_done``,
+``enas_done``, ``ground_truth``, ``retrain_start``, ``retrain_done``, ``figures``,
+``tensorboard`` once each; ``seeds`` {completed, total} from ``bench nb201``.
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+
+def _num(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _best(best) -> str:
+    return "-" if best is None else f"{best['reward']:.4f}"
+
+
+class Printer:
+    """``on_event`` for the command line: Rich progress on stderr (unless ``progress=False``),
+    result lines on stdout."""
+
+    def __init__(self, progress: bool = True):
+        self.show_progress = progress
+        self.bar = self.task = None
+        self.t0 = self.done0 = 0
+
+    def __call__(self, name: str, data: dict) -> None:
+        getattr(self, f"on_{name}", lambda d: None)(data)
+
+    # -- progress -------------------------------------------------------------------------
+    def on_start(self, d):
+        from rich.console import Console
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
+        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("best {task.fields[best]}"), TextColumn("{task.fields[rate]}"),
+                            TimeElapsedColumn(), TimeRemainingColumn(),
+                            console=Console(stderr=True), disable=not self.show_progress, transient=False)
+        self.bar.start()
+        best = _best(d.get("best")) if d["task"] == "search" else ""
+        self.task = self.bar.add_task(d["label"], total=d["total"], completed=d["completed"], best=best, rate="")
+        self.t0, self.done0 = time.perf_counter(), d["completed"]
+
+    def on_progress(self, d):
+        if self.bar is None:
+            return
+        if "best" in d:                                   # a search: queries done, best reward, rate
+            rate = (d["completed"] - self.done0) / max(time.perf_counter() - self.t0, 1e-9)
+            self.bar.update(self.task, completed=d["completed"], best=_best(d["best"]),
+                            rate=f"{rate:.1f} q/s" if rate >= 1 else f"{60 * rate:.1f} q/min")
+            return
+        if "metric" in d:                                 # an ENAS epoch
+            m = d["valid"]
+            best = "valid " + ("-" if m is None else f"{m:.3f}" if d["metric"] == "valid_acc" else f"ppl {m:.1f}")
+        else:                                             # a retraining epoch
+            best = f"valid ppl {d['valid_ppl']:.2f}" if "valid_ppl" in d else f"valid {d['valid_acc']:.4f}"
+        loss = f"shared loss {d['loss']:.3f}" if "metric" in d else f"loss {d['loss']:.3f}"
+        self.bar.update(self.task, completed=d["completed"], best=best, rate=loss)
+
+    def on_end(self, d):
+        if self.bar is not None:
+            self.bar.stop()
+        self.bar = None
+
+    # -- results --------------------------------------------------------------------------
+    def on_search_done(self, d):
+        print(f"search run: {d['path']}  (config.yaml, evaluations.jsonl, steps.jsonl, best.json)")
+        if d["stopped_early"]:
+            print(f"stopped after {d['proposals']} proposals with {d['distinct']} distinct "
+                  f"architectures: the strategy kept proposing ones already evaluated (max_proposals)")
+        best = d["best"]
+        if best:
+            print(f"best reward {best['reward']:.4f} at query {best['query']}: {best['arch']}")
+            print("  " + ", ".join(f"{k} {_num(v)}" for k, v in best["metrics"].items()))
+
+    def on_enas_done(self, d):
+        print(f"search run: {d['path']}  (config.yaml, epochs.jsonl, steps.jsonl, derived.json, best.json)")
+        for a in d["derived"]:
+            ppl = f"  (valid ppl {a['valid_ppl']:.1f} on one window)" if "valid_ppl" in a else ""
+            print(f"  {a['reward']:.4f}  {a['arch']}{ppl}")
+
+    def on_ground_truth(self, d):
+        from .ws_rank import GROUND_TRUTH
+        truth = d["truth"]
+        if truth.get("table") is None:
+            print(f"derived cell {truth['arch_str']} (no benchmark table to look it up: {truth['note']})")
+            return
+        print(f"derived cell {truth['arch_str']}: table valid {truth['valid_acc']:.2f} %, test {truth['test_acc']:.2f} % "
+              f"(12 epochs), percentile {truth['valid_percentile']:.1f} of {truth['cells']:,} cells "
+              f"(rank {truth['valid_rank']:,}); {d['path'] / GROUND_TRUTH}")
+
+    def on_retrain_start(self, d):
+        print(f"retraining the best architecture from scratch for {d['epochs']} epochs")
+
+    def on_retrain_done(self, d):
+        r, s = d["result"], d["seconds"]
+        if "test_ppl" in r:
+            print(f"perplexity: valid {r['valid_ppl']:.2f}, test {r['test_ppl']:.2f} ({r['test_tokens']:,} "
+                  f"test tokens; {r['cell']} cell, {r['params']:,} parameters, {r['epochs']} epochs, {s:.0f} s)")
+        else:
+            print(f"test accuracy {r['test_acc']:.4f} on {r['test_images']} {r['data']} test images "
+                  f"({r['params']:,} parameters, {r['flops'] / 1e6:.2f} MFLOPs, {r['epochs']} epochs, {s:.0f} s)")
+        print(f"retrain run: {d['path']}  (result.json, model.pt, history.jsonl)")
+
+    def on_figures(self, d):
+        print(f"figures: {d['dir']}  ({', '.join(d['names'])}; summary: torchnas show {d['path']})")
+
+    def on_tensorboard(self, d):
+        print(f"TensorBoard logs: {d['log_dir']}")
+
+    def on_seeds(self, d):
+        if self.show_progress:
+            done, total, el = d["completed"], d["total"], d["seconds"]
+            print(f"\rseeds {done}/{total}  {done / el:.1f}/s  eta {el / done * (total - done):.0f}s   ",
+                  end="\n" if done == total else "", file=sys.stderr, flush=True)
+
+
+# -- one-shot outputs -----------------------------------------------------------------------------
+def print_dry_run(d: dict) -> None:
+    """``torchnas train --dry-run``: the architecture and its parameter count."""
+    if "vocab" in d:
+        print(f"{d['arch']}\narc (enas_lm format): {d['arc']}")
+        print(f"parameters: {d['params']:,} ({d['cell_params']:,} in the cell, {d['embedding_params']:,} in the "
+              f"tied embedding); vocabulary {d['vocab']:,}; network settings {d['net']}")
+        return
+    c, h, w = d["input"]
+    aux = d.get("aux_params") or 0
+    print(d["arch"])
+    print(f"parameters: {d['params']:,}" + (f" ({d['params'] - aux:,} without the auxiliary head)" if aux else "")
+          + f"; input {c}x{h}x{w}, {d['classes']} classes; network settings {d['net']}")
+
+
+def print_ws_rank(r: dict, path) -> None:
+    from .ws_rank import WS_RANK
+    fmt = lambda v: "n/a" if v is None else f"{v:.3f}"
+    print(f"{r['samples']} uniform cells scored with the shared weights on {r['images_per_cell']} validation "
+          f"images each (reward_bn {r['reward_bn']})")
+    print(f"Kendall tau {fmt(r['kendall_tau'])}, Spearman rho {fmt(r['spearman_rho'])}, top-10% hit rate "
+          f"{r['top10_hit_rate']:.2f} (top {r['top_k']}; chance 0.10)")
+    if "derived" in r:
+        a = r["derived"]
+        print(f"derived cell: shared-weight accuracy {a['shared_acc']:.4f}, table valid {a['table_valid_acc']:.2f} %")
+    print(f"wrote {path / WS_RANK} and {r['figure']}")
+
+
+def print_bench(result: dict, stats: dict) -> None:
+    """``torchnas bench nb201``: mean ± std over seeds of each metric of the returned cells."""
+    runs = result["runs"]
+    print(f"{result['strategy']}: {len(runs)} seeds x {result['queries']} queries ({result['seconds']} s)")
+    for c, (m, s) in stats.items():
+        print(f"  {c:32s} {m:7.2f} ± {s:.2f}")
+    early = sum(r["stopped_early"] for r in runs)
+    if early:
+        print(f"  {early} of {len(runs)} searches stopped early (max_proposals) before the budget")
+
+
+def print_export(record: dict) -> None:
+    from pathlib import Path
+    for fmt, r in record["formats"].items():
+        print(f"{fmt:12s} {', '.join(r['files'])}  (reloaded: max abs difference {r['max_abs_diff']:.2g})")
+    print(f"wrote {Path(record['out_dir']) / 'export.json'}")
