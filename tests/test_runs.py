@@ -111,3 +111,30 @@ def test_logs_are_json_lines_with_the_documented_fields(tmp_path):
     assert steps and {"loss", "baseline", "entropy", "reward"} <= set(steps[0])
     best = json.loads((run.path / RunDir.BEST).read_text())
     assert best["reward"] == max(r["reward"] for r in recs)
+
+
+def test_a_damaged_log_refuses_to_resume_and_is_left_as_it_was(tmp_path):
+    """A corrupted line in the middle of evaluations.jsonl: resume names the file and stops,
+    and the log keeps every byte (it used to be cut at the bad line first, losing the rest)."""
+    run = RunDir(tmp_path / "run").create({"test": 1})
+    _search("random", run, budget=20).resume().run()
+    lines = (run.path / RunDir.EVALS).read_text().splitlines(keepends=True)
+    lines[8] = "GARBAGE\n"
+    damaged = "".join(lines)
+    (run.path / RunDir.EVALS).write_text(damaged)
+    steps = (run.path / RunDir.STEPS).read_bytes()
+    with pytest.raises(RunError, match=r"evaluations.jsonl has 8 complete records but the checkpoint covers 20"):
+        _search("random", run, budget=20).resume()
+    assert (run.path / RunDir.EVALS).read_text() == damaged and (run.path / RunDir.STEPS).read_bytes() == steps
+
+
+def test_restore_cuts_only_what_the_checkpoint_does_not_cover(tmp_path):
+    run = RunDir(tmp_path / "r").create({"test": 1})
+    for i in range(5):
+        run.append_jsonl("a.jsonl", {"i": i})
+        run.append_jsonl("b.jsonl", {"i": i})
+    with open(run.path / "a.jsonl", "a") as f:
+        f.write('{"i": 5')                              # torn by a kill
+    got = run.restore({"a.jsonl": 3, "b.jsonl": 3}, replay=("a.jsonl",))
+    assert [r["i"] for r in got["a.jsonl"]] == [0, 1, 2, 3, 4] and [r["i"] for r in got["b.jsonl"]] == [0, 1, 2]
+    assert run.records("b.jsonl") == got["b.jsonl"] and (run.path / "a.jsonl").read_text().endswith("}\n")

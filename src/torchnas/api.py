@@ -34,36 +34,44 @@ Events = Callable[[str, dict], None]
 
 @dataclass
 class Run:
-    """A run directory (search, ENAS search or retraining) and what it holds so far."""
+    """A run directory (search, ENAS search or retraining) and what it holds so far: a thin
+    view over :class:`torchnas.runs.RunDir`."""
 
     path: Path
 
-    def _json(self, name: str):
-        p = self.path / name
-        return json.loads(p.read_text()) if p.exists() else None
+    @property
+    def dir(self) -> RunDir:
+        return RunDir(self.path)
+
+    @property
+    def kind(self) -> str:
+        """``search``, ``enas`` or ``train``."""
+        return self.dir.kind
 
     @property
     def config(self) -> dict:
-        return RunDir(self.path).config()
+        return self.dir.config()
 
     @property
     def best(self) -> dict | None:
         """``best.json``: the best (or derived) architecture and its reward."""
-        return self._json(RunDir.BEST)
+        return self.dir.read_json(RunDir.BEST)
 
     @property
     def result(self) -> dict | None:
         """The retraining result: ``result.json`` here, or of the search's ``retrain/`` run."""
-        return self._json("result.json") or self._json("retrain/result.json")
+        sub = self.dir.retrain
+        return self.dir.read_json(RunDir.RESULT) or (sub.read_json(RunDir.RESULT) if sub else None)
 
     @property
     def retrain(self) -> "Run | None":
-        return Run(self.path / "retrain") if (self.path / "retrain" / RunDir.CONFIG).exists() else None
+        sub = self.dir.retrain
+        return Run(sub.path) if sub else None
 
     def log(self, name: str) -> list[dict]:
-        """Records of ``evaluations``, ``steps``, ``epochs`` or ``history`` (.jsonl)."""
-        from .show import read_records     # complete lines only: the run may still be writing
-        return read_records(self.path / (name if name.endswith(".jsonl") else f"{name}.jsonl"))
+        """Records of ``evaluations``, ``steps``, ``epochs`` or ``history`` (.jsonl); complete
+        lines only, so the run may still be writing."""
+        return self.dir.records(name if name.endswith(".jsonl") else f"{name}.jsonl")
 
     def __fspath__(self) -> str:
         return str(self.path)
@@ -104,7 +112,7 @@ def search(*, preset: str | None = None, config=None, strategy: str | None = Non
     if resume:
         run = RunDir(resume)
         cfg = run.config()
-        if cfg.get("kind") == "train":
+        if run.kind == "train":
             raise RunError(f"{run.path} is a retraining run: continue it with torchnas train --resume {run.path}")
         if queries is not None and queries != cfg["budget"]:  # extend (or cut) the budget
             cfg["budget"] = queries
@@ -173,13 +181,14 @@ def _enas(cfg: dict, run: RunDir | None, out: str | None, retrain: bool, tensorb
 
 def _retrain_best(cfg: dict, run: RunDir, arch: str, tensorboard: bool, emit: Events) -> dict:
     from .train import train_config
-    out = run.path / "retrain"
+    out = run.path / RunDir.RETRAIN
     data = data_section(cfg).get("data") or {"name": "digits"}
     net, train_ = final_settings(cfg)
     if not (out / RunDir.CONFIG).exists():
         RunDir(out).create(train_config(arch, cfg["space"], data, train_, cfg["seed"], net))
     emit("retrain_start", {"epochs": train_["epochs"]})
-    return _retrain(RunDir(out), run.path / "tensorboard" if tensorboard else None, emit, prefix="retrain/")
+    return _retrain(RunDir(out), run.path / RunDir.TENSORBOARD if tensorboard else None, emit,
+                    prefix=RunDir.RETRAIN + "/")
 
 
 def _retrain(run: RunDir, tensorboard, emit: Events, prefix: str = "") -> dict:
@@ -201,10 +210,10 @@ def _retrain(run: RunDir, tensorboard, emit: Events, prefix: str = "") -> dict:
 
 def _figures(run: RunDir, emit: Events) -> None:
     """The run's figures (what ``torchnas show RUN`` draws) in RUN/figures/."""
-    from .show import FIGURES, write_figures
+    from .show import write_figures
     written = write_figures(run.path)
     if written:
-        emit("figures", {"path": run.path, "dir": run.path / FIGURES,
+        emit("figures", {"path": run.path, "dir": run.path / RunDir.FIGURES,
                          "names": sorted(Path(f).name for f in written.values())})
 
 
@@ -218,7 +227,8 @@ class _tensorboard:
     def __enter__(self):
         if self.where:
             from .tensorboard import TensorBoardMirror
-            mirror = self.mirror = TensorBoardMirror(self.run.path / "tensorboard" if self.where is True else self.where)
+            where = self.run.path / RunDir.TENSORBOARD if self.where is True else self.where
+            mirror = self.mirror = TensorBoardMirror(where)
             p = self.prefix
             self.run.listeners.append(mirror if not p else (lambda name, rec: mirror(p + name, rec)))
         return self.mirror
@@ -268,7 +278,7 @@ def train(*, arch=None, preset: str | None = None, epochs: int | None = None, se
     emit = _events(on_event, quiet)
     if resume:
         run = RunDir(resume)
-        if run.config().get("kind") != "train":
+        if run.kind != "train":
             raise RunError(f"{run.path} is not a retraining run: continue a search with torchnas search --resume {run.path}")
         _retrain(run, tensorboard, emit)
         return Run(run.path)
@@ -322,8 +332,8 @@ def export(run, out=None, formats=("python", "torchscript", "onnx")) -> dict:
     ``retrain/`` run."""
     from .export import export_run
     run = Path(run)
-    if not (run / "model.pt").exists() and (run / "retrain" / RunDir.CONFIG).exists():
-        run = run / "retrain"         # a search run: export its retraining (export_run says if unfinished)
+    if not (run / RunDir.MODEL).exists() and RunDir(run).retrain is not None:
+        run = run / RunDir.RETRAIN    # a search run: export its retraining (export_run says if unfinished)
     if not (run / RunDir.CONFIG).exists():
         raise RunError(f"{run} is not a run directory")
     record = export_run(run, out, formats=(formats,) if isinstance(formats, str) else tuple(formats))

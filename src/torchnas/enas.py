@@ -29,7 +29,7 @@ import torch
 from .evaluators.trainer import cosine_restart_lr, load_data_cached, loss_with_aux, make_augment
 from .runs import RunDir, RunError, rng_states, set_rng_states
 
-EPOCHS, DERIVED = "epochs.jsonl", "derived.json"
+EPOCHS, DERIVED = RunDir.EPOCHS, RunDir.DERIVED
 
 
 @contextlib.contextmanager
@@ -212,8 +212,7 @@ class ENASSearch:
         if ckpt is not None:
             self.load_state_dict(ckpt)
         if self.run_dir is not None:   # drop log lines written after the checkpoint
-            self.run_dir.read_jsonl(EPOCHS, keep=self.epoch)
-            self.run_dir.read_jsonl(RunDir.STEPS, keep=self.updates)
+            self.run_dir.restore({RunDir.EPOCHS: self.epoch, RunDir.STEPS: self.updates})
         return self
 
     def run(self, on_epoch=None) -> list[dict]:

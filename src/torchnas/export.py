@@ -39,7 +39,7 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from .runs import RunDir, RunError
+from .runs import RunDir, RunError, run_kind
 
 FORMATS = ("python", "torchscript", "onnx")
 ATOL = RTOL = 1e-4
@@ -470,14 +470,14 @@ def export_run(run_dir, out_dir=None, formats=FORMATS) -> dict:
     from .spaces import space_from_config
     run = RunDir(run_dir)
     cfg = run.config()
-    if cfg.get("kind") != "train":
+    if run_kind(cfg) != "train":
         raise RunError(f"{run.path} is not a retraining run (kind: {cfg.get('kind', 'search')}); retrain its "
                        f"architecture first: torchnas train --arch {run.path}, then export that run")
     space = space_from_config(cfg["space"])
     arch = space.parse(cfg["arch"])
     if space.name != "enas-rnn" and not hasattr(space, "child"):
         raise ValueError(f"space {space.name!r} has no network to export ({arch} is looked up in a table)")
-    model_path = run.path / "model.pt"
+    model_path = run.path / RunDir.MODEL
     if not model_path.exists():
         raise RunError(f"{run.path} has no model.pt (the trained weights): the training has not finished; "
                        f"run torchnas train first, or continue it with torchnas train --resume {run.path}")
@@ -485,10 +485,10 @@ def export_run(run_dir, out_dir=None, formats=FORMATS) -> dict:
     net = dict(cfg.get("net") or {})
     meta = {"arch": str(arch), "space": cfg["space"], "data": cfg["data"], "net": copy.deepcopy(net),
             "run": str(run.path)}
-    result = run.read_json("result.json") or {}
+    result = run.read_json(RunDir.RESULT) or {}
     meta["result"] = {k: result[k] for k in ("test_acc", "valid_acc", "test_ppl", "valid_ppl", "epochs", "params")
                       if k in result}
-    out = Path(out_dir) if out_dir else run.path / "export"
+    out = Path(out_dir) if out_dir else run.path / RunDir.EXPORT
     if space.name == "enas-rnn":
         model = space.language_model(arch, state["embedding"].shape[0], **net)
         length = int((cfg.get("train") or {}).get("bptt", 35))

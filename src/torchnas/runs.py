@@ -1,14 +1,20 @@
-"""A run directory: everything a search or training job writes, and how it resumes.
+"""A run directory: everything a search or training job writes, and how it resumes. Every
+file name is defined here, once (:class:`RunDir`).
 
     RUN/config.yaml          the resolved configuration (atomic; --resume --queries N raises its budget)
-    RUN/evaluations.jsonl    one line per evaluated architecture (append, flush, fsync)
-    RUN/steps.jsonl          one line per strategy update (controller loss, baseline, entropy)
     RUN/checkpoint.pt        strategy, controller, optimizer, RNG states, counters
                              (written to a temp file, fsynced, then renamed over the old one)
     RUN/best.json            the best architecture so far (atomic)
+    a search:       evaluations.jsonl (one line per evaluated architecture), steps.jsonl (one
+                    line per strategy update), retrain/ (the best architecture retrained)
+    an ENAS search: epochs.jsonl, steps.jsonl, derived.json, ground_truth.json, ws_rank.json,
+                    retrain/
+    a retraining:   history.jsonl (one line per epoch), result.json, model.pt, export/
+    any run:        figures/, tensorboard/
 
-A process killed at any moment leaves at worst a torn last line in a log; :meth:`read_jsonl`
-drops it (and truncates the file there) on resume.
+Logs are appended, flushed and fsynced line by line. A process killed at any moment leaves at
+worst a torn last line; :meth:`RunDir.restore` cuts each log back to what the checkpoint
+covers, after checking that nothing it covers is missing.
 """
 from __future__ import annotations
 
@@ -56,6 +62,11 @@ def as_path(text: str) -> Path | None:
     return p if all(len(part.encode()) <= 255 for part in p.parts) else None
 
 
+def run_kind(cfg: dict) -> str:
+    """``"train"`` (a retraining run), ``"enas"`` (an ENAS search) or ``"search"``."""
+    return "train" if cfg.get("kind") == "train" else "enas" if "enas" in cfg else "search"
+
+
 class RunError(RuntimeError):
     """A run directory is missing, incomplete or belongs to another kind of job."""
 
@@ -85,8 +96,12 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 class RunDir:
-    CONFIG, EVALS, STEPS, CHECKPOINT, BEST = ("config.yaml", "evaluations.jsonl", "steps.jsonl",
-                                               "checkpoint.pt", "best.json")
+    CONFIG, CHECKPOINT, BEST, STEPS = "config.yaml", "checkpoint.pt", "best.json", "steps.jsonl"
+    EVALS = "evaluations.jsonl"                                           # a search
+    EPOCHS, DERIVED, GROUND_TRUTH, WS_RANK = "epochs.jsonl", "derived.json", "ground_truth.json", "ws_rank.json"
+    HISTORY, RESULT, MODEL = "history.jsonl", "result.json", "model.pt"  # a retraining
+    RETRAIN, FIGURES, TENSORBOARD, EXPORT = "retrain", "figures", "tensorboard", "export"
+    LOGS = (EVALS, STEPS, EPOCHS, HISTORY)
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -109,6 +124,17 @@ class RunDir:
             raise RunError(f"{self.path} is not a run directory: it has no {self.CONFIG}")
         return yaml.safe_load(p.read_text())
 
+    @property
+    def kind(self) -> str:
+        """``"train"`` (a retraining run), ``"enas"`` (an ENAS search) or ``"search"``."""
+        return run_kind(self.config())
+
+    @property
+    def retrain(self) -> "RunDir | None":
+        """The retraining run of a search's best architecture, once it exists."""
+        sub = RunDir(self.path / self.RETRAIN)
+        return sub if (sub.path / self.CONFIG).exists() else None
+
     # -- logs -----------------------------------------------------------------------------
     def append_jsonl(self, name: str, record: dict) -> None:
         with open(self.path / name, "a") as f:
@@ -117,6 +143,22 @@ class RunDir:
             os.fsync(f.fileno())
         for listener in self.listeners:
             listener(name, record)
+
+    def records(self, name: str) -> list[dict]:
+        """The complete records of a log, read only (never cut): safe on a run still writing."""
+        return self.read_jsonl(name, truncate=False)
+
+    def restore(self, covered: dict[str, int], replay: tuple[str, ...] = ()) -> dict[str, list[dict]]:
+        """After a stop or a crash: each log named in ``covered`` cut back to the number of records
+        its checkpoint covers (a log in ``replay`` keeps its complete records past that number:
+        a search re-admits them without re-evaluating). Checks every log first and raises,
+        changing nothing, if one holds fewer complete records than the checkpoint covers."""
+        for name, n in covered.items():
+            have = len(self.records(name))
+            if have < n:
+                raise RunError(f"{self.path / name} has {have} complete records but the checkpoint covers {n}: "
+                               f"the log was edited or damaged (left as it is; restore it from a copy to resume)")
+        return {name: self.read_jsonl(name, keep=None if name in replay else n) for name, n in covered.items()}
 
     def read_jsonl(self, name: str, keep: int | None = None, truncate: bool = True) -> list[dict]:
         """Records of a log; a torn last line is dropped, and with ``keep`` the log is cut

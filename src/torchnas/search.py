@@ -64,19 +64,14 @@ class Search:
         if self.run_dir is None:
             raise RunError("resume needs a run directory")
         ckpt = self.run_dir.load_checkpoint()
-        all_evals = self.run_dir.read_jsonl(RunDir.EVALS)
-        n_evals = 0
+        n_evals = n_updates = 0
         if ckpt is not None:
-            n_evals = ckpt["evaluations"]
+            n_evals, n_updates = ckpt["evaluations"], ckpt["updates"]
+        all_evals = self.run_dir.restore({RunDir.EVALS: n_evals, RunDir.STEPS: n_updates}, replay=(RunDir.EVALS,))[RunDir.EVALS]
+        if ckpt is not None:
             self.strategy.load_state_dict(ckpt["strategy"])
             self.proposals, self.updates, self.elapsed = ckpt["proposals"], ckpt["updates"], ckpt["elapsed"]
             set_rng_states(ckpt["rng"])
-            self.run_dir.read_jsonl(RunDir.STEPS, keep=ckpt["updates"])
-        else:
-            self.run_dir.read_jsonl(RunDir.STEPS, keep=0)
-        if len(all_evals) < n_evals:
-            raise RunError(f"{self.run_dir.path}: {RunDir.EVALS} has {len(all_evals)} records but the "
-                           f"checkpoint covers {n_evals}; the log was edited or truncated")
         for rec in all_evals[:n_evals]:
             self._admit(rec)
         for rec in all_evals[n_evals:]:

@@ -8,21 +8,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .runs import RunDir
+from .runs import RunDir, run_kind
 
-FIGURES = "figures"
+FIGURES = RunDir.FIGURES
 
 
 def read_records(path) -> list[dict]:
     """The complete records of a JSONL log, read only (never truncated), so a run that is
     still writing is safe to show."""
     path = Path(path)
-    return RunDir(path.parent).read_jsonl(path.name, truncate=False)
-
-
-def run_kind(cfg: dict) -> str:
-    """``"train"`` (a retraining run), ``"enas"`` (an ENAS search) or ``"search"``."""
-    return "train" if cfg.get("kind") == "train" else "enas" if "enas" in cfg else "search"
+    return RunDir(path.parent).records(path.name)
 
 
 def _settings_text(section: dict | None, skip=("name",)) -> str:
@@ -61,30 +56,30 @@ def summarize(run_dir, top: int = 5) -> dict:
     kind = run_kind(cfg)
     out = {"path": str(run.path), "kind": kind, "settings": _settings(cfg, kind), "best": run.read_json(RunDir.BEST)}
     if kind == "search":
-        evals = read_records(run.path / RunDir.EVALS)
+        evals = run.records(RunDir.EVALS)
         ranked = sorted(evals, key=lambda e: -e["reward"])[:top]       # stable: ties keep the earlier query
         out["top"] = [{"arch": e["arch"], "reward": e["reward"], "params": (e.get("metrics") or {}).get("params"),
                        "query": e["query"], "elapsed_s": e.get("elapsed_s")} for e in ranked]
         out["progress"] = {"evaluations": len(evals), "budget": cfg.get("budget"),
-                           "updates": len(read_records(run.path / RunDir.STEPS))}
+                           "updates": len(run.records(RunDir.STEPS))}
         out["time_s"] = max((e.get("elapsed_s") or 0 for e in evals), default=0.0)
     elif kind == "enas":
-        epochs = read_records(run.path / "epochs.jsonl")
-        out["derived"] = (run.read_json("derived.json") or [])[:top]
+        epochs = run.records(RunDir.EPOCHS)
+        out["derived"] = (run.read_json(RunDir.DERIVED) or [])[:top]
         out["progress"] = {"epochs": len(epochs), "of": cfg["enas"].get("epochs"),
-                           "updates": len(read_records(run.path / RunDir.STEPS))}
+                           "updates": len(run.records(RunDir.STEPS))}
         out["time_s"] = sum(e.get("seconds") or 0 for e in epochs)
-        out["ground_truth"] = run.read_json("ground_truth.json")   # written after the search (ws_rank.py)
-        out["ws_rank"] = run.read_json("ws_rank.json")
+        out["ground_truth"] = run.read_json(RunDir.GROUND_TRUTH)   # written after the search (ws_rank.py)
+        out["ws_rank"] = run.read_json(RunDir.WS_RANK)
     else:
-        history = read_records(run.path / "history.jsonl")
-        out["result"] = run.read_json("result.json")
+        history = run.records(RunDir.HISTORY)
+        out["result"] = run.read_json(RunDir.RESULT)
         out["progress"] = {"epochs": len(history), "of": (cfg.get("train") or {}).get("epochs")}
         out["time_s"] = sum(h.get("seconds") or 0 for h in history)
     out["arch"] = cfg["arch"] if kind == "train" else (out["best"] or {}).get("arch")
     if kind == "train" and (cfg.get("net") or {}).get("cell") == "lstm":
         out["arch"] = None          # an LSTM baseline: the arch string in its config was not trained
-    out["retrain"] = RunDir(run.path / "retrain").read_json("result.json")
+    out["retrain"] = RunDir(run.path / RunDir.RETRAIN).read_json(RunDir.RESULT)
     return out
 
 
@@ -96,15 +91,15 @@ def write_figures(run_dir, summary: dict | None = None) -> dict[str, Path]:
     cfg, summary = run.config(), summary or summarize(run_dir)
     d, name = run.path / FIGURES, run.path.name
     written = {
-        "controller": figures.controller_figure(read_records(run.path / RunDir.STEPS), d / "controller.png",
+        "controller": figures.controller_figure(run.records(RunDir.STEPS), d / "controller.png",
                                                 f"{name}: controller"),
-        "best_so_far": figures.best_so_far_figure(read_records(run.path / RunDir.EVALS), d / "best_so_far.png",
+        "best_so_far": figures.best_so_far_figure(run.records(RunDir.EVALS), d / "best_so_far.png",
                                                   f"{name}: best reward so far"),
-        "shared": figures.epochs_figure(read_records(run.path / "epochs.jsonl"), d / "shared.png",
+        "shared": figures.epochs_figure(run.records(RunDir.EPOCHS), d / "shared.png",
                                         f"{name}: shared weights"),
-        "training": figures.epochs_figure(read_records(run.path / "history.jsonl"), d / "training.png",
+        "training": figures.epochs_figure(run.records(RunDir.HISTORY), d / "training.png",
                                           f"{name}: training"),
-        "retrain": figures.epochs_figure(read_records(run.path / "retrain" / "history.jsonl"),
+        "retrain": figures.epochs_figure(RunDir(run.path / RunDir.RETRAIN).records(RunDir.HISTORY),
                                          d / "retrain.png", f"{name}: retraining"),
     }
     if summary["arch"]:

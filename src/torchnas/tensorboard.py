@@ -14,7 +14,7 @@ from pathlib import Path
 from .runs import RunDir
 
 STEP_KEYS = ("update", "query", "epoch")
-LOGS = (RunDir.EVALS, RunDir.STEPS, "epochs.jsonl", "history.jsonl")
+LOGS = RunDir.LOGS
 
 
 def _summary_writer(log_dir, **kwargs):
@@ -81,23 +81,22 @@ def export_run_to_tensorboard(run_dir, log_dir=None) -> Path:
     """Replay a run's logs (and those of its ``retrain/``) into TensorBoard, with the best
     architecture as text (``best/arch``); ``log_dir`` defaults to ``RUN/tensorboard``, whose
     earlier event files are replaced."""
-    from .show import read_records
     run = RunDir(run_dir)
     cfg = run.config()
-    log_dir = Path(log_dir) if log_dir else run.path / "tensorboard"
+    log_dir = Path(log_dir) if log_dir else run.path / RunDir.TENSORBOARD
     for old in log_dir.glob("events.out.tfevents.*"):
         old.unlink()
     with TensorBoardMirror(log_dir) as mirror:
-        for sub, prefix in ((run.path, ""), (run.path / "retrain", "retrain/")):
+        for sub, prefix in ((run.path, ""), (run.path / RunDir.RETRAIN, RunDir.RETRAIN + "/")):
             for name in LOGS:
-                for rec in read_records(sub / name):
+                for rec in RunDir(sub).records(name):
                     mirror(prefix + name, rec)
         best = run.read_json(RunDir.BEST)
         arch = best["arch"] if best else cfg.get("arch")
         if arch:
             what = f" (reward {best['reward']:.4f})" if best else ""
             mirror.text("best/arch", f"`{arch}`{what}")
-        result = run.read_json("result.json") or RunDir(run.path / "retrain").read_json("result.json")
+        result = run.read_json(RunDir.RESULT) or RunDir(run.path / RunDir.RETRAIN).read_json(RunDir.RESULT)
         if result:
             mirror.text("result", ", ".join(f"{k}: {v}" for k, v in result.items()))
     return log_dir

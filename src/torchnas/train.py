@@ -16,10 +16,10 @@ import torch
 
 from .nn import count_flops
 from .evaluators.trainer import Training, arch_seed, load_data_cached
-from .runs import RunDir, RunError
+from .runs import RunDir, RunError, run_kind
 from .spaces import space_from_config
 
-HISTORY, RESULT, MODEL = "history.jsonl", "result.json", "model.pt"
+HISTORY, RESULT, MODEL = RunDir.HISTORY, RunDir.RESULT, RunDir.MODEL
 LM_TRAIN_KEYS = {"epochs", "batch_size", "bptt", "variable_bptt", "lr", "grad_clip", "weight_decay", "alpha", "beta",
                  "average", "nonmono", "eval_batch_size", "test_batch_size", "max_batches", "device"}
 TRAIN_KEYS = {"epochs", "batch_size", "lr", "momentum", "nesterov", "weight_decay", "schedule", "augment",
@@ -44,7 +44,7 @@ def _run_epochs(run: RunDir, training, record, on_epoch) -> list[dict]:
     ckpt = run.load_checkpoint()
     if ckpt is not None:
         training.load_state_dict(ckpt["training"])
-    history = run.read_jsonl(HISTORY, keep=training.epoch)
+    history = run.restore({HISTORY: training.epoch})[HISTORY]
     while training.epoch < training.epochs:
         out = training.train_epoch()
         if "diverged" in out:
@@ -61,7 +61,7 @@ def _run_epochs(run: RunDir, training, record, on_epoch) -> list[dict]:
 def retrain(run: RunDir, on_epoch: Callable[[dict], None] | None = None) -> dict:
     """Train (or continue training) the run's architecture; returns ``result.json``."""
     cfg = run.config()
-    if cfg.get("kind") != "train":
+    if run_kind(cfg) != "train":
         raise RunError(f"{run.path} is not a retraining run (its config has no 'kind: train')")
     done = run.read_json(RESULT)
     if done is not None:

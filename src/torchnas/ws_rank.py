@@ -19,7 +19,7 @@ import random
 
 from .runs import RunDir, RunError
 
-GROUND_TRUTH, WS_RANK = "ground_truth.json", "ws_rank.json"
+GROUND_TRUTH, WS_RANK = RunDir.GROUND_TRUTH, RunDir.WS_RANK
 
 
 def report_ground_truth(run: RunDir, space, arch: str, data_dir=None) -> dict | None:
@@ -91,7 +91,7 @@ def ws_rank(run_dir, samples: int = 64, seed: int = 0, batches: int = 8, data_di
         d = space.parse(derived)
         record["derived"] = {"arch": derived, "shared_acc": score(d), "table_valid_acc": truth_of(d)["valid_acc"]}
     run.write_json(WS_RANK, record)
-    record["figure"] = str(ws_rank_figure(record, run.path / "figures" / "ws_rank.png"))
+    record["figure"] = str(ws_rank_figure(record, run.path / RunDir.FIGURES / "ws_rank.png"))
     return record
 
 
