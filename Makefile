@@ -7,7 +7,7 @@ export TORCHNAS_DATA ?= $(abspath $(CURDIR)/../shared/data)
 
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench mutate clean
 
 $(BIN)/torchnas: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: setup
 
 bench: setup
 	$(BIN)/python benchmarks/nb201_strategies.py
+
+mutate: setup
+	$(BIN)/python -m pip install -q -e '.[mutate]'
+	$(BIN)/python benchmarks/mutate.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from torchnas.config import load_preset
 from torchnas.data.ptb import Corpus
-from torchnas.evaluators.language import LMTraining
+from torchnas.training import LMTraining
 from torchnas.spaces import space_from_config
 
 

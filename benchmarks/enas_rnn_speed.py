@@ -22,7 +22,7 @@ import torch
 
 from torchnas.config import build_space, build_strategy, load_preset, resolve
 from torchnas.data.ptb import Corpus
-from torchnas.evaluators.language import LMTraining, perplexity
+from torchnas.training import LMTraining, perplexity
 from torchnas.spaces import ENASRNNSpace
 from torchnas.spaces.enas_rnn import PUBLISHED_ARC
 

@@ -31,7 +31,7 @@ E = "src/torchnas/enas.py"
 C = "src/torchnas/controller.py"
 V = "src/torchnas/strategies/evolution.py"
 T = "src/torchnas/evaluators/trainer.py"
-L = "src/torchnas/evaluators/language.py"
+L = "src/torchnas/training/language.py"
 O = "src/torchnas/nn/ops.py"
 N = "src/torchnas/spaces/enas_rnn.py"
 

@@ -98,6 +98,7 @@ def test_bad_settings_rejected():
         Controller(NB201Space(), skip_target=1.5)
 
 
+@pytest.mark.slow
 def test_choice_biases_enas_micro():
     """micro_controller.py: learned b_soft before the tanh, fixed prior after it (normal cell only)."""
     from torchnas.spaces import get_space

@@ -5,7 +5,7 @@ import torch
 
 from tests.conftest import kill_on_call
 from torchnas.enas import ENASSearch, frozen_bn_stats
-from torchnas.evaluators.trainer import cosine_restart_lr
+from torchnas.training import cosine_restart_lr
 from torchnas.runs import RunDir
 from torchnas.spaces import get_space
 from torchnas.strategies import RandomSearch, Reinforce
@@ -102,7 +102,7 @@ def test_bad_settings():
 def test_final_training_of_a_derived_network_resumes_exactly(tmp_path, monkeypatch, name, net):
     """The ENAS final regime (aux head, drop-path, dropout, cutout, cosine restarts) end to end,
     killed after an epoch and resumed: the same history and test accuracy."""
-    from torchnas.evaluators.trainer import Training
+    from torchnas.training import Training
     from torchnas.train import retrain, train_config
     space = get_space(name, **({"num_layers": 4} if name == "enas-macro" else {}))
     arch = str(space.random(__import__("random").Random(0)))

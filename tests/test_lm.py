@@ -11,7 +11,7 @@ from tests.conftest import kill_on_call
 from torchnas.cli import main
 from torchnas.data.ptb import Corpus, load_ptb
 from torchnas.enas import ENASLMSearch, make_enas
-from torchnas.evaluators.language import LMTraining, perplexity
+from torchnas.training import LMTraining, perplexity
 from torchnas.nn.lm import LSTMCell
 from torchnas.runs import RunDir
 from torchnas.spaces import ENASRNNSpace

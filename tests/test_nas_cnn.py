@@ -197,7 +197,7 @@ def test_trained_children_search_resumes_exactly(tmp_path):
 
 
 def test_retraining_resumes_to_the_same_result(tmp_path, monkeypatch):
-    from torchnas.evaluators.trainer import Training
+    from torchnas.training import Training
     from torchnas.runs import RunDir
     from torchnas.train import retrain, train_config
     space = NASCNNSpace(layers=2, num_filters=(8,))

@@ -22,8 +22,8 @@ import torchnas
 import torchnas.controller as controller_mod
 from torchnas.controller import Controller
 from torchnas.enas import ENASLMSearch, ENASSearch
-from torchnas.evaluators.language import perplexity
-from torchnas.evaluators.trainer import ChildTrainer, Training
+from torchnas.evaluators.trainer import ChildTrainer
+from torchnas.training import Training, perplexity
 from torchnas.nn.ops import SepConv
 from torchnas.spaces import get_space
 from torchnas.spaces.enas_rnn import ENAS_RNN_ACTIVATIONS, ENASRNNCell
@@ -217,6 +217,28 @@ def test_enas_shared_phase_samples_one_architecture_per_minibatch(warmup):
     n_batches = math.ceil(len(s.data.train_y) / s.batch_size)
     assert n_batches >= 5 and len(used) == n_batches
     assert len(set(used)) >= n_batches - 1     # a fresh sample each minibatch (the space is huge)
+
+
+def test_enas_uniform_shared_sampling_trains_uniform_cells_and_still_trains_the_controller():
+    """``shared_sampling: uniform``: the shared phase draws cells uniformly (the policy is never
+    asked), the controller phase still samples from the policy and updates it."""
+    space = get_space("nb201")
+    strategy = Reinforce(space, seed=1, lr=0.05)
+    s = ENASSearch(space, strategy, seed=1, net={"channels": 4, "num_cells": 1}, shared_sampling="uniform",
+                   **{**TINY_IMAGES, "train_steps": 2})
+    asked = []
+    strategy.propose = lambda n: asked.append(n) or []           # the shared phase must not ask the policy
+    used = []
+    s.net.register_forward_pre_hook(lambda mod, args: used.append(str(args[1])))
+    s.train_shared_epoch()
+    assert asked == [] and len(used) == math.ceil(len(s.data.train_y) / s.batch_size) and len(set(used)) > 1
+    rng = random.Random(1 * 1_000_003 + 0)                       # the seeded uniform draw of epoch 0
+    assert used == [str(space.random(rng)) for _ in used]
+    before = [p.detach().clone() for p in strategy.controller.parameters()]
+    assert len(s.train_controller()) == 2
+    assert any(not torch.equal(a, p) for a, p in zip(before, strategy.controller.parameters()))
+    with pytest.raises(ValueError, match="shared_sampling"):
+        ENASSearch(space, Reinforce(space), shared_sampling="fair", **TINY_IMAGES)
 
 
 def test_enas_lm_shared_phase_samples_one_cell_per_window(tmp_path):

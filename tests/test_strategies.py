@@ -7,6 +7,7 @@ from torchnas.spaces import NB201Space, ToySpace
 from torchnas.strategies import STRATEGIES, Reinforce, make_strategy
 
 
+@pytest.mark.slow
 def test_reinforce_finds_the_one_rewarded_architecture():
     space = ToySpace(layers=2, options=3)              # 3 * 3 * 2 = 18 architectures
     target = space.parse("toy:op2,-,op1,0,0")
@@ -31,6 +32,7 @@ def test_entropy_bonus_is_added_to_the_reward():
     assert stats["entropy"] > 0
 
 
+@pytest.mark.slow
 def test_skip_penalty_pulls_skip_probability_to_target():
     space = ToySpace(layers=4, options=1)              # only skips are really decided
     strat = Reinforce(space, seed=0, batch_size=8, lr=0.01, skip_weight=1.0,

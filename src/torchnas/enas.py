@@ -26,8 +26,9 @@ import time
 
 import torch
 
-from .evaluators.trainer import cosine_restart_lr, load_data_cached, loss_with_aux, make_augment
+from .evaluators.trainer import load_data_cached
 from .runs import RunDir, RunError, rng_states, set_rng_states
+from .training import Training
 
 EPOCHS, DERIVED = RunDir.EPOCHS, RunDir.DERIVED
 
@@ -63,10 +64,9 @@ class ENASSearch:
                  grad_clip: float | None = 5.0, augment="auto", aux_weight: float = 0.0,
                  train_steps: int = 30, reward_batch: int | None = None,
                  reward_bn: str = "train", derive_samples: int = 100, keep: int = 5, warmup_epochs: int = 0,
-                 derive_batches: int = 1, seed: int = 0,
+                 derive_batches: int = 1, shared_sampling: str = "policy", seed: int = 0,
                  run_dir: RunDir | None = None, channels_last: bool = True, max_train_batches: int | None = None,
                  device: str | None = "auto"):
-        from .training import default_device
         if reward_bn not in ("train", "eval"):
             raise ValueError(f"reward_bn must be 'train' (minibatch statistics) or 'eval', not {reward_bn!r}")
         if epochs < 1 or batch_size < 1 or train_steps < 0 or derive_samples < 1:
@@ -74,67 +74,62 @@ class ENASSearch:
         if not 0 <= warmup_epochs <= epochs or derive_batches < 1:
             raise ValueError(f"ENAS needs 0 <= warmup_epochs <= epochs ({warmup_epochs}, {epochs}) and "
                              f"derive_batches >= 1 ({derive_batches})")
+        if shared_sampling not in ("policy", "uniform"):
+            raise ValueError(f"shared_sampling must be 'policy' (ENAS: the controller's samples train the shared "
+                             f"weights) or 'uniform', not {shared_sampling!r}")
         self.warmup_epochs, self.derive_batches = warmup_epochs, derive_batches
+        self.shared_sampling = shared_sampling
         self.space, self.strategy, self.run_dir, self.seed = space, strategy, run_dir, seed
         self.data = load_data_cached(data)
         self.epochs, self.batch_size, self.train_steps = epochs, batch_size, train_steps
-        self.lr = (lr_max, lr_min, lr_t0, lr_t_mul)
-        self.grad_clip, self.reward_bn, self.channels_last = grad_clip, reward_bn, channels_last
-        self.aux_weight = aux_weight
+        self.reward_bn = reward_bn
         self.reward_batch = reward_batch or batch_size
-        self.derive_samples, self.keep, self.max_train_batches = derive_samples, keep, max_train_batches
+        self.derive_samples, self.keep = derive_samples, keep
         torch.manual_seed(seed)
         net = dict(net or {})
         if net.get("aux_head"):
             net.setdefault("image_size", self.data.shape[1])
-        self.device = default_device(device)
-        self.net = space.shared(self.data.shape[0], self.data.num_classes, **net).to(self.device)
-        if channels_last:
-            self.net = self.net.to(memory_format=torch.channels_last)
-        self.opt = torch.optim.SGD(self.net.parameters(), lr=lr_max, momentum=momentum, nesterov=nesterov,
-                                   weight_decay=weight_decay)
-        self.augment = make_augment(augment, self.data)
-        self.generator = torch.Generator().manual_seed(seed)
+        # the shared phase is the one image training loop, with a new architecture per minibatch
+        self.training = Training(space.shared(self.data.shape[0], self.data.num_classes, **net), self.data,
+                                 epochs=epochs, batch_size=batch_size, lr=lr_max, momentum=momentum,
+                                 nesterov=nesterov, weight_decay=weight_decay, schedule="cosine_restarts",
+                                 augment=augment, seed=seed, channels_last=channels_last, lr_min=lr_min,
+                                 lr_t0=lr_t0, lr_t_mul=lr_t_mul, aux_weight=aux_weight, grad_clip=grad_clip,
+                                 device=device, max_batches=max_train_batches)
+        self.opt, self.generator, self.device = self.training.opt, self.training.generator, self.training.device
         self.epoch = self.updates = 0
+
+    @property
+    def net(self):
+        """The shared-weight network (its training loop's model)."""
+        return self.training.model
+
+    @net.setter
+    def net(self, model) -> None:
+        self.training.model = model
 
     # -- pieces -------------------------------------------------------------------------------
     def _input(self, xb):
-        xb = self.data.normalize(xb).to(self.device, non_blocking=True)
-        return xb.contiguous(memory_format=torch.channels_last) if self.channels_last else xb
+        return self.training._input(xb)
 
     def train_shared_epoch(self) -> dict:
-        from .data.images import iterate_batches
-        lr = cosine_restart_lr(self.epoch, *self.lr)
-        for g in self.opt.param_groups:
-            g["lr"] = lr
-        self.net.train()
-        loss_sum = correct = seen = 0
-        t0 = time.perf_counter()
-        n_batches = math.ceil(len(self.data.train_y) / self.batch_size)
-        if self.max_train_batches is not None:
-            n_batches = min(n_batches, self.max_train_batches)
-        archs = self.sample_for_training(n_batches)
-        for arch, (xb, yb) in zip(archs, iterate_batches(self.data.train_x, self.data.train_y, self.batch_size,
-                                                         self.generator)):
-            if self.augment is not None:
-                xb = self.augment(xb, self.generator)
-            yb = yb.to(self.device)
-            loss, logits = loss_with_aux(self.net(self._input(xb), arch), yb, self.aux_weight)
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if self.grad_clip:
-                torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.grad_clip)
-            self.opt.step()
-            loss_sum += loss.item() * len(yb)
-            correct += (logits.argmax(1) == yb).sum().item()
-            seen += len(yb)
-        return {"lr": lr, "loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
-                "images": seen, "shared_seconds": time.perf_counter() - t0}
+        """One pass of the shared weights over the training split (:meth:`Training.train_epoch`),
+        each minibatch with its own architecture (:meth:`sample_for_training`)."""
+        self.training.epoch = self.epoch      # the learning rate's epoch (a resumed run included)
+        archs = iter(self.sample_for_training(self.training.batches_per_epoch()))
+        out = self.training.train_epoch(lambda: next(archs))
+        if "diverged" in out:
+            raise RunError(f"shared-weight training diverged: {out['diverged']}; lower enas.lr_max or set "
+                           f"enas.grad_clip")
+        return {"lr": out["lr"], "loss": out["loss"], "train_acc": out["train_acc"], "images": out["images"],
+                "shared_seconds": out["seconds"]}
 
     def sample_for_training(self, n: int) -> list:
         """One architecture per minibatch, sampled from the policy as one batch; during the
-        warm-up, uniformly at random (seeded by the epoch, so a resumed run draws the same)."""
-        if self.epoch < self.warmup_epochs:
+        warm-up, or throughout with ``shared_sampling: uniform`` (the controller then learns
+        from shared weights that its choices do not train), uniformly at random (seeded by the
+        epoch, so a resumed run draws the same)."""
+        if self.epoch < self.warmup_epochs or self.shared_sampling == "uniform":
             rng = random.Random(self.seed * 1_000_003 + self.epoch)
             return [self.space.random(rng) for _ in range(n)]
         return self.strategy.propose(n)
@@ -263,7 +258,7 @@ class ENASLMSearch(ENASSearch):
                  derive_samples: int = 100, keep: int = 5, seed: int = 0, run_dir: RunDir | None = None,
                  max_train_batches: int | None = None, device: str | None = "auto"):
         from .data.ptb import batchify, load_ptb_cached
-        from .evaluators.language import LMTraining
+        from .training import LMTraining
         if space.name != "enas-rnn":
             raise ValueError(f"ENAS on a language model needs the enas-rnn space, not {space.name!r}")
         if epochs < 1 or train_steps < 0 or derive_samples < 1 or reward_constant <= 0:
@@ -274,8 +269,7 @@ class ENASLMSearch(ENASSearch):
         torch.manual_seed(seed)
         self.corpus = load_ptb_cached(dict(data))
         net = dict(net or {})
-        self.net = space.language_model(None, len(self.corpus), **net)
-        self.training = LMTraining(self.net, self.corpus, epochs=epochs, batch_size=batch_size, bptt=bptt,
+        self.training = LMTraining(space.language_model(None, len(self.corpus), **net), self.corpus, epochs=epochs, batch_size=batch_size, bptt=bptt,
                                    variable_bptt=variable_bptt, lr=lr, grad_clip=grad_clip,
                                    weight_decay=weight_decay, alpha=alpha, beta=beta,
                                    max_batches=max_train_batches, seed=seed, device=device)

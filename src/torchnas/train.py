@@ -15,7 +15,8 @@ from typing import Callable
 import torch
 
 from .nn import count_flops
-from .evaluators.trainer import Training, arch_seed, load_data_cached
+from .evaluators.trainer import arch_seed, load_data_cached
+from .training import Training
 from .runs import RunDir, RunError, run_kind
 from .spaces import space_from_config
 
@@ -96,9 +97,9 @@ def retrain(run: RunDir, on_epoch: Callable[[dict], None] | None = None) -> dict
 
 def retrain_lm(run: RunDir, cfg: dict, space, arch, on_epoch=None) -> dict:
     """Train the language model of a recurrent cell; ``result.json`` has valid and test
-    perplexity (exact, :func:`torchnas.evaluators.language.perplexity`)."""
+    perplexity (exact, :func:`torchnas.training.perplexity`)."""
     from .data.ptb import load_ptb_cached
-    from .evaluators.language import LMTraining
+    from .training import LMTraining
     corpus = load_ptb_cached(dict(cfg["data"]))
     seed = arch_seed(cfg["seed"], arch)
     torch.manual_seed(seed)

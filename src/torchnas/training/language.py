@@ -31,7 +31,8 @@ import torch.nn.functional as F
 
 from ..data.ptb import batchify, bptt_windows
 from ..nn.lm import detach_state, select_state
-from ..training import default_device, load_training_state, training_state
+from .device import default_device
+from .state import load_training_state, training_state
 
 AVERAGING = (None, "nt-asgd")
 
@@ -188,4 +189,4 @@ class LMTraining:
         self.avg_steps = state["avg_steps"]
 
 
-__all__ = ["LMTraining", "perplexity", "default_device"]
+__all__ = ["LMTraining", "perplexity"]

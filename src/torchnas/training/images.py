@@ -1,0 +1,151 @@
+"""The training loop of image networks: a standalone child (retraining, a search's child) or the
+shared weights of ENAS (one sampled architecture per minibatch), an epoch at a time.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+
+from .device import default_device
+from .schedules import cosine_lr, cosine_restart_lr
+from .state import load_training_state, training_state
+
+
+def make_augment(spec, data):
+    """``auto``/True: the standard CIFAR recipe (pad 4, random crop, horizontal flip) scaled to
+    the image, pad H/8, and no flip for digits (a mirrored digit is another digit); a dict
+    gives Augment's arguments; False/None: no augmentation."""
+    from ..data.images import Augment
+    if spec in (True, "auto"):
+        spec = {"pad": max(1, data.shape[1] // 8), "flip": data.name != "digits"}
+    return Augment(**spec) if spec else None
+
+
+def loss_with_aux(out, y: torch.Tensor, aux_weight: float):
+    """Cross-entropy of ``out``, or of ``(logits, aux_logits)`` plus ``aux_weight`` × the
+    auxiliary head's (ENAS micro_child.py: 0.4); returns (loss, logits)."""
+    if isinstance(out, tuple):
+        out, aux = out
+        return F.cross_entropy(out, y) + aux_weight * F.cross_entropy(aux, y), out
+    return F.cross_entropy(out, y), out
+
+
+def cutout(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """Zero a size x size square at a random centre of each image (it may reach past the edge;
+    DeVries & Taylor 2017), on the whole batch at once; applied after normalisation."""
+    b, _, h, w = x.shape
+    cy = torch.randint(0, h, (b, 1, 1), generator=generator)
+    cx = torch.randint(0, w, (b, 1, 1), generator=generator)
+    ys, xs = torch.arange(h).view(1, h, 1), torch.arange(w).view(1, 1, w)
+    keep = ((ys - cy).abs() * 2 >= size) | ((xs - cx).abs() * 2 >= size)
+    return x * keep.unsqueeze(1).to(x.device, x.dtype)
+
+
+class Training:
+    """SGD training of one network, an epoch at a time, with a checkpointable state; shared by
+    search-time evaluation, retraining (``torchnas train``) and ENAS's shared weights
+    (``train_epoch(arch_fn)``: the network is called as ``model(x, arch_fn())``, a new
+    architecture for every minibatch).
+
+    Schedules: ``cosine`` (to 0 over the run, per step), ``cosine_restarts`` (ENAS: SGDR per
+    epoch from ``lr`` to ``lr_min``, periods ``lr_t0``·``lr_t_mul``^k), ``constant``. For ENAS's
+    final training: ``aux_weight`` (the auxiliary head's loss weight, 0.4), ``drop_path`` (the
+    final keep probability, reached linearly over training as in ``micro_child.py``),
+    ``cutout`` (the side of the zeroed square, 16; DeVries & Taylor 2017) and ``grad_clip``.
+    """
+
+    def __init__(self, model, data, epochs: int, batch_size: int = 128, lr: float = 0.1, momentum: float = 0.9,
+                 nesterov: bool = True, weight_decay: float = 1e-4, schedule: str = "cosine",
+                 augment: bool | str | dict = "auto", seed: int = 0, channels_last: bool = True,
+                 lr_min: float = 0.0, lr_t0: int = 10, lr_t_mul: int = 2, aux_weight: float = 0.0,
+                 drop_path: float = 1.0, cutout: int = 0, grad_clip: float | None = None,
+                 device: str | None = "auto", max_batches: int | None = None):
+        if schedule not in ("cosine", "cosine_restarts", "constant"):
+            raise ValueError(f"training schedule must be 'cosine', 'cosine_restarts' or 'constant', not {schedule!r}")
+        if epochs < 1 or batch_size < 1 or lr <= 0:
+            raise ValueError(f"training needs epochs >= 1, batch_size >= 1 and lr > 0 (got {epochs}, {batch_size}, {lr})")
+        if not 0 < drop_path <= 1 or cutout < 0 or aux_weight < 0:
+            raise ValueError(f"training needs 0 < drop_path <= 1 (a keep probability), cutout >= 0 and "
+                             f"aux_weight >= 0 (got {drop_path}, {cutout}, {aux_weight})")
+        self.channels_last, self.device = channels_last, default_device(device)
+        model = model.to(self.device)     # the data stay on the CPU; each batch is moved
+        self.model = model.to(memory_format=torch.channels_last) if channels_last else model
+        self.data, self.epochs, self.batch_size, self.lr, self.schedule = data, epochs, batch_size, lr, schedule
+        self.restarts = (lr_min, lr_t0, lr_t_mul)
+        self.aux_weight, self.drop_path, self.cutout, self.grad_clip = aux_weight, drop_path, cutout, grad_clip
+        self.max_batches = max_batches
+        self.opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, nesterov=nesterov,
+                                   weight_decay=weight_decay)
+        self.augment = make_augment(augment, data)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.total_steps = epochs * math.ceil(len(data.train_x) / batch_size)
+        self.epoch = self.step = 0
+
+    def _input(self, xb):
+        xb = self.data.normalize(xb).to(self.device, non_blocking=True)
+        return xb.contiguous(memory_format=torch.channels_last) if self.channels_last else xb
+
+    def batches_per_epoch(self) -> int:
+        n = math.ceil(len(self.data.train_y) / self.batch_size)
+        return n if self.max_batches is None else min(n, self.max_batches)
+
+    def train_epoch(self, arch_fn=None) -> dict:
+        """One epoch (at most ``max_batches`` minibatches); ``arch_fn()``, if given, is the
+        architecture of each minibatch. Returns mean loss, training accuracy, images, seconds and
+        the learning rate, or a ``diverged`` reason."""
+        from ..data.images import iterate_batches
+        self.model.train()
+        running, correct, seen, t0 = 0.0, 0, 0, time.perf_counter()
+        for i, (xb, yb) in enumerate(iterate_batches(self.data.train_x, self.data.train_y, self.batch_size,
+                                                     self.generator)):
+            if i >= self.batches_per_epoch():
+                break
+            if self.schedule == "cosine":
+                lr = cosine_lr(self.step, self.total_steps, self.lr)
+            elif self.schedule == "cosine_restarts":
+                lr = cosine_restart_lr(self.epoch, self.lr, *self.restarts)
+            else:
+                lr = self.lr
+            for g in self.opt.param_groups:
+                g["lr"] = lr
+            if self.drop_path < 1:
+                self.model.drop_path_keep_prob = 1 - (1 - self.drop_path) * self.step / self.total_steps
+            if self.augment is not None:
+                xb = self.augment(xb, self.generator)
+            yb = yb.to(self.device)
+            xb = self._input(xb)
+            if self.cutout:
+                xb = cutout(xb, self.cutout, self.generator)
+            out = self.model(xb) if arch_fn is None else self.model(xb, arch_fn())
+            loss, logits = loss_with_aux(out, yb, self.aux_weight)
+            if not torch.isfinite(loss):
+                return {"diverged": f"non-finite loss ({loss.item()}) at epoch {self.epoch + 1}, step {self.step + 1}"}
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.grad_clip:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+            self.opt.step()
+            running += loss.item() * len(yb)
+            correct += (logits.argmax(1) == yb).sum().item()
+            seen += len(yb)
+            self.step += 1
+        self.epoch += 1
+        return {"loss": running / max(seen, 1), "train_acc": correct / max(seen, 1), "images": seen,
+                "seconds": time.perf_counter() - t0, "lr": self.opt.param_groups[0]["lr"]}
+
+    @torch.no_grad()
+    def accuracy(self, split: str = "valid", batch_size: int = 500) -> float:
+        x, y = (self.data.valid_x, self.data.valid_y) if split == "valid" else (self.data.test_x, self.data.test_y)
+        self.model.eval()
+        correct = sum((self.model(self._input(x[i:i + batch_size])).argmax(1).cpu() == y[i:i + batch_size]).sum().item()
+                      for i in range(0, len(x), batch_size))
+        return correct / max(len(x), 1)
+
+    def state_dict(self) -> dict:
+        return training_state(self)
+
+    def load_state_dict(self, state: dict) -> None:
+        load_training_state(self, state)
