@@ -22,6 +22,7 @@ LAYERS = [
     ["torchnas.strategies"],
     ["torchnas.controller"],
     ["torchnas.evaluators", "torchnas.viz"],
+    ["torchnas.tasks"],
     ["torchnas.spaces"],
     ["torchnas.training", "torchnas.nn", "torchnas.data"],
     ["torchnas.runs", "torchnas.registry", "torchnas.presets", "torchnas"],

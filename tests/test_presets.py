@@ -6,8 +6,8 @@ import pytest
 
 from torchnas.cli import main
 from torchnas.config import build_space, build_strategy, final_settings, load_preset, preset_names, resolve
-from torchnas.enas import ENASLMSearch, ENASSearch
-from torchnas.train import LM_TRAIN_KEYS, TRAIN_KEYS
+from torchnas.enas import ENAS_LOOPS
+from torchnas.tasks import task_of
 
 
 @pytest.mark.parametrize("name", preset_names())
@@ -20,14 +20,14 @@ def test_preset_builds(name):
         if "strategy" in cfg or "strategies" in cfg:
             build_strategy(r, space)
         if "enas" in r:
-            cls = ENASLMSearch if space.name == "enas-rnn" else ENASSearch
+            cls = ENAS_LOOPS[space.task]
             allowed = set(inspect.signature(cls).parameters)
             assert set(r["enas"]) <= allowed, set(r["enas"]) - allowed
-            if space.name == "enas-rnn":       # the shared language model builds from the settings
+            if space.task == "language-modeling":      # the shared language model builds from the settings
                 space.language_model(None, 50, **r["enas"]["net"])
         net, train = final_settings(r)
         if train:
-            assert set(train) <= (LM_TRAIN_KEYS if space.name == "enas-rnn" else TRAIN_KEYS)
+            assert set(train) <= task_of(space).train_keys
         if r.get("arch"):
             space.parse(r["arch"])
 

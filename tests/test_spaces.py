@@ -103,6 +103,7 @@ def test_decision_constructors_reject_nonsense():
 
 # -- the registry: every registered space meets the contract --------------------------------------
 from torchnas.registry import register, registered  # noqa: E402
+from torchnas.tasks import task_of  # noqa: E402
 
 
 @pytest.mark.parametrize("name", sorted(registered("space")))
@@ -116,8 +117,9 @@ def test_every_registered_space_meets_the_contract(name):
         assert Architecture.from_json(a.dumps()) == a
         m = space.mutate(a, rng)
         assert space.check(m) is m and sum(x != y for x, y in zip(m.values, a.values)) == 1
-    if hasattr(space, "child"):          # spaces with networks describe them for --dry-run
-        d = space.describe(a, {"name": "cifar10"}, {})
+    assert space.task in registered("task")
+    if hasattr(space, "child"):          # spaces with networks: their task describes them for --dry-run
+        d = task_of(space).describe(space, a, {"name": "cifar10"}, {})
         assert d["arch"] == str(a) and d["params"] > 0
 
 

@@ -298,7 +298,8 @@ def dry_run(*, arch=None, preset: str | None = None, set=None, data: str | None 
     architecture, parameter counts and the settings it was built with."""
     space, arch, data_, _, net, _ = _train_settings(arch.path if isinstance(arch, Run) else arch, preset, set,
                                                     epochs, data, data_dir)
-    return space.describe(space.parse(arch), data_, net)
+    from .tasks import task_of
+    return task_of(space).describe(space, space.parse(arch), data_, net)
 
 
 def _arch_source(text: str):

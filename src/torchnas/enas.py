@@ -259,8 +259,8 @@ class ENASLMSearch(ENASSearch):
                  max_train_batches: int | None = None, device: str | None = "auto"):
         from .data.ptb import batchify, load_ptb_cached
         from .training import LMTraining
-        if space.name != "enas-rnn":
-            raise ValueError(f"ENAS on a language model needs the enas-rnn space, not {space.name!r}")
+        if space.task != "language-modeling":
+            raise ValueError(f"ENAS on a language model needs a language-modeling space (enas-rnn), not {space.name!r}")
         if epochs < 1 or train_steps < 0 or derive_samples < 1 or reward_constant <= 0:
             raise ValueError("ENAS needs epochs >= 1, train_steps >= 0, derive_samples >= 1, reward_constant > 0")
         self.space, self.strategy, self.run_dir, self.seed = space, strategy, run_dir, seed
@@ -316,11 +316,14 @@ class ENASLMSearch(ENASSearch):
         self.training.step, self.training.epoch = state["step"], self.epoch
 
 
+ENAS_LOOPS = {"image-classification": ENASSearch, "language-modeling": ENASLMSearch}   # by task
+
+
 def make_enas(space, strategy, seed: int = 0, **settings) -> ENASSearch:
     """The ENAS search for ``space`` (images or language model); unknown settings are an
     error that lists the allowed ones."""
     import inspect
-    cls = ENASLMSearch if space.name == "enas-rnn" else ENASSearch
+    cls = ENAS_LOOPS[space.task]
     allowed = set(inspect.signature(cls).parameters) - {"space", "strategy", "seed", "run_dir"}
     unknown = set(settings) - allowed
     if unknown:

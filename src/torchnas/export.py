@@ -43,7 +43,6 @@ from .runs import RunDir, RunError, run_kind
 
 FORMATS = ("python", "torchscript", "onnx")
 ATOL = RTOL = 1e-4
-IMAGE_SHAPES = {"digits": ((1, 8, 8), 10), "cifar10": ((3, 32, 32), 10)}   # train.py's data sets
 
 
 class ExportError(RuntimeError):
@@ -447,27 +446,12 @@ def _write_formats(ref, py: Path, example, out: Path, formats, vocab: int | None
     return done
 
 
-def _image_data(data_cfg: dict):
-    """(C, H, W), number of classes and, where the data loads, its normalisation and classes."""
-    from .evaluators.trainer import load_data_cached
-    try:
-        data = load_data_cached(dict(data_cfg))
-    except Exception as e:                                        # noqa: BLE001 (data not here)
-        if data_cfg.get("name") not in IMAGE_SHAPES:
-            raise RunError(f"the run's input shape comes from its data set, which does not load: {e}") from None
-        shape, k = IMAGE_SHAPES[data_cfg["name"]]
-        return shape, k, {"normalize": f"unknown: the data did not load ({e})"}
-    info = {"normalize": {"x": "(x_uint8 / 255 - mean) / std, per channel",
-                          "mean": [float(v) for v in data.mean], "std": [float(v) for v in data.std]},
-            "classes": list(data.classes)}
-    return data.shape, data.num_classes, info
-
-
 def export_run(run_dir, out_dir=None, formats=FORMATS) -> dict:
     """Export the trained model of a retraining run (``torchnas train``) to ``out_dir``
     (default ``RUN/export``): the network is rebuilt as train.py builds it and ``model.pt``
     loaded into it. The language model's ONNX file takes the run's ``bptt`` length."""
     from .spaces import space_from_config
+    from .tasks import task_of
     run = RunDir(run_dir)
     cfg = run.config()
     if run_kind(cfg) != "train":
@@ -475,8 +459,8 @@ def export_run(run_dir, out_dir=None, formats=FORMATS) -> dict:
                        f"architecture first: torchnas train --arch {run.path}, then export that run")
     space = space_from_config(cfg["space"])
     arch = space.parse(cfg["arch"])
-    if space.name != "enas-rnn" and not hasattr(space, "child"):
-        raise ValueError(f"space {space.name!r} has no network to export ({arch} is looked up in a table)")
+    task = task_of(space)
+    task.check_exportable(space, arch)
     model_path = run.path / RunDir.MODEL
     if not model_path.exists():
         raise RunError(f"{run.path} has no model.pt (the trained weights): the training has not finished; "
@@ -489,36 +473,13 @@ def export_run(run_dir, out_dir=None, formats=FORMATS) -> dict:
     meta["result"] = {k: result[k] for k in ("test_acc", "valid_acc", "test_ppl", "valid_ppl", "epochs", "params")
                       if k in result}
     out = Path(out_dir) if out_dir else run.path / RunDir.EXPORT
-    if space.name == "enas-rnn":
-        model = space.language_model(arch, state["embedding"].shape[0], **net)
-        length = int((cfg.get("train") or {}).get("bptt", 35))
-        example = (torch.randint(0, model.vocab_size, (length, 2), generator=torch.Generator().manual_seed(0)),)
-        meta["vocab"] = _write_vocab(cfg["data"], out, model.vocab_size)
-    else:
-        shape, classes, meta["input"] = _image_data(cfg["data"])
-        if net.get("aux_head"):
-            net.setdefault("image_size", shape[1])
-        model = space.child(arch, shape[0], classes, **net)
-        example = (torch.randn((2,) + tuple(shape), generator=torch.Generator().manual_seed(0)),)
+    model, example, more = task.export_network(space, arch, cfg, net, state, out)
+    meta.update(more)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
         raise RunError(f"{model_path} does not fit the network rebuilt from {run.path / RunDir.CONFIG}: {e}") from None
     return export_model(model, example, out, formats, meta=meta)
-
-
-def _write_vocab(data_cfg: dict, out: Path, size: int) -> str:
-    """``out/vocab.txt``, the corpus vocabulary (token id = line number), where the corpus loads."""
-    from .data.ptb import load_ptb_cached
-    try:
-        vocab = load_ptb_cached(dict(data_cfg)).vocab
-    except Exception as e:                                        # noqa: BLE001 (data not here)
-        return f"vocab.txt not written: the corpus did not load ({e})"
-    if len(vocab) != size:
-        return f"vocab.txt not written: the corpus has {len(vocab)} words, the model {size}"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "vocab.txt").write_text("".join(w + "\n" for w in vocab))
-    return "vocab.txt: token id = line number (from 0)"
 
 
 __all__ = ["export_model", "export_run", "trace", "import_file", "LMWrapper", "ExportError", "FORMATS"]

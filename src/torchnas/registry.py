@@ -1,4 +1,4 @@
-"""One registry for everything a config names: search spaces, strategies and evaluators.
+"""One registry for everything a config names: search spaces, strategies, evaluators and tasks.
 
 Each definition registers itself where it is written (timm's ``@register_model``)::
 
@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import importlib
 
-HOMES = {"space": "torchnas.spaces", "strategy": "torchnas.strategies", "evaluator": "torchnas.evaluators"}
+HOMES = {"space": "torchnas.spaces", "strategy": "torchnas.strategies", "evaluator": "torchnas.evaluators",
+         "task": "torchnas.tasks"}
 _TABLES: dict[str, dict[str, object]] = {kind: {} for kind in HOMES}
-_NOUNS = {"space": "search space", "strategy": "strategy", "evaluator": "evaluator"}
+_NOUNS = {"space": "search space", "strategy": "strategy", "evaluator": "evaluator", "task": "task"}
 
 
 def register(kind: str, name: str | None = None):

@@ -305,3 +305,14 @@ def iterate_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int,
     for i in range(0, n - n % batch_size if drop_last else n, batch_size):
         idx = slice(i, i + batch_size) if order is None else order[i:i + batch_size]
         yield x[idx], y[idx]
+
+
+_DATA_CACHE: dict = {}
+
+
+def load_data_cached(cfg: dict):
+    """One copy of a data set per process, keyed by its config."""
+    key = repr(sorted(cfg.items()))
+    if key not in _DATA_CACHE:
+        _DATA_CACHE[key] = load_image_data(**cfg)
+    return _DATA_CACHE[key]

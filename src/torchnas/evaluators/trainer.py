@@ -12,31 +12,14 @@ whose loss becomes non-finite stops at once with reward 0 and the reason in its 
 """
 from __future__ import annotations
 
-import hashlib
-
 import torch
 
 from ..nn import count_flops
 from ..registry import register
 from ..spaces import Architecture, SearchSpace
-from ..training import Training
+from ..data.images import load_data_cached
+from ..training import Training, arch_seed
 from .base import Evaluation, Evaluator
-
-_DATA_CACHE: dict = {}
-
-
-def arch_seed(seed: int, arch: Architecture) -> int:
-    return int.from_bytes(hashlib.sha256(f"{seed}:{arch}".encode()).digest()[:4], "little")
-
-
-def load_data_cached(cfg: dict):
-    """One copy of a data set per process, keyed by its config."""
-    from ..data.images import load_image_data
-    key = repr(sorted(cfg.items()))
-    if key not in _DATA_CACHE:
-        _DATA_CACHE[key] = load_image_data(**cfg)
-    return _DATA_CACHE[key]
-
 
 class ChildTrainer(Evaluator):
     """Evaluator that trains each child from scratch on an image data set."""

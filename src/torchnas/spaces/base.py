@@ -224,6 +224,7 @@ class SearchSpace:
 
     name: str = ""
     decisions: tuple[Decision, ...] = ()
+    task: str = "image-classification"      # what its networks are for (torchnas.tasks)
 
     # -- the controller program ---------------------------------------------------------
     @property
@@ -324,15 +325,6 @@ class SearchSpace:
         """What a benchmark table of this space says of ``arch`` (NAS-Bench-201's does), or None
         for a space without one. Read only to report a finished search, never inside one."""
         return None
-
-    def describe(self, arch: Architecture, data: dict, net: dict) -> dict:
-        """``torchnas train --dry-run``: the network ``arch`` denotes, built without loading
-        data (the input shape from the data's name), and its parameter counts."""
-        c, h, w, k = {"digits": (1, 8, 8, 10)}.get(data.get("name"), (3, 32, 32, 10))
-        model = self.child(arch, c, k, **net)
-        return {"arch": str(arch), "params": sum(p.numel() for p in model.parameters()),
-                "aux_params": sum(p.numel() for n, p in model.named_parameters() if "aux" in n),
-                "input": (c, h, w), "classes": k, "net": net}
 
     def config(self) -> dict:
         """The keyword arguments that rebuild this space (for run configs)."""

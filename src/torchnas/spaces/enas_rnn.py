@@ -178,6 +178,7 @@ class ENASRNNSpace(SearchSpace):
     a previous node and an activation from ``activations`` (the reference's index order)."""
 
     name = "enas-rnn"
+    task = "language-modeling"
 
     def __init__(self, num_nodes: int = 8, activations: Sequence[str] = ENAS_RNN_ACTIVATIONS):
         def known(a):
@@ -265,13 +266,6 @@ class ENASRNNSpace(SearchSpace):
         else:
             rnn = self.child(arch, hidden_size, hidden_size, output=output, init_range=init_range)
         return LanguageModel(rnn, vocab_size, dropout=dropout, init_range=init_range)
-
-    def describe(self, arch: Architecture, data: dict, net: dict) -> dict:
-        """``torchnas train --dry-run``: the language model on Penn Treebank's 10,000 words."""
-        model = self.language_model(arch, 10000, **net)
-        return {"arch": str(arch), "arc": self.to_arc(arch), "params": sum(p.numel() for p in model.parameters()),
-                "cell_params": sum(p.numel() for p in model.cell.parameters()),
-                "embedding_params": model.embedding.numel(), "vocab": 10000, "net": net}
 
     def child_from_shared(self, shared_cell: ENASRNNSharedCell, arch: Architecture) -> ENASRNNCell:
         """A standalone cell with the sampled shared matrices copied in; it computes

@@ -9,7 +9,8 @@ from .device import default_device
 from .images import Training, cutout, loss_with_aux, make_augment
 from .language import LMTraining, perplexity
 from .schedules import cosine_lr, cosine_restart_lr
-from .state import load_training_state, training_state
+from .runner import run_epochs
+from .state import arch_seed, load_training_state, training_state
 
 __all__ = ["default_device", "training_state", "load_training_state", "Training", "LMTraining", "perplexity",
-           "cosine_lr", "cosine_restart_lr", "cutout", "loss_with_aux", "make_augment"]
+           "cosine_lr", "cosine_restart_lr", "cutout", "loss_with_aux", "make_augment", "arch_seed", "run_epochs"]

@@ -1,6 +1,8 @@
 """The checkpoint of a training loop (image ``Training`` or language-model ``LMTraining``)."""
 from __future__ import annotations
 
+import hashlib
+
 from ..runs import rng_states, set_rng_states
 
 
@@ -18,3 +20,9 @@ def load_training_state(t, state: dict) -> None:
     rng = state["torch_rng"]
     set_rng_states(rng if isinstance(rng, dict) else {"torch": rng})   # older checkpoints: the CPU state only
     t.epoch, t.step = state["epoch"], state["step"]
+
+
+def arch_seed(seed: int, arch) -> int:
+    """The seed of one architecture's training: from the run's seed and the architecture string,
+    so a child gets the same weights whichever worker trains it and in whichever order."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{arch}".encode()).digest()[:4], "little")

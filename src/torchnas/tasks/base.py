@@ -1,0 +1,32 @@
+"""The task contract (see the package docstring)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class Task:
+    name: str = ""
+    train_keys: frozenset = frozenset()     # the retraining settings (``train:``) the task takes
+
+    def check_train_settings(self, settings: dict) -> None:
+        unknown = set(settings) - self.train_keys
+        if unknown:
+            raise ValueError(f"train settings {sorted(unknown)} are unknown; allowed: {sorted(self.train_keys)}")
+
+    def check_exportable(self, space, arch) -> None:
+        """Raise if ``space`` has no network to export (a table-only space)."""
+        if not hasattr(space, "child"):
+            raise ValueError(f"space {space.name!r} has no network to export ({arch} is looked up in a table)")
+
+    def describe(self, space, arch, data: dict, net: dict) -> dict:
+        """``torchnas train --dry-run``: the network built without loading data, its size."""
+        raise NotImplementedError
+
+    def retrain(self, run, cfg: dict, space, arch, on_epoch=None) -> dict:
+        """Train the run's network from scratch (resuming from its checkpoint) and judge it on
+        the test split; returns ``result.json``'s record and saves ``model.pt``."""
+        raise NotImplementedError
+
+    def export_network(self, space, arch, cfg: dict, net: dict, state: dict, out: Path):
+        """(model with ``state`` loaded shape-wise built, example inputs, meta) for export."""
+        raise NotImplementedError
