@@ -118,6 +118,8 @@ def test_every_registered_space_meets_the_contract(name):
         m = space.mutate(a, rng)
         assert space.check(m) is m and sum(x != y for x, y in zip(m.values, a.values)) == 1
     assert space.task in registered("task")
+    g = space.graph(a)                   # every space draws its own diagram
+    assert g.nodes and g.edges and {e.src for e in g.edges} | {e.dst for e in g.edges} <= {n.id for n in g.nodes}
     if hasattr(space, "child"):          # spaces with networks: their task describes them for --dry-run
         d = task_of(space).describe(space, a, {"name": "cifar10"}, {})
         assert d["arch"] == str(a) and d["params"] > 0

@@ -321,6 +321,11 @@ class SearchSpace:
             values[i] = rng.choice([v for v in range(d.num_values()) if v != values[i]])
         return self.make(values)
 
+    def graph(self, arch: Architecture, **options):
+        """The diagram of ``arch`` (a :class:`torchnas.spaces.graph.Graph`, drawn by
+        ``torchnas.viz.diagrams``); every space draws its own."""
+        raise ValueError(f"space {self.name!r} has no diagram: define {type(self).__name__}.graph")
+
     def ground_truth(self, arch: Architecture, data_dir=None) -> dict | None:
         """What a benchmark table of this space says of ``arch`` (NAS-Bench-201's does), or None
         for a space without one. Read only to report a finished search, never inside one."""

@@ -95,6 +95,7 @@ from torch import nn
 from ..nn import ops as O
 from ..registry import register
 from .base import check_size_and_options, AnchorSet, Architecture, ArchitectureError, Choice, SearchSpace, Step
+from .graph import Graph, Node, stack_graph
 
 ENAS_MACRO_OPS = ("conv_3x3", "sep_conv_3x3", "conv_5x5", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3")
 
@@ -164,6 +165,19 @@ class ENASMacroSpace(SearchSpace):
         self.decisions = tuple(decisions)
         self._steps = tuple(steps)
 
+
+    def graph(self, arch, **options) -> Graph:
+        """ENAS macro network (Pham et al. 2018, Fig. 7; Zoph & Le 2017, Fig. 7): image, stem, the
+        layers (op; "then reduce" after a pool layer), the chain and the skips, GAP + softmax.
+        Skip bit j of layer i reads ``prev_layers[j]``: the stem for j = 0, else layer j - 1."""
+        layers, red = self.layers_of(arch), self.reduction_layers()
+        src = ["stem"] + [f"layer{i}" for i in range(len(layers))]
+        labels = [f"layer {i}: {self.ops[op]}" + ("\nthen reduce" if i in red else "")
+                  for i, (op, _) in enumerate(layers)]
+        return stack_graph(f"ENAS macro network ({len(layers)} layers)",
+                           [Node("image", "image", "input"), Node("stem", "stem: conv 3x3", "layer")], labels,
+                           [[src[i]] for i in range(len(layers))], [[src[j] for j in s] for _, s in layers],
+                           Node("output", "GAP + softmax", "output"), [src[-1]])
 
     def config(self) -> dict:
         return {"name": self.name, "num_layers": self.num_layers, "ops": list(self.ops)}

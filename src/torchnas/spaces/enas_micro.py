@@ -79,6 +79,7 @@ from torch import nn
 from ..nn import ops as O
 from ..registry import register
 from .base import check_size_and_options, Anchor, Architecture, ArchitectureError, Choice, SearchSpace, Step
+from .graph import Graph, cell_graph
 
 ENAS_MICRO_OPS = ("sep_conv_3x3", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3", "identity")
 # scripts/cifar10_micro_final.sh @014bae1 (the cell published with the paper), normal then reduction.
@@ -157,6 +158,17 @@ class ENASMicroSpace(SearchSpace):
         self.decisions = tuple(decisions)
         self._steps = tuple(steps)
 
+
+    def graph(self, arch, **options) -> Graph:
+        """ENAS convolutional cells (Pham et al. 2018, Fig. 8): inputs h[i-2] (state 0, the
+        output two cells back) and h[i-1] (state 1), B nodes that each add two ops of earlier
+        states, and h[i], the concatenation of the loose ends (``micro_child.py``)."""
+        g = Graph("ENAS convolutional cells", [], [])
+        for prefix, title, cell in zip(("normal.", "reduce."), ("normal cell", "reduction cell"), self.cells_of(arch)):
+            nodes = [(f"node {i}", [(i1, self.ops[o1]), (i2, self.ops[o2])])
+                     for i, (i1, o1, i2, o2) in enumerate(cell)]
+            cell_graph(g, prefix, title, ["h[i-2]", "h[i-1]"], nodes, "h[i]\nconcat")
+        return g
 
     def config(self) -> dict:
         return {"name": self.name, "num_nodes": self.num_nodes, "ops": list(self.ops)}

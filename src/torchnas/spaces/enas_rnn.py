@@ -47,6 +47,7 @@ from torch import nn
 
 from ..registry import register
 from .base import check_size_and_options, Anchor, Architecture, ArchitectureError, Choice, SearchSpace, Step
+from .graph import Edge, Graph, Node as GraphNode
 
 ENAS_RNN_ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")   # child.py _select_function order
 # enas_lm README (google-research): the published cell.
@@ -195,6 +196,23 @@ class ENASRNNSpace(SearchSpace):
             steps += [Step(b, anchor="h"), Step(b + 1)]
         self.decisions = tuple(decisions)
         self._steps = tuple(steps)
+
+    def graph(self, arch, rnn_output: str = "average", **options) -> Graph:
+        """ENAS recurrent cell (Pham et al. 2018, Fig. 1): x[t] and h[t-1] feed the fixed tanh node
+        0; node i applies its activation to its prev node; h[t] averages all nodes 1..N (the
+        reference code) or, with ``rnn_output="loose_ends"``, the nodes no node uses (the paper)."""
+        nodes = self.nodes_of(arch)
+        g = Graph(f"ENAS recurrent cell, h[t] = {rnn_output.replace('_', ' ')}",
+                  [GraphNode("x", "x[t]", "input"), GraphNode("h_prev", "h[t-1]", "input"),
+                   GraphNode("n0", "0: tanh")],
+                  [Edge("x", "n0"), Edge("h_prev", "n0")])
+        for i, (p, a) in enumerate(nodes, 1):
+            g.nodes.append(GraphNode(f"n{i}", f"{i}: {self.activations[a]}"))
+            g.edges.append(Edge(f"n{p}", f"n{i}"))
+        g.nodes.append(GraphNode("h", "h[t]\n" + ("average" if rnn_output == "average" else "avg of loose ends"), "output"))
+        outs = range(1, len(nodes) + 1) if rnn_output == "average" else loose_ends(nodes)
+        g.edges += [Edge(f"n{k}", "h") for k in outs]
+        return g
 
     def config(self) -> dict:
         return {"name": self.name, "num_nodes": self.num_nodes, "activations": list(self.activations)}

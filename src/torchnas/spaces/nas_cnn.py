@@ -28,6 +28,7 @@ from torch import nn
 
 from ..registry import register
 from .base import AnchorSet, Architecture, ArchitectureError, Choice, SearchSpace, Step
+from .graph import Graph, Node, stack_graph
 
 PAPER_SIZES = (1, 3, 5, 7)
 PAPER_FILTERS = (24, 36, 48, 64)
@@ -72,6 +73,18 @@ class NASCNNSpace(SearchSpace):
         self._steps = tuple(steps)
         self.per_layer = len(decisions) // layers
 
+
+    def graph(self, arch, **options) -> Graph:
+        """Zoph & Le (2017, Fig. 7; §3.3): each layer's inputs are the layers its anchor point
+        picked (none: the image); the layers no layer uses feed GAP + softmax."""
+        layers = self.layers_of(arch)
+        labels = [f"layer {i}: {l['fh']}x{l['fw']}, {l['nf']} filters, stride {l['stride']}"
+                  + ("\n+ max pool 2x2" if l["pool"] else "") for i, l in enumerate(layers)]
+        used = {j for l in layers for j in l["inputs"]}
+        return stack_graph(f"Zoph & Le CNN ({len(layers)} layers)", [Node("image", "image", "input")], labels,
+                           [[f"layer{j}" for j in l["inputs"]] or ["image"] for l in layers], [[] for _ in layers],
+                           Node("output", "GAP + softmax", "output"),
+                           [f"layer{i}" for i in range(len(layers)) if i not in used])
 
     def config(self) -> dict:
         return {"name": self.name, "layers": self.layers, "filter_sizes": list(self.filter_sizes),

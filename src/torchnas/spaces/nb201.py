@@ -20,6 +20,7 @@ from torch import nn
 from ..data import DataFormatError, find
 from ..registry import register
 from .base import Architecture, ArchitectureError, Choice, SearchSpace
+from .graph import Edge, Graph, Node
 
 # The benchmark's operation order (NAS-Bench-201 paper, §2; `NAS_BENCH_201` in its API).
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -76,6 +77,16 @@ class NB201Space(SearchSpace):
         return super().parse(text)
 
     # -- networks ---------------------------------------------------------------------------
+    def graph(self, arch, **options) -> Graph:
+        """NAS-Bench-201 cell (Dong & Yang 2020, Fig. 1): 4 nodes, an op on every edge j -> i;
+        ``none`` (zero) edges are kept, dashed, so the diagram shows all six decisions."""
+        kinds = ("input", "node", "node", "output")
+        g = Graph("NAS-Bench-201 cell\n" + self.to_arch_str(arch),
+                  [Node(f"n{i}", f"node {i}", kinds[i]) for i in range(4)], [])
+        for (i, j), v in zip(EDGES, arch.values):
+            g.edges.append(Edge(f"n{j}", f"n{i}", OPS[v], "dashed" if OPS[v] == "none" else "solid"))
+        return g
+
     def child(self, arch: Architecture, in_channels: int, num_classes: int, channels: int = 16,
               num_cells: int = 5, *, affine: bool = True, track_running_stats: bool = True) -> "NB201Net":
         """The benchmark's network of ``arch`` (``channels=16, num_cells=5`` as in its table)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from ..registry import register
 from .base import Anchor, AnchorSet, Choice, SearchSpace, Step
+from .graph import Graph, Node, cell_graph, stack_graph
 
 
 @register("space")
@@ -48,6 +49,25 @@ class ToySpace(SearchSpace):
         self.decisions = tuple(decisions)
         self._steps = tuple(steps)
 
+
+    def graph(self, arch, **options) -> Graph:
+        """The toy space: a chain (op per layer, one input, dashed skips) or a cell (one input
+        and op per node); the loose ends feed the output."""
+        v = {d.name: x for d, x in zip(self.decisions, arch.values)}
+        option = {d.name: d.options for d in self.decisions if isinstance(d, Choice)}
+        op = lambda name: option[name][v[name]]
+        n = self.layers
+        if self.layout == "cell":
+            g = Graph("toy space (cell layout)", [], [])
+            cell_graph(g, "", "toy cell", ["in 0", "in 1"],
+                       [(f"node {i}", [(v[f"node{i}.input"], op(f"node{i}.op"))]) for i in range(n)], "output")
+            return g
+        inputs = [["input"]] + [[f"layer{v[f'layer{i}.input']}"] for i in range(1, n)]
+        skips = [[f"layer{j}" for j in v[f"layer{i}.skips"]] for i in range(n)]
+        used = {s for ins in inputs[1:] + skips for s in ins}
+        return stack_graph("toy space (chain layout)", [Node("input", "input", "input")],
+                           [f"layer {i}: {op(f'layer{i}.op')}" for i in range(n)], inputs, skips,
+                           Node("output", "output", "output"), [f"layer{i}" for i in range(n) if f"layer{i}" not in used])
 
     def config(self) -> dict:
         return {"name": self.name, "layers": self.layers, "options": self.options, "layout": self.layout}

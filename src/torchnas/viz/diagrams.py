@@ -1,10 +1,11 @@
 """Architecture diagrams in the style of the papers' figures.
 
-:func:`graph_of` turns an :class:`~torchnas.spaces.Architecture` into a small, backend-neutral
-:class:`Graph`; :func:`to_dot` writes it as Graphviz DOT and :func:`draw` renders it to SVG/PNG
-with the ``dot`` executable when it is installed, else with Matplotlib (no system packages).
+:func:`graph_of` asks the architecture's space for its diagram, a small, backend-neutral
+:class:`~torchnas.spaces.graph.Graph` (``SearchSpace.graph``, defined beside each space);
+:func:`to_dot` writes it as Graphviz DOT and :func:`draw` renders it to SVG/PNG with the ``dot``
+executable when it is installed, else with Matplotlib (no system packages).
 
-One diagram per space:
+One diagram per space (each in its space's module):
 
 * ``enas-rnn``: the recurrent cell (Pham et al. 2018, Fig. 1);
 * ``enas-micro``: the normal and the reduction cell (Pham et al. 2018, Fig. 8);
@@ -17,10 +18,10 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..spaces.base import Architecture, Choice
+from ..spaces.base import Architecture
+from ..spaces.graph import Cluster, Edge, Graph, Node
 
 FORMATS = ("svg", "png", "pdf")
 ENGINES = ("auto", "graphviz", "matplotlib")
@@ -29,174 +30,9 @@ DPI = 150
 MIN_PX, MAX_PX = 200, 4000
 
 
-@dataclass(frozen=True)
-class Node:
-    id: str
-    label: str
-    kind: str = "node"          # "input", "node" (a cell node), "layer" or "output"
-
-
-@dataclass(frozen=True)
-class Edge:
-    src: str
-    dst: str
-    label: str = ""             # the op on the edge
-    style: str = "solid"        # "solid" or "dashed" (skip connections, NB201's 'none')
-
-
-@dataclass(frozen=True)
-class Cluster:
-    id: str
-    label: str
-    nodes: tuple[str, ...]
-
-
-@dataclass
-class Graph:
-    title: str
-    nodes: list[Node]
-    edges: list[Edge]
-    clusters: list[Cluster] = field(default_factory=list)
-    direction: str = "LR"       # "LR" (cells) or "BT" (layer stacks, input at the bottom)
-
-    def node(self, id: str) -> Node:
-        return next(n for n in self.nodes if n.id == id)
-
-    def into(self, id: str) -> list[Edge]:
-        """The edges entering node ``id``."""
-        return [e for e in self.edges if e.dst == id]
-
-
-# -- one graph per space ------------------------------------------------------------------------
-def _rnn(space, arch, rnn_output="average") -> Graph:
-    """ENAS recurrent cell (Pham et al. 2018, Fig. 1): x[t] and h[t-1] feed the fixed tanh node
-    0; node i applies its activation to its prev node; h[t] averages all nodes 1..N (the
-    reference code) or, with ``rnn_output="loose_ends"``, the nodes no node uses (the paper)."""
-    from ..spaces.enas_rnn import loose_ends
-    nodes = space.nodes_of(arch)
-    g = Graph(f"ENAS recurrent cell, h[t] = {rnn_output.replace('_', ' ')}",
-              [Node("x", "x[t]", "input"), Node("h_prev", "h[t-1]", "input"), Node("n0", "0: tanh")],
-              [Edge("x", "n0"), Edge("h_prev", "n0")])
-    for i, (p, a) in enumerate(nodes, 1):
-        g.nodes.append(Node(f"n{i}", f"{i}: {space.activations[a]}"))
-        g.edges.append(Edge(f"n{p}", f"n{i}"))
-    g.nodes.append(Node("h", "h[t]\n" + ("average" if rnn_output == "average" else "avg of loose ends"), "output"))
-    outs = range(1, len(nodes) + 1) if rnn_output == "average" else loose_ends(nodes)
-    g.edges += [Edge(f"n{k}", "h") for k in outs]
-    return g
-
-
-def _cell(g: Graph, prefix: str, title: str, inputs: list[str], nodes, out_label: str) -> None:
-    """Add one DAG cell to ``g``: ``nodes`` is ``[(name, [(input index, op), ...])]``, an input
-    index counting the cell inputs first; the output concatenates the loose ends."""
-    ids = [f"{prefix}in{k}" for k in range(len(inputs))] + [f"{prefix}node{i}" for i in range(len(nodes))]
-    members = list(ids) + [f"{prefix}out"]
-    g.nodes += [Node(ids[k], name, "input") for k, name in enumerate(inputs)]
-    used = set()
-    for i, (name, preds) in enumerate(nodes):
-        g.nodes.append(Node(ids[len(inputs) + i], name))
-        for k, op in preds:
-            g.edges.append(Edge(ids[k], ids[len(inputs) + i], op))
-            used.add(k)
-    g.nodes.append(Node(f"{prefix}out", out_label, "output"))
-    g.edges += [Edge(ids[k], f"{prefix}out") for k in range(len(ids)) if k not in used]
-    g.clusters.append(Cluster(prefix.rstrip(".") or "cell", title, tuple(members)))
-
-
-def _micro(space, arch, rnn_output=None) -> Graph:
-    """ENAS convolutional cells (Pham et al. 2018, Fig. 8): inputs h[i-2] (state 0, the
-    output two cells back) and h[i-1] (state 1), B nodes that each add two ops of earlier
-    states, and h[i], the concatenation of the loose ends (``micro_child.py``)."""
-    g = Graph("ENAS convolutional cells", [], [])
-    for prefix, title, cell in zip(("normal.", "reduce."), ("normal cell", "reduction cell"), space.cells_of(arch)):
-        nodes = [(f"node {i}", [(i1, space.ops[o1]), (i2, space.ops[o2])])
-                 for i, (i1, o1, i2, o2) in enumerate(cell)]
-        _cell(g, prefix, title, ["h[i-2]", "h[i-1]"], nodes, "h[i]\nconcat")
-    return g
-
-
-def _stack(title: str, first: list[Node], layers: list[str], inputs: list[list[str]],
-           skips: list[list[str]], out: Node, out_from: list[str]) -> Graph:
-    g = Graph(title, list(first), [], direction="BT")
-    g.edges += [Edge(a.id, b.id) for a, b in zip(first, first[1:])]
-    for i, label in enumerate(layers):
-        g.nodes.append(Node(f"layer{i}", label, "layer"))
-        g.edges += [Edge(s, f"layer{i}") for s in inputs[i]]
-        g.edges += [Edge(s, f"layer{i}", style="dashed") for s in skips[i]]
-    g.nodes.append(out)
-    g.edges += [Edge(s, out.id) for s in out_from]
-    return g
-
-
-def _macro(space, arch, rnn_output=None) -> Graph:
-    """ENAS macro network (Pham et al. 2018, Fig. 7; Zoph & Le 2017, Fig. 7): image, stem, the
-    layers (op; "then reduce" after a pool layer), the chain and the skips, GAP + softmax.
-    Skip bit j of layer i reads ``prev_layers[j]``: the stem for j = 0, else layer j - 1."""
-    layers, red = space.layers_of(arch), space.reduction_layers()
-    src = ["stem"] + [f"layer{i}" for i in range(len(layers))]
-    labels = [f"layer {i}: {space.ops[op]}" + ("\nthen reduce" if i in red else "")
-              for i, (op, _) in enumerate(layers)]
-    return _stack(f"ENAS macro network ({len(layers)} layers)",
-                  [Node("image", "image", "input"), Node("stem", "stem: conv 3x3", "layer")], labels,
-                  [[src[i]] for i in range(len(layers))], [[src[j] for j in s] for _, s in layers],
-                  Node("output", "GAP + softmax", "output"), [src[-1]])
-
-
-def _nas_cnn(space, arch, rnn_output=None) -> Graph:
-    """Zoph & Le (2017, Fig. 7; §3.3): each layer's inputs are the layers its anchor point
-    picked (none: the image); the layers no layer uses feed GAP + softmax."""
-    layers = space.layers_of(arch)
-    labels = [f"layer {i}: {l['fh']}x{l['fw']}, {l['nf']} filters, stride {l['stride']}"
-              + ("\n+ max pool 2x2" if l["pool"] else "") for i, l in enumerate(layers)]
-    used = {j for l in layers for j in l["inputs"]}
-    return _stack(f"Zoph & Le CNN ({len(layers)} layers)", [Node("image", "image", "input")], labels,
-                  [[f"layer{j}" for j in l["inputs"]] or ["image"] for l in layers], [[] for _ in layers],
-                  Node("output", "GAP + softmax", "output"),
-                  [f"layer{i}" for i in range(len(layers)) if i not in used])
-
-
-def _nb201(space, arch, rnn_output=None) -> Graph:
-    """NAS-Bench-201 cell (Dong & Yang 2020, Fig. 1): 4 nodes, an op on every edge j -> i;
-    ``none`` (zero) edges are kept, dashed, so the diagram shows all six decisions."""
-    from ..spaces.nb201 import EDGES, OPS
-    kinds = ("input", "node", "node", "output")
-    g = Graph("NAS-Bench-201 cell\n" + space.to_arch_str(arch),
-              [Node(f"n{i}", f"node {i}", kinds[i]) for i in range(4)], [])
-    for (i, j), v in zip(EDGES, arch.values):
-        g.edges.append(Edge(f"n{j}", f"n{i}", OPS[v], "dashed" if OPS[v] == "none" else "solid"))
-    return g
-
-
-def _toy(space, arch, rnn_output=None) -> Graph:
-    """The toy space: a chain (op per layer, one input, dashed skips) or a cell (one input
-    and op per node); the loose ends feed the output."""
-    v = {d.name: x for d, x in zip(space.decisions, arch.values)}
-    option = {d.name: d.options for d in space.decisions if isinstance(d, Choice)}
-    op = lambda name: option[name][v[name]]
-    n = space.layers
-    if space.layout == "cell":
-        g = Graph("toy space (cell layout)", [], [])
-        _cell(g, "", "toy cell", ["in 0", "in 1"],
-              [(f"node {i}", [(v[f"node{i}.input"], op(f"node{i}.op"))]) for i in range(n)], "output")
-        return g
-    inputs = [["input"]] + [[f"layer{v[f'layer{i}.input']}"] for i in range(1, n)]
-    skips = [[f"layer{j}" for j in v[f"layer{i}.skips"]] for i in range(n)]
-    used = {s for ins in inputs[1:] + skips for s in ins}
-    return _stack("toy space (chain layout)", [Node("input", "input", "input")],
-                  [f"layer {i}: {op(f'layer{i}.op')}" for i in range(n)], inputs, skips,
-                  Node("output", "output", "output"), [f"layer{i}" for i in range(n) if f"layer{i}" not in used])
-
-
-_BUILDERS = {"enas-rnn": _rnn, "enas-micro": _micro, "enas-macro": _macro, "nas-cnn": _nas_cnn,
-             "nb201": _nb201, "toy": _toy}
-
-
 def graph_of(arch: Architecture, rnn_output: str = "average") -> Graph:
     """The diagram of ``arch`` as a :class:`Graph`. ``rnn_output`` (enas-rnn only): ``"average"``
     of nodes 1..N (the reference code) or ``"loose_ends"`` (the paper)."""
-    if arch.space not in _BUILDERS:
-        raise ValueError(f"no diagram for search space {arch.space!r}; "
-                         f"diagrams exist for {', '.join(sorted(_BUILDERS))}")
     if rnn_output not in RNN_OUTPUTS:
         raise ValueError(f"rnn_output must be one of {', '.join(RNN_OUTPUTS)}, not {rnn_output!r}")
     space = arch.search_space
@@ -204,7 +40,7 @@ def graph_of(arch: Architecture, rnn_output: str = "average") -> Graph:
         from ..spaces import get_space
         space = get_space(arch.space)
     space.check(arch)
-    return _BUILDERS[arch.space](space, arch, rnn_output)
+    return space.graph(arch, rnn_output=rnn_output)
 
 
 # -- Graphviz ----------------------------------------------------------------------------------
