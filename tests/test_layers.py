@@ -119,3 +119,13 @@ def test_the_walker_sees_late_and_relative_imports():
     assert "torchnas.enas" in GRAPH["torchnas.api"]                 # inside a function
     assert "torchnas.spaces.base" in GRAPH["torchnas.spaces.nb201"]  # relative, one level
     assert "torchnas.training" in GRAPH["torchnas.evaluators.trainer"]   # relative, two levels
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_each_module_says_what_it_is_for_and_long_functions_say_why(module):
+    tree = ast.parse(MODULES[module].read_text())
+    assert ast.get_docstring(tree), f"{module} opens without a docstring saying what it is for"
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
+            assert "Long:" in (ast.get_docstring(node) or ""), \
+                f"{module}.{node.name} has {node.end_lineno - node.lineno + 1} lines: shorten it or say why (Long: ...)"

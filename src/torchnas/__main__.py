@@ -1,3 +1,4 @@
+"""``python -m torchnas``: the command line (torchnas.cli)."""
 import sys
 
 from .cli import main

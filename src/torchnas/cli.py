@@ -89,6 +89,8 @@ def cmd_presets(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Every command and option. Long: one flat block of argparse declarations per command,
+    read top to bottom like the --help it prints."""
     p = argparse.ArgumentParser(prog="torchnas", description=__doc__)
     p.add_argument("--version", action="version", version=f"torchnas {__version__}")
     sub = p.add_subparsers(dest="command", required=True)

@@ -106,7 +106,10 @@ class Controller(nn.Module):
         return logits
 
     def _run(self, m: int, given: list[torch.Tensor] | None, generator: torch.Generator | None):
-        """Run the program for a batch of m; sample each decision or score the given values."""
+        """Run the program for a batch of m; sample each decision or score the given values.
+        Long: one pass over the space's steps with the LSTM state, the anchor list and the next
+        input threaded through every branch (choice, anchor, anchor set); split up, that state
+        would have to travel through every piece."""
         H = self.g_emb.shape[1]
         dev = self.g_emb.device
         inp = self.g_emb.expand(m, H)

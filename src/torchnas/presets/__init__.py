@@ -1,0 +1,1 @@
+"""The presets: one YAML file per named configuration (``torchnas presets`` lists them)."""

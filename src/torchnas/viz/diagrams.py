@@ -204,7 +204,8 @@ def _overlaps(r, rects) -> bool:
 
 def _draw_matplotlib(graph: Graph, out: Path, fmt: str) -> None:
     """Boxes at the :func:`layout` positions, arc3 arrows, op labels near the edge middles
-    (moved along the edge to avoid the boxes and earlier labels), clusters as grey frames."""
+    (moved along the edge to avoid the boxes and earlier labels), clusters as grey frames.
+    Long: Matplotlib's figure set-up, boxes, arrows and labels share the one figure's scale."""
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
