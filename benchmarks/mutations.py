@@ -34,6 +34,8 @@ T = "src/torchnas/evaluators/trainer.py"
 L = "src/torchnas/training/language.py"
 O = "src/torchnas/nn/ops.py"
 N = "src/torchnas/spaces/enas_rnn.py"
+TI = "src/torchnas/tasks/images.py"
+TL = "src/torchnas/tasks/language.py"
 
 # (id, description, file, old text, new text)
 MUTATIONS = [
@@ -45,15 +47,15 @@ MUTATIONS = [
      "        mean_reward = rewards.mean().item()\n",
      "        mean_reward = (rewards + self.entropy_weight * entropies.detach()).mean().item()\n"),
     ("3", "ENAS shared phase: one architecture per epoch", E,
-     "        return self.strategy.propose(n)\n",
-     "        return self.strategy.propose(1) * n\n"),
+     "        return lambda n: self.strategy.propose(n)\n",
+     "        return lambda n: self.strategy.propose(1) * n\n"),
     ("3b", "ENAS warm-up: one random architecture per epoch", E,
-     "            return [self.space.random(rng) for _ in range(n)]\n",
-     "            return [self.space.random(rng)] * n\n"),
-    ("3c", "ENAS language model: one cell per epoch", E,
-     "        out = self.training.train_epoch(lambda: self.strategy.propose(1)[0])\n",
-     "        cell = self.strategy.propose(1)[0]\n        out = self.training.train_epoch(lambda: cell)\n"),
-    ("4", "reward does not freeze BN running statistics", E,
+     "            return lambda n: [self.space.random(rng) for _ in range(n)]\n",
+     "            return lambda n: [self.space.random(rng)] * n\n"),
+    ("3c", "ENAS language model: one cell per epoch", TL,
+     "        out = self.training.train_epoch(lambda: sample(1)[0])\n",
+     "        cell = sample(1)[0]\n        out = self.training.train_epoch(lambda: cell)\n"),
+    ("4", "reward does not freeze BN running statistics", TI,
      "                with frozen_bn_stats(self.net):\n",
      "                with contextlib.nullcontext():\n"),
     ("5", "controller entropy = -log p(sampled value)", C,

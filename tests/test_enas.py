@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from tests.conftest import kill_on_call
-from torchnas.enas import ENASSearch, frozen_bn_stats
+from torchnas.enas import ENASSearch
+from torchnas.tasks.images import frozen_bn_stats
 from torchnas.training import cosine_restart_lr
 from torchnas.runs import RunDir
 from torchnas.spaces import get_space

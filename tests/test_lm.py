@@ -10,7 +10,8 @@ import torch
 from tests.conftest import kill_on_call
 from torchnas.cli import main
 from torchnas.data.ptb import Corpus, load_ptb
-from torchnas.enas import ENASLMSearch, make_enas
+from torchnas.enas import ENASSearch, make_enas
+from torchnas.tasks.language import LMSharedWeights
 from torchnas.training import LMTraining, perplexity
 from torchnas.nn.lm import LSTMCell
 from torchnas.runs import RunDir
@@ -220,7 +221,7 @@ def _lm_search(tmp_path, name, data, **kw):
     run = RunDir(tmp_path / name)
     if not (run.path / RunDir.CONFIG).exists():
         run.create({"test": True})
-    return ENASLMSearch(SPACE, Reinforce(SPACE, seed=1, **REINFORCE), seed=1, run_dir=run, data=data,
+    return ENASSearch(SPACE, Reinforce(SPACE, seed=1, **REINFORCE), seed=1, run_dir=run, data=data,
                         **{**TINY, **kw}).resume()
 
 
@@ -238,7 +239,7 @@ def test_enas_rnn_search_trains_and_resumes_exactly(tmp_path, monkeypatch, one_t
     assert any(not torch.equal(before[k], v) for k, v in ref.strategy.controller.state_dict().items())
 
     s = _lm_search(tmp_path, "run", data, epochs=3)
-    restore = kill_on_call(monkeypatch, ENASLMSearch, "train_controller", 2)   # killed in epoch 2's controller phase
+    restore = kill_on_call(monkeypatch, ENASSearch, "train_controller", 2)   # killed in epoch 2's controller phase
     with pytest.raises(KeyboardInterrupt):
         s.run()
     restore()
@@ -255,7 +256,7 @@ def test_enas_rnn_settings_are_checked(tmp_path):
     with pytest.raises(ValueError, match="lr_max"):
         make_enas(SPACE, RandomSearch(SPACE, batch_size=2), data=data, lr_max=0.1)
     s = make_enas(SPACE, RandomSearch(SPACE, batch_size=2), data=data, **TINY)
-    assert isinstance(s, ENASLMSearch) and len(s.run()) == 3
+    assert isinstance(s.shared, LMSharedWeights) and len(s.run()) == 3
 
 
 # -- presets and the command line ------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import pytest
 
 from torchnas.cli import main
 from torchnas.config import build_space, build_strategy, final_settings, load_preset, preset_names, resolve
-from torchnas.enas import ENAS_LOOPS
+from torchnas.enas import LOOP_SETTINGS
 from torchnas.tasks import task_of
 
 
@@ -20,8 +20,7 @@ def test_preset_builds(name):
         if "strategy" in cfg or "strategies" in cfg:
             build_strategy(r, space)
         if "enas" in r:
-            cls = ENAS_LOOPS[space.task]
-            allowed = set(inspect.signature(cls).parameters)
+            allowed = set(LOOP_SETTINGS) | set(inspect.signature(task_of(space).SharedWeights).parameters)
             assert set(r["enas"]) <= allowed, set(r["enas"]) - allowed
             if space.task == "language-modeling":      # the shared language model builds from the settings
                 space.language_model(None, 50, **r["enas"]["net"])

@@ -21,7 +21,7 @@ from torch.distributions import Bernoulli, Categorical
 import torchnas
 import torchnas.controller as controller_mod
 from torchnas.controller import Controller
-from torchnas.enas import ENASLMSearch, ENASSearch
+from torchnas.enas import ENASSearch
 from torchnas.evaluators.trainer import ChildTrainer
 from torchnas.training import Training, perplexity
 from torchnas.nn.ops import SepConv
@@ -76,6 +76,8 @@ def _hand_reinforce(strategy_kw, batches=REWARDS):
             adv = [r - b for r in R]
             b = decay * b + (1 - decay) * sum(R) / len(R)
         loss = -(lp * torch.tensor(adv)).sum() / len(archs)
+        if s.skip_weight:                              # + w_skip · mean_k KL(p_k ‖ target), added as is
+            loss = loss + s.skip_weight * scored.skip_penalties.mean()
         grads = torch.autograd.grad(loss, list(ref.parameters()), allow_unused=True)
         grads = [torch.zeros_like(p) if g is None else g for g, p in zip(grads, ref.parameters())]
         stats = s.tell(archs, rewards)
@@ -97,6 +99,28 @@ def test_reinforce_loss_and_gradient_by_hand(mode, entropy_weight):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
         assert stats["loss"] == pytest.approx(loss, rel=1e-4, abs=1e-5)
         assert stats["baseline"] == pytest.approx(b, rel=1e-6)
+
+
+def test_reinforce_skip_penalty_enters_the_loss_by_hand():
+    kw = dict(batch_size=4, baseline_update="batch", baseline_decay=0.8, skip_weight=0.7, lr=0.05)
+    for s, stats, loss, grads, _ in _hand_reinforce(kw):
+        got = _flat([torch.zeros_like(p) if p.grad is None else p.grad for p in s.controller.parameters()])
+        torch.testing.assert_close(got, _flat(grads), rtol=1e-4, atol=1e-6)
+        assert stats["loss"] == pytest.approx(loss, rel=1e-4, abs=1e-5) and stats["skip_penalty"] > 0
+        assert "grad_norm" not in stats and set(stats) >= {"loss", "baseline", "reward", "entropy", "log_prob"}
+
+
+def test_skip_penalty_is_the_bernoulli_kl_per_sample():
+    """ENAS general_controller.py: KL(p ‖ target) summed over one decision's anchors, per sample."""
+    from torch.distributions import Bernoulli, kl_divergence
+    from torchnas.controller import _bernoulli
+    logits = torch.tensor([[0.3, -1.2, 2.0], [-0.5, 0.1, 0.0]])
+    chosen = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    _, lp, ent, kl = _bernoulli(logits, chosen, None, 0.4)
+    p = torch.sigmoid(logits)
+    torch.testing.assert_close(kl, kl_divergence(Bernoulli(p), Bernoulli(torch.full_like(p, 0.4))).sum(1))
+    torch.testing.assert_close(ent, Bernoulli(p).entropy().sum(1))
+    torch.testing.assert_close(lp, Bernoulli(p).log_prob(chosen).sum(1))
 
 
 def test_reinforce_gradient_clipping_by_hand():
@@ -214,7 +238,7 @@ def test_enas_shared_phase_samples_one_architecture_per_minibatch(warmup):
     used = []
     s.net.register_forward_pre_hook(lambda mod, args: used.append(str(args[1])))
     s.train_shared_epoch()
-    n_batches = math.ceil(len(s.data.train_y) / s.batch_size)
+    n_batches = math.ceil(len(s.shared.data.train_y) / s.shared.batch_size)
     assert n_batches >= 5 and len(used) == n_batches
     assert len(set(used)) >= n_batches - 1     # a fresh sample each minibatch (the space is huge)
 
@@ -231,7 +255,7 @@ def test_enas_uniform_shared_sampling_trains_uniform_cells_and_still_trains_the_
     used = []
     s.net.register_forward_pre_hook(lambda mod, args: used.append(str(args[1])))
     s.train_shared_epoch()
-    assert asked == [] and len(used) == math.ceil(len(s.data.train_y) / s.batch_size) and len(set(used)) > 1
+    assert asked == [] and len(used) == math.ceil(len(s.shared.data.train_y) / s.shared.batch_size) and len(set(used)) > 1
     rng = random.Random(1 * 1_000_003 + 0)                       # the seeded uniform draw of epoch 0
     assert used == [str(space.random(rng)) for _ in used]
     before = [p.detach().clone() for p in strategy.controller.parameters()]
@@ -248,7 +272,7 @@ def test_enas_lm_shared_phase_samples_one_cell_per_window(tmp_path):
         lines = [" ".join(rng.choice(words) for _ in range(9)) for _ in range(n // 10)]
         (tmp_path / f"ptb.{split}.txt").write_text("\n".join(lines) + "\n")
     space = get_space("enas-rnn", num_nodes=4)
-    s = ENASLMSearch(space, Reinforce(space, seed=0), data={"path": str(tmp_path)}, net={"hidden_size": 6},
+    s = ENASSearch(space, Reinforce(space, seed=0), data={"path": str(tmp_path)}, net={"hidden_size": 6},
                      epochs=1, batch_size=4, bptt=5, variable_bptt=False, train_steps=0, reward_batch=2,
                      derive_samples=1, keep=1, seed=0, device="cpu")
     used = []

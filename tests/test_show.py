@@ -12,7 +12,7 @@ from rich.console import Console
 from tests.conftest import NB201_CSV, SHARED, needs_module, needs_table, require
 from tests.test_lm import REINFORCE as LM_REINFORCE, SPACE as LM_SPACE, TINY as LM_TINY, _write_corpus
 from torchnas.cli import main
-from torchnas.enas import ENASLMSearch
+from torchnas.enas import ENASSearch
 from torchnas.runs import RunDir
 from torchnas.show import show_arch, show_run, summarize
 from torchnas.strategies import Reinforce
@@ -48,7 +48,7 @@ def _enas_lm(out):
     cfg = {"space": {"name": "enas-rnn", "num_nodes": 4}, "strategy": {"name": "reinforce", **LM_REINFORCE},
            "enas": {"data": data, **LM_TINY}, "seed": 1, "budget": 100}
     run = RunDir(out).create(cfg)
-    ENASLMSearch(LM_SPACE, Reinforce(LM_SPACE, seed=1, **LM_REINFORCE), seed=1, run_dir=run, data=data,
+    ENASSearch(LM_SPACE, Reinforce(LM_SPACE, seed=1, **LM_REINFORCE), seed=1, run_dir=run, data=data,
                  **LM_TINY).resume().run()
     return out
 

@@ -121,3 +121,89 @@ def test_propose_does_not_learn():
     archs = strat.propose(5)
     assert len(archs) == 5 and strat._pending is None
     assert all(torch.equal(v, strat.controller.state_dict()[k]) for k, v in before.items())
+
+
+# -- found by mutation testing (benchmarks/mutate.py; docs/testing.md) ----------------------------
+def test_defaults_are_the_published_settings():
+    """Reinforce: Adam lr 0.0006 (Zoph & Le §4.1); progressive depth from 6 layers, +2 every 1,600
+    samples (§4.1). Regularized evolution: population 10, tournament 3 (NAS-Bench-201's REA)."""
+    from torchnas.spaces import NASCNNSpace
+    from torchnas.strategies import RandomSearch, RegularizedEvolution
+    r = Reinforce(NASCNNSpace(layers=12), depth_schedule={"every": 5})
+    assert r.optimizer.param_groups[0]["lr"] == 6e-4 and r.batch_size == 8 and r.baseline_decay == 0.95
+    assert r.depth_schedule == {"start": 6, "step": 2, "every": 5}
+    e = RegularizedEvolution(NB201Space())
+    assert (e.population_size, e.sample_size) == (10, 3)
+    assert RandomSearch(NB201Space()).batch_size == 1
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_the_seed_decides_and_the_default_seed_is_zero(name):
+    space = NB201Space()
+    first = lambda seed: [str(a) for a in make_strategy(name, space, **({} if seed is None else {"seed": seed})).ask()]
+    assert first(None) == first(0) != first(5)
+
+
+def test_progressive_depth_grows_every_every_samples_up_to_the_space():
+    from torchnas.spaces import NASCNNSpace
+    r = Reinforce(NASCNNSpace(layers=9), batch_size=2, depth_schedule={"start": 3, "step": 2, "every": 4})
+    depths = []
+    for _ in range(8):
+        archs = r.ask()
+        depths.append(len(archs[0].values) // len(NASCNNSpace(layers=1).decisions))
+        stats = r.tell(archs, [0.5, 0.4])
+        assert stats["layers"] == depths[-1]
+    assert depths == [3, 3, 5, 5, 7, 7, 9, 9] and r.samples == 16 and r.depth() == 9
+    with pytest.raises(ValueError, match="needs a space with a depth; 'nb201' has none"):
+        Reinforce(NB201Space(), depth_schedule={"every": 4})
+
+
+def test_tell_without_ask_rescores_and_matches_tell_after_ask():
+    """``tell`` on architectures that did not come from the last ``ask`` (proposed, or after a
+    restore) scores them afresh; the update is the same as after ``ask``."""
+    space = ToySpace(layers=3, options=3)
+    a, b = Reinforce(space, seed=2, batch_size=3, lr=0.05), Reinforce(space, seed=2, batch_size=3, lr=0.05)
+    archs = a.ask()
+    b.load_state_dict(a.state_dict())                 # b never asked: its tell must rescore
+    sa, sb = a.tell(archs, [0.1, 0.9, 0.4]), b.tell(archs, [0.1, 0.9, 0.4])
+    assert sa == pytest.approx(sb)
+    assert all(torch.equal(x, y) for x, y in zip(a.controller.parameters(), b.controller.parameters()))
+    assert b.tell(archs, [0.2, 0.2, 0.2])["loss"] == pytest.approx(a.tell(archs, [0.2, 0.2, 0.2])["loss"])
+
+
+def test_bad_settings_name_themselves_and_the_edges_are_allowed():
+    from torchnas.strategies import RandomSearch, RegularizedEvolution
+    with pytest.raises(ValueError, match=r"population_size >= 1 and sample_size >= 1 \(got 0, 3\)"):
+        RegularizedEvolution(NB201Space(), population_size=0)
+    with pytest.raises(ValueError, match=r"\(got 10, 0\)"):
+        RegularizedEvolution(NB201Space(), sample_size=0)
+    with pytest.raises(ValueError, match="random batch_size must be >= 1, got 0"):
+        RandomSearch(NB201Space(), batch_size=0)
+    e = RegularizedEvolution(NB201Space(), population_size=1, sample_size=1)
+    for _ in range(3):
+        x = e.ask()
+        e.tell(x, [0.5] * len(x))
+
+
+def test_evolution_restores_a_population_of_a_non_default_space():
+    space = ToySpace(layers=4, options=3)             # not the toy space's default settings
+    a = make_strategy("evolution", space, seed=1, population_size=3, sample_size=2)
+    for _ in range(5):
+        x = a.ask()
+        a.tell(x, [len(str(v)) / 50 for v in x])
+    b = make_strategy("evolution", space, seed=7, population_size=3, sample_size=2)
+    b.load_state_dict(a.state_dict())
+    assert [(str(x), r) for x, r in b.population] == [(str(x), r) for x, r in a.population]
+    assert all(x.search_space is space for x, _ in b.population) and a.ask() == b.ask()
+
+
+def test_controller_log_prob_returns_the_scored_architectures_and_set_space_checks_heads():
+    from torchnas.controller import Controller
+    from torchnas.spaces import NASCNNSpace
+    c = Controller(NASCNNSpace(layers=4), seed=0)
+    archs = c.sample(3, torch.Generator().manual_seed(0)).archs
+    assert c.log_prob(archs).archs == archs
+    c.set_space(NASCNNSpace(layers=6))
+    assert c.space.layers == 6 and len(c.steps) == len(NASCNNSpace(layers=6).steps)
+    with pytest.raises(ValueError, match="do not fit space"):
+        c.set_space(NB201Space())

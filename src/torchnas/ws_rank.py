@@ -75,14 +75,14 @@ def ws_rank(run_dir, samples: int = 64, seed: int = 0, batches: int = 8, data_di
     if first.get("table") is None:
         raise ValueError(f"ws-rank needs the benchmark table: {first.get('note')}")
     truth = [truth_of(a)["valid_acc"] for a in archs]
-    search.generator.manual_seed(seed)
+    search.shared.generator.manual_seed(seed)
     val = [search._valid_batch() for _ in range(batches)]
     score = lambda a: sum(search.reward(a, b) for b in val) / len(val)
     ws = [score(a) for a in archs]
     tau, rho = kendalltau(ws, truth).statistic, spearmanr(ws, truth).statistic
     k = max(1, round(0.1 * samples))
     record = {"run": str(run.path), "samples": samples, "seed": seed, "batches": batches,
-              "images_per_cell": sum(len(b[1]) for b in val), "reward_bn": search.reward_bn,
+              "images_per_cell": sum(len(b[1]) for b in val), "reward_bn": search.shared.reward_bn,
               "kendall_tau": None if math.isnan(tau) else float(tau),
               "spearman_rho": None if math.isnan(rho) else float(rho),
               "top10_hit_rate": len(_top(ws, k) & _top(truth, k)) / k, "top_k": k,

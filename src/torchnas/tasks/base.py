@@ -7,6 +7,7 @@ from pathlib import Path
 class Task:
     name: str = ""
     train_keys: frozenset = frozenset()     # the retraining settings (``train:``) the task takes
+    SharedWeights: type | None = None       # ENAS's shared-weight phase (enas.py runs the loop around it)
 
     def check_train_settings(self, settings: dict) -> None:
         unknown = set(settings) - self.train_keys

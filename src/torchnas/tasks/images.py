@@ -1,6 +1,7 @@
 """Image classification: the CNN spaces (NAS-RL, ENAS macro and micro, NAS-Bench-201)."""
 from __future__ import annotations
 
+import contextlib
 import time
 
 import torch
@@ -75,3 +76,112 @@ def _image_data(data_cfg: dict):
                           "mean": [float(v) for v in data.mean], "std": [float(v) for v in data.std]},
             "classes": list(data.classes)}
     return data.shape, data.num_classes, info
+
+
+@contextlib.contextmanager
+def frozen_bn_stats(model):
+    """Batch statistics of the minibatch, but running statistics left untouched."""
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, mom in zip(bns, saved):
+            m.momentum = mom
+
+
+class ImageSharedWeights:
+    """ENAS's shared weights ω on images (macro and micro spaces, NAS-Bench-201): one pass over
+    the training split per epoch, a sampled architecture per minibatch, SGD with Nesterov
+    momentum, l2 weight decay, gradient-norm clipping and cosine restarts (T0 = 10, Tmul = 2:
+    ``src/cifar10/main.py``, ``src/utils.py``); the reward of an architecture is its accuracy with
+    ω on one validation minibatch (``valid_rl`` in the authors' children)."""
+
+    metric = "valid_acc"          # what a reward is computed from, logged per controller update
+    default_train_steps = 30
+
+    def __init__(self, space, data: dict, seed: int = 0, epochs: int = 10, net: dict | None = None,
+                 batch_size: int = 128, lr_max: float = 0.05, lr_min: float = 0.0005, lr_t0: int = 10,
+                 lr_t_mul: int = 2, momentum: float = 0.9, nesterov: bool = True, weight_decay: float = 1e-4,
+                 grad_clip: float | None = 5.0, augment="auto", aux_weight: float = 0.0,
+                 reward_batch: int | None = None, reward_bn: str = "train", channels_last: bool = True,
+                 max_train_batches: int | None = None, device: str | None = "auto"):
+        if reward_bn not in ("train", "eval"):
+            raise ValueError(f"reward_bn must be 'train' (minibatch statistics) or 'eval', not {reward_bn!r}")
+        if batch_size < 1:
+            raise ValueError(f"ENAS needs batch_size >= 1, got {batch_size}")
+        self.data = load_data_cached(data)
+        self.batch_size, self.reward_bn = batch_size, reward_bn
+        self.reward_batch = reward_batch or batch_size
+        torch.manual_seed(seed)
+        net = dict(net or {})
+        if net.get("aux_head"):
+            net.setdefault("image_size", self.data.shape[1])
+        # the shared phase is the one image training loop, with a new architecture per minibatch
+        self.training = Training(space.shared(self.data.shape[0], self.data.num_classes, **net), self.data,
+                                 epochs=epochs, batch_size=batch_size, lr=lr_max, momentum=momentum,
+                                 nesterov=nesterov, weight_decay=weight_decay, schedule="cosine_restarts",
+                                 augment=augment, seed=seed, channels_last=channels_last, lr_min=lr_min,
+                                 lr_t0=lr_t0, lr_t_mul=lr_t_mul, aux_weight=aux_weight, grad_clip=grad_clip,
+                                 device=device, max_batches=max_train_batches)
+        self.opt, self.generator, self.device = self.training.opt, self.training.generator, self.training.device
+
+    @property
+    def net(self):
+        return self.training.model
+
+    @net.setter
+    def net(self, model) -> None:
+        self.training.model = model
+
+    def metric_of(self, reward: float) -> float:
+        return reward
+
+    def train_epoch(self, epoch: int, sample) -> dict:
+        """One pass over the training split (:meth:`Training.train_epoch`); ``sample(n)`` gives
+        the n architectures of the epoch's minibatches, drawn at once before the pass."""
+        self.training.epoch = epoch           # the learning rate's epoch (a resumed run included)
+        archs = iter(sample(self.training.batches_per_epoch()))
+        out = self.training.train_epoch(lambda: next(archs))
+        if "diverged" in out:
+            raise RunError(f"shared-weight training diverged: {out['diverged']}; lower enas.lr_max or set "
+                           f"enas.grad_clip")
+        return {"lr": out["lr"], "loss": out["loss"], "train_acc": out["train_acc"], "images": out["images"],
+                "shared_seconds": out["seconds"]}
+
+    def valid_batch(self):
+        idx = torch.randperm(len(self.data.valid_y), generator=self.generator)[:self.reward_batch]
+        return self.training._input(self.data.valid_x[idx]), self.data.valid_y[idx].to(self.device)
+
+    @torch.no_grad()
+    def reward(self, arch, batch) -> float:
+        """Accuracy of ``arch`` with the shared weights on one validation minibatch."""
+        x, y = batch
+        aux = getattr(self.net, "compute_aux", None)
+        if aux is not None:
+            self.net.compute_aux = False      # the auxiliary head's output would be discarded
+        try:
+            if self.reward_bn == "train":
+                self.net.train()
+                with frozen_bn_stats(self.net):
+                    logits = self.net(x, arch)
+            else:
+                self.net.eval()
+                logits = self.net(x, arch)
+        finally:
+            if aux is not None:
+                self.net.compute_aux = aux
+        if isinstance(logits, tuple):
+            logits = logits[0]
+        return (logits.argmax(1) == y).float().mean().item()
+
+    def extra_state(self):
+        return None
+
+    def load_extra_state(self, state, epoch: int) -> None:
+        pass
+
+
+ImageClassification.SharedWeights = ImageSharedWeights

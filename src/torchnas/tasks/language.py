@@ -2,6 +2,7 @@
 (google-research enas_lm; the model is :class:`torchnas.nn.lm.LanguageModel`)."""
 from __future__ import annotations
 
+import math
 import time
 
 import torch
@@ -80,3 +81,90 @@ def _write_vocab(data_cfg: dict, out, size: int) -> str:
     out.mkdir(parents=True, exist_ok=True)
     (out / "vocab.txt").write_text("".join(w + "\n" for w in vocab))
     return "vocab.txt: token id = line number (from 0)"
+
+
+class LMSharedWeights:
+    """ENAS's shared weights for the recurrent cell on a word-level corpus (google-research
+    ``enas_lm`` ``search.py``, ``child.py``; values in the ``enas-rnn`` preset).
+
+    Shared phase: one pass over the training stream in BPTT windows with a new cell sampled for
+    every window, the hidden state carried across windows (:class:`LMTraining`: SGD lr 20 scaled
+    by the window length, dropouts, slowness ``beta``, clipping 0.1). Reward: ``reward_constant /
+    ppl`` (80 / ppl) on the next window of the validation stream (``reward_batch`` × ``bptt``
+    tokens, evaluation mode, zero initial state: the reference resets the state after every
+    controller step); the windows cycle through the validation split."""
+
+    metric = "valid_ppl"
+    default_train_steps = 25
+
+    def __init__(self, space, data: dict, seed: int = 0, epochs: int = 10, net: dict | None = None,
+                 batch_size: int = 128, bptt: int = 35, variable_bptt: bool = True, lr: float = 20.0,
+                 grad_clip: float | None = 0.1, weight_decay: float = 0.0, alpha: float = 0.0, beta: float = 1.0,
+                 reward_batch: int | None = None, reward_constant: float = 80.0,
+                 max_train_batches: int | None = None, device: str | None = "auto"):
+        from ..data.ptb import batchify, load_ptb_cached
+        if reward_constant <= 0:
+            raise ValueError(f"ENAS needs reward_constant > 0, got {reward_constant}")
+        self.reward_constant = reward_constant
+        torch.manual_seed(seed)
+        self.corpus = load_ptb_cached(dict(data))
+        net = dict(net or {})
+        self.training = LMTraining(space.language_model(None, len(self.corpus), **net), self.corpus, epochs=epochs,
+                                   batch_size=batch_size, bptt=bptt, variable_bptt=variable_bptt, lr=lr,
+                                   grad_clip=grad_clip, weight_decay=weight_decay, alpha=alpha, beta=beta,
+                                   max_batches=max_train_batches, seed=seed, device=device)
+        self.opt = self.training.opt
+        self.bptt, self.reward_batch = bptt, reward_batch or batch_size
+        if len(self.corpus.valid) < 2 * self.reward_batch:
+            raise ValueError(f"the validation split ({len(self.corpus.valid)} tokens) is too short for "
+                             f"reward_batch {self.reward_batch} streams: lower enas.reward_batch")
+        self.valid = batchify(self.corpus.valid, self.reward_batch).to(self.training.device)
+        self.valid_windows = max(1, (len(self.valid) - 1) // bptt)
+        self.valid_pos = 0
+        self.generator = torch.Generator().manual_seed(seed)
+
+    @property
+    def net(self):
+        return self.training.model
+
+    @net.setter
+    def net(self, model) -> None:
+        self.training.model = model
+
+    def metric_of(self, reward: float) -> float:
+        return self.reward_constant / reward
+
+    def train_epoch(self, epoch: int, sample) -> dict:
+        """One pass over the training stream; ``sample(1)`` gives each window's cell."""
+        out = self.training.train_epoch(lambda: sample(1)[0])
+        if "diverged" in out:
+            raise RunError(f"shared-weight training diverged: {out['diverged']}; lower enas.lr or enas.grad_clip")
+        return {"lr": out["lr"], "loss": out["loss"], "train_ppl": out["train_ppl"], "tokens": out["tokens"],
+                "tokens_per_s": round(out["tokens_per_s"], 1), "shared_seconds": out["seconds"]}
+
+    def valid_batch(self):
+        i = self.valid_pos * self.bptt
+        n = min(self.bptt, len(self.valid) - 1 - i)
+        self.valid_pos = (self.valid_pos + 1) % self.valid_windows
+        return self.valid[i:i + n], self.valid[i + 1:i + 1 + n]
+
+    @torch.no_grad()
+    def reward(self, arch, batch) -> float:
+        """``reward_constant`` / perplexity of ``arch`` on one validation window."""
+        x, y = batch
+        self.net.eval()
+        logits = self.net(x, None, arch).logits
+        ce = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.reshape(-1)).item()
+        return self.reward_constant / math.exp(min(ce, 700.0))
+
+    def extra_state(self):
+        return {"valid_pos": self.valid_pos, "bptt_generator": self.training.generator.get_state(),
+                "step": self.training.step}
+
+    def load_extra_state(self, state, epoch: int) -> None:
+        self.valid_pos = state["valid_pos"]
+        self.training.generator.set_state(state["bptt_generator"])
+        self.training.step, self.training.epoch = state["step"], epoch
+
+
+LanguageModeling.SharedWeights = LMSharedWeights
