@@ -31,3 +31,22 @@ class Task:
     def export_network(self, space, arch, cfg: dict, net: dict, state: dict, out: Path):
         """(model with ``state`` loaded shape-wise built, example inputs, meta) for export."""
         raise NotImplementedError
+
+
+class SharedWeights:
+    """ENAS's shared-weight phase of a task (the loop is ``enas.ENASSearch``): ``training`` (its
+    training loop), ``opt``, ``generator``, ``metric``; ``train_epoch(epoch, sample)``,
+    ``valid_batch()``, ``reward(arch, batch)``, ``metric_of(reward)`` and the extra checkpoint
+    state."""
+
+    metric = "valid_acc"
+    default_train_steps = 30
+
+    @property
+    def net(self):
+        """The shared-weight network ω (its training loop's model)."""
+        return self.training.model
+
+    @net.setter
+    def net(self, model) -> None:
+        self.training.model = model

@@ -11,7 +11,7 @@ from ..nn import count_flops
 from ..registry import register
 from ..runs import RunDir, RunError
 from ..training import Training, arch_seed, run_epochs
-from .base import Task
+from .base import SharedWeights, Task
 
 # input shape and classes of the named data sets, for building a network without its data
 IMAGE_SHAPES = {"digits": ((1, 8, 8), 10), "cifar10": ((3, 32, 32), 10)}
@@ -92,7 +92,7 @@ def frozen_bn_stats(model):
             m.momentum = mom
 
 
-class ImageSharedWeights:
+class ImageSharedWeights(SharedWeights):
     """ENAS's shared weights ω on images (macro and micro spaces, NAS-Bench-201): one pass over
     the training split per epoch, a sampled architecture per minibatch, SGD with Nesterov
     momentum, l2 weight decay, gradient-norm clipping and cosine restarts (T0 = 10, Tmul = 2:
@@ -127,14 +127,6 @@ class ImageSharedWeights:
                                  lr_t0=lr_t0, lr_t_mul=lr_t_mul, aux_weight=aux_weight, grad_clip=grad_clip,
                                  device=device, max_batches=max_train_batches)
         self.opt, self.generator, self.device = self.training.opt, self.training.generator, self.training.device
-
-    @property
-    def net(self):
-        return self.training.model
-
-    @net.setter
-    def net(self, model) -> None:
-        self.training.model = model
 
     def metric_of(self, reward: float) -> float:
         return reward

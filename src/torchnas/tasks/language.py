@@ -10,7 +10,7 @@ import torch
 from ..registry import register
 from ..runs import RunDir, RunError
 from ..training import LMTraining, arch_seed, run_epochs
-from .base import Task
+from .base import SharedWeights, Task
 
 PTB_VOCAB = 10000      # Penn Treebank's vocabulary: the dry run builds the model without the corpus
 
@@ -83,7 +83,7 @@ def _write_vocab(data_cfg: dict, out, size: int) -> str:
     return "vocab.txt: token id = line number (from 0)"
 
 
-class LMSharedWeights:
+class LMSharedWeights(SharedWeights):
     """ENAS's shared weights for the recurrent cell on a word-level corpus (google-research
     ``enas_lm`` ``search.py``, ``child.py``; values in the ``enas-rnn`` preset).
 
@@ -122,14 +122,6 @@ class LMSharedWeights:
         self.valid_windows = max(1, (len(self.valid) - 1) // bptt)
         self.valid_pos = 0
         self.generator = torch.Generator().manual_seed(seed)
-
-    @property
-    def net(self):
-        return self.training.model
-
-    @net.setter
-    def net(self, model) -> None:
-        self.training.model = model
 
     def metric_of(self, reward: float) -> float:
         return self.reward_constant / reward
