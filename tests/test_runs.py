@@ -138,3 +138,29 @@ def test_restore_cuts_only_what_the_checkpoint_does_not_cover(tmp_path):
     got = run.restore({"a.jsonl": 3, "b.jsonl": 3}, replay=("a.jsonl",))
     assert [r["i"] for r in got["a.jsonl"]] == [0, 1, 2, 3, 4] and [r["i"] for r in got["b.jsonl"]] == [0, 1, 2]
     assert run.records("b.jsonl") == got["b.jsonl"] and (run.path / "a.jsonl").read_text().endswith("}\n")
+
+
+def test_a_run_has_one_writer(tmp_path):
+    """While one process holds a run (a search, ENAS or retraining), a second gets one line
+    naming the holder's PID and writes nothing (issue 13: two writers interleaved records)."""
+    import subprocess
+    import sys
+    from torchnas import api
+    run = RunDir(tmp_path / "run").create({"kind": "train"})
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from torchnas.runs import RunDir\n"
+        f"with RunDir({str(run.path)!r}).owned():\n"
+        "    print('held', flush=True); time.sleep(60)")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = sorted(p.name for p in run.path.iterdir())
+        with pytest.raises(RunError, match=rf"in use by another torchnas process \(PID {holder.pid}\)"):
+            api.search(resume=run.path)
+        with pytest.raises(RunError, match="in use"):
+            api.train(resume=run.path)
+        assert sorted(p.name for p in run.path.iterdir()) == before
+    finally:
+        holder.kill()
+        holder.wait()
+    with run.owned():                                   # the lock died with its process
+        pass

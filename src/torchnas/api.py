@@ -18,6 +18,7 @@ and how the command line prints them); ``quiet=False`` prints them as the comman
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -111,44 +112,61 @@ def search(*, preset: str | None = None, config=None, strategy: str | None = Non
     data_dir = _path(data_dir)
     if resume:
         run = RunDir(resume)
-        cfg = run.config()
-        if run.kind == "train":
-            raise RunError(f"{run.path} is a retraining run: continue it with torchnas train --resume {run.path}")
-        if queries is not None and queries != cfg["budget"]:  # extend (or cut) the budget
-            cfg["budget"] = queries
-            run.save_config(resolve(cfg))
-    else:
-        cfg = search_config(preset=preset, config=config, set=_overrides(set), queries=queries, workers=workers,
-                            seed=seed, data=data, data_dir=data_dir, strategy=strategy)
-        out = _path(out) or f"runs/{cfg.get('preset', 'search')}-{cfg['strategy']['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
-        run = None
+        run.config()                              # not a run directory: say so before locking
+        with run.owned():                         # one writer: checked before anything is read or cut
+            cfg = run.config()
+            if run.kind == "train":
+                raise RunError(f"{run.path} is a retraining run: continue it with torchnas train --resume {run.path}")
+            if queries is not None and queries != cfg["budget"]:  # extend (or cut) the budget
+                cfg["budget"] = queries
+                run.save_config(resolve(cfg))
+            return _search(cfg, run, None, data_dir, retrain, tensorboard, emit)
+    cfg = search_config(preset=preset, config=config, set=_overrides(set), queries=queries, workers=workers,
+                        seed=seed, data=data, data_dir=data_dir, strategy=strategy)
+    out = _path(out) or f"runs/{cfg.get('preset', 'search')}-{cfg['strategy']['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return _search(cfg, None, out, data_dir, retrain, tensorboard, emit)
+
+
+@contextlib.contextmanager
+def _new_or_held(run: RunDir | None, out, cfg: dict):
+    """The run to write: ``run`` (resumed, its lock already held), or a new one in ``out``,
+    created and held here."""
+    if run is not None:
+        yield run
+        return
+    run = RunDir(out).create(cfg)
+    with run.owned():
+        yield run
+
+
+def _search(cfg: dict, run: RunDir | None, out, data_dir, retrain: bool, tensorboard: bool, emit: Events) -> Run:
     if "enas" in cfg:
         return _enas(cfg, run, out, retrain, tensorboard, emit)
     space, strategy_, evaluator = build(cfg, data_dir)   # bad settings fail before a run exists
-    run = run or RunDir(out).create(cfg)
-    from .search import Search
-    executor = build_executor(cfg)
-    search_ = Search(space, strategy_, evaluator, cfg["budget"], run_dir=run,
-                     max_proposals=cfg.get("max_proposals"), executor=executor)
-    search_.resume()
-    try:
-        with _tensorboard(run, tensorboard, emit):
-            emit("start", {"task": "search", "label": f"{cfg['strategy']['name']} on {space.name}",
-                           "total": cfg["budget"], "completed": len(search_.log), "best": search_.best})
-            search_.on_evaluation = lambda rec: emit("progress", {"completed": len(search_.log),
-                                                                  "best": search_.best})
-            try:
-                result = search_.run()
-            finally:
-                emit("end", {"task": "search"})
-    finally:
-        executor.close()
-    emit("search_done", {"path": run.path, "best": result.best, "stopped_early": result.stopped_early,
-                         "proposals": result.proposals, "distinct": len(result.evaluations)})
-    best = result.best
-    if best and final_settings(cfg)[1] and cfg["evaluator"]["name"] == "trainer" and retrain:
-        _retrain_best(cfg, run, best["arch"], tensorboard, emit)
-    _figures(run, emit)
+    with _new_or_held(run, out, cfg) as run:
+        from .search import Search
+        executor = build_executor(cfg)
+        search_ = Search(space, strategy_, evaluator, cfg["budget"], run_dir=run,
+                         max_proposals=cfg.get("max_proposals"), executor=executor)
+        search_.resume()
+        try:
+            with _tensorboard(run, tensorboard, emit):
+                emit("start", {"task": "search", "label": f"{cfg['strategy']['name']} on {space.name}",
+                               "total": cfg["budget"], "completed": len(search_.log), "best": search_.best})
+                search_.on_evaluation = lambda rec: emit("progress", {"completed": len(search_.log),
+                                                                      "best": search_.best})
+                try:
+                    result = search_.run()
+                finally:
+                    emit("end", {"task": "search"})
+        finally:
+            executor.close()
+        emit("search_done", {"path": run.path, "best": result.best, "stopped_early": result.stopped_early,
+                             "proposals": result.proposals, "distinct": len(result.evaluations)})
+        best = result.best
+        if best and final_settings(cfg)[1] and cfg["evaluator"]["name"] == "trainer" and retrain:
+            _retrain_best(cfg, run, best["arch"], tensorboard, emit)
+        _figures(run, emit)
     return Run(run.path)
 
 
@@ -158,24 +176,25 @@ def _enas(cfg: dict, run: RunDir | None, out: str | None, retrain: bool, tensorb
     from .ws_rank import report_ground_truth
     space = build_space(cfg)
     search_ = make_enas(space, build_strategy(cfg, space), seed=cfg["seed"], **cfg["enas"])
-    search_.run_dir = run = run or RunDir(out).create(cfg)
-    search_.resume()
-    with _tensorboard(run, tensorboard, emit):
-        emit("start", {"task": "enas", "label": f"ENAS {cfg['strategy']['name']} on {space.name}",
-                       "total": search_.epochs, "completed": search_.epoch, "metric": search_.metric})
-        try:
-            derived = search_.run(on_epoch=lambda rec: emit("progress", {
-                "completed": rec["epoch"], "valid": rec[search_.metric], "metric": search_.metric,
-                "loss": rec["loss"]}))
-        finally:
-            emit("end", {"task": "enas"})
-    emit("enas_done", {"path": run.path, "derived": derived})
-    truth = report_ground_truth(run, space, derived[0]["arch"], cfg.get("data_dir"))
-    if truth is not None:
-        emit("ground_truth", {"path": run.path, "truth": truth})
-    if final_settings(cfg)[1] and retrain:
-        _retrain_best(cfg, run, derived[0]["arch"], tensorboard, emit)
-    _figures(run, emit)
+    with _new_or_held(run, out, cfg) as run:
+        search_.run_dir = run
+        search_.resume()
+        with _tensorboard(run, tensorboard, emit):
+            emit("start", {"task": "enas", "label": f"ENAS {cfg['strategy']['name']} on {space.name}",
+                           "total": search_.epochs, "completed": search_.epoch, "metric": search_.metric})
+            try:
+                derived = search_.run(on_epoch=lambda rec: emit("progress", {
+                    "completed": rec["epoch"], "valid": rec[search_.metric], "metric": search_.metric,
+                    "loss": rec["loss"]}))
+            finally:
+                emit("end", {"task": "enas"})
+        emit("enas_done", {"path": run.path, "derived": derived})
+        truth = report_ground_truth(run, space, derived[0]["arch"], cfg.get("data_dir"))
+        if truth is not None:
+            emit("ground_truth", {"path": run.path, "truth": truth})
+        if final_settings(cfg)[1] and retrain:
+            _retrain_best(cfg, run, derived[0]["arch"], tensorboard, emit)
+        _figures(run, emit)
     return Run(run.path)
 
 
@@ -196,7 +215,7 @@ def _retrain(run: RunDir, tensorboard, emit: Events, prefix: str = "") -> dict:
     from .train import retrain
     cfg = run.config()
     start = time.perf_counter()
-    with _tensorboard(run, tensorboard, emit, prefix):
+    with run.owned(), _tensorboard(run, tensorboard, emit, prefix):
         emit("start", {"task": "retrain", "label": "retrain", "total": cfg["train"]["epochs"], "completed": 0})
         try:
             result = retrain(run, on_epoch=lambda rec: emit("progress", {

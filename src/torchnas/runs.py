@@ -18,6 +18,7 @@ covers, after checking that nothing it covers is missing.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -101,6 +102,7 @@ class RunDir:
     EPOCHS, DERIVED, GROUND_TRUTH, WS_RANK = "epochs.jsonl", "derived.json", "ground_truth.json", "ws_rank.json"
     HISTORY, RESULT, MODEL = "history.jsonl", "result.json", "model.pt"  # a retraining
     RETRAIN, FIGURES, TENSORBOARD, EXPORT = "retrain", "figures", "tensorboard", "export"
+    LOCK, OWNER = ".lock", ".owner"                                       # one writer at a time
     LOGS = (EVALS, STEPS, EPOCHS, HISTORY)
 
     def __init__(self, path: str | os.PathLike):
@@ -123,6 +125,25 @@ class RunDir:
         if not p.exists():
             raise RunError(f"{self.path} is not a run directory: it has no {self.CONFIG}")
         return yaml.safe_load(p.read_text())
+
+    @contextlib.contextmanager
+    def owned(self):
+        """Hold the run for this process (an exclusive ``filelock`` on ``RUN/.lock``) while it
+        writes; a second process gets a :class:`RunError` naming the holder's PID at once, so two
+        writers can never interleave their records. The lock dies with its process."""
+        from filelock import FileLock, Timeout
+        lock = FileLock(str(self.path / self.LOCK))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            owner = (self.path / self.OWNER).read_text().strip() if (self.path / self.OWNER).exists() else "?"
+            raise RunError(f"{self.path} is in use by another torchnas process (PID {owner}); wait for it to "
+                           f"finish or stop it, then resume") from None
+        try:
+            (self.path / self.OWNER).write_text(f"{os.getpid()}\n")
+            yield self
+        finally:
+            lock.release()
 
     @property
     def kind(self) -> str:
