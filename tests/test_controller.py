@@ -149,3 +149,51 @@ def test_void_anchor_has_zero_key_and_costs_no_step():
     assert calls["n"] == 2 * 3
     assert all(a.values[0] == 0 for a in s.archs)            # node 1 can only read node 0
     assert torch.allclose(c.log_prob(s.archs[:32]).log_probs, s.log_probs[:32], atol=1e-5)
+
+
+# -- found by mutation testing (benchmarks/mutate.py; docs/testing.md) ----------------------------
+def test_controller_parameters_by_hand_and_defaults():
+    """One LSTM layer (with its two biases, nn.LSTMCell), g_emb, per kind a bias-free softmax
+    head and an embedding, the bias-free attention W_prev, W_curr, v (Zoph & Le §3.3), and the
+    learned choice bias, which keeps its given values."""
+    space = NB201Space()                               # one kind, "op", with 5 options
+    c = Controller(space, choice_bias={"op": [1.0, 2.0, 0.0, 0.0, -1.0]})
+    H, n = 64, 5                                       # the default hidden size
+    assert c.g_emb.shape == (1, H) and len(c.lstm) == 1
+    lstm = 4 * H * H * 2 + 4 * H * 2
+    assert sum(p.numel() for p in c.parameters()) == H + lstm + H * n + n * H + 2 * H * H + H + n
+    assert [b.tolist() for b in c.choice_bias.values()] == [[1.0, 2.0, 0.0, 0.0, -1.0]]
+    d = Controller(space, seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(Controller(space).parameters(), d.parameters()))
+    assert len(d.sample().archs) == 1
+
+
+def test_controller_settings_are_checked_with_one_clear_line():
+    space = NB201Space()
+    Controller(space, hidden_size=1, temperature=0.5, skip_target=0.01)       # the edges are allowed
+    for kw, msg in [({"hidden_size": 0}, "hidden_size and num_layers must be >= 1"),
+                    ({"num_layers": 0}, "hidden_size and num_layers must be >= 1"),
+                    ({"temperature": 0.0}, "temperature must be > 0, got 0.0"),
+                    ({"skip_target": 0.0}, r"skip_target must be in \(0, 1\), got 0.0"),
+                    ({"skip_target": 1.0}, r"skip_target must be in \(0, 1\), got 1.0"),
+                    ({"anchor_distance_bias": -1.0}, "anchor_distance_bias must be >= 0"),
+                    ({"choice_bias": {"op": [1.0]}}, r"choice_bias\['op'\] must give one value per option"),
+                    ({"choice_bias": {"act": [1.0] * 5}}, r"choice_bias\['act'\]")]:
+        with pytest.raises(ValueError, match=msg):
+            Controller(space, **kw)
+
+
+def test_cell_layout_zero_anchors_feed_zero_inputs():
+    """ENAS micro: the two cell inputs are anchors with zero content; choosing one as a node's
+    input makes the next LSTM input zero, an 'h' anchor gives its LSTM output."""
+    space = ToySpace(layers=2, options=2, layout="cell")
+    c = Controller(space, hidden_size=6, init_range=0.5, seed=0)
+    calls = []
+    c.lstm[0].register_forward_hook(lambda mod, args, out: calls.append((args[0].detach().clone(),
+                                                                          out[0].detach().clone())))
+    arch = space.make([0, 1, 2, 0])                    # node0 <- input 0 (zero), node1 <- node0 (h)
+    c.log_prob([arch])
+    # LSTM steps: the two input anchors, node0.input, node0.op, anchor, node1.input, node1.op, anchor
+    assert len(calls) == 8
+    torch.testing.assert_close(calls[3][0], torch.zeros(1, 6))
+    torch.testing.assert_close(calls[6][0], calls[4][1])

@@ -25,7 +25,7 @@ from torchnas.enas import ENASSearch
 from torchnas.evaluators.trainer import ChildTrainer
 from torchnas.training import Training, perplexity
 from torchnas.nn.ops import SepConv
-from torchnas.spaces import get_space
+from torchnas.spaces import Choice, get_space
 from torchnas.spaces.enas_rnn import ENAS_RNN_ACTIVATIONS, ENASRNNCell
 from torchnas.strategies import Reinforce
 from torchnas.strategies.evolution import RegularizedEvolution
@@ -198,6 +198,98 @@ def test_controller_entropy_is_the_categorical_entropy(monkeypatch, space_kw):
     assert any(k == "cat" for k, _, _ in seen)
     torch.testing.assert_close(smp.entropies.detach(), ent, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(smp.log_probs.detach(), lp, rtol=1e-5, atol=1e-5)
+
+
+def _controller_by_hand(c, space, archs):
+    """Zoph & Le §3 / ENAS controllers written out for the toy chain (per layer: op, then from
+    layer 1 on one input and a skip set over the earlier layers) from the controller's modules
+    alone: the LSTM steps, the op softmax C/r·tanh((W_soft h + b_kind)/T) + bias, the anchor
+    softmax over C·tanh(s_j/T) − β(n−j)², the skip sigmoids P(j feeds i) = σ(C·tanh(s_j/T)) with
+    the set-selection attention s_j = vᵀ tanh(W_prev h_j + W_curr h_i), the next inputs (op
+    embedding; chosen anchor / (offset + n − j); mean of the chosen skips with 1 + |S|), and the
+    skip penalty, the mean over skip decisions of Σ_j KL(Bernoulli(p_j) ‖ Bernoulli(target))."""
+    from torch.distributions import Bernoulli, Categorical, kl_divergence
+    m, H = len(archs), c.g_emb.shape[1]
+    T, C, r = c.temperature, c.tanh_constant, c.op_tanh_reduce
+    squash = (lambda x, c_: x) if T is None and C is None else (lambda x, c_: c_ * torch.tanh(x / T))
+    g = c.g_emb.expand(m, H)
+    idx = {d.name: k for k, d in enumerate(space.decisions)}
+    col = lambda name, dtype=torch.long: torch.tensor([a.values[idx[name]] for a in archs], dtype=dtype)
+    state, inp = None, g
+    anchors, keys, kls = [], [], []
+    lp, ent = torch.zeros(m), torch.zeros(m)
+
+    def step(x):
+        nonlocal state
+        state = c.lstm[0](x, state)
+        return state[0]
+
+    def attention(h, n):
+        return torch.stack([c.v_attn(torch.tanh(keys[j] + c.w_attn_2(h))).squeeze(-1) for j in range(n)], 1)
+
+    for i in range(space.layers):
+        d = space.decisions[idx[f"layer{i}.op"]]
+        h = step(inp)
+        logits = squash(c.w_soft["op"](h) + c.choice_bias["op"], None if C is None else C / r)
+        logits = logits + (torch.tensor(d.bias) if d.bias else 0.0)
+        a = col(f"layer{i}.op")
+        dist = Categorical(logits=logits)
+        lp, ent = lp + dist.log_prob(a), ent + dist.entropy()
+        inp = c.w_emb["op"](a)
+        if i > 0:
+            h = step(inp)
+            dist_j = torch.arange(i, 0, -1, dtype=torch.float32)                   # n - j
+            dist = Categorical(logits=squash(attention(h, i), C) - c.anchor_distance_bias * dist_j ** 2)
+            a = col(f"layer{i}.input")
+            lp, ent = lp + dist.log_prob(a), ent + dist.entropy()
+            inp = torch.stack(anchors, 1)[torch.arange(m), a]
+            if c.anchor_input_offset is not None:
+                inp = inp / (c.anchor_input_offset + dist_j[a])[:, None]
+        h = step(inp)
+        inp = g
+        if i > 0:
+            bern = Bernoulli(torch.sigmoid(squash(attention(h, i), C)))
+            bits = torch.zeros(m, i)
+            for k, arch in enumerate(archs):
+                bits[k, list(arch.values[idx[f"layer{i}.skips"]])] = 1.0
+            lp, ent = lp + bern.log_prob(bits).sum(1), ent + bern.entropy().sum(1)
+            kls.append(kl_divergence(bern, Bernoulli(torch.full_like(bern.probs, c.skip_target))).sum(1))
+            inp = (bits[:, :, None] * torch.stack(anchors, 1)).sum(1) / (1 + bits.sum(1, keepdim=True))
+        anchors.append(h)
+        keys.append(c.w_attn_1(h))
+    return lp, ent, sum(kls) / len(kls)
+
+
+def test_controller_log_prob_entropy_and_skip_penalty_by_hand():
+    import dataclasses
+    space = get_space("toy", layers=3, options=3)
+    space.decisions = tuple(dataclasses.replace(d, bias=(0.5, -1.0, 0.2)) if isinstance(d, Choice) else d
+                            for d in space.decisions)
+    c = Controller(space, hidden_size=8, init_range=0.5, temperature=2.0, tanh_constant=1.5, op_tanh_reduce=2.5,
+                   choice_bias={"op": [0.3, 0.0, -0.4]}, anchor_distance_bias=0.2, anchor_input_offset=0.5,
+                   skip_target=0.3, seed=4)
+    archs = c.sample(5, torch.Generator().manual_seed(1)).archs
+    assert len({a.values[-1] for a in archs}) > 1                  # skip sets differ across the batch
+    got = c.log_prob(archs)
+    with torch.no_grad():
+        lp, ent, pen = _controller_by_hand(c, space, archs)
+    torch.testing.assert_close(got.log_probs.detach(), lp)
+    torch.testing.assert_close(got.entropies.detach(), ent)
+    torch.testing.assert_close(got.skip_penalties.detach(), pen)
+
+
+def test_controller_attention_is_the_papers_formula_without_squashing():
+    """No temperature, no tanh constant (Zoph & Le §3.3): P(j feeds i) = sigmoid(vᵀ tanh(W_prev h_j
+    + W_curr h_i)), the op softmax over W_soft h, the next input the chosen anchor itself."""
+    space = get_space("toy", layers=3, options=2)
+    c = Controller(space, hidden_size=6, init_range=0.6, choice_bias={"op": [0.0, 0.0]}, seed=2)
+    archs = c.sample(4, torch.Generator().manual_seed(0)).archs
+    got = c.log_prob(archs)
+    with torch.no_grad():
+        lp, ent, pen = _controller_by_hand(c, space, archs)
+    torch.testing.assert_close(got.log_probs.detach(), lp)
+    torch.testing.assert_close(got.entropies.detach(), ent)
+    torch.testing.assert_close(got.skip_penalties.detach(), pen)
 
 
 def test_macro_controller_next_input_averages_the_chosen_skip_anchors():

@@ -207,3 +207,59 @@ def test_controller_log_prob_returns_the_scored_architectures_and_set_space_chec
     assert c.space.layers == 6 and len(c.steps) == len(NASCNNSpace(layers=6).steps)
     with pytest.raises(ValueError, match="do not fit space"):
         c.set_space(NB201Space())
+
+
+def test_reinforce_passes_its_settings_on_and_checks_them():
+    space = NB201Space()
+    r = Reinforce(space, seed=5, adam_betas=(0.0, 0.9), adam_eps=1e-3, controller={"hidden_size": 8})
+    group = r.optimizer.param_groups[0]
+    assert group["betas"] == (0.0, 0.9) and group["eps"] == 1e-3 and r.controller.g_emb.shape == (1, 8)
+    assert r.space is space and r.seed == 5 and r.skip_weight == 0.0
+    from torchnas.controller import Controller
+    same = Controller(space, seed=5, hidden_size=8)
+    assert all(torch.equal(a, b) for a, b in zip(r.controller.parameters(), same.parameters()))
+    d = Reinforce(space)
+    assert d.optimizer.param_groups[0]["betas"] == (0.9, 0.999) and d.optimizer.param_groups[0]["eps"] == 1e-8
+    Reinforce(space, baseline_decay=0.0)                                       # the edge is allowed
+    with pytest.raises(ValueError, match=r"baseline_decay must be in \[0, 1\), got 1"):
+        Reinforce(space, baseline_decay=1)
+    with pytest.raises(ValueError, match="lr must be > 0, got 0"):
+        Reinforce(space, lr=0)
+
+
+def test_depth_schedule_defaults_and_limits():
+    from torchnas.spaces import NASCNNSpace
+    space = NASCNNSpace(layers=12)
+    assert Reinforce(space, depth_schedule={"start": 4}).depth_schedule == {"start": 4, "step": 2, "every": 1600}
+    Reinforce(space, depth_schedule={"start": 1, "step": 0, "every": 1})      # the edges are allowed
+    for bad in ({"start": 0}, {"step": -1}, {"every": 0}):
+        with pytest.raises(ValueError, match=r"needs start >= 1, step >= 0, every >= 1; got \{"):
+            Reinforce(space, depth_schedule=bad)
+    with pytest.raises(ValueError, match=r"takes start, step and every; got \['rate'\]"):
+        Reinforce(space, depth_schedule={"rate": 2})
+
+
+def test_tell_of_other_architectures_than_asked_scores_those():
+    """After ask, a tell of different architectures must score them, not reuse the asked ones'."""
+    space = ToySpace(layers=3, options=3)
+    a, b = Reinforce(space, seed=2, batch_size=3, lr=0.05), Reinforce(space, seed=2, batch_size=3, lr=0.05)
+    b.load_state_dict(a.state_dict())
+    asked = a.ask()
+    import random
+    others = [space.random(random.Random(k)) for k in range(3)]
+    assert others != asked
+    sa, sb = a.tell(others, [0.1, 0.9, 0.4]), b.tell(others, [0.1, 0.9, 0.4])
+    assert sa["log_prob"] == pytest.approx(sb["log_prob"])
+    assert all(torch.equal(x, y) for x, y in zip(a.controller.parameters(), b.controller.parameters()))
+
+
+def test_restoring_keeps_the_baseline_and_the_default_seed_is_zero_for_every_strategy():
+    from torchnas.strategies import RandomSearch, RegularizedEvolution
+    space = NB201Space()
+    a = Reinforce(space, batch_size=2)
+    a.tell(a.ask(), [0.3, 0.5])
+    b = Reinforce(space, seed=9, batch_size=2)
+    b.load_state_dict(a.state_dict())
+    assert b.baseline == a.baseline is not None
+    for cls in (RandomSearch, RegularizedEvolution, Reinforce):
+        assert cls(space).ask() == cls(space, seed=0).ask() != cls(space, seed=1).ask()
