@@ -171,12 +171,15 @@ def test_controller_parameters_by_hand_and_defaults():
 def test_controller_settings_are_checked_with_one_clear_line():
     space = NB201Space()
     Controller(space, hidden_size=1, temperature=0.5, skip_target=0.01)       # the edges are allowed
-    for kw, msg in [({"hidden_size": 0}, "hidden_size and num_layers must be >= 1"),
-                    ({"num_layers": 0}, "hidden_size and num_layers must be >= 1"),
+    ints = Controller(space, choice_bias={"op": [10, 10, 0, 0, 0]})          # YAML gives integers
+    assert ints.choice_bias["op"].dtype == torch.float32
+    for kw, msg in [({"hidden_size": 0}, "^controller hidden_size and num_layers must be >= 1$"),
+                    ({"num_layers": 0}, "^controller hidden_size and num_layers must be >= 1$"),
                     ({"temperature": 0.0}, "temperature must be > 0, got 0.0"),
                     ({"skip_target": 0.0}, r"skip_target must be in \(0, 1\), got 0.0"),
                     ({"skip_target": 1.0}, r"skip_target must be in \(0, 1\), got 1.0"),
-                    ({"anchor_distance_bias": -1.0}, "anchor_distance_bias must be >= 0"),
+                    ({"anchor_distance_bias": -1.0},
+                     "^controller anchor_distance_bias must be >= 0 and anchor_input_offset > 0$"),
                     ({"choice_bias": {"op": [1.0]}}, r"choice_bias\['op'\] must give one value per option"),
                     ({"choice_bias": {"act": [1.0] * 5}}, r"choice_bias\['act'\]")]:
         with pytest.raises(ValueError, match=msg):
@@ -197,3 +200,14 @@ def test_cell_layout_zero_anchors_feed_zero_inputs():
     assert len(calls) == 8
     torch.testing.assert_close(calls[3][0], torch.zeros(1, 6))
     torch.testing.assert_close(calls[6][0], calls[4][1])
+
+
+def test_a_space_whose_program_registers_too_few_anchors_is_named():
+    from torchnas.spaces import AnchorSet, Choice, SearchSpace, Step
+
+    class Broken(SearchSpace):
+        name = "broken"
+        decisions = (Choice("op", ("a", "b")), AnchorSet("skips", 2))
+        _steps = (Step(0, anchor="h"), Step(1))
+    with pytest.raises(ValueError, match=r"^decision 'skips' needs 2 anchors, 1 registered$"):
+        Controller(Broken(), hidden_size=4).sample(1)
