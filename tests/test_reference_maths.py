@@ -551,3 +551,45 @@ def test_enas_rnn_cell_activation_against_the_formula(act):
         want = (states[1] + states[2] + states[3]) / 3          # output="average": nodes 1..N
         got = cell(x, h_prev)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+# -- found by mutation testing of training/language.py and enas.py ---------------------------------
+def test_language_model_loss_regularisers_by_hand():
+    """enas_lm: loss = CE + alpha · mean(s²) + beta · mean((s_t − s_{t−1})²), s the cell outputs."""
+    from types import SimpleNamespace
+    from torchnas.training import LMTraining
+    g = torch.Generator().manual_seed(0)
+    logits, s = torch.randn(4, 3, 7, generator=g), torch.randn(4, 3, 5, generator=g)
+    y = torch.randint(0, 7, (4, 3), generator=g)
+    t = LMTraining.__new__(LMTraining)
+    t.alpha, t.beta = 0.7, 1.3
+    loss, ce = t.loss(SimpleNamespace(logits=logits, outputs=s), y)
+    ce_hand = F.cross_entropy(logits.reshape(-1, 7), y.reshape(-1))
+    ar = sum(float(v) ** 2 for v in s.flatten()) / s.numel()
+    tar = sum(float(v) ** 2 for v in (s[1:] - s[:-1]).flatten()) / s[1:].numel()
+    torch.testing.assert_close(ce, ce_hand)
+    assert loss.item() == pytest.approx(ce_hand.item() + 0.7 * ar + 1.3 * tar, rel=1e-5)
+    one = SimpleNamespace(logits=logits[:1], outputs=s[:1])          # one step: no slowness term
+    assert t.loss(one, y[:1])[0].item() == pytest.approx(F.cross_entropy(logits[0], y[0]).item() + 0.7 *
+                                                         s[0].pow(2).mean().item(), rel=1e-5)
+
+
+def test_nt_asgd_starts_only_when_worse_than_the_best_before_the_last_nonmono():
+    """fixed_lib.py: average once valid ppl > min(ppl of all epochs but the last nonmono)."""
+    from torchnas.training import LMTraining
+    t = LMTraining.__new__(LMTraining)
+    t.average, t.nonmono, t.avg, t.valid_history = "nt-asgd", 2, None, [5.0, 4.0, 6.0]
+    t.model = torch.nn.Linear(2, 2)
+    assert t.end_epoch(5.0) is False and t.avg is None     # min of [5.0] is 5.0: equal is not worse
+    assert t.end_epoch(4.5) is True and t.avg is not None  # min of [5.0, 4.0] is 4.0 < 4.5: averaging starts
+
+
+def test_derive_reports_the_mean_reward_over_its_batches():
+    space = get_space("nb201")
+    s = ENASSearch(space, Reinforce(space, seed=0), seed=0, net={"channels": 4, "num_cells": 1}, derive_batches=3,
+                   **{**TINY_IMAGES, "derive_samples": 4, "keep": 4})
+    seen = []
+    s.shared.reward = lambda arch, batch: seen.append(str(arch)) or (len(seen) % 3) / 10
+    derived = s.derive()
+    for d in derived:                   # each candidate scored on the same 3 batches: rewards 0.1, 0.2, 0.0
+        assert d["reward"] == pytest.approx(0.1) and d["valid_acc"] == d["reward"]
