@@ -92,3 +92,31 @@ def test_enas_search_from_the_cli_then_final_training(tmp_path, capsys):
     assert main(["search", "--resume", str(out), "--quiet", "--no-retrain"]) == 0
     assert main(["search", "--resume", str(out / "retrain")]) == 2
     assert "retraining run" in capsys.readouterr().err
+
+
+def test_out_and_workers_problems_are_one_line_and_leave_nothing(tmp_path, capsys):
+    """Issue 13: --out a file, --out FILE/sub, an unwritable --out, --workers 0 or too many:
+    exit 2, one line naming the problem, no traceback, nothing written."""
+    f = tmp_path / "a_file"
+    f.write_text("x")
+    base = ["search", "--preset", "nas-cnn-tiny", "--queries", "2", "--quiet", "--no-retrain"]
+    for extra, msg in [(["--out", str(f)], "is a file, not a folder"),
+                       (["--out", str(f / "sub")], "cannot write the run folder"),
+                       (["--out", "/proc/torchnas-x"], "cannot write the run folder"),
+                       (["--out", str(tmp_path / "w0"), "--workers", "0"], "--workers .* from 1 to"),
+                       (["--out", str(tmp_path / "w9"), "--workers", "100000"], "--workers .* from 1 to")]:
+        assert main(base + extra) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+        import re
+        assert re.search(msg, err), (extra, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+
+
+def test_set_reads_exponent_numbers_as_numbers(tmp_path):
+    """YAML 1.1 reads 1e-3 as a string; --set train.lr=1e-3 must be the number."""
+    from torchnas.config import apply_override
+    cfg = {}
+    for text, want in [("1e-3", 1e-3), ("5E+2", 500.0), ("2.5e1", 25.0), ("abc", "abc"), ("0.1", 0.1), ("3", 3)]:
+        apply_override(cfg, f"a.b={text}")
+        assert cfg["a"]["b"] == want and type(cfg["a"]["b"]) is type(want)

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Callable
 
 from .config import (ConfigError, apply_override, build, build_executor, build_space, build_strategy,
-                     data_config, data_section, final_settings, load_preset, preset_names, resolve,
-                     search_config)
+                     check_executor, data_config, data_section, final_settings, load_preset, preset_names,
+                     resolve, search_config)
 from .runs import RunDir, RunError, as_path
 
 Events = Callable[[str, dict], None]
@@ -143,6 +143,7 @@ def _search(cfg: dict, run: RunDir | None, out, data_dir, retrain: bool, tensorb
     if "enas" in cfg:
         return _enas(cfg, run, out, retrain, tensorboard, emit)
     space, strategy_, evaluator = build(cfg, data_dir)   # bad settings fail before a run exists
+    check_executor(cfg)
     with _new_or_held(run, out, cfg) as run:
         from .search import Search
         executor = build_executor(cfg)

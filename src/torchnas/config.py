@@ -16,6 +16,7 @@ directory records, and what ``--resume`` rebuilds the run from.
 from __future__ import annotations
 
 import copy
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -26,6 +27,7 @@ TOP_KEYS = {"space", "evaluator", "strategy", "strategies", "budget", "max_propo
 
 
 DEFAULT_PRESET = "nas-cnn-tiny"
+_EXPONENT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 
 
 class ConfigError(ValueError):
@@ -63,13 +65,16 @@ def apply_override(cfg: dict, assignment: str) -> None:
     key, sep, raw = assignment.partition("=")
     if not sep or not key:
         raise ConfigError(f"override {assignment!r} must look like key.sub=value")
+    value = yaml.safe_load(raw)
+    if isinstance(value, str) and _EXPONENT.match(value.strip()):
+        value = float(value)      # YAML 1.1 reads 1e6 and 5e-4 as strings; a learning rate is a number
     parts = key.split(".")
     node = cfg
     for p in parts[:-1]:
         if not isinstance(node.get(p, {}), dict):
             raise ConfigError(f"override {assignment!r}: {p!r} is not a section")
         node = node.setdefault(p, {})
-    node[parts[-1]] = yaml.safe_load(raw)
+    node[parts[-1]] = value
 
 
 def resolve(cfg: dict, strategy: str | None = None) -> dict:
@@ -199,14 +204,29 @@ def build_evaluator(cfg: dict, data_dir: str | None = None, space=None):
                           seed=cfg["seed"], **ev)
 
 
-def build_executor(cfg: dict):
-    from .evaluators.executors import make_executor
+def check_executor(cfg: dict) -> dict:
+    """The ``executor`` section, checked: known keys, ``workers`` in 1 .. 4 × the CPU count
+    (a bigger pool only thrashes), ``threads`` >= 1."""
+    import os
     ex = dict(cfg.get("executor") or {})
     unknown = set(ex) - {"workers", "threads", "backend", "address", "gpus"}
     if unknown:
         raise ConfigError(f"executor takes workers, threads, backend (local or ray), address and gpus, "
                           f"not {sorted(unknown)}")
-    return make_executor(**ex)
+    limit = 4 * (os.cpu_count() or 1)
+    workers = ex.get("workers", 1)
+    if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= limit:
+        raise ConfigError(f"--workers (executor.workers) must be a whole number from 1 to {limit} "
+                          f"(4 x this machine's {os.cpu_count()} CPUs), got {workers!r}")
+    threads = ex.get("threads")
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+        raise ConfigError(f"executor.threads must be a whole number >= 1, got {threads!r}")
+    return ex
+
+
+def build_executor(cfg: dict):
+    from .evaluators.executors import make_executor
+    return make_executor(**check_executor(cfg))
 
 
 def build(cfg: dict, data_dir: str | None = None):

@@ -113,8 +113,13 @@ class RunDir:
         if (self.path / self.CONFIG).exists():
             raise RunError(f"{self.path} already holds a run; continue it with --resume {self.path} "
                            f"or choose another --out")
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.save_config(config)
+        if self.path.exists() and not self.path.is_dir():
+            raise RunError(f"--out {self.path} is a file, not a folder: choose another --out")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.save_config(config)
+        except OSError as e:
+            raise RunError(f"cannot write the run folder {self.path}: {e.strerror or e}; choose another --out") from None
         return self
 
     def save_config(self, config: dict) -> None:
