@@ -164,3 +164,40 @@ def test_a_run_has_one_writer(tmp_path):
         holder.wait()
     with run.owned():                                   # the lock died with its process
         pass
+
+
+def test_an_interrupted_atomic_write_leaves_the_old_file_and_no_temp(tmp_path, monkeypatch):
+    from torchnas.runs import atomic_write_bytes
+    target = tmp_path / "best.json"
+    target.write_text("old")
+
+    def interrupted(src, dst):
+        raise KeyboardInterrupt
+    monkeypatch.setattr("torchnas.runs.os.replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_bytes(target, b"new")
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["best.json"]
+
+
+def test_ctrl_c_twice_exits_130_and_leaves_no_temp_files(tmp_path):
+    """Issue 13 item 7: a second Ctrl-C used to exit -2; temp files stayed behind."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from tests.conftest import NB201_CSV, SHARED, require
+    require(NB201_CSV, "NAS-Bench-201 table")
+    out = tmp_path / "run"
+    p = subprocess.Popen([sys.executable, "-m", "torchnas", "search", "--preset", "nb201", "--queries", "10000",
+                          "--out", str(out), "--quiet", "--data-dir", str(SHARED)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not ((out / RunDir.EVALS).exists() and (out / RunDir.EVALS).stat().st_size):
+        time.sleep(0.05)
+    p.send_signal(signal.SIGINT)
+    time.sleep(0.01)
+    p.send_signal(signal.SIGINT)
+    err = p.communicate(timeout=120)[1]
+    assert p.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert not [f for f in out.rglob("*") if ".tmp" in f.name]

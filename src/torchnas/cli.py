@@ -6,6 +6,7 @@ Only argument parsing and printing live here: each command calls its function in
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -180,6 +181,7 @@ def main(argv=None) -> int:
         print(f"torchnas: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)     # a second Ctrl-C cannot cut the exit short
         print("\ninterrupted; continue with --resume RUN", file=sys.stderr)
         return 130
 
