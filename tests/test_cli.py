@@ -120,3 +120,23 @@ def test_set_reads_exponent_numbers_as_numbers(tmp_path):
     for text, want in [("1e-3", 1e-3), ("5E+2", 500.0), ("2.5e1", 25.0), ("abc", "abc"), ("0.1", 0.1), ("3", 3)]:
         apply_override(cfg, f"a.b={text}")
         assert cfg["a"]["b"] == want and type(cfg["a"]["b"]) is type(want)
+
+
+@needs_table
+def test_resume_refuses_what_would_change_the_run(tmp_path, capsys):
+    """Issue 13 item 5: --resume used to ignore --set/--seed/--strategy and to cut the budget."""
+    out = tmp_path / "run"
+    assert main(["search", "--preset", "nb201", "--queries", "10", "--out", str(out), "--quiet",
+                 "--data-dir", str(SHARED)]) == 0
+    config = (out / "config.yaml").read_text()
+    cases = [(["--set", "strategies.reinforce.lr=99"], "--set would change it"),
+             (["--seed", "7", "--strategy", "random"], "--strategy, --seed would change it"),
+             (["--preset", "nb201"], "--preset would change it"),
+             (["--queries", "5"], "already evaluated 10 architectures")]
+    for extra, msg in cases:
+        assert main(["search", "--resume", str(out), "--quiet", *extra]) == 2
+        err = capsys.readouterr().err
+        assert msg in err and len(err.strip().splitlines()) == 1, (extra, err)
+    assert (out / "config.yaml").read_text() == config
+    assert main(["search", "--resume", str(out), "--quiet", "--queries", "12"]) == 0
+    assert yaml.safe_load((out / "config.yaml").read_text())["budget"] == 12

@@ -111,13 +111,20 @@ def search(*, preset: str | None = None, config=None, strategy: str | None = Non
     emit = _events(on_event, quiet)
     data_dir = _path(data_dir)
     if resume:
+        changed = [f"--{k}" for k, v in (("preset", preset), ("config", config), ("strategy", strategy),
+                                         ("seed", seed), ("set", set), ("data", data), ("workers", workers),
+                                         ("out", out)) if v]
+        if changed:
+            raise ConfigError(f"--resume continues a run as it was set up; {', '.join(changed)} would change it "
+                              f"(only --queries may grow a search's budget): start a new run instead")
         run = RunDir(resume)
         run.config()                              # not a run directory: say so before locking
         with run.owned():                         # one writer: checked before anything is read or cut
             cfg = run.config()
             if run.kind == "train":
                 raise RunError(f"{run.path} is a retraining run: continue it with torchnas train --resume {run.path}")
-            if queries is not None and queries != cfg["budget"]:  # extend (or cut) the budget
+            if queries is not None and queries != cfg.get("budget"):
+                _check_new_budget(run, cfg, queries)
                 cfg["budget"] = queries
                 run.save_config(resolve(cfg))
             return _search(cfg, run, None, data_dir, retrain, tensorboard, emit)
@@ -125,6 +132,17 @@ def search(*, preset: str | None = None, config=None, strategy: str | None = Non
                         seed=seed, data=data, data_dir=data_dir, strategy=strategy)
     out = _path(out) or f"runs/{cfg.get('preset', 'search')}-{cfg['strategy']['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
     return _search(cfg, None, out, data_dir, retrain, tensorboard, emit)
+
+
+def _check_new_budget(run: RunDir, cfg: dict, queries: int) -> None:
+    """``--resume --queries N``: only a search has a budget, and it cannot fall below what is done."""
+    if run.kind == "enas":
+        raise ConfigError(f"{run.path} is an ENAS search: it runs for enas.epochs, not a budget of queries; "
+                          f"drop --queries to continue it")
+    done = len(run.records(RunDir.EVALS))
+    if queries <= done:
+        raise ConfigError(f"--queries {queries}: {run.path} has already evaluated {done} architectures; "
+                          f"give more than {done} to extend it, or drop --queries to continue it")
 
 
 @contextlib.contextmanager

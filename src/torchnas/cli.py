@@ -105,7 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting, e.g. strategies.reinforce.lr=0.01")
     s.add_argument("--data-dir", help="data root (default $TORCHNAS_DATA, else ~/.torchnas/data)")
     s.add_argument("--out", help="run directory (default runs/PRESET-STRATEGY-TIME)")
-    s.add_argument("--resume", metavar="RUN", help="continue the run in RUN from its last checkpoint")
+    s.add_argument("--resume", metavar="RUN", help="continue the run in RUN from its last checkpoint, as it was set "
+                   "up: options that would change it are refused; --queries N (more than done) grows a "
+                   "search's budget")
     s.add_argument("--data", help="image data for trained children: digits (default), cifar10, folder")
     s.add_argument("--workers", type=int, help="parallel child-training processes (executor.workers)")
     s.add_argument("--no-retrain", action="store_true", help="skip retraining the best child after the search")
