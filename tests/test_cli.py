@@ -117,7 +117,8 @@ def test_set_reads_exponent_numbers_as_numbers(tmp_path):
     """YAML 1.1 reads 1e-3 as a string; --set train.lr=1e-3 must be the number."""
     from torchnas.config import apply_override
     cfg = {}
-    for text, want in [("1e-3", 1e-3), ("5E+2", 500.0), ("2.5e1", 25.0), ("abc", "abc"), ("0.1", 0.1), ("3", 3)]:
+    for text, want in [("1e-3", 1e-3), ("5E+2", 500.0), ("2.5e1", 25.0), ("abc", "abc"), ("0.1", 0.1), ("3", 3),
+                       ("[1e-3, 2]", [1e-3, 2]), ('"1e6"', "1e6")]:       # inside a list too; quoted stays text
         apply_override(cfg, f"a.b={text}")
         assert cfg["a"]["b"] == want and type(cfg["a"]["b"]) is type(want)
 

@@ -58,9 +58,9 @@ def test_enas_loop_trains_shared_weights_and_controller(tmp_path):
     for d in derived:
         s.space.parse(d["arch"])
     run = s.run_dir
-    epochs = run.read_jsonl("epochs.jsonl")
+    epochs = run.records("epochs.jsonl")
     assert [e["epoch"] for e in epochs] == [1, 2] and all(e["loss"] > 0 for e in epochs)
-    steps = run.read_jsonl("steps.jsonl")
+    steps = run.records("steps.jsonl")
     assert len(steps) == 4 and {"loss", "baseline", "entropy", "valid_acc"} <= set(steps[0])
     assert json.loads((run.path / "best.json").read_text())["arch"] == derived[0]["arch"]
     after = s.strategy.controller.state_dict()
@@ -79,8 +79,8 @@ def test_enas_resumes_exactly(tmp_path, monkeypatch):
     assert resumed.epoch == 1
     assert resumed.run() == ref_derived
     strip = lambda recs: [{k: v for k, v in r.items() if "seconds" not in k} for r in recs]
-    assert strip(resumed.run_dir.read_jsonl("epochs.jsonl")) == strip(ref.run_dir.read_jsonl("epochs.jsonl"))
-    assert resumed.run_dir.read_jsonl("steps.jsonl") == ref.run_dir.read_jsonl("steps.jsonl")
+    assert strip(resumed.run_dir.records("epochs.jsonl")) == strip(ref.run_dir.records("epochs.jsonl"))
+    assert resumed.run_dir.records("steps.jsonl") == ref.run_dir.records("steps.jsonl")
 
 
 def test_random_sampler_with_shared_weights():
@@ -126,7 +126,7 @@ def test_final_training_of_a_derived_network_resumes_exactly(tmp_path, monkeypat
     res = retrain(run)
     assert res["test_acc"] == ref["test_acc"] and res["flops"] > 0 and res["params"] > 0
     strip = lambda h: [(r["epoch"], r["loss"], r["valid_acc"]) for r in h]
-    assert strip(run.read_jsonl("history.jsonl")) == strip(RunDir(tmp_path / "ref").read_jsonl("history.jsonl"))
+    assert strip(run.records("history.jsonl")) == strip(RunDir(tmp_path / "ref").records("history.jsonl"))
 
 
 def test_reward_skips_the_auxiliary_head():
@@ -134,7 +134,7 @@ def test_reward_skips_the_auxiliary_head():
     (it still runs, and its loss counts, in shared-weight training)."""
     space = get_space("enas-micro")
     s = ENASSearch(space, RandomSearch(space, seed=0, batch_size=2), seed=0, **TINY)
-    s.net = space.shared(3, 10, channels=4, num_layers=3, aux_head=True, image_size=24)   # 24 px: room for the head
+    s.shared.training.model = space.shared(3, 10, channels=4, num_layers=3, aux_head=True, image_size=24)   # 24 px: room for the head
     calls = []
     s.net.aux_head.register_forward_hook(lambda *a: calls.append(1))
     arch = space.random(__import__("random").Random(0))

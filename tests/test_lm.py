@@ -232,9 +232,9 @@ def test_enas_rnn_search_trains_and_resumes_exactly(tmp_path, monkeypatch, one_t
     ref_derived = ref.run()
     assert len(ref_derived) == 3 and ref_derived[0]["reward"] >= ref_derived[-1]["reward"]
     assert ref_derived[0]["valid_ppl"] == pytest.approx(80.0 / ref_derived[0]["reward"])
-    steps = ref.run_dir.read_jsonl("steps.jsonl")
+    steps = ref.run_dir.records("steps.jsonl")
     assert len(steps) == 6 and {"loss", "baseline", "entropy", "valid_ppl"} <= set(steps[0])
-    epochs = ref.run_dir.read_jsonl("epochs.jsonl")
+    epochs = ref.run_dir.records("epochs.jsonl")
     assert epochs[-1]["loss"] < epochs[0]["loss"] and epochs[0]["tokens"] > 0
     assert any(not torch.equal(before[k], v) for k, v in ref.strategy.controller.state_dict().items())
 
@@ -247,8 +247,8 @@ def test_enas_rnn_search_trains_and_resumes_exactly(tmp_path, monkeypatch, one_t
     assert resumed.epoch == 1
     assert resumed.run() == ref_derived
     strip = lambda recs: [{k: v for k, v in r.items() if "seconds" not in k and "per_s" not in k} for r in recs]
-    assert strip(resumed.run_dir.read_jsonl("epochs.jsonl")) == strip(epochs)
-    assert resumed.run_dir.read_jsonl("steps.jsonl") == steps
+    assert strip(resumed.run_dir.records("epochs.jsonl")) == strip(epochs)
+    assert resumed.run_dir.records("steps.jsonl") == steps
 
 
 def test_enas_rnn_settings_are_checked(tmp_path):

@@ -192,8 +192,8 @@ def test_trained_children_search_resumes_exactly(tmp_path):
         search(run, _tiny(CrashAfter, k=4)[1]).run()
     search(run, _tiny()[1]).run()
     strip = lambda recs: [(r["arch"], r["reward"]) for r in recs]
-    assert strip(run.read_jsonl("evaluations.jsonl")) == strip(ref.read_jsonl("evaluations.jsonl"))
-    assert run.read_jsonl("steps.jsonl") == ref.read_jsonl("steps.jsonl")
+    assert strip(run.records("evaluations.jsonl")) == strip(ref.records("evaluations.jsonl"))
+    assert run.records("steps.jsonl") == ref.records("steps.jsonl")
 
 
 def test_retraining_resumes_to_the_same_result(tmp_path, monkeypatch):
@@ -216,11 +216,11 @@ def test_retraining_resumes_to_the_same_result(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         retrain(run)
     monkeypatch.setattr(Training, "train_epoch", real)
-    assert len(run.read_jsonl("history.jsonl")) == 1
+    assert len(run.records("history.jsonl")) == 1
     res = retrain(run)
     assert res["test_acc"] == ref["test_acc"]
     strip = lambda h: [(r["epoch"], r["loss"], r["valid_acc"]) for r in h]
-    assert strip(run.read_jsonl("history.jsonl")) == strip(RunDir(tmp_path / "ref").read_jsonl("history.jsonl"))
+    assert strip(run.records("history.jsonl")) == strip(RunDir(tmp_path / "ref").records("history.jsonl"))
     assert (run.path / "model.pt").exists()
 
 

@@ -168,10 +168,10 @@ def test_enas_on_cifar10_never_reads_the_table_and_resumes_exactly(tmp_path, mon
     assert resumed.epoch == 1
     assert resumed.run() == ref
     run = resumed.run_dir
-    epochs = run.read_jsonl("epochs.jsonl")
+    epochs = run.records("epochs.jsonl")
     assert [e["controller_updates"] for e in epochs] == [0, 2] and epochs[0]["images"] == 150
-    assert len(run.read_jsonl("steps.jsonl")) == 2
-    assert run.read_jsonl("steps.jsonl") == RunDir(tmp_path / "ref").read_jsonl("steps.jsonl")
+    assert len(run.records("steps.jsonl")) == 2
+    assert run.records("steps.jsonl") == RunDir(tmp_path / "ref").records("steps.jsonl")
     assert json.loads((run.path / "best.json").read_text())["arch"] == ref[0]["arch"]
     monkeypatch.undo()
     require(NB201_CSV, "NAS-Bench-201 table")
@@ -184,14 +184,14 @@ def test_warmup_samples_uniform_cells_and_leaves_the_controller_alone(tmp_path):
     from torchnas.strategies import RandomSearch
     s = ENASSearch(SPACE, Reinforce(SPACE, seed=0, **REINFORCE), seed=0,
                    **{**_settings(None, warmup_epochs=1), "data": {"name": "digits", "per_class": 10}})
-    a = s.sample_for_training(50)
-    assert a == s.sample_for_training(50)          # seeded by the epoch: a resumed run draws the same
+    a = s.sampler()(50)
+    assert a == s.sampler()(50)          # seeded by the epoch: a resumed run draws the same
     assert len(set(a)) == 50                       # uniform over 15,625 cells: no repeats expected
     before = {k: v.clone() for k, v in s.strategy.controller.state_dict().items()}
     s.train_shared_epoch()
     assert all(torch.equal(before[k], v) for k, v in s.strategy.controller.state_dict().items())
     s.epoch = 1
-    assert s.sample_for_training(3) != a[:3]
+    assert s.sampler()(3) != a[:3]
     with pytest.raises(ValueError, match="warmup_epochs"):
         ENASSearch(SPACE, RandomSearch(SPACE), warmup_epochs=5, epochs=2, data={"name": "digits", "per_class": 10})
 

@@ -260,30 +260,32 @@ def _controller_by_hand(c, space, archs):
     return lp, ent, sum(kls) / len(kls)
 
 
-def test_controller_log_prob_entropy_and_skip_penalty_by_hand():
+def _biased_toy():
     import dataclasses
     space = get_space("toy", layers=3, options=3)
     space.decisions = tuple(dataclasses.replace(d, bias=(0.5, -1.0, 0.2)) if isinstance(d, Choice) else d
                             for d in space.decisions)
-    c = Controller(space, hidden_size=8, init_range=0.5, temperature=2.0, tanh_constant=1.5, op_tanh_reduce=2.5,
-                   choice_bias={"op": [0.3, 0.0, -0.4]}, anchor_distance_bias=0.2, anchor_input_offset=0.5,
-                   skip_target=0.3, seed=4)
+    return space
+
+
+# (space, controller settings): every squashing and bias option on; and none, where the skip
+# probability is the paper's sigmoid(vᵀ tanh(W_prev h_j + W_curr h_i)) itself (Zoph & Le §3.3)
+CONTROLLERS = {
+    "squashed": (_biased_toy, dict(hidden_size=8, init_range=0.5, temperature=2.0, tanh_constant=1.5,
+                                   op_tanh_reduce=2.5, choice_bias={"op": [0.3, 0.0, -0.4]},
+                                   anchor_distance_bias=0.2, anchor_input_offset=0.5, skip_target=0.3, seed=4)),
+    "paper": (lambda: get_space("toy", layers=3, options=2),
+              dict(hidden_size=6, init_range=0.6, choice_bias={"op": [0.0, 0.0]}, seed=2)),
+}
+
+
+@pytest.mark.parametrize("setting", sorted(CONTROLLERS))
+def test_controller_log_prob_entropy_and_skip_penalty_by_hand(setting):
+    make_space, kw = CONTROLLERS[setting]
+    space = make_space()
+    c = Controller(space, **kw)
     archs = c.sample(5, torch.Generator().manual_seed(1)).archs
     assert len({a.values[-1] for a in archs}) > 1                  # skip sets differ across the batch
-    got = c.log_prob(archs)
-    with torch.no_grad():
-        lp, ent, pen = _controller_by_hand(c, space, archs)
-    torch.testing.assert_close(got.log_probs.detach(), lp)
-    torch.testing.assert_close(got.entropies.detach(), ent)
-    torch.testing.assert_close(got.skip_penalties.detach(), pen)
-
-
-def test_controller_attention_is_the_papers_formula_without_squashing():
-    """No temperature, no tanh constant (Zoph & Le §3.3): P(j feeds i) = sigmoid(vᵀ tanh(W_prev h_j
-    + W_curr h_i)), the op softmax over W_soft h, the next input the chosen anchor itself."""
-    space = get_space("toy", layers=3, options=2)
-    c = Controller(space, hidden_size=6, init_range=0.6, choice_bias={"op": [0.0, 0.0]}, seed=2)
-    archs = c.sample(4, torch.Generator().manual_seed(0)).archs
     got = c.log_prob(archs)
     with torch.no_grad():
         lp, ent, pen = _controller_by_hand(c, space, archs)

@@ -35,7 +35,7 @@ def _search(name, run_dir=None, crash_after=None, budget=30, every=0.0):
 
 
 def _log(run):
-    return [(r["arch"], r["reward"], r["query"]) for r in run.read_jsonl(RunDir.EVALS)]
+    return [(r["arch"], r["reward"], r["query"]) for r in run.records(RunDir.EVALS)]
 
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
@@ -53,7 +53,7 @@ def test_resumed_run_equals_uninterrupted(tmp_path, name, crash_after, every):
     result = _search(name, run).resume().run()
     assert _log(run) == _log(ref)
     assert len(result.evaluations) == len(_log(ref)) > crash_after
-    assert run.read_jsonl(RunDir.STEPS) == ref.read_jsonl(RunDir.STEPS)
+    assert run.records(RunDir.STEPS) == ref.records(RunDir.STEPS)
     assert run.read_json(RunDir.BEST)["arch"] == ref.read_json(RunDir.BEST)["arch"]
 
 
@@ -73,10 +73,10 @@ def test_crash_between_step_log_and_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(Crash):
         _search("reinforce", run).resume().run()
     monkeypatch.setattr(RunDir, "save_checkpoint", real)
-    assert len(run.read_jsonl(RunDir.STEPS)) == 4      # one step line beyond the checkpoint
+    assert len(run.records(RunDir.STEPS)) == 4      # one step line beyond the checkpoint
     _search("reinforce", run).resume().run()
     assert _log(run) == _log(ref)
-    assert run.read_jsonl(RunDir.STEPS) == ref.read_jsonl(RunDir.STEPS)
+    assert run.records(RunDir.STEPS) == ref.records(RunDir.STEPS)
 
 
 def test_finished_run_resumes_to_nothing_and_can_extend(tmp_path):
@@ -102,12 +102,12 @@ def test_run_dir_errors(tmp_path):
 def test_logs_are_json_lines_with_the_documented_fields(tmp_path):
     run = RunDir(tmp_path / "r").create({})
     _search("reinforce", run, budget=8).resume().run()
-    recs = run.read_jsonl(RunDir.EVALS)
+    recs = run.records(RunDir.EVALS)
     assert [r["query"] for r in recs] == list(range(1, 9))
     for r in recs:
         assert {"arch", "reward", "metrics", "time_s", "elapsed_s"} <= set(r)
         NB201Space().parse(r["arch"])
-    steps = run.read_jsonl(RunDir.STEPS)
+    steps = run.records(RunDir.STEPS)
     assert steps and {"loss", "baseline", "entropy", "reward"} <= set(steps[0])
     best = json.loads((run.path / RunDir.BEST).read_text())
     assert best["reward"] == max(r["reward"] for r in recs)
@@ -123,7 +123,7 @@ def test_a_damaged_log_refuses_to_resume_and_is_left_as_it_was(tmp_path):
     damaged = "".join(lines)
     (run.path / RunDir.EVALS).write_text(damaged)
     steps = (run.path / RunDir.STEPS).read_bytes()
-    with pytest.raises(RunError, match=r"evaluations.jsonl has 8 complete records but the checkpoint covers 20"):
+    with pytest.raises(RunError, match=r"evaluations.jsonl: line 9 is not a record, and the checkpoint covers 20"):
         _search("random", run, budget=20).resume()
     assert (run.path / RunDir.EVALS).read_text() == damaged and (run.path / RunDir.STEPS).read_bytes() == steps
 
@@ -138,6 +138,13 @@ def test_restore_cuts_only_what_the_checkpoint_does_not_cover(tmp_path):
     got = run.restore({"a.jsonl": 3, "b.jsonl": 3}, replay=("a.jsonl",))
     assert [r["i"] for r in got["a.jsonl"]] == [0, 1, 2, 3, 4] and [r["i"] for r in got["b.jsonl"]] == [0, 1, 2]
     assert run.records("b.jsonl") == got["b.jsonl"] and (run.path / "a.jsonl").read_text().endswith("}\n")
+    # damage past what the checkpoint covers, in a log to replay: refused, nothing cut
+    with open(run.path / "a.jsonl", "a") as f:
+        f.write('GARBAGE\n{"i": 6}\n')
+    before = (run.path / "a.jsonl").read_bytes()
+    with pytest.raises(RunError, match="a.jsonl: line 6 is not a record"):
+        run.restore({"a.jsonl": 3}, replay=("a.jsonl",))
+    assert (run.path / "a.jsonl").read_bytes() == before
 
 
 def test_a_run_has_one_writer(tmp_path):

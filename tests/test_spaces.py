@@ -130,4 +130,6 @@ def test_registering_a_second_definition_under_a_name_fails():
         register("space", "nb201")(ToySpace)
     with pytest.raises(ValueError, match="unknown registry"):
         register("model")
+    with pytest.raises(ValueError, match="unknown registry"):
+        registered("model")
     assert registered("space")["nb201"] is NB201Space

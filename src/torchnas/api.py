@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .config import (ConfigError, apply_override, build, build_executor, build_space, build_strategy,
-                     check_executor, data_config, data_section, final_settings, load_preset, preset_names,
+from .config import (DEFAULT_PRESET, ConfigError, apply_override, build, build_executor, build_space,
+                     build_strategy, check_executor, data_config, data_section, final_settings, load_preset, preset_names,
                      resolve, search_config)
-from .runs import RunDir, RunError, as_path
+from .runs import RunDir, RunError, as_path, run_kind
 
 Events = Callable[[str, dict], None]
 
@@ -111,20 +111,16 @@ def search(*, preset: str | None = None, config=None, strategy: str | None = Non
     emit = _events(on_event, quiet)
     data_dir = _path(data_dir)
     if resume:
-        changed = [f"--{k}" for k, v in (("preset", preset), ("config", config), ("strategy", strategy),
-                                         ("seed", seed), ("set", set), ("data", data), ("workers", workers),
-                                         ("out", out)) if v]
-        if changed:
-            raise ConfigError(f"--resume continues a run as it was set up; {', '.join(changed)} would change it "
-                              f"(only --queries may grow a search's budget): start a new run instead")
+        _refuse_on_resume(preset=preset, config=config, strategy=strategy, seed=seed, set=set, data=data,
+                          workers=workers, out=out)
         run = RunDir(resume)
         run.config()                              # not a run directory: say so before locking
         with run.owned():                         # one writer: checked before anything is read or cut
             cfg = run.config()
-            if run.kind == "train":
+            if run_kind(cfg) == "train":
                 raise RunError(f"{run.path} is a retraining run: continue it with torchnas train --resume {run.path}")
             if queries is not None and queries != cfg.get("budget"):
-                _check_new_budget(run, cfg, queries)
+                _check_new_budget(run, run_kind(cfg), queries)
                 cfg["budget"] = queries
                 run.save_config(resolve(cfg))
             return _search(cfg, run, None, data_dir, retrain, tensorboard, emit)
@@ -134,9 +130,18 @@ def search(*, preset: str | None = None, config=None, strategy: str | None = Non
     return _search(cfg, None, out, data_dir, retrain, tensorboard, emit)
 
 
-def _check_new_budget(run: RunDir, cfg: dict, queries: int) -> None:
+def _refuse_on_resume(**options) -> None:
+    """``--resume`` continues a run as it was set up: an option that would change it is an error
+    (``None`` and an empty ``--set`` mean not given)."""
+    changed = [f"--{k.replace('_', '-')}" for k, v in options.items() if v is not None and v != []]
+    if changed:
+        raise ConfigError(f"--resume continues a run as it was set up; {', '.join(changed)} would change it "
+                          f"(only a search's --queries may grow its budget): start a new run instead")
+
+
+def _check_new_budget(run: RunDir, kind: str, queries: int) -> None:
     """``--resume --queries N``: only a search has a budget, and it cannot fall below what is done."""
-    if run.kind == "enas":
+    if kind == "enas":
         raise ConfigError(f"{run.path} is an ENAS search: it runs for enas.epochs, not a budget of queries; "
                           f"drop --queries to continue it")
     done = len(run.records(RunDir.EVALS))
@@ -255,38 +260,36 @@ def _figures(run: RunDir, emit: Events) -> None:
                          "names": sorted(Path(f).name for f in written.values())})
 
 
-class _tensorboard:
+@contextlib.contextmanager
+def _tensorboard(run: RunDir, where, emit: Events, prefix: str = ""):
     """``tensorboard``: mirror every log record the run appends (and the best architecture at
     the end) to TensorBoard in ``where`` (True: RUN/tensorboard)."""
-
-    def __init__(self, run: RunDir, where, emit: Events, prefix: str = ""):
-        self.run, self.where, self.emit, self.prefix, self.mirror = run, where, emit, prefix, None
-
-    def __enter__(self):
-        if self.where:
-            from .tensorboard import TensorBoardMirror
-            where = self.run.path / RunDir.TENSORBOARD if self.where is True else self.where
-            mirror = self.mirror = TensorBoardMirror(where)
-            p = self.prefix
-            self.run.listeners.append(mirror if not p else (lambda name, rec: mirror(p + name, rec)))
-        return self.mirror
-
-    def __exit__(self, *exc):
-        if self.mirror is not None:
-            best = self.run.read_json(RunDir.BEST)
-            if best:
-                self.mirror.text(f"{self.prefix}best/arch", f"`{best['arch']}` (reward {best['reward']:.4f})")
-            self.mirror.close()
-            self.emit("tensorboard", {"log_dir": self.mirror.log_dir})
-        return False
+    if not where:
+        yield
+        return
+    from .tensorboard import TensorBoardMirror
+    mirror = TensorBoardMirror(run.path / RunDir.TENSORBOARD if where is True else where)
+    listener = mirror if not prefix else (lambda name, rec: mirror(prefix + name, rec))
+    run.listeners.append(listener)
+    try:
+        yield
+    finally:
+        run.listeners.remove(listener)
+        best = run.read_json(RunDir.BEST)
+        if best:
+            mirror.text(f"{prefix}best/arch", f"`{best['arch']}` (reward {best['reward']:.4f})")
+        mirror.close()
+        emit("tensorboard", {"log_dir": mirror.log_dir})
 
 
 # -- torchnas train ---------------------------------------------------------------------------
 def _train_settings(arch, preset, set, epochs, data, data_dir):
-    """(space, arch string, space config, data, train settings, net settings, source config)."""
+    """(space, arch string, data, train settings, net settings, source config); ``arch`` a
+    string, a best.json, a search run or a :class:`Run`."""
+    arch = arch.path if isinstance(arch, Run) else arch
     arch, source_cfg = _arch_source(str(arch)) if arch else (None, None)
     if preset or source_cfg is None:
-        source_cfg = load_preset(preset or "nas-cnn-tiny")
+        source_cfg = load_preset(preset or DEFAULT_PRESET)
     arch = arch or source_cfg.get("arch")
     if not arch:
         raise ConfigError("torchnas train needs --arch ARCH (a string, a best.json or a search run), "
@@ -315,14 +318,14 @@ def train(*, arch=None, preset: str | None = None, epochs: int | None = None, se
     ``resume`` continued."""
     emit = _events(on_event, quiet)
     if resume:
+        _refuse_on_resume(arch=arch, preset=preset, epochs=epochs, set=set, data=data, seed=seed, out=out)
         run = RunDir(resume)
         if run.kind != "train":
             raise RunError(f"{run.path} is not a retraining run: continue a search with torchnas search --resume {run.path}")
         _retrain(run, tensorboard, emit)
         return Run(run.path)
     from .train import train_config
-    space, arch, data_, settings, net, source_cfg = _train_settings(
-        arch.path if isinstance(arch, Run) else arch, preset, set, epochs, data, data_dir)
+    space, arch, data_, settings, net, source_cfg = _train_settings(arch, preset, set, epochs, data, data_dir)
     seed = seed if seed is not None else source_cfg.get("seed", 0)
     out = _path(out) or f"runs/train-{time.strftime('%Y%m%d-%H%M%S')}"
     run = RunDir(out).create(train_config(arch, source_cfg["space"], data_, settings, seed, net))
@@ -334,8 +337,7 @@ def dry_run(*, arch=None, preset: str | None = None, set=None, data: str | None 
             epochs: int | None = None) -> dict:
     """``torchnas train --dry-run``: build the network without loading data; returns its
     architecture, parameter counts and the settings it was built with."""
-    space, arch, data_, _, net, _ = _train_settings(arch.path if isinstance(arch, Run) else arch, preset, set,
-                                                    epochs, data, data_dir)
+    space, arch, data_, _, net, _ = _train_settings(arch, preset, set, epochs, data, data_dir)
     from .tasks import task_of
     return task_of(space).describe(space, space.parse(arch), data_, net)
 
@@ -408,7 +410,7 @@ def bench_nb201(strategy: str, *, queries: int = 100, seeds: int = 10, first_see
                 set=None, data_dir=None, workers: int | None = None, on_event: Events | None = None) -> dict:
     """``torchnas bench nb201``: ``seeds`` seeded searches on the NAS-Bench-201 table."""
     from .bench import run_nb201_bench
-    emit = on_event or (lambda name, data: None)
+    emit = _events(on_event, quiet=True)
     return run_nb201_bench(strategy, queries, seeds, preset=preset, overrides=_overrides(set),
                            data_dir=_path(data_dir), workers=workers, first_seed=first_seed,
                            on_seed=lambda done, total, seconds: emit("seeds", {"completed": done, "total": total,

@@ -11,32 +11,31 @@ import sys
 from pathlib import Path
 
 from . import __version__, api, terminal
-from .config import DEFAULT_PRESET
+from .config import DEFAULT_PRESET, ConfigError
 from .data import DataNotFoundError
 from .export import ExportError
 from .runs import RunError, as_path
+from .show import show_arch
 
 BENCH_PRESET = "nb201"
 
 
-def _sets(args) -> list[str]:
-    return list(args.set or [])
-
-
 def cmd_search(args) -> int:
     api.search(preset=args.preset, config=args.config, strategy=args.strategy, queries=args.queries,
-               seed=args.seed, set=_sets(args), data=args.data, data_dir=args.data_dir, workers=args.workers,
+               seed=args.seed, set=args.set, data=args.data, data_dir=args.data_dir, workers=args.workers,
                out=args.out, resume=args.resume, retrain=not args.no_retrain, tensorboard=args.tensorboard,
                on_event=terminal.Printer(progress=not args.quiet))
     return 0
 
 
 def cmd_train(args) -> int:
-    if args.dry_run and not args.resume:
-        terminal.print_dry_run(api.dry_run(arch=args.arch, preset=args.preset, set=_sets(args), data=args.data,
+    if args.dry_run:
+        if args.resume:
+            raise ConfigError("--dry-run builds the network of --arch / --preset; it does not take --resume")
+        terminal.print_dry_run(api.dry_run(arch=args.arch, preset=args.preset, set=args.set, data=args.data,
                                            data_dir=args.data_dir, epochs=args.epochs))
         return 0
-    api.train(arch=args.arch, preset=args.preset, epochs=args.epochs, set=_sets(args), data=args.data,
+    api.train(arch=args.arch, preset=args.preset, epochs=args.epochs, set=args.set, data=args.data,
               data_dir=args.data_dir, seed=args.seed, out=args.out, resume=args.resume,
               tensorboard=args.tensorboard, on_event=terminal.Printer(progress=not args.quiet))
     return 0
@@ -47,9 +46,7 @@ def cmd_show(args) -> int:
     if target is None or not target.is_dir():
         if ":" not in args.target and not args.preset:
             raise RunError(f"{args.target} is neither a run directory nor an architecture string (SPACE:v1,v2,...)")
-        arch = api.architecture(args.target, preset=args.preset)
-        files = api.draw(arch, Path(args.out or "arch"))
-        print(f"{arch}\nwrote {', '.join(map(str, files))}")
+        show_arch(args.target, preset=args.preset, out=args.out)
         return 0
     api.show(target, figures=not args.no_figures, top=args.top)
     if args.tensorboard or args.tensorboard_dir:
@@ -67,7 +64,7 @@ def cmd_ws_rank(args) -> int:
 def cmd_bench(args) -> int:
     from .bench import summarize
     result = api.bench_nb201(args.strategy, queries=args.queries, seeds=args.seeds, first_seed=args.first_seed,
-                             preset=args.preset, set=_sets(args), data_dir=args.data_dir, workers=args.workers,
+                             preset=args.preset, set=args.set, data_dir=args.data_dir, workers=args.workers,
                              on_event=terminal.Printer(progress=not args.quiet))
     terminal.print_bench(result, summarize(result))
     if args.out:
@@ -183,7 +180,8 @@ def main(argv=None) -> int:
         print(f"torchnas: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)     # a second Ctrl-C cannot cut the exit short
+        if argv is None:              # the process's own command line: a second Ctrl-C cannot cut its exit short
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         print("\ninterrupted; continue with --resume RUN", file=sys.stderr)
         return 130
 

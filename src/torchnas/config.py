@@ -27,7 +27,20 @@ TOP_KEYS = {"space", "evaluator", "strategy", "strategies", "budget", "max_propo
 
 
 DEFAULT_PRESET = "nas-cnn-tiny"
-_EXPONENT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1's safe loader, except that a plain ``1e-3`` or ``5E+2`` is a float (YAML 1.1 wants
+    a dot and a signed exponent, so it reads those as strings); a quoted one stays a string."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float",
+                              re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$"), list("-+0123456789."))
+
+
+def read_yaml(text: str):
+    """A config's YAML (presets, --config files, --set values)."""
+    return yaml.load(text, Loader=_Loader)
 
 
 class ConfigError(ValueError):
@@ -42,7 +55,7 @@ def load_preset(name: str) -> dict:
     path = resources.files("torchnas.presets") / f"{name}.yaml"
     if not path.is_file():
         raise ConfigError(f"unknown preset {name!r}; available presets: {', '.join(preset_names())}")
-    cfg = yaml.safe_load(path.read_text())
+    cfg = read_yaml(path.read_text())
     cfg["preset"] = name
     return cfg
 
@@ -52,7 +65,7 @@ def load_file(path: str | Path) -> dict:
     if not p.is_file():
         raise ConfigError(f"config file {p} does not exist")
     try:
-        cfg = yaml.safe_load(p.read_text())
+        cfg = read_yaml(p.read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"config file {p} is not valid YAML: {e}") from None
     if not isinstance(cfg, dict):
@@ -65,9 +78,7 @@ def apply_override(cfg: dict, assignment: str) -> None:
     key, sep, raw = assignment.partition("=")
     if not sep or not key:
         raise ConfigError(f"override {assignment!r} must look like key.sub=value")
-    value = yaml.safe_load(raw)
-    if isinstance(value, str) and _EXPONENT.match(value.strip()):
-        value = float(value)      # YAML 1.1 reads 1e6 and 5e-4 as strings; a learning rate is a number
+    value = read_yaml(raw)
     parts = key.split(".")
     node = cfg
     for p in parts[:-1]:
@@ -213,7 +224,8 @@ def check_executor(cfg: dict) -> dict:
     if unknown:
         raise ConfigError(f"executor takes workers, threads, backend (local or ray), address and gpus, "
                           f"not {sorted(unknown)}")
-    limit = 4 * (os.cpu_count() or 1)
+    local = ex.get("backend", "local") == "local"         # a Ray cluster's size is not this machine's
+    limit = 4 * (os.cpu_count() or 1) if local else float("inf")
     workers = ex.get("workers", 1)
     if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= limit:
         raise ConfigError(f"--workers (executor.workers) must be a whole number from 1 to {limit} "

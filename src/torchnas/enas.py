@@ -28,11 +28,6 @@ import time
 from .runs import RunDir, rng_states, set_rng_states
 from .tasks import task_of
 
-EPOCHS, DERIVED = RunDir.EPOCHS, RunDir.DERIVED
-LOOP_SETTINGS = ("epochs", "train_steps", "derive_samples", "keep", "warmup_epochs", "derive_batches",
-                 "shared_sampling")
-
-
 class ENASSearch:
     """The ENAS loop around a task's shared weights (``task.SharedWeights``: every setting not
     the loop's own goes to it, e.g. ``data``, ``net``, ``batch_size``, ``lr_max`` or ``bptt``).
@@ -46,7 +41,8 @@ class ENASSearch:
     def __init__(self, space, strategy, epochs: int = 10, train_steps: int | None = None,
                  derive_samples: int = 100, keep: int = 5, warmup_epochs: int = 0, derive_batches: int = 1,
                  shared_sampling: str = "policy", seed: int = 0, run_dir: RunDir | None = None, **shared):
-        train_steps = task_of(space).SharedWeights.default_train_steps if train_steps is None else train_steps
+        shared_weights = task_of(space).SharedWeights
+        train_steps = shared_weights.default_train_steps if train_steps is None else train_steps
         if epochs < 1 or train_steps < 0 or derive_samples < 1:
             raise ValueError("ENAS needs epochs >= 1, train_steps >= 0, derive_samples >= 1")
         if not 0 <= warmup_epochs <= epochs or derive_batches < 1:
@@ -58,7 +54,7 @@ class ENASSearch:
         self.space, self.strategy, self.run_dir, self.seed = space, strategy, run_dir, seed
         self.epochs, self.train_steps, self.derive_samples, self.keep = epochs, train_steps, derive_samples, keep
         self.warmup_epochs, self.derive_batches, self.shared_sampling = warmup_epochs, derive_batches, shared_sampling
-        self.shared = task_of(space).SharedWeights(space, seed=seed, epochs=epochs, **shared)
+        self.shared = shared_weights(space, seed=seed, epochs=epochs, **shared)
         self.metric = self.shared.metric
         self.epoch = self.updates = 0
 
@@ -67,17 +63,13 @@ class ENASSearch:
         """The shared-weight network ω."""
         return self.shared.net
 
-    @net.setter
-    def net(self, model) -> None:
-        self.shared.net = model
-
     def metric_of(self, reward: float) -> float:
         return self.shared.metric_of(reward)
 
     # -- the two phases -------------------------------------------------------------------------
     def train_shared_epoch(self) -> dict:
         """One pass of ω over the training data, each minibatch with its own architecture."""
-        return self.shared.train_epoch(self.epoch, self.sampler())
+        return self.shared.train_epoch(self.sampler())
 
     def sampler(self):
         """``sample(n)``: the next n architectures of this epoch's shared phase, from the policy;
@@ -88,10 +80,6 @@ class ENASSearch:
             rng = random.Random(self.seed * 1_000_003 + self.epoch)
             return lambda n: [self.space.random(rng) for _ in range(n)]
         return lambda n: self.strategy.propose(n)
-
-    def sample_for_training(self, n: int) -> list:
-        """The n architectures of a shared phase of n minibatches."""
-        return self.sampler()(n)
 
     def _valid_batch(self):
         return self.shared.valid_batch()
@@ -156,15 +144,20 @@ class ENASSearch:
             if self.run_dir is not None:
                 for s in steps:
                     self.run_dir.append_jsonl(RunDir.STEPS, s)
-                self.run_dir.append_jsonl(EPOCHS, rec)
+                self.run_dir.append_jsonl(RunDir.EPOCHS, rec)
                 self.run_dir.save_checkpoint(self.state_dict())
             if on_epoch is not None:
                 on_epoch(rec)
         derived = self.derive()
         if self.run_dir is not None:
-            self.run_dir.write_json(DERIVED, derived)
+            self.run_dir.write_json(RunDir.DERIVED, derived)
             self.run_dir.write_json(RunDir.BEST, {**derived[0], "derived_from": self.derive_samples})
         return derived
+
+
+# the loop's own settings; every other ``enas:`` setting goes to the task's shared weights
+LOOP_SETTINGS = tuple(inspect.signature(ENASSearch).parameters.keys() - {"space", "strategy", "seed", "run_dir",
+                                                                          "shared"})
 
 
 def make_enas(space, strategy, seed: int = 0, **settings) -> ENASSearch:

@@ -38,6 +38,8 @@ def register(kind: str, name: str | None = None):
 
 def registered(kind: str) -> dict[str, object]:
     """``{name: definition}`` of a kind, built-in ones included."""
+    if kind not in HOMES:
+        raise ValueError(f"unknown registry {kind!r}; kinds: {', '.join(HOMES)}")
     importlib.import_module(HOMES[kind])
     return dict(_TABLES[kind])
 

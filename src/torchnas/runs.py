@@ -176,44 +176,54 @@ class RunDir:
 
     def records(self, name: str) -> list[dict]:
         """The complete records of a log, read only (never cut): safe on a run still writing."""
-        return self.read_jsonl(name, truncate=False)
+        return self._scan(name)[0]
+
+    def _scan(self, name: str) -> tuple[list[dict], list[int], int | None]:
+        """(complete records up to the first bad line, the byte offset after each, the line number
+        of a bad line that more lines follow, i.e. damage rather than a write torn by a kill)."""
+        p = self.path / name
+        if not p.exists():
+            return [], [], None
+        lines = p.read_bytes().splitlines(keepends=True)
+        records, ends, end = [], [], 0
+        for k, line in enumerate(lines):
+            try:
+                if not line.endswith(b"\n"):
+                    raise ValueError
+                records.append(json.loads(line))
+            except ValueError:              # json.JSONDecodeError is a ValueError
+                return records, ends, (k + 1 if k + 1 < len(lines) else None)
+            end += len(line)
+            ends.append(end)
+        return records, ends, None
+
+    def _cut(self, name: str, size: int) -> None:
+        p = self.path / name
+        if p.exists() and p.stat().st_size != size:
+            with open(p, "r+b") as f:
+                f.truncate(size)
+                os.fsync(f.fileno())
 
     def restore(self, covered: dict[str, int], replay: tuple[str, ...] = ()) -> dict[str, list[dict]]:
         """After a stop or a crash: each log named in ``covered`` cut back to the number of records
         its checkpoint covers (a log in ``replay`` keeps its complete records past that number:
         a search re-admits them without re-evaluating). Checks every log first and raises,
-        changing nothing, if one holds fewer complete records than the checkpoint covers."""
+        changing nothing, if one holds fewer complete records than the checkpoint covers, or a
+        log to replay has a bad line in its middle; only a torn last line is dropped silently."""
+        scans = {name: self._scan(name) for name in covered}
         for name, n in covered.items():
-            have = len(self.records(name))
-            if have < n:
-                raise RunError(f"{self.path / name} has {have} complete records but the checkpoint covers {n}: "
-                               f"the log was edited or damaged (left as it is; restore it from a copy to resume)")
-        return {name: self.read_jsonl(name, keep=None if name in replay else n) for name, n in covered.items()}
-
-    def read_jsonl(self, name: str, keep: int | None = None, truncate: bool = True) -> list[dict]:
-        """Records of a log; a torn last line is dropped, and with ``keep`` the log is cut
-        to its first ``keep`` records (lines written after the last checkpoint).
-        ``truncate=False`` only reads (safe on a run that is still writing)."""
-        p = self.path / name
-        if not p.exists():
-            return []
-        raw = p.read_bytes()
-        records, good = [], 0
-        for line in raw.splitlines(keepends=True):
-            if not line.endswith(b"\n"):
-                break
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                break
-            good += len(line)
-            if keep is not None and len(records) == keep:
-                break
-        if good != len(raw) and truncate:
-            with open(p, "r+b") as f:
-                f.truncate(good)
-                os.fsync(f.fileno())
-        return records
+            records, _, damaged = scans[name]
+            if len(records) < n or (damaged and name in replay):
+                where = f"line {damaged} is not a record" if damaged else f"it has {len(records)} complete records"
+                raise RunError(f"{self.path / name}: {where}, and the checkpoint covers {n} records: the log was "
+                               f"edited or damaged (left as it is; restore it from a copy to resume)")
+        out = {}
+        for name, n in covered.items():
+            records, ends, _ = scans[name]
+            keep = len(records) if name in replay else n
+            self._cut(name, ends[keep - 1] if keep else 0)
+            out[name] = records[:keep]
+        return out
 
     # -- checkpoint and best ----------------------------------------------------------------
     def save_checkpoint(self, state: dict) -> None:

@@ -10,15 +10,6 @@ from pathlib import Path
 
 from .runs import RunDir, run_kind
 
-FIGURES = RunDir.FIGURES
-
-
-def read_records(path) -> list[dict]:
-    """The complete records of a JSONL log, read only (never truncated), so a run that is
-    still writing is safe to show."""
-    path = Path(path)
-    return RunDir(path.parent).records(path.name)
-
 
 def _settings_text(section: dict | None, skip=("name",)) -> str:
     """``name (k=v, ...)`` of a config section's scalar settings (nested ones left out)."""
@@ -89,7 +80,7 @@ def write_figures(run_dir, summary: dict | None = None) -> dict[str, Path]:
     from .viz import diagrams, figures
     run = RunDir(run_dir)
     cfg, summary = run.config(), summary or summarize(run_dir)
-    d, name = run.path / FIGURES, run.path.name
+    d, name = run.path / RunDir.FIGURES, run.path.name
     written = {
         "controller": figures.controller_figure(run.records(RunDir.STEPS), d / "controller.png",
                                                 f"{name}: controller"),
@@ -251,4 +242,4 @@ def show_arch(text: str, space=None, preset: str | None = None, out=None, consol
     return files
 
 
-__all__ = ["parse_arch", "read_records", "summarize", "show_run", "write_figures", "show_arch", "run_kind"]
+__all__ = ["parse_arch", "summarize", "show_run", "write_figures", "show_arch", "run_kind"]

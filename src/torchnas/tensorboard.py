@@ -14,7 +14,6 @@ from pathlib import Path
 from .runs import RunDir
 
 STEP_KEYS = ("update", "query", "epoch")
-LOGS = RunDir.LOGS
 
 
 def _summary_writer(log_dir, **kwargs):
@@ -88,7 +87,7 @@ def export_run_to_tensorboard(run_dir, log_dir=None) -> Path:
         old.unlink()
     with TensorBoardMirror(log_dir) as mirror:
         for sub, prefix in ((run.path, ""), (run.path / RunDir.RETRAIN, RunDir.RETRAIN + "/")):
-            for name in LOGS:
+            for name in RunDir.LOGS:
                 for rec in RunDir(sub).records(name):
                     mirror(prefix + name, rec)
         best = run.read_json(RunDir.BEST)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import sys
 import time
 
+from .runs import RunDir
+
 
 def _num(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
@@ -85,14 +87,13 @@ class Printer:
             print(f"  {a['reward']:.4f}  {a['arch']}{ppl}")
 
     def on_ground_truth(self, d):
-        from .ws_rank import GROUND_TRUTH
         truth = d["truth"]
         if truth.get("table") is None:
             print(f"derived cell {truth['arch_str']} (no benchmark table to look it up: {truth['note']})")
             return
         print(f"derived cell {truth['arch_str']}: table valid {truth['valid_acc']:.2f} %, test {truth['test_acc']:.2f} % "
               f"(12 epochs), percentile {truth['valid_percentile']:.1f} of {truth['cells']:,} cells "
-              f"(rank {truth['valid_rank']:,}); {d['path'] / GROUND_TRUTH}")
+              f"(rank {truth['valid_rank']:,}); {d['path'] / RunDir.GROUND_TRUTH}")
 
     def on_retrain_start(self, d):
         print(f"retraining the best architecture from scratch for {d['epochs']} epochs")
@@ -136,7 +137,6 @@ def print_dry_run(d: dict) -> None:
 
 
 def print_ws_rank(r: dict, path) -> None:
-    from .ws_rank import WS_RANK
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"
     print(f"{r['samples']} uniform cells scored with the shared weights on {r['images_per_cell']} validation "
           f"images each (reward_bn {r['reward_bn']})")
@@ -145,7 +145,7 @@ def print_ws_rank(r: dict, path) -> None:
     if "derived" in r:
         a = r["derived"]
         print(f"derived cell: shared-weight accuracy {a['shared_acc']:.4f}, table valid {a['table_valid_acc']:.2f} %")
-    print(f"wrote {path / WS_RANK} and {r['figure']}")
+    print(f"wrote {path / RunDir.WS_RANK} and {r['figure']}")
 
 
 def print_bench(result: dict, stats: dict) -> None:

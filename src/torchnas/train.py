@@ -16,8 +16,6 @@ from .runs import RunDir, RunError, run_kind
 from .spaces import space_from_config
 from .tasks import task_of
 
-RESULT = RunDir.RESULT
-
 
 def train_config(arch: str, space: dict, data: dict, settings: dict, seed: int = 0, net: dict | None = None) -> dict:
     """``net``: the keyword arguments of the network the space's task builds (``space.child``:
@@ -32,10 +30,10 @@ def retrain(run: RunDir, on_epoch: Callable[[dict], None] | None = None) -> dict
     cfg = run.config()
     if run_kind(cfg) != "train":
         raise RunError(f"{run.path} is not a retraining run (its config has no 'kind: train')")
-    done = run.read_json(RESULT)
+    done = run.read_json(RunDir.RESULT)
     if done is not None:
         return done
     space = space_from_config(cfg["space"])
     result = task_of(space).retrain(run, cfg, space, space.parse(cfg["arch"]), on_epoch)
-    run.write_json(RESULT, result)
+    run.write_json(RunDir.RESULT, result)
     return result

@@ -19,8 +19,6 @@ import random
 
 from .runs import RunDir, RunError
 
-GROUND_TRUTH, WS_RANK = RunDir.GROUND_TRUTH, RunDir.WS_RANK
-
 
 def report_ground_truth(run: RunDir, space, arch: str, data_dir=None) -> dict | None:
     """What the space's benchmark table says of the run's derived ``arch`` (None: the space has
@@ -29,7 +27,7 @@ def report_ground_truth(run: RunDir, space, arch: str, data_dir=None) -> dict | 
     if truth is None:
         return None
     truth = {"arch": arch, **truth}
-    run.write_json(GROUND_TRUTH, truth)
+    run.write_json(RunDir.GROUND_TRUTH, truth)
     return truth
 
 
@@ -90,7 +88,7 @@ def ws_rank(run_dir, samples: int = 64, seed: int = 0, batches: int = 8, data_di
     if derived:
         d = space.parse(derived)
         record["derived"] = {"arch": derived, "shared_acc": score(d), "table_valid_acc": truth_of(d)["valid_acc"]}
-    run.write_json(WS_RANK, record)
+    run.write_json(RunDir.WS_RANK, record)
     record["figure"] = str(ws_rank_figure(record, run.path / RunDir.FIGURES / "ws_rank.png"))
     return record
 

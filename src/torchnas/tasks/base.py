@@ -35,7 +35,7 @@ class Task:
 
 class SharedWeights:
     """ENAS's shared-weight phase of a task (the loop is ``enas.ENASSearch``): ``training`` (its
-    training loop), ``opt``, ``generator``, ``metric``; ``train_epoch(epoch, sample)``,
+    training loop), ``opt``, ``generator``, ``metric``; ``train_epoch(sample)``,
     ``valid_batch()``, ``reward(arch, batch)``, ``metric_of(reward)`` and the extra checkpoint
     state."""
 
@@ -47,6 +47,12 @@ class SharedWeights:
         """The shared-weight network ω (its training loop's model)."""
         return self.training.model
 
-    @net.setter
-    def net(self, model) -> None:
-        self.training.model = model
+    def metric_of(self, reward: float) -> float:
+        return reward
+
+    def extra_state(self):
+        """What the checkpoint needs beyond ω, its optimizer and ``generator``."""
+        return None
+
+    def load_extra_state(self, state, epoch: int) -> None:
+        self.training.epoch = epoch           # the loop's epoch: the learning rate's, on resume

@@ -99,9 +99,6 @@ class ImageSharedWeights(SharedWeights):
     ``src/cifar10/main.py``, ``src/utils.py``); the reward of an architecture is its accuracy with
     ω on one validation minibatch (``valid_rl`` in the authors' children)."""
 
-    metric = "valid_acc"          # what a reward is computed from, logged per controller update
-    default_train_steps = 30
-
     def __init__(self, space, data: dict, seed: int = 0, epochs: int = 10, net: dict | None = None,
                  batch_size: int = 128, lr_max: float = 0.05, lr_min: float = 0.0005, lr_t0: int = 10,
                  lr_t_mul: int = 2, momentum: float = 0.9, nesterov: bool = True, weight_decay: float = 1e-4,
@@ -110,8 +107,6 @@ class ImageSharedWeights(SharedWeights):
                  max_train_batches: int | None = None, device: str | None = "auto"):
         if reward_bn not in ("train", "eval"):
             raise ValueError(f"reward_bn must be 'train' (minibatch statistics) or 'eval', not {reward_bn!r}")
-        if batch_size < 1:
-            raise ValueError(f"ENAS needs batch_size >= 1, got {batch_size}")
         self.data = load_data_cached(data)
         self.batch_size, self.reward_bn = batch_size, reward_bn
         self.reward_batch = reward_batch or batch_size
@@ -128,18 +123,14 @@ class ImageSharedWeights(SharedWeights):
                                  device=device, max_batches=max_train_batches)
         self.opt, self.generator, self.device = self.training.opt, self.training.generator, self.training.device
 
-    def metric_of(self, reward: float) -> float:
-        return reward
-
-    def train_epoch(self, epoch: int, sample) -> dict:
+    def train_epoch(self, sample) -> dict:
         """One pass over the training split (:meth:`Training.train_epoch`); ``sample(n)`` gives
         the n architectures of the epoch's minibatches, drawn at once before the pass."""
-        self.training.epoch = epoch           # the learning rate's epoch (a resumed run included)
         archs = iter(sample(self.training.batches_per_epoch()))
         out = self.training.train_epoch(lambda: next(archs))
         if "diverged" in out:
-            raise RunError(f"shared-weight training diverged: {out['diverged']}; lower enas.lr_max or set "
-                           f"enas.grad_clip")
+            raise RunError(f"shared-weight training diverged: {out['diverged']}; lower enas.lr_max "
+                           f"(or enas.grad_clip)")
         return {"lr": out["lr"], "loss": out["loss"], "train_acc": out["train_acc"], "images": out["images"],
                 "shared_seconds": out["seconds"]}
 
@@ -169,11 +160,6 @@ class ImageSharedWeights(SharedWeights):
             logits = logits[0]
         return (logits.argmax(1) == y).float().mean().item()
 
-    def extra_state(self):
-        return None
-
-    def load_extra_state(self, state, epoch: int) -> None:
-        pass
 
 
 ImageClassification.SharedWeights = ImageSharedWeights

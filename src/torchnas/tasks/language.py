@@ -126,7 +126,7 @@ class LMSharedWeights(SharedWeights):
     def metric_of(self, reward: float) -> float:
         return self.reward_constant / reward
 
-    def train_epoch(self, epoch: int, sample) -> dict:
+    def train_epoch(self, sample) -> dict:
         """One pass over the training stream; ``sample(1)`` gives each window's cell."""
         out = self.training.train_epoch(lambda: sample(1)[0])
         if "diverged" in out:

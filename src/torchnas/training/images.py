@@ -3,6 +3,7 @@ shared weights of ENAS (one sampled architecture per minibatch), an epoch at a t
 """
 from __future__ import annotations
 
+import itertools
 import math
 import time
 
@@ -81,7 +82,7 @@ class Training:
                                    weight_decay=weight_decay)
         self.augment = make_augment(augment, data)
         self.generator = torch.Generator().manual_seed(seed)
-        self.total_steps = epochs * math.ceil(len(data.train_x) / batch_size)
+        self.total_steps = epochs * self.batches_per_epoch()
         self.epoch = self.step = 0
 
     def _input(self, xb):
@@ -98,11 +99,10 @@ class Training:
         the learning rate, or a ``diverged`` reason."""
         from ..data.images import iterate_batches
         self.model.train()
-        running, correct, seen, t0 = 0.0, 0, 0, time.perf_counter()
-        for i, (xb, yb) in enumerate(iterate_batches(self.data.train_x, self.data.train_y, self.batch_size,
-                                                     self.generator)):
-            if i >= self.batches_per_epoch():
-                break
+        running, seen, t0 = 0.0, 0, time.perf_counter()
+        correct = torch.zeros((), dtype=torch.long, device=self.device)    # summed on the device: no extra sync
+        batches = iterate_batches(self.data.train_x, self.data.train_y, self.batch_size, self.generator)
+        for xb, yb in itertools.islice(batches, self.batches_per_epoch()):
             if self.schedule == "cosine":
                 lr = cosine_lr(self.step, self.total_steps, self.lr)
             elif self.schedule == "cosine_restarts":
@@ -129,11 +129,11 @@ class Training:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
             self.opt.step()
             running += loss.item() * len(yb)
-            correct += (logits.argmax(1) == yb).sum().item()
+            correct += (logits.argmax(1) == yb).sum()
             seen += len(yb)
             self.step += 1
         self.epoch += 1
-        return {"loss": running / max(seen, 1), "train_acc": correct / max(seen, 1), "images": seen,
+        return {"loss": running / max(seen, 1), "train_acc": correct.item() / max(seen, 1), "images": seen,
                 "seconds": time.perf_counter() - t0, "lr": self.opt.param_groups[0]["lr"]}
 
     @torch.no_grad()
