@@ -69,8 +69,18 @@ def run_one(torchnas: str, preset: str, strategy: str, seed: int, out: Path, dat
     return {"strategy": strategy, "seed": seed, "arch_str": truth["arch_str"], "valid_acc": truth["valid_acc"],
             "test_acc": truth["test_acc"], "percentile": truth["valid_percentile"],
             "kendall_tau": rank["kendall_tau"], "spearman_rho": rank["spearman_rho"],
-            "top10_hit_rate": rank["top10_hit_rate"],
+            "top10_hit_rate": rank["top10_hit_rate"], "final_entropy": _last(run / "steps.jsonl", "entropy"),
             "search_seconds": float((run / "search.seconds").read_text())}
+
+
+def _last(log: Path, key: str):
+    """``key`` of the last record of a JSONL log (the controller's entropy at the end), or None."""
+    lines = log.read_text().splitlines() if log.exists() else []
+    return json.loads(lines[-1]).get(key) if lines else None
+
+
+def _num(v) -> str:
+    return "-" if v is None else f"{v:.2f}"
 
 
 def main(argv=None) -> int:
@@ -89,8 +99,9 @@ def main(argv=None) -> int:
     torchnas = os.environ.get("TORCHNAS") or str(HERE / ".venv" / "bin" / "torchnas")
     rows = []
     print(f"{args.preset} {' '.join('--set ' + s for s in args.set)} (tag {args.tag})")
-    print("| strategy | seed | derived cell | valid % | test % | percentile | τ | ρ | top-10% hits | search |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| strategy | seed | derived cell | valid % | test % | percentile | τ | ρ | top-10% hits | final entropy "
+          "| search |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for strategy in args.strategies:
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             r = run_one(torchnas, args.preset, strategy, seed, out, data, args.set)
@@ -98,7 +109,8 @@ def main(argv=None) -> int:
             cell = r["arch_str"].replace("|", "\\|")      # a pipe inside a markdown table cell
             print(f"| {strategy} | {seed} | `{cell}` | {r['valid_acc']:.2f} | {r['test_acc']:.2f} | "
                   f"{r['percentile']:.1f} | {r['kendall_tau']:.3f} | {r['spearman_rho']:.3f} | "
-                  f"{r['top10_hit_rate']:.2f} | {r['search_seconds'] / 60:.1f} min |", flush=True)
+                  f"{r['top10_hit_rate']:.2f} | {_num(r['final_entropy'])} | {r['search_seconds'] / 60:.1f} min |",
+                  flush=True)
     print()
     for strategy in args.strategies:
         rs = [r for r in rows if r["strategy"] == strategy]

@@ -46,10 +46,12 @@ def results(work: Path) -> dict[str, dict]:
     for meta in sorted((work / "mutants").rglob("*.py.meta")):
         for key, code in json.loads(meta.read_text())["exit_code_by_key"].items():
             module, _, rest = key.partition(".x")          # torchnas.controller.xǁControllerǁ_run__mutmut_1
-            function = rest.split("__mutmut_")[0]
+            function = rest.split("__mutmut_")[0]      # "ǁClassǁmethod", or "_" + a function's name
             if function.startswith("ǁ"):
                 cls, _, fn = function[1:].partition("ǁ")
                 function = f"{cls}.{fn}"
+            else:
+                function = function[1:]
             out[key] = {"status": STATUS.get(code, "suspicious"), "module": module, "function": function}
     return out
 
@@ -78,10 +80,14 @@ def main() -> int:
            # OpenMP pool is running can hang, so torch works on one thread (parallel: --max-children)
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     t0 = time.perf_counter()
-    subprocess.run([mutmut, "run", "--max-children", str(args.max_children), *args.only], cwd=work, env=env,
-                   stdout=subprocess.DEVNULL)
+    done = subprocess.run([mutmut, "run", "--max-children", str(args.max_children), *args.only], cwd=work, env=env,
+                          stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - t0
     res = results(work)
+    if done.returncode or not res or all(r["status"] == "not checked" for r in res.values()):
+        print(f"mutate: mutmut failed (exit {done.returncode}) or checked nothing; see its output in {work} "
+              f"(run with --keep to look)", file=sys.stderr)
+        return 1
     if args.only:
         import fnmatch
         res = {k: v for k, v in res.items() if any(fnmatch.fnmatch(k, pat) for pat in args.only)}

@@ -1,12 +1,11 @@
 """Every preset resolves and builds; the final presets build the authors' published networks."""
-import inspect
 from pathlib import Path
 
 import pytest
 
 from torchnas.cli import main
 from torchnas.config import build_space, build_strategy, final_settings, load_preset, preset_names, resolve
-from torchnas.enas import LOOP_SETTINGS
+from torchnas.enas import allowed_settings
 from torchnas.tasks import task_of
 
 
@@ -20,7 +19,7 @@ def test_preset_builds(name):
         if "strategy" in cfg or "strategies" in cfg:
             build_strategy(r, space)
         if "enas" in r:
-            allowed = set(LOOP_SETTINGS) | set(inspect.signature(task_of(space).SharedWeights).parameters)
+            allowed = allowed_settings(space)
             assert set(r["enas"]) <= allowed, set(r["enas"]) - allowed
             if space.task == "language-modeling":      # the shared language model builds from the settings
                 space.language_model(None, 50, **r["enas"]["net"])

@@ -155,9 +155,10 @@ def test_a_run_has_one_writer(tmp_path):
     from torchnas import api
     run = RunDir(tmp_path / "run").create({"kind": "train"})
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from torchnas.runs import RunDir\n"
+        "import sys; from torchnas.runs import RunDir\n"
         f"with RunDir({str(run.path)!r}).owned():\n"
-        "    print('held', flush=True); time.sleep(60)")], stdout=subprocess.PIPE, text=True)
+        "    print('held', flush=True); sys.stdin.read()")],       # holds until its stdin closes
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         before = sorted(p.name for p in run.path.iterdir())
@@ -167,8 +168,8 @@ def test_a_run_has_one_writer(tmp_path):
             api.train(resume=run.path)
         assert sorted(p.name for p in run.path.iterdir()) == before
     finally:
-        holder.kill()
-        holder.wait()
+        holder.stdin.close()
+        holder.wait(timeout=30)
     with run.owned():                                   # the lock died with its process
         pass
 
@@ -198,13 +199,20 @@ def test_ctrl_c_twice_exits_130_and_leaves_no_temp_files(tmp_path):
     p = subprocess.Popen([sys.executable, "-m", "torchnas", "search", "--preset", "nb201", "--queries", "10000",
                           "--out", str(out), "--quiet", "--data-dir", str(SHARED)],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and not ((out / RunDir.EVALS).exists() and (out / RunDir.EVALS).stat().st_size):
-        time.sleep(0.05)
-    p.send_signal(signal.SIGINT)
-    time.sleep(0.01)
-    p.send_signal(signal.SIGINT)
-    err = p.communicate(timeout=120)[1]
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and p.poll() is None and not (
+                (out / RunDir.EVALS).exists() and (out / RunDir.EVALS).stat().st_size):
+            time.sleep(0.05)
+        assert p.poll() is None and (out / RunDir.EVALS).stat().st_size, "the search did not start"
+        p.send_signal(signal.SIGINT)
+        time.sleep(0.01)
+        p.send_signal(signal.SIGINT)
+        err = p.communicate(timeout=120)[1]
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
     assert p.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
     assert not [f for f in out.rglob("*") if ".tmp" in f.name]

@@ -63,10 +63,15 @@ def test_controller_probabilities_sum_to_one_over_the_space(name):
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
-def test_diagram(name):
+def test_diagram_task_and_dry_run(name):
     space = _space(name)
-    g = space.graph(space.random(random.Random(1)))
+    arch = space.random(random.Random(1))
+    g = space.graph(arch)
     assert g.nodes and g.edges and {e.src for e in g.edges} | {e.dst for e in g.edges} <= {n.id for n in g.nodes}
+    assert space.task in registered("task")
+    if SMALL[name][1] is not None:            # spaces with networks: their task describes them for --dry-run
+        d = task_of(space).describe(space, arch, {"name": "cifar10"}, SMALL[name][1])
+        assert d["arch"] == str(arch) and d["params"] > 0
 
 
 def _child_and_input(name, arch):

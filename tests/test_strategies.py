@@ -253,13 +253,10 @@ def test_tell_of_other_architectures_than_asked_scores_those():
     assert all(torch.equal(x, y) for x, y in zip(a.controller.parameters(), b.controller.parameters()))
 
 
-def test_restoring_keeps_the_baseline_and_the_default_seed_is_zero_for_every_strategy():
-    from torchnas.strategies import RandomSearch, RegularizedEvolution
+def test_restoring_keeps_the_baseline():
     space = NB201Space()
     a = Reinforce(space, batch_size=2)
     a.tell(a.ask(), [0.3, 0.5])
     b = Reinforce(space, seed=9, batch_size=2)
     b.load_state_dict(a.state_dict())
     assert b.baseline == a.baseline is not None
-    for cls in (RandomSearch, RegularizedEvolution, Reinforce):
-        assert cls(space).ask() == cls(space, seed=0).ask() != cls(space, seed=1).ask()

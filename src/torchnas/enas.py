@@ -160,11 +160,14 @@ LOOP_SETTINGS = tuple(inspect.signature(ENASSearch).parameters.keys() - {"space"
                                                                           "shared"})
 
 
+def allowed_settings(space) -> set[str]:
+    """The ``enas:`` settings for ``space``: the loop's and its task's shared weights'."""
+    return set(LOOP_SETTINGS) | (set(inspect.signature(task_of(space).SharedWeights).parameters) - {"space", "seed"})
+
+
 def make_enas(space, strategy, seed: int = 0, **settings) -> ENASSearch:
-    """The ENAS search for ``space``; unknown settings are an error that lists the allowed ones
-    (the loop's and those of the space's task's shared weights)."""
-    shared = task_of(space).SharedWeights
-    allowed = set(LOOP_SETTINGS) | (set(inspect.signature(shared).parameters) - {"space", "seed"})
+    """The ENAS search for ``space``; unknown settings are an error that lists the allowed ones."""
+    allowed = allowed_settings(space)
     unknown = set(settings) - allowed
     if unknown:
         raise ValueError(f"enas settings {sorted(unknown)} are unknown for {space.name!r}; allowed: {sorted(allowed)}")
