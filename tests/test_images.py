@@ -185,6 +185,9 @@ def test_image_folder_errors(tmp_path):
     with pytest.raises(DataFormatError, match="no class folders"):
         load_image_folder(tmp_path / "flat")
     (tmp_path / "flat" / "empty").mkdir()
+    with pytest.raises(DataFormatError, match="has one class folder \\('empty'\\); classification needs 2"):
+        load_image_folder(tmp_path / "flat")
+    (tmp_path / "flat" / "other").mkdir()
     with pytest.raises(DataFormatError, match="empty: class folder has no images"):
         load_image_folder(tmp_path / "flat")
     with pytest.raises(DataNotFoundError, match="nowhere"):

@@ -25,7 +25,7 @@ LAYERS = [
     ["torchnas.tasks"],
     ["torchnas.spaces"],
     ["torchnas.training", "torchnas.nn", "torchnas.data"],
-    ["torchnas.runs", "torchnas.registry", "torchnas.presets", "torchnas"],
+    ["torchnas.runs", "torchnas.registry", "torchnas.settings", "torchnas.presets", "torchnas"],
 ]
 
 

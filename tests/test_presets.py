@@ -18,14 +18,17 @@ def test_preset_builds(name):
         space = build_space(r)
         if "strategy" in cfg or "strategies" in cfg:
             build_strategy(r, space)
+        task = task_of(space)
         if "enas" in r:
             allowed = allowed_settings(space)
             assert set(r["enas"]) <= allowed, set(r["enas"]) - allowed
+            task.check_net_settings(space, r["enas"].get("net"), "enas.net")     # typed, in range
             if space.task == "language-modeling":      # the shared language model builds from the settings
                 space.language_model(None, 50, **r["enas"]["net"])
         net, train = final_settings(r)
         if train:
-            assert set(train) <= task_of(space).train_keys
+            assert task.check_train_settings(train) == train      # typed, in range, nothing to coerce
+            task.check_net_settings(space, net)
         if r.get("arch"):
             space.parse(r["arch"])
 

@@ -153,24 +153,26 @@ def test_a_run_has_one_writer(tmp_path):
     import subprocess
     import sys
     from torchnas import api
+    from torchnas.config import load_preset, resolve
+    search = RunDir(tmp_path / "search").create(resolve(load_preset("nb201")))
     run = RunDir(tmp_path / "run").create({"kind": "train"})
     holder = subprocess.Popen([sys.executable, "-c", (
         "import sys; from torchnas.runs import RunDir\n"
-        f"with RunDir({str(run.path)!r}).owned():\n"
+        f"with RunDir({str(run.path)!r}).owned(), RunDir({str(search.path)!r}).owned():\n"
         "    print('held', flush=True); sys.stdin.read()")],       # holds until its stdin closes
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        before = sorted(p.name for p in run.path.iterdir())
+        before = [sorted(p.name for p in r.path.iterdir()) for r in (run, search)]
         with pytest.raises(RunError, match=rf"in use by another torchnas process \(PID {holder.pid}\)"):
-            api.search(resume=run.path)
+            api.search(resume=search.path)
         with pytest.raises(RunError, match="in use"):
             api.train(resume=run.path)
-        assert sorted(p.name for p in run.path.iterdir()) == before
+        assert [sorted(p.name for p in r.path.iterdir()) for r in (run, search)] == before
     finally:
         holder.stdin.close()
         holder.wait(timeout=30)
-    with run.owned():                                   # the lock died with its process
+    with run.owned(), search.owned():                   # the lock died with its process
         pass
 
 

@@ -114,11 +114,9 @@ def search(*, preset: str | None = None, config=None, strategy: str | None = Non
         _refuse_on_resume(preset=preset, config=config, strategy=strategy, seed=seed, set=set, data=data,
                           workers=workers, out=out)
         run = RunDir(resume)
-        run.config()                              # not a run directory: say so before locking
+        _resumable_config(run)                    # not a run, or a broken one: say so before locking
         with run.owned():                         # one writer: checked before anything is read or cut
-            cfg = run.config()
-            if run_kind(cfg) == "train":
-                raise RunError(f"{run.path} is a retraining run: continue it with torchnas train --resume {run.path}")
+            cfg = _resumable_config(run)
             if queries is not None and queries != cfg.get("budget"):
                 _check_new_budget(run, run_kind(cfg), queries)
                 cfg["budget"] = queries
@@ -128,6 +126,17 @@ def search(*, preset: str | None = None, config=None, strategy: str | None = Non
                         seed=seed, data=data, data_dir=data_dir, strategy=strategy)
     out = _path(out) or f"runs/{cfg.get('preset', 'search')}-{cfg['strategy']['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
     return _search(cfg, None, out, data_dir, retrain, tensorboard, emit)
+
+
+def _resumable_config(run: RunDir) -> dict:
+    """The config of a search run to resume, checked like a new one (it may have been edited)."""
+    cfg = run.config()
+    if run_kind(cfg) == "train":
+        raise RunError(f"{run.path} is a retraining run: continue it with torchnas train --resume {run.path}")
+    try:
+        return resolve(cfg)
+    except ConfigError as e:
+        raise RunError(f"{run.path / RunDir.CONFIG}: {e}") from None
 
 
 def _refuse_on_resume(**options) -> None:
@@ -167,6 +176,8 @@ def _search(cfg: dict, run: RunDir | None, out, data_dir, retrain: bool, tensorb
         return _enas(cfg, run, out, retrain, tensorboard, emit)
     space, strategy_, evaluator = build(cfg, data_dir)   # bad settings fail before a run exists
     check_executor(cfg)
+    evaluator.check()                                    # and bad data
+    _check_final(cfg, space)
     with _new_or_held(run, out, cfg) as run:
         from .search import Search
         executor = build_executor(cfg)
@@ -200,6 +211,7 @@ def _enas(cfg: dict, run: RunDir | None, out: str | None, retrain: bool, tensorb
     from .ws_rank import report_ground_truth
     space = build_space(cfg)
     search_ = make_enas(space, build_strategy(cfg, space), seed=cfg["seed"], **cfg["enas"])
+    _check_final(cfg, space)
     with _new_or_held(run, out, cfg) as run:
         search_.run_dir = run
         search_.resume()
@@ -220,6 +232,17 @@ def _enas(cfg: dict, run: RunDir | None, out: str | None, retrain: bool, tensorb
             _retrain_best(cfg, run, derived[0]["arch"], tensorboard, emit)
         _figures(run, emit)
     return Run(run.path)
+
+
+def _check_final(cfg: dict, space) -> None:
+    """The retraining settings (``train``, ``final_net``), checked before the search starts, so
+    that a typo in them cannot surface after hours of searching."""
+    from .tasks import task_of
+    net, train_ = final_settings(cfg)
+    if train_:
+        task = task_of(space)
+        task.check_train_settings(train_)
+        task.check_net_settings(space, net)
 
 
 def _retrain_best(cfg: dict, run: RunDir, arch: str, tensorboard: bool, emit: Events) -> dict:
@@ -305,9 +328,26 @@ def _train_settings(arch, preset, set, epochs, data, data_dir):
     data_ = (data_section(source_cfg) or {}).get("data") or {"name": "digits"}
     if data or data_dir:
         data_ = data_config(data or data_["name"], _path(data_dir), data_)
+    _check_arch_space(arch, source_cfg)
     space = build_space(source_cfg)
     arch = str(space.parse(arch))      # validates; a clear error names the bad decision
     return space, arch, data_, settings, net, source_cfg
+
+
+def _check_arch_space(arch: str, cfg: dict) -> None:
+    """``--arch SPACE:...`` must be of the space whose settings train it; otherwise name the
+    presets that have settings for SPACE."""
+    name = arch.partition(":")[0].strip() if ":" in arch else None
+    have = (cfg.get("space") or {}).get("name")
+    if name is None or name == have:
+        return
+    from .registry import lookup
+    lookup("space", name, error=ConfigError)          # an unknown space names the known ones
+    fits = [p for p in preset_names() if (load_preset(p).get("space") or {}).get("name") == name
+            and final_settings(load_preset(p))[1]]
+    hint = f"add --preset with one of: {', '.join(fits)}" if fits else f"no preset trains {name!r} networks"
+    raise ConfigError(f"--arch is an architecture of space {name!r}, but the settings of "
+                      f"{cfg.get('preset') or 'this run'!r} train {have!r} networks; {hint}")
 
 
 def train(*, arch=None, preset: str | None = None, epochs: int | None = None, set=None, data: str | None = None,
@@ -351,12 +391,23 @@ def _arch_source(text: str):
         best, cfg = p / RunDir.BEST, RunDir(p).config()
         if not best.exists():
             raise RunError(f"{p} has no {RunDir.BEST} yet: the search has evaluated nothing")
-        return json.loads(best.read_text())["arch"], cfg
+        return _best_arch(best), cfg
     if p.suffix == ".json" and p.is_file():
         cfg_path = p.parent / RunDir.CONFIG
         cfg = RunDir(p.parent).config() if cfg_path.exists() else None
-        return json.loads(p.read_text())["arch"], cfg
+        return _best_arch(p), cfg
     return text, None
+
+
+def _best_arch(path: Path) -> str:
+    """The ``arch`` of a best.json; a file that is not one is named."""
+    try:
+        best = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RunError(f"{path} is not valid JSON ({e}); give an architecture string or another run") from None
+    if not isinstance(best, dict) or not isinstance(best.get("arch"), str):
+        raise RunError(f"{path} has no 'arch' string: it is not a best.json")
+    return best["arch"]
 
 
 # -- torchnas show | export | bench | presets ---------------------------------------------------

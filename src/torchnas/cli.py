@@ -86,10 +86,17 @@ def cmd_presets(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error on one line (the usage itself is one ``--help`` away)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Every command and option. Long: one flat block of argparse declarations per command,
     read top to bottom like the --help it prints."""
-    p = argparse.ArgumentParser(prog="torchnas", description=__doc__)
+    p = _Parser(prog="torchnas", description=__doc__)
     p.add_argument("--version", action="version", version=f"torchnas {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 

@@ -43,6 +43,13 @@ def read_yaml(text: str):
     return yaml.load(text, Loader=_Loader)
 
 
+def yaml_problem(e: Exception) -> str:
+    """A YAML error on one line: the problem and where."""
+    mark = getattr(e, "problem_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    return f"{getattr(e, 'problem', None) or str(e).splitlines()[0]}{where}"
+
+
 class ConfigError(ValueError):
     """A configuration value is missing, unknown or impossible; the message names it."""
 
@@ -67,7 +74,7 @@ def load_file(path: str | Path) -> dict:
     try:
         cfg = read_yaml(p.read_text())
     except yaml.YAMLError as e:
-        raise ConfigError(f"config file {p} is not valid YAML: {e}") from None
+        raise ConfigError(f"config file {p} is not valid YAML: {yaml_problem(e)}") from None
     if not isinstance(cfg, dict):
         raise ConfigError(f"config file {p} must hold a mapping of settings, not {type(cfg).__name__}")
     return cfg
@@ -177,6 +184,9 @@ def search_config(*, preset: str | None = None, config=None, set=(), queries: in
     for assignment in set or []:
         apply_override(cfg, assignment)
     if queries is not None:
+        if "enas" in cfg:
+            raise ConfigError("--queries is a search's budget of architectures; an ENAS search runs for "
+                              "enas.epochs instead (--set enas.epochs=N)")
         cfg["budget"] = queries
     if workers is not None:
         cfg.setdefault("executor", {})["workers"] = workers
@@ -224,6 +234,8 @@ def check_executor(cfg: dict) -> dict:
     if unknown:
         raise ConfigError(f"executor takes workers, threads, backend (local or ray), address and gpus, "
                           f"not {sorted(unknown)}")
+    if ex.get("backend", "local") not in ("local", "ray"):
+        raise ConfigError(f"executor backend must be 'local' or 'ray', not {ex['backend']!r}")
     local = ex.get("backend", "local") == "local"         # a Ray cluster's size is not this machine's
     limit = 4 * (os.cpu_count() or 1) if local else float("inf")
     workers = ex.get("workers", 1)

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .spaces import Anchor, AnchorSet, Architecture, Choice, SearchSpace
+from .settings import Count, Positive
 
 
 class Sample(NamedTuple):
@@ -42,9 +43,9 @@ class Sample(NamedTuple):
 
 
 class Controller(nn.Module):
-    def __init__(self, space: SearchSpace, hidden_size: int = 64, num_layers: int = 1,
-                 init_range: float = 0.1, temperature: float | None = None,
-                 tanh_constant: float | None = None, op_tanh_reduce: float = 1.0,
+    def __init__(self, space: SearchSpace, hidden_size: Count = 64, num_layers: Count = 1,
+                 init_range: Positive = 0.1, temperature: Positive | None = None,
+                 tanh_constant: Positive | None = None, op_tanh_reduce: float = 1.0,
                  skip_target: float = 0.4, choice_bias: dict | None = None,
                  anchor_distance_bias: float = 0.0, anchor_input_offset: float | None = None, seed: int = 0):
         super().__init__()

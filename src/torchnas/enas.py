@@ -26,6 +26,7 @@ import random
 import time
 
 from .runs import RunDir, rng_states, set_rng_states
+from .settings import Count, NonNegativeInt, SettingsError, checked
 from .tasks import task_of
 
 class ENASSearch:
@@ -38,8 +39,8 @@ class ENASSearch:
     ``derive_batches``: validation minibatches each derived candidate is scored on (authors: 1).
     """
 
-    def __init__(self, space, strategy, epochs: int = 10, train_steps: int | None = None,
-                 derive_samples: int = 100, keep: int = 5, warmup_epochs: int = 0, derive_batches: int = 1,
+    def __init__(self, space, strategy, epochs: Count = 10, train_steps: NonNegativeInt | None = None,
+                 derive_samples: Count = 100, keep: Count = 5, warmup_epochs: NonNegativeInt = 0, derive_batches: Count = 1,
                  shared_sampling: str = "policy", seed: int = 0, run_dir: RunDir | None = None, **shared):
         shared_weights = task_of(space).SharedWeights
         train_steps = shared_weights.default_train_steps if train_steps is None else train_steps
@@ -168,7 +169,13 @@ def allowed_settings(space) -> set[str]:
 def make_enas(space, strategy, seed: int = 0, **settings) -> ENASSearch:
     """The ENAS search for ``space``; unknown settings are an error that lists the allowed ones."""
     allowed = allowed_settings(space)
-    unknown = set(settings) - allowed
+    unknown = sorted(set(settings) - allowed)
     if unknown:
-        raise ValueError(f"enas settings {sorted(unknown)} are unknown for {space.name!r}; allowed: {sorted(allowed)}")
-    return ENASSearch(space, strategy, seed=seed, **settings)
+        raise SettingsError(f"enas.{unknown[0]} is not a setting of ENAS on {space.name!r}; enas takes: "
+                            f"{', '.join(sorted(allowed))}")
+    loop = {k: v for k, v in settings.items() if k in LOOP_SETTINGS}
+    shared = {k: v for k, v in settings.items() if k not in LOOP_SETTINGS}
+    loop = checked("enas", ENASSearch, loop, fixed=("space", "strategy", "seed", "run_dir"))
+    shared = checked("enas", task_of(space).SharedWeights, shared, fixed=("space", "seed", "epochs"),
+                     owner=f"ENAS on {space.name!r}")
+    return ENASSearch(space, strategy, seed=seed, **loop, **shared)

@@ -133,7 +133,17 @@ class RunDir:
         p = self.path / self.CONFIG
         if not p.exists():
             raise RunError(f"{self.path} is not a run directory: it has no {self.CONFIG}")
-        return yaml.safe_load(p.read_text())
+        try:
+            cfg = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            raise RunError(f"{p} is not valid YAML{where}: {getattr(e, 'problem', None) or e}; "
+                           f"the run cannot be read") from None
+        if not isinstance(cfg, dict):
+            raise RunError(f"{p} does not hold a run's settings (it is {'empty' if cfg is None else type(cfg).__name__}); "
+                           f"the run cannot be read")
+        return cfg
 
     @contextlib.contextmanager
     def owned(self):
@@ -247,4 +257,9 @@ class RunDir:
 
     def read_json(self, name: str):
         p = self.path / name
-        return json.loads(p.read_text()) if p.exists() else None
+        if not p.exists():
+            return None
+        try:
+            return json.loads(p.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise RunError(f"{p} is not valid JSON ({e}); restore it or remove it") from None

@@ -20,9 +20,10 @@ from .tasks import task_of
 def train_config(arch: str, space: dict, data: dict, settings: dict, seed: int = 0, net: dict | None = None) -> dict:
     """``net``: the keyword arguments of the network the space's task builds (``space.child``:
     channels, cells, auxiliary head, ...; ``space.language_model``: hidden size, dropouts, cell)."""
-    task_of(space_from_config(space)).check_train_settings(settings)
-    return {"kind": "train", "arch": arch, "space": space, "data": data, "net": dict(net or {}),
-            "train": settings, "seed": seed}
+    space_ = space_from_config(space)
+    task = task_of(space_)
+    return {"kind": "train", "arch": arch, "space": space, "data": data, "net": task.check_net_settings(space_, net),
+            "train": task.check_train_settings(settings), "seed": seed}
 
 
 def retrain(run: RunDir, on_epoch: Callable[[dict], None] | None = None) -> dict:

@@ -136,6 +136,8 @@ def load_image_folder(path: PathLike) -> tuple[torch.Tensor, torch.Tensor, list[
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise DataFormatError(f"{root}: no class folders (expected one sub-folder of images per class)")
+    if len(classes) < 2:
+        raise DataFormatError(f"{root}: has one class folder ({classes[0]!r}); classification needs 2 classes or more")
     images, labels, first = [], [], None
     for label, cls in enumerate(classes):
         files = sorted(p for p in (root / cls).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)

@@ -20,6 +20,10 @@ class Evaluator(ABC):
     def evaluate(self, arch: Architecture) -> Evaluation:
         """Evaluate one architecture; must be deterministic for a given arch and seed."""
 
+    def check(self) -> None:
+        """Open what :meth:`evaluate` reads (its data) and raise a clear error if it is unusable;
+        called before a run directory exists, so a bad data set leaves nothing behind."""
+
 
 class FunctionEvaluator(Evaluator):
     """Reward from a plain function ``f(arch) -> float`` (toy problems, tests)."""

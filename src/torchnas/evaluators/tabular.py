@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..data import DataFormatError, find
 from ..registry import register
+from ..settings import checked
 from ..spaces import Architecture, NB201Space
 from ..spaces.nb201 import TABLE_FILE as NB201_FILE, TABLE_HOW as NB201_HOW, VALID_COLUMN, read_table
 from .base import Evaluation, Evaluator
@@ -37,4 +38,5 @@ class NB201Table(Evaluator):
 
 @register("evaluator", "nb201")
 def _nb201_table(space=None, data_dir: str | None = None, seed: int = 0, **settings) -> NB201Table:
-    return NB201Table(data_dir=data_dir, **settings)
+    return NB201Table(data_dir=data_dir, **checked("evaluator", NB201Table, settings, fixed=("data_dir",),
+                                                     owner="evaluator 'nb201'"))

@@ -16,17 +16,18 @@ import torch
 
 from ..nn import count_flops
 from ..registry import register
+from ..settings import Count, NonNegative, Positive, checked
 from ..spaces import Architecture, SearchSpace
-from ..data.images import load_data_cached
+from ..data.images import load_data_cached, load_image_data
 from ..training import Training, arch_seed
 from .base import Evaluation, Evaluator
 
 class ChildTrainer(Evaluator):
     """Evaluator that trains each child from scratch on an image data set."""
 
-    def __init__(self, space: SearchSpace, data: dict | None = None, epochs: int = 50, batch_size: int = 128,
-                 lr: float = 0.1, momentum: float = 0.9, nesterov: bool = True, weight_decay: float = 1e-4,
-                 schedule: str = "cosine", reward: str = "acc3", last_k: int = 5, augment: bool | str | dict = "auto",
+    def __init__(self, space: SearchSpace, data: dict | None = None, epochs: Count = 50, batch_size: Count = 128,
+                 lr: Positive = 0.1, momentum: NonNegative = 0.9, nesterov: bool = True, weight_decay: NonNegative = 1e-4,
+                 schedule: str = "cosine", reward: str = "acc3", last_k: Count = 5, augment: bool | str | dict = "auto",
                  seed: int = 0, channels_last: bool = True):
         if reward not in ("acc3", "acc"):
             raise ValueError(f"trainer reward must be 'acc3' (Zoph & Le: max of last {last_k} "
@@ -42,6 +43,9 @@ class ChildTrainer(Evaluator):
 
     def data(self):
         return load_data_cached(self.data_cfg)
+
+    def check(self) -> None:
+        self.data()
 
     def evaluate(self, arch: Architecture) -> Evaluation:
         data = self.data()
@@ -73,4 +77,6 @@ def _child_trainer(space=None, data_dir: str | None = None, seed: int = 0, **set
     data = dict(settings.pop("data", None) or {"name": "digits"})
     if data_dir and not data.get("data_dir") and not data.get("path"):
         data["data_dir"] = data_dir
-    return ChildTrainer(space, data=data, seed=seed, **settings)
+    return ChildTrainer(space, data=checked("evaluator.data", load_image_data, data), seed=seed,
+                        **checked("evaluator", ChildTrainer, settings, fixed=("space", "data", "seed"),
+                                   owner="evaluator 'trainer'"))

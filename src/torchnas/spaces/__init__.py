@@ -11,6 +11,7 @@ from .nb201 import NB201Space
 from .toy import ToySpace
 
 from ..registry import lookup, registered
+from ..settings import checked
 
 SPACES: dict[str, type[SearchSpace]] = registered("space")     # every space registers itself (@register)
 
@@ -19,7 +20,7 @@ def get_space(name: str, **kwargs) -> SearchSpace:
     """Build the space registered as ``name`` (keyword arguments configure it)."""
     cls = lookup("space", name, error=ArchitectureError)
     try:
-        return cls(**kwargs)
+        return cls(**checked("space", cls, kwargs, owner=f"space {name!r}"))
     except TypeError as e:   # a setting the space does not take
         raise ValueError(f"space {name!r}: {e}") from None
 

@@ -29,6 +29,7 @@ from torch import nn
 from ..registry import register
 from .base import AnchorSet, Architecture, ArchitectureError, Choice, SearchSpace, Step
 from .graph import Graph, Node, stack_graph
+from ..settings import Count
 
 PAPER_SIZES = (1, 3, 5, 7)
 PAPER_FILTERS = (24, 36, 48, 64)
@@ -39,7 +40,7 @@ PAPER_STRIDES = (1, 2, 3)
 class NASCNNSpace(SearchSpace):
     name = "nas-cnn"
 
-    def __init__(self, layers: int = 6, filter_sizes=PAPER_SIZES, num_filters=PAPER_FILTERS,
+    def __init__(self, layers: Count = 6, filter_sizes=PAPER_SIZES, num_filters=PAPER_FILTERS,
                  strides=None, pool_after=()):
         if layers < 1:
             raise ValueError(f"nas-cnn needs layers >= 1, got {layers}")
@@ -115,7 +116,9 @@ class NASCNNSpace(SearchSpace):
         return SearchSpace.make(space, values)
 
     def parse(self, text: str) -> Architecture:
-        body = text.strip().partition(":")[2]
+        name, _, body = text.strip().partition(":")
+        if name.strip() != self.name:
+            return SearchSpace.parse(self, text)          # its error names the string's space
         space = self._for_length(len(body.split(",")) if body else 0)
         return SearchSpace.parse(space, text)
 

@@ -7,6 +7,7 @@ from .random import RandomSearch
 from .reinforce import Reinforce
 
 from ..registry import lookup, registered
+from ..settings import checked
 
 STRATEGIES: dict[str, type[Strategy]] = registered("strategy")   # every strategy registers itself
 
@@ -14,7 +15,8 @@ STRATEGIES: dict[str, type[Strategy]] = registered("strategy")   # every strateg
 def make_strategy(name: str, space, seed: int = 0, **kwargs) -> Strategy:
     cls = lookup("strategy", name)
     try:
-        return cls(space, seed=seed, **kwargs)
+        return cls(space, seed=seed, **checked("strategy", cls, kwargs, fixed=("space", "seed"),
+                                                      owner=f"strategy {name!r}"))
     except TypeError as e:  # an option the strategy does not take
         raise ValueError(f"strategy {name!r}: {e}") from None
 

@@ -12,13 +12,14 @@ from collections import deque
 
 from ..registry import register
 from .base import Strategy
+from ..settings import Count
 
 
 @register("strategy")
 class RegularizedEvolution(Strategy):
     name = "evolution"
 
-    def __init__(self, space, seed: int = 0, population_size: int = 10, sample_size: int = 3):
+    def __init__(self, space, seed: int = 0, population_size: Count = 10, sample_size: Count = 3):
         super().__init__(space, seed)
         if population_size < 1 or not 1 <= sample_size:
             raise ValueError(f"evolution needs population_size >= 1 and sample_size >= 1 "

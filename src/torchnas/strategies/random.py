@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from ..registry import register
 from .base import Strategy
+from ..settings import Count
 
 
 @register("strategy")
 class RandomSearch(Strategy):
     name = "random"
 
-    def __init__(self, space, seed: int = 0, batch_size: int = 1):
+    def __init__(self, space, seed: int = 0, batch_size: Count = 1):
         super().__init__(space, seed)
         if batch_size < 1:
             raise ValueError(f"random batch_size must be >= 1, got {batch_size}")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import torch
 
 from ..controller import Controller
+from ..settings import Count, Fraction, NonNegative, Positive, checked
 from ..spaces import AnchorSet
 from ..registry import register
 from .base import Strategy
@@ -34,10 +35,10 @@ from .base import Strategy
 class Reinforce(Strategy):
     name = "reinforce"
 
-    def __init__(self, space, seed: int = 0, batch_size: int = 8, lr: float = 6e-4,
-                 baseline_decay: float = 0.95, entropy_weight: float = 0.0,
-                 skip_weight: float = 0.0, grad_clip: float | None = None,
-                 adam_betas: tuple[float, float] = (0.9, 0.999), adam_eps: float = 1e-8,
+    def __init__(self, space, seed: int = 0, batch_size: Count = 8, lr: Positive = 6e-4,
+                 baseline_decay: Fraction = 0.95, entropy_weight: float = 0.0,
+                 skip_weight: NonNegative = 0.0, grad_clip: Positive | None = None,
+                 adam_betas: tuple[float, float] = (0.9, 0.999), adam_eps: Positive = 1e-8,
                  controller: dict | None = None, depth_schedule: dict | None = None,
                  baseline_update: str = "batch", device: str = "cpu"):
         super().__init__(space, seed)
@@ -51,7 +52,8 @@ class Reinforce(Strategy):
             raise ValueError(f"reinforce baseline_update must be 'batch' or 'sample', not {baseline_update!r}")
         self.batch_size, self.baseline_decay, self.baseline_update = batch_size, baseline_decay, baseline_update
         self.entropy_weight, self.skip_weight, self.grad_clip = entropy_weight, skip_weight, grad_clip
-        self.controller = Controller(space, seed=seed, **(controller or {})).to(device)
+        controller = checked("strategy.controller", Controller, controller, fixed=("space", "seed"))
+        self.controller = Controller(space, seed=seed, **controller).to(device)
         self.optimizer = torch.optim.Adam(self.controller.parameters(), lr=lr,
                                           betas=tuple(adam_betas), eps=adam_eps)
         self.generator = torch.Generator(device=device).manual_seed(seed)

@@ -3,16 +3,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..settings import checked
+
 
 class Task:
     name: str = ""
-    train_keys: frozenset = frozenset()     # the retraining settings (``train:``) the task takes
+    Training: type | None = None            # the retraining loop: its keyword arguments are the ``train:`` settings
+    network: str = "child"                  # the space's method that builds the network (``final_net:`` settings)
+    network_fixed: tuple = ()               # that method's arguments the task passes itself
     SharedWeights: type | None = None       # ENAS's shared-weight phase (enas.py runs the loop around it)
 
-    def check_train_settings(self, settings: dict) -> None:
-        unknown = set(settings) - self.train_keys
-        if unknown:
-            raise ValueError(f"train settings {sorted(unknown)} are unknown; allowed: {sorted(self.train_keys)}")
+    def check_train_settings(self, settings: dict) -> dict:
+        """The ``train:`` settings, typed and range-checked (:func:`torchnas.settings.checked`)."""
+        return checked("train", self.Training, settings, fixed=("model", "data", "corpus", "seed"))
+
+    def check_net_settings(self, space, net: dict | None, where: str = "final_net") -> dict:
+        """The network settings (``final_net:``, ``enas.net``) against the space's builder."""
+        build = getattr(type(space), self.network, None)
+        if build is None:
+            if net:
+                raise ValueError(f"{where}: space {space.name!r} builds no network, so it takes no network settings")
+            return {}
+        return checked(where, build, net, fixed=self.network_fixed)
 
     def check_exportable(self, space, arch) -> None:
         """Raise if ``space`` has no network to export (a table-only space)."""

@@ -6,10 +6,11 @@ import time
 
 import torch
 
-from ..data.images import load_data_cached
+from ..data.images import load_data_cached, load_image_data
 from ..nn import count_flops
 from ..registry import register
 from ..runs import RunDir, RunError
+from ..settings import Count, NonNegative, Positive, checked
 from ..training import Training, arch_seed, run_epochs
 from .base import SharedWeights, Task
 
@@ -20,9 +21,8 @@ IMAGE_SHAPES = {"digits": ((1, 8, 8), 10), "cifar10": ((3, 32, 32), 10)}
 @register("task", "image-classification")
 class ImageClassification(Task):
     name = "image-classification"
-    train_keys = frozenset({"epochs", "batch_size", "lr", "momentum", "nesterov", "weight_decay", "schedule",
-                            "augment", "channels_last", "lr_min", "lr_t0", "lr_t_mul", "aux_weight", "drop_path",
-                            "cutout", "grad_clip", "device"})
+    Training = Training
+    network_fixed = ("arch", "in_channels", "num_classes")
 
     def describe(self, space, arch, data: dict, net: dict) -> dict:
         (c, h, w), k = IMAGE_SHAPES.get(data.get("name"), ((3, 32, 32), 10))
@@ -100,14 +100,15 @@ class ImageSharedWeights(SharedWeights):
     ω on one validation minibatch (``valid_rl`` in the authors' children)."""
 
     def __init__(self, space, data: dict, seed: int = 0, epochs: int = 10, net: dict | None = None,
-                 batch_size: int = 128, lr_max: float = 0.05, lr_min: float = 0.0005, lr_t0: int = 10,
-                 lr_t_mul: int = 2, momentum: float = 0.9, nesterov: bool = True, weight_decay: float = 1e-4,
-                 grad_clip: float | None = 5.0, augment="auto", aux_weight: float = 0.0,
-                 reward_batch: int | None = None, reward_bn: str = "train", channels_last: bool = True,
-                 max_train_batches: int | None = None, device: str | None = "auto"):
+                 batch_size: Count = 128, lr_max: Positive = 0.05, lr_min: NonNegative = 0.0005, lr_t0: Count = 10,
+                 lr_t_mul: Count = 2, momentum: NonNegative = 0.9, nesterov: bool = True, weight_decay: NonNegative = 1e-4,
+                 grad_clip: Positive | None = 5.0, augment="auto", aux_weight: NonNegative = 0.0,
+                 reward_batch: Count | None = None, reward_bn: str = "train", channels_last: bool = True,
+                 max_train_batches: Count | None = None, device: str | None = "auto"):
         if reward_bn not in ("train", "eval"):
             raise ValueError(f"reward_bn must be 'train' (minibatch statistics) or 'eval', not {reward_bn!r}")
-        self.data = load_data_cached(data)
+        net = ImageClassification().check_net_settings(space, net, "enas.net")
+        self.data = load_data_cached(checked("enas.data", load_image_data, data))
         self.batch_size, self.reward_bn = batch_size, reward_bn
         self.reward_batch = reward_batch or batch_size
         torch.manual_seed(seed)

@@ -9,6 +9,7 @@ import torch
 
 from ..registry import register
 from ..runs import RunDir, RunError
+from ..settings import Count, NonNegative, Positive, checked
 from ..training import LMTraining, arch_seed, run_epochs
 from .base import SharedWeights, Task
 
@@ -18,9 +19,9 @@ PTB_VOCAB = 10000      # Penn Treebank's vocabulary: the dry run builds the mode
 @register("task", "language-modeling")
 class LanguageModeling(Task):
     name = "language-modeling"
-    train_keys = frozenset({"epochs", "batch_size", "bptt", "variable_bptt", "lr", "grad_clip", "weight_decay",
-                            "alpha", "beta", "average", "nonmono", "eval_batch_size", "test_batch_size",
-                            "max_batches", "device"})
+    Training = LMTraining
+    network = "language_model"
+    network_fixed = ("arch", "vocab_size")
 
     def check_exportable(self, space, arch) -> None:
         pass
@@ -98,11 +99,13 @@ class LMSharedWeights(SharedWeights):
     default_train_steps = 25
 
     def __init__(self, space, data: dict, seed: int = 0, epochs: int = 10, net: dict | None = None,
-                 batch_size: int = 128, bptt: int = 35, variable_bptt: bool = True, lr: float = 20.0,
-                 grad_clip: float | None = 0.1, weight_decay: float = 0.0, alpha: float = 0.0, beta: float = 1.0,
-                 reward_batch: int | None = None, reward_constant: float = 80.0,
-                 max_train_batches: int | None = None, device: str | None = "auto"):
-        from ..data.ptb import batchify, load_ptb_cached
+                 batch_size: Count = 128, bptt: Count = 35, variable_bptt: bool = True, lr: Positive = 20.0,
+                 grad_clip: Positive | None = 0.1, weight_decay: NonNegative = 0.0, alpha: NonNegative = 0.0, beta: NonNegative = 1.0,
+                 reward_batch: Count | None = None, reward_constant: Positive = 80.0,
+                 max_train_batches: Count | None = None, device: str | None = "auto"):
+        from ..data.ptb import batchify, load_ptb, load_ptb_cached
+        net = LanguageModeling().check_net_settings(space, net, "enas.net")
+        data = checked("enas.data", load_ptb, data)
         if reward_constant <= 0:
             raise ValueError(f"ENAS needs reward_constant > 0, got {reward_constant}")
         self.reward_constant = reward_constant

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from .device import default_device
 from .schedules import cosine_lr, cosine_restart_lr
 from .state import load_training_state, training_state
+from ..settings import Count, Fraction, NonNegative, NonNegativeInt, Positive
 
 
 def make_augment(spec, data):
@@ -58,12 +59,12 @@ class Training:
     ``cutout`` (the side of the zeroed square, 16; DeVries & Taylor 2017) and ``grad_clip``.
     """
 
-    def __init__(self, model, data, epochs: int, batch_size: int = 128, lr: float = 0.1, momentum: float = 0.9,
-                 nesterov: bool = True, weight_decay: float = 1e-4, schedule: str = "cosine",
+    def __init__(self, model, data, epochs: Count, batch_size: Count = 128, lr: Positive = 0.1, momentum: NonNegative = 0.9,
+                 nesterov: bool = True, weight_decay: NonNegative = 1e-4, schedule: str = "cosine",
                  augment: bool | str | dict = "auto", seed: int = 0, channels_last: bool = True,
-                 lr_min: float = 0.0, lr_t0: int = 10, lr_t_mul: int = 2, aux_weight: float = 0.0,
-                 drop_path: float = 1.0, cutout: int = 0, grad_clip: float | None = None,
-                 device: str | None = "auto", max_batches: int | None = None):
+                 lr_min: NonNegative = 0.0, lr_t0: Count = 10, lr_t_mul: Count = 2, aux_weight: NonNegative = 0.0,
+                 drop_path: Fraction = 1.0, cutout: NonNegativeInt = 0, grad_clip: Positive | None = None,
+                 device: str | None = "auto", max_batches: Count | None = None):
         if schedule not in ("cosine", "cosine_restarts", "constant"):
             raise ValueError(f"training schedule must be 'cosine', 'cosine_restarts' or 'constant', not {schedule!r}")
         if epochs < 1 or batch_size < 1 or lr <= 0:

@@ -33,6 +33,7 @@ from ..data.ptb import batchify, bptt_windows
 from ..nn.lm import detach_state, select_state
 from .device import default_device
 from .state import load_training_state, training_state
+from ..settings import Count, NonNegative, Positive
 
 AVERAGING = (None, "nt-asgd")
 
@@ -72,11 +73,11 @@ class LMTraining:
     used for the shared weights in the ENAS search (``arch_fn`` samples a cell per window)
     and for retraining a cell (``torchnas train``)."""
 
-    def __init__(self, model, corpus, epochs: int = 1, batch_size: int = 64, bptt: int = 35,
-                 variable_bptt: bool = True, lr: float = 20.0, grad_clip: float | None = 0.25,
-                 weight_decay: float = 0.0, alpha: float = 0.0, beta: float = 0.0, average: str | None = None,
-                 nonmono: int = 10, eval_batch_size: int = 64, test_batch_size: int = 1,
-                 max_batches: int | None = None, seed: int = 0, device: str | None = "auto"):
+    def __init__(self, model, corpus, epochs: Count = 1, batch_size: Count = 64, bptt: Count = 35,
+                 variable_bptt: bool = True, lr: Positive = 20.0, grad_clip: Positive | None = 0.25,
+                 weight_decay: NonNegative = 0.0, alpha: NonNegative = 0.0, beta: NonNegative = 0.0, average: str | None = None,
+                 nonmono: Count = 10, eval_batch_size: Count = 64, test_batch_size: Count = 1,
+                 max_batches: Count | None = None, seed: int = 0, device: str | None = "auto"):
         if epochs < 1 or batch_size < 1 or bptt < 1 or lr <= 0:
             raise ValueError(f"language-model training needs epochs >= 1, batch_size >= 1, bptt >= 1 and lr > 0 "
                              f"(got {epochs}, {batch_size}, {bptt}, {lr})")

@@ -1,0 +1,177 @@
+"""Bad input (issue 13): every case exits 2 with one line on stderr that names the problem, no
+traceback, and leaves the run directory absent (a new run) or byte-for-byte untouched (a resume).
+
+Each case is ``(argv, pattern)``; in argv, ``{T}`` is the test's scratch folder (its fixtures are
+made by :func:`scratch`) and ``{out}`` a run directory that must not come into being.
+"""
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from torchnas.cli import main
+
+SEARCH = ["search", "--quiet", "--no-retrain", "--out", "{out}"]
+TRAIN = ["train", "--quiet", "--out", "{out}"]
+ARCH = "nas-cnn:3,3,24,-"
+
+CASES = [
+    # presets, config files and --set
+    (SEARCH + ["--preset", "nope"], r"unknown preset 'nope'"),
+    (SEARCH + ["--config", "{T}/missing.yaml"], r"config file .*missing.yaml does not exist"),
+    (SEARCH + ["--config", "{T}/empty.yaml"], r"empty.yaml must hold a mapping"),
+    (SEARCH + ["--config", "{T}/broken.yaml"], r"broken.yaml is not valid YAML"),
+    (SEARCH + ["--set", "evaluator.epochs"], r"must look like key.sub=value"),
+    (SEARCH + ["--set", "colour=red"], r"unknown config keys \['colour'\]"),
+    (SEARCH + ["--set", "evaluator.epochs=abc"], r"evaluator.epochs = 'abc': .*valid integer"),
+    (SEARCH + ["--set", "evaluator.epochs=0"], r"evaluator.epochs = 0: .*greater than or equal to 1"),
+    (SEARCH + ["--set", "evaluator.lr=.nan"], r"evaluator.lr = nan: .*finite number"),
+    (SEARCH + ["--set", "evaluator.lr=-0.1"], r"evaluator.lr = -0.1: .*greater than 0"),
+    (SEARCH + ["--set", "evaluator.lr=abc"], r"evaluator.lr = 'abc': .*valid number"),
+    (SEARCH + ["--set", "evaluator.lrr=0.1"], r"evaluator.lrr is not a setting of evaluator 'trainer'; it takes: .*lr"),
+    (SEARCH + ["--set", "evaluator.data.per_class=abc"], r"evaluator.data.per_class = 'abc'"),
+    (SEARCH + ["--set", "evaluator.data.colour=1"], r"evaluator.data.colour is not a setting"),
+    (SEARCH + ["--set", "evaluator.name=oracle"], r"unknown evaluator 'oracle'"),
+    (SEARCH + ["--set", "strategies.reinforce.lr=abc"], r"strategy.lr = 'abc': .*valid number"),
+    (SEARCH + ["--set", "strategies.reinforce.lrr=0.1"], r"strategy.lrr is not a setting of strategy 'reinforce'"),
+    (SEARCH + ["--set", "strategies.reinforce.batch_size=0"], r"strategy.batch_size = 0"),
+    (SEARCH + ["--set", "strategies.reinforce.controller.hidden_size=-4"], r"strategy.controller.hidden_size = -4"),
+    (SEARCH + ["--set", "strategies.reinforce.controller.hiden=4"], r"strategy.controller.hiden is not a setting"),
+    (SEARCH + ["--set", "space.name=nope"], r"unknown search space 'nope'"),
+    (SEARCH + ["--set", "space.layers=abc"], r"space.layers = 'abc'"),
+    (SEARCH + ["--set", "space.colour=1"], r"space.colour is not a setting of space 'nas-cnn'"),
+    (SEARCH + ["--set", "budget=abc"], r"budget must be a positive number"),
+    (SEARCH + ["--set", "seed=1.5"], r"seed must be an integer"),
+    (SEARCH + ["--set", "executor.backend=mpi"], r"executor backend must be 'local' or 'ray'"),
+    (SEARCH + ["--set", "executor.colour=1"], r"executor takes workers"),
+    (SEARCH + ["--set", "train.epochs=-3"], r"train.epochs = -3"),
+    (SEARCH + ["--set", "train.lrr=0.1"], r"train.lrr is not a setting"),
+    (SEARCH + ["--preset", "enas-micro-tiny", "--set", "enas.epochs=abc"], r"enas.epochs = 'abc'"),
+    (SEARCH + ["--preset", "enas-micro-tiny", "--set", "enas.epoch=3"], r"enas.epoch is not a setting of ENAS"),
+    (SEARCH + ["--preset", "enas-micro-tiny", "--set", "enas.lr_max=.inf"], r"enas.lr_max = inf"),
+    (SEARCH + ["--preset", "enas-micro-tiny", "--set", "enas.net.channels=abc"], r"enas.net.channels = 'abc'"),
+    (SEARCH + ["--preset", "enas-micro-tiny", "--data", "digits", "--queries", "5"], r"--queries is a search's budget.*enas.epochs"),
+    # command-line options
+    (SEARCH + ["--queries", "0"], r"budget must be a positive number"),
+    (SEARCH + ["--queries", "-5"], r"budget must be a positive number"),
+    (SEARCH + ["--seed", "abc"], r"argument --seed: invalid int value: 'abc'"),
+    (SEARCH + ["--colour", "red"], r"unrecognized arguments: --colour"),
+    (SEARCH + ["--workers", "0"], r"--workers .* from 1 to"),
+    (SEARCH + ["--workers", "100000"], r"--workers .* from 1 to"),
+    (SEARCH + ["--strategy", "ppo"], r"unknown strategy 'ppo'"),
+    (["search", "--quiet", "--out", "{T}/a_file"], r"is a file, not a folder"),
+    (["search", "--quiet", "--out", "{T}/a_file/sub"], r"cannot write the run folder"),
+    (["search", "--quiet", "--out", "/proc/torchnas-x"], r"cannot write the run folder"),
+    # data
+    (SEARCH + ["--data", "imagenet"], r"--data 'imagenet': choose digits, cifar10, folder"),
+    (SEARCH + ["--data", "folder"], r"--data folder needs --data-dir"),
+    (SEARCH + ["--data", "folder", "--data-dir", "{T}/missing"], r"missing"),
+    (SEARCH + ["--data", "folder", "--data-dir", "{T}/empty_dir"], r"empty_dir"),
+    (SEARCH + ["--data", "folder", "--data-dir", "{T}/one_class"], r"one_class.*(one class|2 classes|two classes)"),
+    (SEARCH + ["--data", "cifar10", "--data-dir", "{T}/empty_dir"], r"CIFAR-10|cifar-10"),
+    (SEARCH + ["--data", "cifar10", "--data-dir", "{T}/bad_cifar"], r"bad_cifar.*not a CIFAR-10 pickle"),
+    (SEARCH + ["--preset", "nb201", "--data-dir", "{T}/empty_dir"], r"nb201_12epoch.csv"),
+    (SEARCH + ["--preset", "enas-rnn-tiny", "--data-dir", "{T}/empty_dir"], r"ptb"),
+    # resuming
+    (["search", "--resume", "{T}/missing"], r"not a run directory"),
+    (["search", "--resume", "{T}/run_empty_config"], r"config.yaml"),
+    (["search", "--resume", "{T}/run_broken_config"], r"config.yaml"),
+    (["search", "--resume", "{T}/run_unknown_key"], r"colour"),
+    (["search", "--resume", "{T}/run", "--seed", "7"], r"--seed would change it"),
+    (["search", "--resume", "{T}/run", "--set", "strategies.reinforce.lr=99"], r"--set would change it"),
+    (["search", "--resume", "{T}/run", "--queries", "1"], r"--queries 1: .*already evaluated 2"),
+    (["train", "--resume", "{T}/run"], r"not a retraining run"),
+    # retraining
+    (TRAIN + ["--arch", ARCH, "--epochs", "-3"], r"train.epochs = -3"),
+    (TRAIN + ["--arch", ARCH, "--set", "train.lr=abc"], r"train.lr = 'abc'"),
+    (TRAIN + ["--arch", ARCH, "--set", "train.lr=.nan"], r"train.lr = nan"),
+    (TRAIN + ["--arch", ARCH, "--set", "final_net.channels=8"], r"final_net.channels is not a setting"),
+    (TRAIN + ["--arch", "nas-cnn:3,3,99,-"], r"layer0.nf"),
+    (TRAIN + ["--arch", "foo:1,2,3"], r"unknown search space 'foo'"),
+    (TRAIN + ["--arch", "foo:1,2,3", "--dry-run"], r"unknown search space 'foo'"),
+    (TRAIN + ["--arch", "nb201:none", "--dry-run"], r"nb201"),
+    (TRAIN + ["--arch", "{T}/garbage_run/best.json"], r"garbage_run/best.json"),
+    (TRAIN, r"needs --arch"),
+    # show, export, bench
+    (["show", "{T}/garbage_run"], r"garbage_run/best.json"),
+    (["show", "{T}/missing"], r"neither a run directory nor an architecture"),
+    (["show", "nb201:none"], r"nb201"),
+    (["export", "{T}/missing"], r"missing"),
+    (["export", "{T}/run", "--format", "pdf"], r"invalid choice: 'pdf'"),
+    (["bench", "nb201", "--strategy", "reinforce", "--queries", "0"], r"budget must be a positive number"),
+    (["bench", "ws-rank", "{T}/run"], r"not an ENAS run|ENAS"),
+]
+
+
+def _png(path: Path, value: int) -> None:
+    from PIL import Image
+    Image.fromarray(np.full((8, 8, 3), value, dtype=np.uint8)).save(path)
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory):
+    """The fixtures the cases name: files, data folders and run directories (good and broken)."""
+    t = tmp_path_factory.mktemp("bad")
+    (t / "a_file").write_text("x")
+    (t / "empty.yaml").write_text("")
+    (t / "broken.yaml").write_text("space: [nb201\n")
+    (t / "empty_dir").mkdir()
+    (t / "one_class" / "cat").mkdir(parents=True)
+    for i in range(4):
+        _png(t / "one_class" / "cat" / f"{i}.png", 40 * i)
+    cifar = t / "bad_cifar" / "cifar-10-batches-py"
+    cifar.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]:
+        (cifar / name).write_bytes(b"not a pickle")
+    # a real (tiny) search run to resume; config-only run directories for the broken ones
+    assert main(["search", "--queries", "2", "--quiet", "--no-retrain", "--out", str(t / "run"),
+                 "--set", "evaluator.epochs=1", "--set", "evaluator.data.per_class=10",
+                 "--set", "strategies.reinforce.batch_size=2"]) == 0
+    cfg = yaml.safe_load((t / "run" / "config.yaml").read_text())
+    for name, text in [("run_empty_config", ""), ("run_broken_config", "space: [\n"),
+                       ("run_unknown_key", yaml.safe_dump({**cfg, "colour": "red"}))]:
+        (t / name).mkdir()
+        (t / name / "config.yaml").write_text(text)
+    garbage = t / "garbage_run"
+    garbage.mkdir()
+    (garbage / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (garbage / "best.json").write_text("{not json")
+    return t
+
+
+def _snapshot(root: Path) -> dict:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("argv, pattern", CASES, ids=[" ".join(a[1:] if a[0] == "search" else a)[:60] for a, _ in CASES])
+def test_bad_input_is_one_clear_line(argv, pattern, scratch, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TORCHNAS_DATA", str(scratch / "empty_dir"))
+    out = tmp_path / "new_run"
+    args = [a.replace("{T}", str(scratch)).replace("{out}", str(out)) for a in argv]
+    before = _snapshot(scratch)
+    try:
+        code = main(args)
+    except SystemExit as e:                 # argparse's usage errors
+        code = e.code
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, err
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert re.search(pattern, lines[0]), (pattern, lines[0])
+    assert not out.exists(), f"{out} was written: {sorted(p.name for p in out.iterdir())}"
+    assert _snapshot(scratch) == before, "a fixture was changed"
+
+
+def test_there_are_at_least_forty_cases():
+    assert len(CASES) >= 40
+
+
+def test_a_garbage_best_json_is_named(scratch):
+    """The fixture really is garbage (so the show case above tests what it says)."""
+    with pytest.raises(json.JSONDecodeError):
+        json.loads((scratch / "garbage_run" / "best.json").read_text())
