@@ -90,6 +90,7 @@ CASES = [
     (TRAIN + ["--arch", ARCH, "--set", "train.lr=abc"], r"train.lr = 'abc'"),
     (TRAIN + ["--arch", ARCH, "--set", "train.lr=.nan"], r"train.lr = nan"),
     (TRAIN + ["--arch", ARCH, "--set", "final_net.channels=8"], r"final_net.channels is not a setting"),
+    (TRAIN + ["--arch", ARCH, "--epochs", "1", "--set", "train.lr=1e6"], r"training diverged: .*lower train.lr"),
     (TRAIN + ["--arch", "nas-cnn:3,3,99,-"], r"layer0.nf"),
     (TRAIN + ["--arch", "foo:1,2,3"], r"unknown search space 'foo'"),
     (TRAIN + ["--arch", "foo:1,2,3", "--dry-run"], r"unknown search space 'foo'"),
@@ -165,6 +166,17 @@ def test_bad_input_is_one_clear_line(argv, pattern, scratch, tmp_path, capsys, m
     assert re.search(pattern, lines[0]), (pattern, lines[0])
     assert not out.exists(), f"{out} was written: {sorted(p.name for p in out.iterdir())}"
     assert _snapshot(scratch) == before, "a fixture was changed"
+
+
+def test_a_diverging_retraining_leaves_the_search_and_no_half_made_retraining(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["search", "--queries", "2", "--quiet", "--out", str(out), "--set", "evaluator.epochs=1",
+                 "--set", "evaluator.data.per_class=10", "--set", "strategies.reinforce.batch_size=2",
+                 "--set", "train.lr=1e30", "--set", "train.epochs=3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "training diverged" in err[0], err
+    assert len((out / "evaluations.jsonl").read_text().splitlines()) == 2      # the search is kept
+    assert not (out / "retrain").exists() and not (out / ".owner").exists()
 
 
 def test_there_are_at_least_forty_cases():

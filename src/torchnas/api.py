@@ -167,7 +167,7 @@ def _new_or_held(run: RunDir | None, out, cfg: dict):
         yield run
         return
     run = RunDir(out).create(cfg)
-    with run.owned():
+    with run.new(), run.owned():
         yield run
 
 
@@ -250,11 +250,13 @@ def _retrain_best(cfg: dict, run: RunDir, arch: str, tensorboard: bool, emit: Ev
     out = run.path / RunDir.RETRAIN
     data = data_section(cfg).get("data") or {"name": "digits"}
     net, train_ = final_settings(cfg)
-    if not (out / RunDir.CONFIG).exists():
-        RunDir(out).create(train_config(arch, cfg["space"], data, train_, cfg["seed"], net))
+    sub, fresh = RunDir(out), not (out / RunDir.CONFIG).exists()
+    if fresh:
+        sub.create(train_config(arch, cfg["space"], data, train_, cfg["seed"], net))
     emit("retrain_start", {"epochs": train_["epochs"]})
-    return _retrain(RunDir(out), run.path / RunDir.TENSORBOARD if tensorboard else None, emit,
-                    prefix=RunDir.RETRAIN + "/")
+    with sub.new() if fresh else contextlib.nullcontext():
+        return _retrain(sub, run.path / RunDir.TENSORBOARD if tensorboard else None, emit,
+                        prefix=RunDir.RETRAIN + "/")
 
 
 def _retrain(run: RunDir, tensorboard, emit: Events, prefix: str = "") -> dict:
@@ -369,7 +371,8 @@ def train(*, arch=None, preset: str | None = None, epochs: int | None = None, se
     seed = seed if seed is not None else source_cfg.get("seed", 0)
     out = _path(out) or f"runs/train-{time.strftime('%Y%m%d-%H%M%S')}"
     run = RunDir(out).create(train_config(arch, source_cfg["space"], data_, settings, seed, net))
-    _retrain(run, tensorboard, emit)
+    with run.new():
+        _retrain(run, tensorboard, emit)
     return Run(run.path)
 
 

@@ -119,6 +119,7 @@ class RunDir:
                            f"or choose another --out")
         if self.path.exists() and not self.path.is_dir():
             raise RunError(f"--out {self.path} is a file, not a folder: choose another --out")
+        self.made = not self.path.exists()         # new() removes only a folder it made
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             self.save_config(config)
@@ -162,7 +163,24 @@ class RunDir:
             (self.path / self.OWNER).write_text(f"{os.getpid()}\n")
             yield self
         finally:
+            (self.path / self.OWNER).unlink(missing_ok=True)
             lock.release()
+
+    @contextlib.contextmanager
+    def new(self):
+        """Around the first work of a run this process just created: if it fails (an error, not
+        Ctrl-C) before writing anything but its config, the run directory is removed again, so
+        a failed start leaves nothing behind. A run with any record, log line or checkpoint stays."""
+        try:
+            yield self
+        except Exception:
+            names = {p.name for p in self.path.iterdir()} if self.path.is_dir() else {None}
+            if names <= {self.CONFIG, self.LOCK, self.OWNER}:
+                for name in names:
+                    (self.path / name).unlink(missing_ok=True)
+                if getattr(self, "made", False):
+                    self.path.rmdir()
+            raise
 
     @property
     def kind(self) -> str:

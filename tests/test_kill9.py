@@ -1,0 +1,136 @@
+"""kill -9 at random instants (issue 13): a search run in a subprocess is SIGKILLed once its logs
+hold a random number of records plus a random delay, then resumed (again and again if killed
+again) to its end; its logs and results must equal those of a run that was never interrupted.
+
+Timing fields (``*_s``, ``*seconds*``, ``finished``) are left out of the comparison; everything
+else, rewards, architectures, losses, the controller's statistics, must be identical. The draws
+are seeded (``TORCHNAS_KILL9_SEED``, default 0); the instants themselves vary with the machine.
+"""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import NB201_CSV, SHARED, needs
+
+SEED = int(os.environ.get("TORCHNAS_KILL9_SEED", "0"))
+pytestmark = pytest.mark.slow
+
+
+def _cli(*args) -> list[str]:
+    return [sys.executable, "-m", "torchnas", *args]
+
+
+def _records(run: Path, names) -> int:
+    n = 0
+    for name in names:
+        p = run / name
+        if p.exists():
+            n += p.read_bytes().count(b"\n")
+    return n
+
+
+def _kill_at(cmd: list[str], run: Path, logs, count: int, delay: float, env) -> bool:
+    """Start ``cmd``; once ``logs`` hold ``count`` records, wait ``delay`` s and SIGKILL it.
+    False if it finished first (the instant fell after its end)."""
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    try:
+        while p.poll() is None:
+            if _records(run, logs) >= count:
+                time.sleep(delay)
+                if p.poll() is None:
+                    p.send_signal(signal.SIGKILL)
+                    p.wait()
+                    return True
+            time.sleep(0.002)
+        assert p.returncode == 0, p.stderr.read().decode()
+        return False
+    finally:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+        p.stderr.close()
+
+
+def _clean(obj):
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()
+                if not (k.endswith("_s") or "seconds" in k or k == "finished")}
+    if isinstance(obj, list):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def _content(run: Path, files) -> dict:
+    out = {}
+    for name in files:
+        p = run / name
+        if not p.exists():
+            out[name] = None
+        elif name.endswith(".jsonl"):
+            out[name] = [_clean(json.loads(line)) for line in p.read_text().splitlines()]
+        else:
+            out[name] = _clean(json.loads(p.read_text()))
+    return out
+
+
+def _kill_and_resume(tmp_path, start: list[str], resume_extra: list[str], logs, files, total: int,
+                     points: int, env) -> int:
+    """The uninterrupted run, then ``points`` runs each killed at a random instant and resumed
+    (killing the resumes too, at random, now and then) to the end; returns the kills made."""
+    ref = tmp_path / "ref"
+    subprocess.run(_cli(*start, "--out", str(ref)), check=True, env=env, stdout=subprocess.DEVNULL)
+    expected = _content(ref, files)
+    rng, kills = random.Random(SEED), 0
+    for k in range(points):
+        run = tmp_path / f"kill{k}"
+        cmd = _cli(*start, "--out", str(run))
+        while True:
+            killed = _kill_at(cmd, run, logs, rng.randint(1, total - 1), rng.uniform(0, 0.05), env)
+            kills += killed
+            cmd = _cli("search", "--resume", str(run), "--quiet", *resume_extra)
+            if not killed or rng.random() < 0.7:       # usually one kill; sometimes the resume is killed too
+                break
+        if killed:
+            subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+        assert _content(run, files) == expected, f"kill point {k} (TORCHNAS_KILL9_SEED={SEED}): logs differ"
+    return kills
+
+
+def _env():
+    return {**os.environ, "TORCHNAS_DATA": str(SHARED), "OMP_NUM_THREADS": "1"}
+
+
+@needs(NB201_CSV, "NAS-Bench-201 table")
+def test_nb201_search_killed_at_ten_random_instants_resumes_exactly(tmp_path):
+    start = ["search", "--preset", "nb201", "--queries", "100", "--quiet"]
+    kills = _kill_and_resume(tmp_path, start, [], ["evaluations.jsonl", "steps.jsonl"],
+                             ["evaluations.jsonl", "steps.jsonl", "best.json"], total=100 + 100, points=10,
+                             env=_env())
+    assert kills >= 10
+
+
+def test_nas_rl_search_with_retraining_killed_and_resumed_exactly(tmp_path):
+    start = ["search", "--queries", "6", "--quiet", "--set", "evaluator.epochs=2", "--set", "evaluator.data.per_class=20",
+             "--set", "strategies.reinforce.batch_size=2", "--set", "train.epochs=4"]
+    files = ["evaluations.jsonl", "steps.jsonl", "best.json", "retrain/history.jsonl", "retrain/result.json"]
+    kills = _kill_and_resume(tmp_path, start, [], ["evaluations.jsonl", "steps.jsonl", "retrain/history.jsonl"],
+                             files, total=6 + 3 + 4, points=2, env=_env())
+    assert kills >= 2
+
+
+def test_enas_search_killed_and_resumed_exactly(tmp_path):
+    start = ["search", "--preset", "enas-micro-tiny", "--data", "digits", "--quiet", "--no-retrain"]
+    for s in ["enas.epochs=3", "enas.net.channels=4", "enas.batch_size=64", "enas.train_steps=2",
+              "enas.derive_samples=4", "enas.data.per_class=15", "strategies.reinforce.batch_size=2"]:
+        start += ["--set", s]
+    kills = _kill_and_resume(tmp_path, start, ["--no-retrain"], ["epochs.jsonl", "steps.jsonl"],
+                             ["epochs.jsonl", "steps.jsonl", "derived.json", "best.json"], total=3 + 6, points=2,
+                             env=_env())
+    assert kills >= 2
