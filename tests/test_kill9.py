@@ -134,3 +134,46 @@ def test_enas_search_killed_and_resumed_exactly(tmp_path):
                              ["epochs.jsonl", "steps.jsonl", "derived.json", "best.json"], total=3 + 6, points=2,
                              env=_env())
     assert kills >= 2
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-ww", "--ppid", str(pid), "-o", "pid=,args="], capture_output=True, text=True).stdout
+    return [int(line.split()[0]) for line in out.splitlines() if "spawn_main" in line]
+
+
+def _wait_records(run: Path, n: int, p, timeout: float = 120) -> None:
+    t0 = time.time()
+    while _records(run, ["evaluations.jsonl"]) < n:
+        assert p.poll() is None and time.time() - t0 < timeout, "the search ended or stalled"
+        time.sleep(0.05)
+
+
+def test_a_killed_worker_is_restarted_and_sigterm_stops_search_and_workers(tmp_path):
+    """Issue 14: with --workers 2 the search hung for good after a worker died, and after
+    SIGTERM to the main process its workers kept running."""
+    run = tmp_path / "run"
+    args = ["search", "--workers", "2", "--queries", "12", "--no-retrain", "--set", "evaluator.epochs=3",
+            "--set", "evaluator.data.per_class=40", "--set", "strategies.reinforce.batch_size=4"]
+    p = subprocess.Popen(_cli(*args, "--out", str(run)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         text=True, env=_env())
+    try:
+        _wait_records(run, 1, p)
+        workers = _children(p.pid)
+        assert len(workers) == 2
+        os.kill(workers[0], signal.SIGKILL)                   # as the out-of-memory killer would
+        _wait_records(run, 6, p)
+        workers = _children(p.pid)
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=60) == 143
+        err = p.stderr.read()
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert f"terminated; continue with torchnas search --resume {run}" in err, err
+    time.sleep(0.5)
+    assert not [w for w in workers if Path(f"/proc/{w}").exists()], "workers outlived the search"
+    subprocess.run(_cli("search", "--resume", str(run), "--no-retrain", "--quiet"), check=True, env=_env(),
+                   stdout=subprocess.DEVNULL)
+    records = [json.loads(line) for line in (run / "evaluations.jsonl").read_text().splitlines()]
+    assert len(records) == 12
+    assert sum(r["metrics"].get("worker_retries", 0) for r in records) == 1

@@ -1,5 +1,3 @@
-import json
-
 import pytest
 
 from torchnas.data import DataFormatError, DataNotFoundError, data_root

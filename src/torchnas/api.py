@@ -178,7 +178,9 @@ def _search(cfg: dict, run: RunDir | None, out, data_dir, retrain: bool, tensorb
     check_executor(cfg)
     evaluator.check()                                    # and bad data
     _check_final(cfg, space)
+    resumed = run is not None
     with _new_or_held(run, out, cfg) as run:
+        emit("run", {"path": run.path, "resumed": resumed})
         from .search import Search
         executor = build_executor(cfg)
         search_ = Search(space, strategy_, evaluator, cfg["budget"], run_dir=run,
@@ -212,7 +214,9 @@ def _enas(cfg: dict, run: RunDir | None, out: str | None, retrain: bool, tensorb
     space = build_space(cfg)
     search_ = make_enas(space, build_strategy(cfg, space), seed=cfg["seed"], **cfg["enas"])
     _check_final(cfg, space)
+    resumed = run is not None
     with _new_or_held(run, out, cfg) as run:
+        emit("run", {"path": run.path, "resumed": resumed})
         search_.run_dir = run
         search_.resume()
         with _tensorboard(run, tensorboard, emit):
@@ -364,6 +368,7 @@ def train(*, arch=None, preset: str | None = None, epochs: int | None = None, se
         run = RunDir(resume)
         if run.kind != "train":
             raise RunError(f"{run.path} is not a retraining run: continue a search with torchnas search --resume {run.path}")
+        emit("run", {"path": run.path, "resumed": True})
         _retrain(run, tensorboard, emit)
         return Run(run.path)
     from .train import train_config
@@ -371,6 +376,7 @@ def train(*, arch=None, preset: str | None = None, epochs: int | None = None, se
     seed = seed if seed is not None else source_cfg.get("seed", 0)
     out = _path(out) or f"runs/train-{time.strftime('%Y%m%d-%H%M%S')}"
     run = RunDir(out).create(train_config(arch, source_cfg["space"], data_, settings, seed, net))
+    emit("run", {"path": run.path, "resumed": False})
     with run.new():
         _retrain(run, tensorboard, emit)
     return Run(run.path)

@@ -24,8 +24,14 @@ def cmd_search(args) -> int:
     api.search(preset=args.preset, config=args.config, strategy=args.strategy, queries=args.queries,
                seed=args.seed, set=args.set, data=args.data, data_dir=args.data_dir, workers=args.workers,
                out=args.out, resume=args.resume, retrain=not args.no_retrain, tensorboard=args.tensorboard,
-               on_event=terminal.Printer(progress=not args.quiet))
+               on_event=_printer(args))
     return 0
+
+
+def _printer(args) -> terminal.Printer:
+    """The command's printer, kept on ``args`` so that an interruption can name its run."""
+    args.printer = terminal.Printer(progress=not args.quiet)
+    return args.printer
 
 
 def cmd_train(args) -> int:
@@ -37,7 +43,7 @@ def cmd_train(args) -> int:
         return 0
     api.train(arch=args.arch, preset=args.preset, epochs=args.epochs, set=args.set, data=args.data,
               data_dir=args.data_dir, seed=args.seed, out=args.out, resume=args.resume,
-              tensorboard=args.tensorboard, on_event=terminal.Printer(progress=not args.quiet))
+              tensorboard=args.tensorboard, on_event=_printer(args))
     return 0
 
 
@@ -84,6 +90,14 @@ def cmd_presets(args) -> int:
     for name, description in api.presets():
         print(f"{name:24s} {description}")
     return 0
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM: stop as Ctrl-C does (temp files removed, worker processes stopped), exit 143."""
+
+
+def _terminate(signum, frame):
+    raise _Terminated()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -181,16 +195,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if argv is None:                  # the process's own command line: SIGTERM stops it as Ctrl-C does
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.func(args)
     except (ValueError, DataNotFoundError, RunError, ImportError, ExportError) as e:  # config, data, architecture, run, optional package
         print(f"torchnas: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         if argv is None:              # the process's own command line: a second Ctrl-C cannot cut its exit short
             signal.signal(signal.SIGINT, signal.SIG_IGN)
-        print("\ninterrupted; continue with --resume RUN", file=sys.stderr)
-        return 130
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        path = getattr(getattr(args, "printer", None), "run_path", None)
+        then = f"; continue with torchnas {args.command} --resume {path}" if path else ""
+        print(f"\n{'terminated' if isinstance(e, _Terminated) else 'interrupted'}{then}", file=sys.stderr)
+        return 143 if isinstance(e, _Terminated) else 130
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """What the commands print: a Rich progress line per phase and the result lines, from the
 events the API functions emit (``on_event(name, data)``).
 
-Events: ``start`` {task, label, total, completed} and ``progress`` {completed, ...} and ``end``
+Events: ``run`` {path, resumed} once a command has its run directory; ``start`` {task, label, total, completed} and ``progress`` {completed, ...} and ``end``
 {task} around each long phase (task ``search``, ``enas`` or ``retrain``); ``search_done``,
 ``enas_done``, ``ground_truth``, ``retrain_start``, ``retrain_done``, ``figures``,
 ``tensorboard`` once each; ``seeds`` {completed, total} from ``bench nb201``.
@@ -30,6 +30,11 @@ class Printer:
         self.show_progress = progress
         self.bar = self.task = None
         self.t0 = self.done0 = 0
+        self.run_path = None           # the run being written: the Ctrl-C message names it
+
+    def on_run(self, d):
+        self.run_path = d["path"]
+        print(f"{'resuming' if d['resumed'] else 'run directory:'} {d['path']}", flush=True)
 
     def __call__(self, name: str, data: dict) -> None:
         getattr(self, f"on_{name}", lambda d: None)(data)

@@ -6,12 +6,20 @@ serially and in parallel. ``LocalPool`` runs a pool of worker processes on this 
 with ``threads`` torch threads (workers × threads should not exceed the cores). ``RayPool``
 sends each child to a Ray cluster (``executor: {backend: ray, address: auto}``), where Ray's
 scheduler places it on any node with ``threads`` free CPUs (and ``gpus`` GPUs).
+
+A worker process that dies (killed, out of memory) loses only its children: both pools start
+them again, at most ``retries`` times each (:class:`WorkerDied` after that), and count the
+restarts in the evaluation's ``metrics["worker_retries"]``; a search never stalls on a dead
+worker.
 """
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Iterable, Iterator
 
 from ..spaces import Architecture
@@ -23,6 +31,10 @@ def timed(evaluator: Evaluator, arch: Architecture) -> Evaluation:
     ev = evaluator.evaluate(arch)
     ev.seconds = time.perf_counter() - start
     return ev
+
+
+class WorkerDied(RuntimeError):
+    """A child's worker process died more often than the executor retries."""
 
 
 class Executor:
@@ -46,47 +58,107 @@ class Serial(Executor):
 
 
 _WORKER_EVALUATOR: Evaluator | None = None
+_WORKER_STARTED = None
 
 
-def _init_worker(evaluator: Evaluator, threads: int) -> None:
-    global _WORKER_EVALUATOR
+def _init_worker(evaluator: Evaluator, threads: int, started=None) -> None:
+    global _WORKER_EVALUATOR, _WORKER_STARTED
     import torch
     torch.set_num_threads(threads)
-    _WORKER_EVALUATOR = evaluator
+    _WORKER_EVALUATOR, _WORKER_STARTED = evaluator, started
 
 
-def _evaluate(arch: Architecture) -> Evaluation:
+def _evaluate(arch: Architecture, key=None) -> Evaluation:
+    if _WORKER_STARTED is not None:
+        _WORKER_STARTED.put((key, os.getpid()))      # which worker runs which child: see LocalPool.map
     return timed(_WORKER_EVALUATOR, arch)
 
 
-class LocalPool(Executor):
-    """A pool of ``workers`` spawned processes (spawn: safe with torch's thread pools)."""
+def _with_retries(ev: Evaluation, tries: int) -> Evaluation:
+    if tries:
+        ev.metrics = {**ev.metrics, "worker_retries": tries}
+    return ev
 
-    def __init__(self, workers: int, threads: int = 1):
+
+def _gave_up(arch, tries: int, why: str) -> WorkerDied:
+    return WorkerDied(f"the worker evaluating {arch} died {tries} times ({why}); is the child running "
+                      f"out of memory? Lower executor.workers or the child's size")
+
+
+class LocalPool(Executor):
+    """A pool of ``workers`` spawned processes (spawn: safe with torch's thread pools).
+
+    A worker that dies breaks the pool (``concurrent.futures`` then stops the other workers);
+    the pool is started again and every unfinished child is resubmitted. Each worker reports
+    which child it starts, so the child whose own worker died (killed by a signal other than the
+    pool's own SIGTERM, or exited) is told apart from the ones stopped beside it: only its
+    restarts count (``worker_retries``) and are bounded by ``retries``."""
+
+    def __init__(self, workers: int, threads: int = 1, retries: int = 3):
         if workers < 1 or threads < 1:
             raise ValueError(f"executor needs workers >= 1 and threads >= 1 (got {workers}, {threads})")
         cores = os.cpu_count() or 1
         if workers * threads > cores:
             raise ValueError(f"{workers} workers x {threads} threads exceeds the {cores} cores of this "
                              f"machine; lower executor.workers or executor.threads")
-        self.workers, self.threads = workers, threads
-        self._pool, self._evaluator = None, None
+        self.workers, self.threads, self.retries = workers, threads, retries
+        self._pool, self._evaluator, self._started = None, None, None
+
+    def _start(self, evaluator) -> None:
+        self.close()
+        ctx = mp.get_context("spawn")
+        self._started = ctx.SimpleQueue()             # unbuffered: a put is in the pipe before a kill
+        self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker,
+                                         initargs=(evaluator, self.threads, self._started))
+        self._evaluator = evaluator
+
+    def _died(self) -> set:
+        """Keys of the children whose own worker died in the pool that just broke."""
+        procs = getattr(self._pool, "_processes", None) or {}
+        for p in procs.values():
+            p.join(timeout=5)                        # the broken pool has stopped them all: reap
+        dead = {pid for pid, p in procs.items() if p.exitcode not in (None, 0, -signal.SIGTERM)}
+        running = {}                                 # each worker's last child: the one it was on
+        while not self._started.empty():
+            key, pid = self._started.get()
+            running[pid] = key
+        return {key for pid, key in running.items() if pid in dead}
 
     def map(self, evaluator, archs):
         archs = list(archs)
         if not archs:
             return iter(())
         if self._pool is None or self._evaluator is not evaluator:
-            self.close()
-            ctx = mp.get_context("spawn")
-            self._pool = ctx.Pool(self.workers, initializer=_init_worker, initargs=(evaluator, self.threads))
-            self._evaluator = evaluator
-        return self._pool.imap(_evaluate, archs)
+            self._start(evaluator)
+        return self._in_order(evaluator, archs)
+
+    def _in_order(self, evaluator, archs):
+        token = os.urandom(4).hex()                 # keys of this call's children
+        submit = lambda j: self._pool.submit(_evaluate, archs[j], (token, j))
+        futures, tries = [submit(j) for j in range(len(archs))], [0] * len(archs)
+        for i in range(len(archs)):
+            while True:
+                try:
+                    ev = futures[i].result()
+                    break
+                except BrokenProcessPool:
+                    died = self._died()
+                    self._start(evaluator)
+                    for j in range(i, len(archs)):
+                        if futures[j].done() and futures[j].exception() is None:
+                            continue                # finished before the break: kept
+                        if (token, j) in died or not died:     # no culprit known: all count (bounded)
+                            tries[j] += 1
+                            if tries[j] > self.retries:
+                                raise _gave_up(archs[j], tries[j], "its worker process was killed") from None
+                        futures[j] = submit(j)
+            yield _with_retries(ev, tries[i])
 
     def close(self):
         if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
+            for p in list((getattr(self._pool, "_processes", None) or {}).values()):
+                p.terminate()               # a child in the middle of training stops now, not at its end
+            self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
 
@@ -102,7 +174,8 @@ class RayPool(Executor):
     ``workers`` × ``threads`` CPUs. The evaluator is sent once per batch; its data must be
     readable at the same path on every node. Results come back in order (as ``LocalPool``)."""
 
-    def __init__(self, workers: int | None = None, threads: int = 1, address: str | None = None, gpus: float = 0.0):
+    def __init__(self, workers: int | None = None, threads: int = 1, address: str | None = None, gpus: float = 0.0,
+                 retries: int = 3):
         try:
             import ray
         except ImportError:
@@ -110,19 +183,35 @@ class RayPool(Executor):
         if threads < 1 or gpus < 0 or (workers is not None and workers < 1):
             raise ValueError(f"ray executor needs workers >= 1, threads >= 1 and gpus >= 0 "
                              f"(got {workers}, {threads}, {gpus})")
-        self._ray, self.threads, self._owner = ray, threads, not ray.is_initialized()
+        self._ray, self.threads, self.retries, self._owner = ray, threads, retries, not ray.is_initialized()
         if self._owner:
             local = {"num_cpus": workers * threads} if address is None and workers else {}
             ray.init(address=address, include_dashboard=False, log_to_driver=False, **local)
-        self._task = ray.remote(num_cpus=threads, num_gpus=gpus)(_ray_evaluate)
+        # Ray's own retries are off: a dead worker's child is started again here, and counted
+        self._task = ray.remote(num_cpus=threads, num_gpus=gpus, max_retries=0)(_ray_evaluate)
 
     def map(self, evaluator, archs):
         archs = list(archs)
         if not archs:
             return iter(())
         ref = self._ray.put(evaluator)
+        return self._in_order(ref, archs)
+
+    def _in_order(self, ref, archs):
+        died = (self._ray.exceptions.WorkerCrashedError, self._ray.exceptions.NodeDiedError)
         futures = [self._task.remote(ref, a, self.threads) for a in archs]   # all queued; Ray schedules
-        return (self._ray.get(f) for f in futures)
+        for i, arch in enumerate(archs):
+            tries = 0
+            while True:                             # a Ray task's failure is its own worker's
+                try:
+                    ev = self._ray.get(futures[i])
+                    break
+                except died as e:
+                    tries += 1
+                    if tries > self.retries:
+                        raise _gave_up(arch, tries, type(e).__name__) from None
+                    futures[i] = self._task.remote(ref, arch, self.threads)
+            yield _with_retries(ev, tries)
 
     def close(self):
         if self._owner and self._ray.is_initialized():

@@ -1,0 +1,64 @@
+"""Worker processes that die (issue 13): a child whose worker is killed (SIGKILL, as the kernel's
+out-of-memory killer does) is evaluated again, the restart is counted in its metrics, results
+stay in order, and a child that kills every worker it gets ends in one clear error, not a hang."""
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from torchnas.evaluators.base import Evaluation, Evaluator
+from torchnas.evaluators.executors import LocalPool, RayPool, WorkerDied
+from torchnas.spaces import NB201Space
+
+from .conftest import require_module
+
+
+class KillsItsWorker(Evaluator):
+    """Reward = the sum of the values; the first evaluation of each arch in ``victims`` (all of
+    them, if ``always``) SIGKILLs its own worker process. Markers in ``folder`` remember kills
+    across processes."""
+
+    def __init__(self, folder: Path, victims: set[str], always: bool = False):
+        self.folder, self.victims, self.always = Path(folder), set(victims), always
+
+    def evaluate(self, arch):
+        key = str(arch)
+        if key in self.victims:
+            marker = self.folder / key.replace(":", "_").replace(",", "_")
+            if self.always or not marker.exists():
+                marker.touch()
+                os.kill(os.getpid(), signal.SIGKILL)
+        return Evaluation(float(sum(arch.values)), {"n": len(arch.values)})
+
+
+def _archs(n=6):
+    space = NB201Space()
+    import random
+    rng = random.Random(0)
+    return [space.random(rng) for _ in range(n)]
+
+
+@pytest.mark.parametrize("backend", ["local", "ray"])
+def test_a_dead_worker_is_restarted_and_counted(backend, tmp_path):
+    if backend == "ray":
+        require_module("ray")
+    archs = _archs()
+    victims = {str(archs[1]), str(archs[4])}
+    pool = LocalPool(workers=2, threads=1) if backend == "local" else RayPool(workers=2, threads=1)
+    try:
+        evs = list(pool.map(KillsItsWorker(tmp_path, victims), archs))
+    finally:
+        pool.close()
+    assert [e.reward for e in evs] == [float(sum(a.values)) for a in archs]
+    assert [e.metrics.get("worker_retries", 0) for e in evs] == [int(str(a) in victims) for a in archs]
+
+
+def test_local_pool_gives_up_on_a_child_that_always_kills_its_worker(tmp_path):
+    archs = _archs(3)
+    pool = LocalPool(workers=2, threads=1, retries=2)
+    try:
+        with pytest.raises(WorkerDied, match=rf"evaluating {archs[0]} died 3 times"):
+            list(pool.map(KillsItsWorker(tmp_path, {str(archs[0])}, always=True), archs))
+    finally:
+        pool.close()

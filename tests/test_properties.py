@@ -1,0 +1,71 @@
+"""Property tests (Hypothesis, issue 13) over every registered space at its default size: any
+architecture, not only the ones a seeded sampler happens to draw, survives the string, JSON and
+authors' arc formats unchanged; and the controller's log-probability of the architectures it
+samples, recomputed by teacher forcing, is what sampling reported."""
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from torchnas.controller import Controller
+from torchnas.registry import registered
+from torchnas.spaces import Anchor, AnchorSet, Architecture, Choice, get_space
+
+from .test_space_contract import SMALL
+
+SPACES = sorted(registered("space"))
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _space(name):
+    return get_space(name) if name != "toy" else get_space(name, **SMALL[name][0])
+
+
+def _value(decision):
+    if isinstance(decision, AnchorSet):
+        if decision.num_anchors == 0:
+            return st.just(())
+        return st.sets(st.integers(0, decision.num_anchors - 1)).map(lambda s: tuple(sorted(s)))
+    if isinstance(decision, (Anchor, Choice)):
+        return st.integers(0, decision.num_values() - 1)
+    raise AssertionError(f"no Hypothesis strategy for decision type {type(decision).__name__}")
+
+
+def architectures(space):
+    return st.tuples(*[_value(d) for d in space.decisions]).map(space.make)
+
+
+@pytest.mark.parametrize("name", SPACES)
+def test_any_architecture_round_trips_through_every_format(name):
+    space = _space(name)
+
+    @FAST
+    @given(architectures(space))
+    def check(arch):
+        assert space.parse(str(arch)) == arch
+        assert Architecture.from_json(arch.dumps(), space) == arch
+        if hasattr(space, "to_arc"):
+            arc = space.to_arc(arch)
+            body = " ".join(arc) if isinstance(arc, tuple) else arc
+            assert space.parse(body) == arch or space.parse(f"{space.name}:{body}") == arch
+        if hasattr(space, "to_arch_str"):
+            assert space.from_arch_str(space.to_arch_str(arch)) == arch
+    check()
+
+
+@pytest.mark.parametrize("name", SPACES)
+def test_log_prob_of_sampled_architectures_is_what_sampling_reported(name):
+    space = _space(name)
+    controller = Controller(space, hidden_size=16, seed=0, init_range=0.3, temperature=1.5, tanh_constant=2.0)
+
+    @settings(max_examples=15, deadline=None)
+    @given(st.integers(0, 2**31 - 1), st.integers(1, 4))
+    def check(seed, m):
+        with torch.no_grad():
+            sample = controller.sample(m, torch.Generator().manual_seed(seed))
+            again = controller.log_prob(sample.archs)
+        assert all(space.check(a) is a for a in sample.archs)
+        torch.testing.assert_close(again.log_probs, sample.log_probs, rtol=1e-5, atol=1e-4)
+        torch.testing.assert_close(again.entropies, sample.entropies, rtol=1e-5, atol=1e-4)
+        assert torch.all(sample.log_probs <= 0) and torch.all(torch.isfinite(sample.log_probs))
+    check()
