@@ -141,3 +141,40 @@ def test_resume_refuses_what_would_change_the_run(tmp_path, capsys):
     assert (out / "config.yaml").read_text() == config
     assert main(["search", "--resume", str(out), "--quiet", "--queries", "12"]) == 0
     assert yaml.safe_load((out / "config.yaml").read_text())["budget"] == 12
+
+
+@needs_table
+def test_repair_sets_a_damaged_tail_aside_and_replays_to_the_same_run(tmp_path, capsys):
+    """Issue 13: --repair moves the damage aside (never deletes) and the resumed search writes
+    what the undamaged run wrote."""
+    import shutil
+    ref = tmp_path / "ref"
+    assert main(["search", "--preset", "nb201", "--queries", "30", "--data-dir", str(SHARED), "--out", str(ref),
+                 "--quiet"]) == 0
+    run = tmp_path / "run"
+    shutil.copytree(ref, run)
+    lines = (run / "evaluations.jsonl").read_text().splitlines(keepends=True)
+    tail = "".join(["GARBAGE\n"] + lines[11:])
+    (run / "evaluations.jsonl").write_text("".join(lines[:10] + ["GARBAGE\n"] + lines[11:]))
+    capsys.readouterr()
+    assert main(["search", "--resume", str(run), "--quiet"]) == 2
+    assert "line 11 is not a record" in capsys.readouterr().err
+    assert main(["search", "--resume", str(run), "--quiet", "--repair"]) == 0
+    assert "set aside" in capsys.readouterr().out
+    strip = lambda p: [{k: v for k, v in json.loads(x).items() if not k.endswith("_s")} for x in p.read_text().splitlines()]
+    for name in ("evaluations.jsonl", "steps.jsonl"):
+        assert strip(run / name) == strip(ref / name), name
+    aside = {p.name.split(".damaged-")[0]: p for p in run.iterdir() if ".damaged-" in p.name}
+    assert set(aside) == {"evaluations.jsonl", "steps.jsonl", "checkpoint.pt"}
+    assert aside["evaluations.jsonl"].read_text() == tail
+    assert main(["search", "--resume", str(run), "--quiet", "--repair"]) == 2     # nothing left to repair
+    assert "no damaged line" in capsys.readouterr().err
+
+
+def test_no_retrain_is_remembered_by_the_run(tmp_path):
+    out = tmp_path / "run"
+    tiny = ["--set", "evaluator.epochs=1", "--set", "evaluator.data.per_class=10", "--set", "strategies.reinforce.batch_size=2"]
+    assert main(["search", "--queries", "2", "--quiet", "--no-retrain", "--out", str(out), *tiny]) == 0
+    assert yaml.safe_load((out / "config.yaml").read_text())["retrain"] is False
+    assert main(["search", "--resume", str(out), "--queries", "3", "--quiet"]) == 0
+    assert len((out / "evaluations.jsonl").read_text().splitlines()) == 3 and not (out / "retrain").exists()

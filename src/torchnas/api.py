@@ -104,12 +104,15 @@ def _path(p) -> str | None:
 def search(*, preset: str | None = None, config=None, strategy: str | None = None, queries: int | None = None,
            seed: int | None = None, set=None, data: str | None = None, data_dir=None, workers: int | None = None,
            out=None, resume=None, retrain: bool = True, tensorboard: bool = False, quiet: bool = True,
-           on_event: Events | None = None) -> Run:
+           on_event: Events | None = None, repair: bool = False) -> Run:
     """``torchnas search``: a search (or an ENAS search) in a new run directory ``out``, or the
-    run ``resume`` continued from its checkpoint (``queries`` then raises or cuts its budget);
-    with ``retrain`` the best architecture is then trained from scratch in ``RUN/retrain``."""
+    run ``resume`` continued from its checkpoint (``queries`` then grows its budget; ``repair``
+    sets a damaged log's tail aside and replays the records before it); with ``retrain`` the
+    best architecture is then trained from scratch in ``RUN/retrain``."""
     emit = _events(on_event, quiet)
     data_dir = _path(data_dir)
+    if repair and not resume:
+        raise ConfigError("--repair goes with --resume RUN: it mends a run's damaged log")
     if resume:
         _refuse_on_resume(preset=preset, config=config, strategy=strategy, seed=seed, set=set, data=data,
                           workers=workers, out=out)
@@ -117,14 +120,22 @@ def search(*, preset: str | None = None, config=None, strategy: str | None = Non
         _resumable_config(run)                    # not a run, or a broken one: say so before locking
         with run.owned():                         # one writer: checked before anything is read or cut
             cfg = _resumable_config(run)
+            if repair:
+                if run_kind(cfg) != "search":
+                    raise RunError(f"--repair replays a search's evaluations; {run.path} is an ENAS search, which "
+                                   f"resumes from its checkpoint: restore its logs from a copy")
+                for moved in run.repair(RunDir.EVALS, (RunDir.STEPS,)):
+                    emit("set_aside", {"path": moved})
             if queries is not None and queries != cfg.get("budget"):
                 _check_new_budget(run, run_kind(cfg), queries)
                 cfg["budget"] = queries
                 run.save_config(resolve(cfg))
-            return _search(cfg, run, None, data_dir, retrain, tensorboard, emit)
+            return _search(cfg, run, None, data_dir, retrain and cfg.get("retrain", True), tensorboard, emit)
     cfg = search_config(preset=preset, config=config, set=_overrides(set), queries=queries, workers=workers,
                         seed=seed, data=data, data_dir=data_dir, strategy=strategy)
     out = _path(out) or f"runs/{cfg.get('preset', 'search')}-{cfg['strategy']['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if not retrain:
+        cfg["retrain"] = False              # remembered: --resume does not retrain either
     return _search(cfg, None, out, data_dir, retrain, tensorboard, emit)
 
 

@@ -24,6 +24,7 @@ def cmd_search(args) -> int:
     api.search(preset=args.preset, config=args.config, strategy=args.strategy, queries=args.queries,
                seed=args.seed, set=args.set, data=args.data, data_dir=args.data_dir, workers=args.workers,
                out=args.out, resume=args.resume, retrain=not args.no_retrain, tensorboard=args.tensorboard,
+               repair=args.repair,
                on_event=_printer(args))
     return 0
 
@@ -126,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--resume", metavar="RUN", help="continue the run in RUN from its last checkpoint, as it was set "
                    "up: options that would change it are refused; --queries N (more than done) grows a "
                    "search's budget")
+    s.add_argument("--repair", action="store_true", help="with --resume: set a damaged evaluations.jsonl's tail "
+                   "(and the checkpoint) aside into *.damaged-TIME files and replay the records before it")
     s.add_argument("--data", help="image data for trained children: digits (default), cifar10, folder")
     s.add_argument("--workers", type=int, help="parallel child-training processes (executor.workers)")
     s.add_argument("--no-retrain", action="store_true", help="skip retraining the best child after the search")

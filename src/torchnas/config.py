@@ -23,7 +23,8 @@ from pathlib import Path
 import yaml
 
 TOP_KEYS = {"space", "evaluator", "strategy", "strategies", "budget", "max_proposals", "seed",
-            "data_dir", "preset", "description", "executor", "train", "enas", "final_net", "final", "arch"}
+            "data_dir", "preset", "description", "executor", "train", "enas", "final_net", "final", "arch",
+            "retrain"}
 
 
 DEFAULT_PRESET = "nas-cnn-tiny"

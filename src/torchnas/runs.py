@@ -22,6 +22,7 @@ import contextlib
 import io
 import json
 import os
+import time
 from pathlib import Path
 
 import yaml
@@ -244,7 +245,8 @@ class RunDir:
             if len(records) < n or (damaged and name in replay):
                 where = f"line {damaged} is not a record" if damaged else f"it has {len(records)} complete records"
                 raise RunError(f"{self.path / name}: {where}, and the checkpoint covers {n} records: the log was "
-                               f"edited or damaged (left as it is; restore it from a copy to resume)")
+                               f"edited or damaged (left as it is; restore it from a copy, or resume a search "
+                               f"with --repair to set the damage aside and replay the records before it)")
         out = {}
         for name, n in covered.items():
             records, ends, _ = scans[name]
@@ -252,6 +254,35 @@ class RunDir:
             self._cut(name, ends[keep - 1] if keep else 0)
             out[name] = records[:keep]
         return out
+
+    def set_aside(self, name: str, offset: int = 0, stamp: str | None = None) -> Path | None:
+        """Move the bytes of ``name`` from ``offset`` on into ``name.damaged-STAMP`` (written and
+        fsynced before ``name`` is cut): nothing is deleted. None if there is nothing to move."""
+        p = self.path / name
+        if not p.exists() or p.stat().st_size <= offset:
+            return None
+        aside = self.path / f"{name}.damaged-{stamp or time.strftime('%Y%m%d-%H%M%S')}"
+        with open(p, "rb") as f:
+            f.seek(offset)
+            atomic_write_bytes(aside, f.read())
+        if offset:
+            self._cut(name, offset)
+        else:
+            p.unlink()
+        return aside
+
+    def repair(self, replay: str, restart: tuple[str, ...]) -> list[Path]:
+        """``--repair``: the log ``replay`` keeps its records up to its first bad line and the rest
+        is set aside; the checkpoint and the logs in ``restart`` are set aside whole, so the run
+        starts again and replays the kept records (a deterministic search then writes what it
+        would have written). Returns the files set aside; raises if there is no damage."""
+        records, ends, damaged = self._scan(replay)
+        if damaged is None:
+            raise RunError(f"{self.path / replay} has no damaged line: nothing to repair; resume without --repair")
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        moved = [self.set_aside(replay, ends[-1] if ends else 0, stamp)]
+        moved += [self.set_aside(name, 0, stamp) for name in (*restart, self.CHECKPOINT)]
+        return [m for m in moved if m is not None]
 
     # -- checkpoint and best ----------------------------------------------------------------
     def save_checkpoint(self, state: dict) -> None:

@@ -32,6 +32,9 @@ class Printer:
         self.t0 = self.done0 = 0
         self.run_path = None           # the run being written: the Ctrl-C message names it
 
+    def on_set_aside(self, d):
+        print(f"set aside: {d['path']}", flush=True)
+
     def on_run(self, d):
         self.run_path = d["path"]
         print(f"{'resuming' if d['resumed'] else 'run directory:'} {d['path']}", flush=True)
