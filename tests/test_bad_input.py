@@ -48,6 +48,8 @@ CASES = [
     (SEARCH + ["--set", "seed=1.5"], r"seed must be an integer"),
     (SEARCH + ["--set", "executor.backend=mpi"], r"executor backend must be 'local' or 'ray'"),
     (SEARCH + ["--set", "executor.colour=1"], r"executor takes workers"),
+    (SEARCH + ["--set", "executor.backend=ray", "--set", "executor.address=127.0.0.1:1"],
+     r"no Ray cluster at executor.address='127.0.0.1:1'.*ray start --head"),
     (SEARCH + ["--set", "train.epochs=-3"], r"train.epochs = -3"),
     (SEARCH + ["--set", "train.lrr=0.1"], r"train.lrr is not a setting"),
     (SEARCH + ["--preset", "enas-micro-tiny", "--set", "enas.epochs=abc"], r"enas.epochs = 'abc'"),

@@ -178,3 +178,34 @@ def test_no_retrain_is_remembered_by_the_run(tmp_path):
     assert yaml.safe_load((out / "config.yaml").read_text())["retrain"] is False
     assert main(["search", "--resume", str(out), "--queries", "3", "--quiet"]) == 0
     assert len((out / "evaluations.jsonl").read_text().splitlines()) == 3 and not (out / "retrain").exists()
+
+
+def test_every_option_has_help_and_the_help_is_plain_text(capsys):
+    import argparse
+    from torchnas.cli import build_parser
+    missing = []
+
+    def walk(parser, name):
+        for a in parser._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for sub, p in a.choices.items():
+                    walk(p, f"{name} {sub}")
+            elif not a.help and "-h" not in a.option_strings:
+                missing.append(f"{name} {'/'.join(a.option_strings) or a.dest}")
+    walk(build_parser(), "torchnas")
+    assert not missing
+    try:
+        main(["--help"])
+    except SystemExit:
+        pass
+    assert "``" not in capsys.readouterr().out
+
+
+def test_a_closed_pipe_ends_quietly():
+    """`torchnas presets | head -1` printed a BrokenPipeError traceback (issue 14); here the
+    reader has gone before anything is written."""
+    import subprocess
+    import sys
+    p = subprocess.run(f"{sys.executable} -m torchnas presets | true; echo ${{PIPESTATUS[0]}}", shell=True,
+                       capture_output=True, text=True, executable="/bin/bash")
+    assert p.stdout.strip() == "0" and p.stderr == "", p.stderr

@@ -190,14 +190,14 @@ def _search(cfg: dict, run: RunDir | None, out, data_dir, retrain: bool, tensorb
     evaluator.check()                                    # and bad data
     _check_final(cfg, space)
     resumed = run is not None
-    with _new_or_held(run, out, cfg) as run:
-        emit("run", {"path": run.path, "resumed": resumed})
-        from .search import Search
-        executor = build_executor(cfg)
-        search_ = Search(space, strategy_, evaluator, cfg["budget"], run_dir=run,
-                         max_proposals=cfg.get("max_proposals"), executor=executor)
-        search_.resume()
-        try:
+    executor = build_executor(cfg)                       # and a Ray cluster that is not there
+    try:
+        with _new_or_held(run, out, cfg) as run:
+            emit("run", {"path": run.path, "resumed": resumed})
+            from .search import Search
+            search_ = Search(space, strategy_, evaluator, cfg["budget"], run_dir=run,
+                             max_proposals=cfg.get("max_proposals"), executor=executor)
+            search_.resume()
             with _tensorboard(run, tensorboard, emit):
                 emit("start", {"task": "search", "label": f"{cfg['strategy']['name']} on {space.name}",
                                "total": cfg["budget"], "completed": len(search_.log), "best": search_.best})
@@ -207,14 +207,15 @@ def _search(cfg: dict, run: RunDir | None, out, data_dir, retrain: bool, tensorb
                     result = search_.run()
                 finally:
                     emit("end", {"task": "search"})
-        finally:
             executor.close()
-        emit("search_done", {"path": run.path, "best": result.best, "stopped_early": result.stopped_early,
-                             "proposals": result.proposals, "distinct": len(result.evaluations)})
-        best = result.best
-        if best and final_settings(cfg)[1] and cfg["evaluator"]["name"] == "trainer" and retrain:
-            _retrain_best(cfg, run, best["arch"], tensorboard, emit)
-        _figures(run, emit)
+            emit("search_done", {"path": run.path, "best": result.best, "stopped_early": result.stopped_early,
+                                 "proposals": result.proposals, "distinct": len(result.evaluations)})
+            best = result.best
+            if best and final_settings(cfg)[1] and cfg["evaluator"]["name"] == "trainer" and retrain:
+                _retrain_best(cfg, run, best["arch"], tensorboard, emit)
+            _figures(run, emit)
+    finally:
+        executor.close()                                 # idempotent; workers never outlive the search
     return Run(run.path)
 
 

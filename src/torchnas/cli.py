@@ -6,6 +6,7 @@ Only argument parsing and printing live here: each command calls its function in
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
@@ -111,7 +112,8 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """Every command and option. Long: one flat block of argparse declarations per command,
     read top to bottom like the --help it prints."""
-    p = _Parser(prog="torchnas", description=__doc__)
+    p = _Parser(prog="torchnas", description="Neural architecture search with a reinforcement-learning "
+                "controller (Zoph & Le 2017; ENAS, Pham et al. 2018). Each command's --help lists its options.")
     p.add_argument("--version", action="version", version=f"torchnas {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -120,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", help="a YAML config file instead of a preset")
     s.add_argument("--strategy", help="reinforce, random or evolution (default: the preset's)")
     s.add_argument("--queries", type=int, help="budget: distinct architectures to evaluate")
-    s.add_argument("--seed", type=int)
+    s.add_argument("--seed", type=int, help="seed of the strategy, the children's training and the data split "
+                   "(default: the preset's)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting, e.g. strategies.reinforce.lr=0.01")
     s.add_argument("--data-dir", help="data root (default $TORCHNAS_DATA, else ~/.torchnas/data)")
     s.add_argument("--out", help="run directory (default runs/PRESET-STRATEGY-TIME)")
@@ -141,14 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an architecture string (or the authors' arc), a best.json, or a search run directory")
     t.add_argument("--dry-run", action="store_true", help="build the network, print its parameter count, exit")
     t.add_argument("--preset", help="settings (space, data, train) from this preset instead of the run's")
-    t.add_argument("--epochs", type=int)
+    t.add_argument("--epochs", type=int, help="training epochs (default: the run's or preset's train.epochs)")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting, e.g. train.lr=0.02")
-    t.add_argument("--data", help="digits, cifar10 or folder")
-    t.add_argument("--data-dir")
-    t.add_argument("--seed", type=int)
+    t.add_argument("--data", help="digits, cifar10 or folder (default: the run's or preset's)")
+    t.add_argument("--data-dir", help="data root, or the image folder for --data folder")
+    t.add_argument("--seed", type=int, help="seed of the weights and the data order (default: the run's)")
     t.add_argument("--out", help="run directory (default runs/train-TIME)")
     t.add_argument("--resume", metavar="RUN", help="continue a retraining run")
-    t.add_argument("--quiet", action="store_true")
+    t.add_argument("--quiet", action="store_true", help="no progress line")
     t.add_argument("--tensorboard", action="store_true", help="mirror the logs to RUN/tensorboard as they are written")
     t.set_defaults(func=cmd_train)
 
@@ -164,16 +167,16 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--data-dir", help="data root (default: the run's, $TORCHNAS_DATA, ~/.torchnas/data)")
     w.set_defaults(func=cmd_ws_rank)
     b = bench_sub.add_parser("nb201", help="seeded searches on the NAS-Bench-201 table, summarized")
-    b.add_argument("--strategy", required=True)
-    b.add_argument("--queries", type=int, default=100)
-    b.add_argument("--seeds", type=int, default=10)
-    b.add_argument("--first-seed", type=int, default=0)
-    b.add_argument("--preset", default=BENCH_PRESET)
-    b.add_argument("--set", action="append", metavar="KEY=VALUE")
+    b.add_argument("--strategy", required=True, help="reinforce, random or evolution")
+    b.add_argument("--queries", type=int, default=100, help="budget of each search (default 100)")
+    b.add_argument("--seeds", type=int, default=10, help="independent searches (default 10)")
+    b.add_argument("--first-seed", type=int, default=0, help="seed of the first search (default 0)")
+    b.add_argument("--preset", default=BENCH_PRESET, help=f"settings of each search (default {BENCH_PRESET})")
+    b.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting, as for search")
     b.add_argument("--workers", type=int, default=None, help="processes (default: CPU count)")
-    b.add_argument("--data-dir")
+    b.add_argument("--data-dir", help="data root holding nasbench201/ (default $TORCHNAS_DATA)")
     b.add_argument("--out", help="write results as JSON here")
-    b.add_argument("--quiet", action="store_true")
+    b.add_argument("--quiet", action="store_true", help="no progress line")
     b.set_defaults(func=cmd_bench)
 
     sub.add_parser("presets", help="list presets").set_defaults(func=cmd_presets)
@@ -201,10 +204,15 @@ def main(argv=None) -> int:
     if argv is None:                  # the process's own command line: SIGTERM stops it as Ctrl-C does
         signal.signal(signal.SIGTERM, _terminate)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()            # a closed pipe shows here, inside the handler below
+        return code
     except (ValueError, DataNotFoundError, RunError, ImportError, ExportError) as e:  # config, data, architecture, run, optional package
         print(f"torchnas: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:           # `torchnas presets | head`: the reader left; exit quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt as e:
         if argv is None:              # the process's own command line: a second Ctrl-C cannot cut its exit short
             signal.signal(signal.SIGINT, signal.SIG_IGN)

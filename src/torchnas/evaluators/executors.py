@@ -162,6 +162,20 @@ class LocalPool(Executor):
             self._pool = None
 
 
+def _check_reachable(address: str | None) -> None:
+    """A ``host:port`` cluster address that does not answer: one clear line now, rather than
+    Ray's retries and warnings."""
+    import socket
+    if not address or "://" in address or address == "auto" or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=3).close()
+    except (OSError, ValueError) as e:
+        raise ValueError(f"no Ray cluster at executor.address={address!r} ({e}); start one (ray start --head) "
+                         f"or drop executor.address to run a local Ray instance") from None
+
+
 def _ray_evaluate(evaluator: Evaluator, arch: Architecture, threads: int) -> Evaluation:
     import torch
     torch.set_num_threads(threads)
@@ -186,7 +200,13 @@ class RayPool(Executor):
         self._ray, self.threads, self.retries, self._owner = ray, threads, retries, not ray.is_initialized()
         if self._owner:
             local = {"num_cpus": workers * threads} if address is None and workers else {}
-            ray.init(address=address, include_dashboard=False, log_to_driver=False, **local)
+            _check_reachable(address)
+            try:
+                ray.init(address=address, include_dashboard=False, log_to_driver=False, **local)
+            except ConnectionError as e:
+                raise ValueError(f"no Ray cluster at executor.address={address!r} ({str(e).splitlines()[0]}); "
+                                 f"start one (ray start --head) or drop executor.address to run a local Ray "
+                                 f"instance") from None
         # Ray's own retries are off: a dead worker's child is started again here, and counted
         self._task = ray.remote(num_cpus=threads, num_gpus=gpus, max_retries=0)(_ray_evaluate)
 
