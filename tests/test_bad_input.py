@@ -99,6 +99,11 @@ CASES = [
     (TRAIN + ["--arch", "nb201:none", "--dry-run"], r"nb201"),
     (TRAIN + ["--arch", "{T}/garbage_run/best.json"], r"garbage_run/best.json"),
     (TRAIN, r"needs --arch"),
+    (TRAIN + ["--arch", ARCH, "--device", "gpu7"], r"device 'gpu7': choose auto, cpu, cuda"),
+    (SEARCH + ["--device", "cuda:3"] if not __import__("torch").cuda.is_available() else SEARCH + ["--device", "cuda:99"],
+     r"device 'cuda:(3|99)': this machine has"),
+    (SEARCH + ["--preset", "nb201", "--device", "cpu"], r"--device chooses where networks train"),
+    (["search", "--resume", "{T}/run", "--device", "cpu"], r"--device would change it"),
     # show, export, bench
     (["show", "{T}/garbage_run"], r"garbage_run/best.json"),
     (["show", "{T}/missing"], r"neither a run directory nor an architecture"),

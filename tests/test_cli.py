@@ -209,3 +209,12 @@ def test_a_closed_pipe_ends_quietly():
     p = subprocess.run(f"{sys.executable} -m torchnas presets | true; echo ${{PIPESTATUS[0]}}", shell=True,
                        capture_output=True, text=True, executable="/bin/bash")
     assert p.stdout.strip() == "0" and p.stderr == "", p.stderr
+
+
+def test_device_is_recorded_in_the_run(tmp_path):
+    out = tmp_path / "run"
+    assert main(["search", "--queries", "2", "--quiet", "--no-retrain", "--device", "cpu", "--out", str(out),
+                 "--set", "evaluator.epochs=1", "--set", "evaluator.data.per_class=10",
+                 "--set", "strategies.reinforce.batch_size=2"]) == 0
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert cfg["evaluator"]["device"] == "cpu" and cfg["train"]["device"] == "cpu"

@@ -104,7 +104,7 @@ def _path(p) -> str | None:
 def search(*, preset: str | None = None, config=None, strategy: str | None = None, queries: int | None = None,
            seed: int | None = None, set=None, data: str | None = None, data_dir=None, workers: int | None = None,
            out=None, resume=None, retrain: bool = True, tensorboard: bool = False, quiet: bool = True,
-           on_event: Events | None = None, repair: bool = False) -> Run:
+           on_event: Events | None = None, repair: bool = False, device: str | None = None) -> Run:
     """``torchnas search``: a search (or an ENAS search) in a new run directory ``out``, or the
     run ``resume`` continued from its checkpoint (``queries`` then grows its budget; ``repair``
     sets a damaged log's tail aside and replays the records before it); with ``retrain`` the
@@ -115,7 +115,7 @@ def search(*, preset: str | None = None, config=None, strategy: str | None = Non
         raise ConfigError("--repair goes with --resume RUN: it mends a run's damaged log")
     if resume:
         _refuse_on_resume(preset=preset, config=config, strategy=strategy, seed=seed, set=set, data=data,
-                          workers=workers, out=out)
+                          workers=workers, out=out, device=device)
         run = RunDir(resume)
         _resumable_config(run)                    # not a run, or a broken one: say so before locking
         with run.owned():                         # one writer: checked before anything is read or cut
@@ -132,7 +132,7 @@ def search(*, preset: str | None = None, config=None, strategy: str | None = Non
                 run.save_config(resolve(cfg))
             return _search(cfg, run, None, data_dir, retrain and cfg.get("retrain", True), tensorboard, emit)
     cfg = search_config(preset=preset, config=config, set=_overrides(set), queries=queries, workers=workers,
-                        seed=seed, data=data, data_dir=data_dir, strategy=strategy)
+                        seed=seed, data=data, data_dir=data_dir, strategy=strategy, device=device)
     out = _path(out) or f"runs/{cfg.get('preset', 'search')}-{cfg['strategy']['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
     if not retrain:
         cfg["retrain"] = False              # remembered: --resume does not retrain either
@@ -370,13 +370,14 @@ def _check_arch_space(arch: str, cfg: dict) -> None:
 
 def train(*, arch=None, preset: str | None = None, epochs: int | None = None, set=None, data: str | None = None,
           data_dir=None, seed: int | None = None, out=None, resume=None, tensorboard: bool = False,
-          quiet: bool = True, on_event: Events | None = None) -> Run:
+          quiet: bool = True, on_event: Events | None = None, device: str | None = None) -> Run:
     """``torchnas train``: ``arch`` (a string, a best.json, a search run or a :class:`Run`)
     trained from scratch with the settings of its run or of ``preset``; or the retraining run
     ``resume`` continued."""
     emit = _events(on_event, quiet)
     if resume:
-        _refuse_on_resume(arch=arch, preset=preset, epochs=epochs, set=set, data=data, seed=seed, out=out)
+        _refuse_on_resume(arch=arch, preset=preset, epochs=epochs, set=set, data=data, seed=seed, out=out,
+                          device=device)
         run = RunDir(resume)
         if run.kind != "train":
             raise RunError(f"{run.path} is not a retraining run: continue a search with torchnas search --resume {run.path}")
@@ -385,6 +386,8 @@ def train(*, arch=None, preset: str | None = None, epochs: int | None = None, se
         return Run(run.path)
     from .train import train_config
     space, arch, data_, settings, net, source_cfg = _train_settings(arch, preset, set, epochs, data, data_dir)
+    if device is not None:
+        settings["device"] = device
     seed = seed if seed is not None else source_cfg.get("seed", 0)
     out = _path(out) or f"runs/train-{time.strftime('%Y%m%d-%H%M%S')}"
     run = RunDir(out).create(train_config(arch, source_cfg["space"], data_, settings, seed, net))

@@ -25,7 +25,7 @@ def cmd_search(args) -> int:
     api.search(preset=args.preset, config=args.config, strategy=args.strategy, queries=args.queries,
                seed=args.seed, set=args.set, data=args.data, data_dir=args.data_dir, workers=args.workers,
                out=args.out, resume=args.resume, retrain=not args.no_retrain, tensorboard=args.tensorboard,
-               repair=args.repair,
+               repair=args.repair, device=args.device,
                on_event=_printer(args))
     return 0
 
@@ -45,7 +45,7 @@ def cmd_train(args) -> int:
         return 0
     api.train(arch=args.arch, preset=args.preset, epochs=args.epochs, set=args.set, data=args.data,
               data_dir=args.data_dir, seed=args.seed, out=args.out, resume=args.resume,
-              tensorboard=args.tensorboard, on_event=_printer(args))
+              tensorboard=args.tensorboard, on_event=_printer(args), device=args.device)
     return 0
 
 
@@ -134,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(and the checkpoint) aside into *.damaged-TIME files and replay the records before it")
     s.add_argument("--data", help="image data for trained children: digits (default), cifar10, folder")
     s.add_argument("--workers", type=int, help="parallel child-training processes (executor.workers)")
+    s.add_argument("--device", help="where networks train: auto (CUDA if present, the default), cpu, cuda, "
+                   "cuda:N or mps; recorded in the run")
     s.add_argument("--no-retrain", action="store_true", help="skip retraining the best child after the search")
     s.add_argument("--quiet", action="store_true", help="no progress line")
     s.add_argument("--tensorboard", action="store_true", help="mirror the logs to RUN/tensorboard as they are written")
@@ -149,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", help="digits, cifar10 or folder (default: the run's or preset's)")
     t.add_argument("--data-dir", help="data root, or the image folder for --data folder")
     t.add_argument("--seed", type=int, help="seed of the weights and the data order (default: the run's)")
+    t.add_argument("--device", help="auto (CUDA if present, the default), cpu, cuda, cuda:N or mps; recorded in the run")
     t.add_argument("--out", help="run directory (default runs/train-TIME)")
     t.add_argument("--resume", metavar="RUN", help="continue a retraining run")
     t.add_argument("--quiet", action="store_true", help="no progress line")

@@ -178,7 +178,7 @@ def data_config(name: str, data_dir: str | None, base: dict | None = None) -> di
 
 def search_config(*, preset: str | None = None, config=None, set=(), queries: int | None = None,
                   workers: int | None = None, seed: int | None = None, data: str | None = None,
-                  data_dir: str | None = None, strategy: str | None = None) -> dict:
+                  data_dir: str | None = None, strategy: str | None = None, device: str | None = None) -> dict:
     """The resolved configuration of a new search: a preset (default ``nas-cnn-tiny``) or a
     config file, then the ``--set`` overrides, then the command's own options."""
     cfg = load_file(config) if config else load_preset(preset or DEFAULT_PRESET)
@@ -195,6 +195,13 @@ def search_config(*, preset: str | None = None, config=None, set=(), queries: in
     if seed is not None:
         cfg["seed"] = seed
     section = data_section(cfg)
+    if device is not None:
+        if section is None:
+            raise ConfigError(f"--device chooses where networks train; preset {cfg.get('preset')!r} looks "
+                              f"its architectures up in a table")
+        section["device"] = device
+        if final_settings(cfg)[1] is not None:       # the retraining runs there too
+            cfg["train"] = {**(cfg.get("train") or {}), "device": device}
     if data and section is None:
         raise ConfigError(f"--data chooses image data for a search that trains networks; preset "
                           f"{cfg.get('preset')!r} evaluates with {cfg['evaluator'].get('name')!r}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..settings import checked
+from ..training.device import default_device
 
 
 class Task:
@@ -15,7 +16,9 @@ class Task:
 
     def check_train_settings(self, settings: dict) -> dict:
         """The ``train:`` settings, typed and range-checked (:func:`torchnas.settings.checked`)."""
-        return checked("train", self.Training, settings, fixed=("model", "data", "corpus", "seed"))
+        settings = checked("train", self.Training, settings, fixed=("model", "data", "corpus", "seed"))
+        default_device(settings.get("device", "auto"))          # a device that is not here: an error now
+        return settings
 
     def check_net_settings(self, space, net: dict | None, where: str = "final_net") -> dict:
         """The network settings (``final_net:``, ``enas.net``) against the space's builder."""
