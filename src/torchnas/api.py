@@ -139,6 +139,15 @@ def search(*, preset: str | None = None, config=None, strategy: str | None = Non
     return _search(cfg, None, out, data_dir, retrain, tensorboard, emit)
 
 
+def _about(run: RunDir, resumed: bool, cfg: dict, budget) -> dict:
+    """The ``run`` event: the run's path and what it runs (its header line)."""
+    from .training.device import default_device
+    section = data_section(cfg) if "kind" not in cfg else cfg.get("train")
+    device = None if section is None else str(default_device(section.get("device", "auto")))
+    return {"path": run.path, "resumed": resumed, "preset": cfg.get("preset"),
+            "strategy": (cfg.get("strategy") or {}).get("name"), "budget": budget, "device": device}
+
+
 def _resumable_config(run: RunDir) -> dict:
     """The config of a search run to resume, checked like a new one (it may have been edited)."""
     cfg = run.config()
@@ -193,14 +202,15 @@ def _search(cfg: dict, run: RunDir | None, out, data_dir, retrain: bool, tensorb
     executor = build_executor(cfg)                       # and a Ray cluster that is not there
     try:
         with _new_or_held(run, out, cfg) as run:
-            emit("run", {"path": run.path, "resumed": resumed})
+            emit("run", _about(run, resumed, cfg, cfg["budget"]))
             from .search import Search
             search_ = Search(space, strategy_, evaluator, cfg["budget"], run_dir=run,
                              max_proposals=cfg.get("max_proposals"), executor=executor)
             search_.resume()
             with _tensorboard(run, tensorboard, emit):
                 emit("start", {"task": "search", "label": f"{cfg['strategy']['name']} on {space.name}",
-                               "total": cfg["budget"], "completed": len(search_.log), "best": search_.best})
+                               "total": cfg["budget"], "completed": len(search_.log), "best": search_.best,
+                               "replay": len(search_._replay)})
                 search_.on_evaluation = lambda rec: emit("progress", {"completed": len(search_.log),
                                                                       "best": search_.best})
                 try:
@@ -228,7 +238,7 @@ def _enas(cfg: dict, run: RunDir | None, out: str | None, retrain: bool, tensorb
     _check_final(cfg, space)
     resumed = run is not None
     with _new_or_held(run, out, cfg) as run:
-        emit("run", {"path": run.path, "resumed": resumed})
+        emit("run", _about(run, resumed, cfg, f"{search_.epochs} epochs"))
         search_.run_dir = run
         search_.resume()
         with _tensorboard(run, tensorboard, emit):
@@ -381,7 +391,7 @@ def train(*, arch=None, preset: str | None = None, epochs: int | None = None, se
         run = RunDir(resume)
         if run.kind != "train":
             raise RunError(f"{run.path} is not a retraining run: continue a search with torchnas search --resume {run.path}")
-        emit("run", {"path": run.path, "resumed": True})
+        emit("run", _about(run, True, run.config(), None))
         _retrain(run, tensorboard, emit)
         return Run(run.path)
     from .train import train_config
@@ -391,7 +401,7 @@ def train(*, arch=None, preset: str | None = None, epochs: int | None = None, se
     seed = seed if seed is not None else source_cfg.get("seed", 0)
     out = _path(out) or f"runs/train-{time.strftime('%Y%m%d-%H%M%S')}"
     run = RunDir(out).create(train_config(arch, source_cfg["space"], data_, settings, seed, net))
-    emit("run", {"path": run.path, "resumed": False})
+    emit("run", _about(run, False, run.config(), f"{settings['epochs']} epochs"))
     with run.new():
         _retrain(run, tensorboard, emit)
     return Run(run.path)

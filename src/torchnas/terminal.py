@@ -9,6 +9,7 @@ Events: ``run`` {path, resumed} once a command has its run directory; ``start`` 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 
 from .runs import RunDir
@@ -23,56 +24,99 @@ def _best(best) -> str:
 
 
 class Printer:
-    """``on_event`` for the command line: Rich progress on stderr (unless ``progress=False``),
-    result lines on stdout."""
+    """``on_event`` for the command line: result lines on stdout; progress on stderr, as a Rich
+    bar on a terminal, else (a log file, a batch job) as one plain line per child or epoch and at
+    least one every ``heartbeat`` seconds. Rates and ETAs count only the work done by this
+    process (a resumed search replays its logged children without counting them)."""
 
-    def __init__(self, progress: bool = True):
+    def __init__(self, progress: bool = True, plain: bool | None = None, heartbeat: float = 60.0):
         self.show_progress = progress
-        self.bar = self.task = None
+        self.plain = (not sys.stderr.isatty()) if plain is None else plain
+        self.heartbeat = heartbeat
+        self.bar = self.task = self._beat = None
         self.t0 = self.done0 = 0
+        self.last = {}
         self.run_path = None           # the run being written: the Ctrl-C message names it
-
-    def on_set_aside(self, d):
-        print(f"set aside: {d['path']}", flush=True)
-
-    def on_run(self, d):
-        self.run_path = d["path"]
-        print(f"{'resuming' if d['resumed'] else 'run directory:'} {d['path']}", flush=True)
 
     def __call__(self, name: str, data: dict) -> None:
         getattr(self, f"on_{name}", lambda d: None)(data)
 
+    def on_run(self, d):
+        self.run_path = d["path"]
+        about = ", ".join(f"{k} {d[k]}" for k in ("preset", "strategy", "budget", "device") if d.get(k) is not None)
+        print(f"{'resuming' if d['resumed'] else 'run directory:'} {d['path']}" + (f"  ({about})" if about else ""),
+              flush=True)
+
+    def on_set_aside(self, d):
+        print(f"set aside: {d['path']}", flush=True)
+
     # -- progress -------------------------------------------------------------------------
     def on_start(self, d):
+        self.t0, self.done0 = time.perf_counter(), d["completed"] + d.get("replay", 0)
+        self.last = {"label": d["label"], "total": d["total"], "completed": d["completed"],
+                     "best": _best(d.get("best")) if d["task"] == "search" else "", "rate": "", "t": self.t0}
+        if not self.show_progress:
+            return
+        if self.plain:
+            self._line("start")
+            self._beat = threading.Event()
+            threading.Thread(target=self._heartbeat, args=(self._beat,), daemon=True).start()
+            return
         from rich.console import Console
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                   TimeRemainingColumn)
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
         self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("best {task.fields[best]}"), TextColumn("{task.fields[rate]}"),
-                            TimeElapsedColumn(), TimeRemainingColumn(),
-                            console=Console(stderr=True), disable=not self.show_progress, transient=False)
+                            TimeElapsedColumn(), TextColumn("eta {task.fields[eta]}"),
+                            console=Console(stderr=True), transient=False)
         self.bar.start()
-        best = _best(d.get("best")) if d["task"] == "search" else ""
-        self.task = self.bar.add_task(d["label"], total=d["total"], completed=d["completed"], best=best, rate="")
-        self.t0, self.done0 = time.perf_counter(), d["completed"]
+        self.task = self.bar.add_task(d["label"], total=d["total"], completed=d["completed"],
+                                      best=self.last["best"], rate="", eta="-")
+
+    def _eta(self, completed: int, total) -> str:
+        done = completed - self.done0
+        if done <= 0 or not total:
+            return "-"
+        left = (time.perf_counter() - self.t0) / done * max(total - completed, 0)
+        return time.strftime("%H:%M:%S", time.gmtime(left))
 
     def on_progress(self, d):
-        if self.bar is None:
-            return
         if "best" in d:                                   # a search: queries done, best reward, rate
-            rate = (d["completed"] - self.done0) / max(time.perf_counter() - self.t0, 1e-9)
-            self.bar.update(self.task, completed=d["completed"], best=_best(d["best"]),
-                            rate=f"{rate:.1f} q/s" if rate >= 1 else f"{60 * rate:.1f} q/min")
-            return
-        if "metric" in d:                                 # an ENAS epoch
+            rate = max(d["completed"] - self.done0, 0) / max(time.perf_counter() - self.t0, 1e-9)
+            best, rate = _best(d["best"]), (f"{rate:.1f} q/s" if rate >= 1 else f"{60 * rate:.1f} q/min")
+        elif "metric" in d:                               # an ENAS epoch
             m = d["valid"]
             best = "valid " + ("-" if m is None else f"{m:.3f}" if d["metric"] == "valid_acc" else f"ppl {m:.1f}")
+            rate = f"shared loss {d['loss']:.3f}"
         else:                                             # a retraining epoch
             best = f"valid ppl {d['valid_ppl']:.2f}" if "valid_ppl" in d else f"valid {d['valid_acc']:.4f}"
-        loss = f"shared loss {d['loss']:.3f}" if "metric" in d else f"loss {d['loss']:.3f}"
-        self.bar.update(self.task, completed=d["completed"], best=best, rate=loss)
+            rate = f"loss {d['loss']:.3f}"
+        self.last.update(completed=d["completed"], best=best, rate=rate)
+        if self.plain and self.show_progress:
+            self._line("progress")
+        elif self.bar is not None:
+            self.bar.update(self.task, completed=d["completed"], best=best, rate=rate,
+                            eta=self._eta(d["completed"], self.last["total"]))
+
+    def _line(self, why: str) -> None:
+        """One plain progress line on stderr."""
+        last = self.last
+        elapsed = time.strftime("%H:%M:%S", time.gmtime(time.perf_counter() - self.t0))
+        best = (" best " if last["best"][:1].isdigit() or last["best"] == "-" else " ") + last["best"] if last["best"] else ""
+        rate = f" {last['rate']}" if last["rate"] else ""
+        print(f"[{time.strftime('%H:%M:%S')}] {last['label']} {last['completed']}/{last['total']}{best}{rate} "
+              f"elapsed {elapsed} eta {self._eta(last['completed'], last['total'])}"
+              f"{' (still running)' if why == 'beat' else ''}", file=sys.stderr, flush=True)
+        last["t"] = time.perf_counter()
+
+    def _heartbeat(self, stop: threading.Event) -> None:
+        while not stop.wait(min(1.0, self.heartbeat / 3)):
+            if time.perf_counter() - self.last.get("t", 0) >= self.heartbeat:
+                self._line("beat")
 
     def on_end(self, d):
+        if self._beat is not None:
+            self._beat.set()
+            self._beat = None
         if self.bar is not None:
             self.bar.stop()
         self.bar = None
