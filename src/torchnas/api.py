@@ -104,11 +104,13 @@ def _path(p) -> str | None:
 def search(*, preset: str | None = None, config=None, strategy: str | None = None, queries: int | None = None,
            seed: int | None = None, set=None, data: str | None = None, data_dir=None, workers: int | None = None,
            out=None, resume=None, retrain: bool = True, tensorboard: bool = False, quiet: bool = True,
-           on_event: Events | None = None, repair: bool = False, device: str | None = None) -> Run:
+           on_event: Events | None = None, repair: bool = False, device: str | None = None,
+           check: bool = False) -> Run | None:
     """``torchnas search``: a search (or an ENAS search) in a new run directory ``out``, or the
     run ``resume`` continued from its checkpoint (``queries`` then grows its budget; ``repair``
     sets a damaged log's tail aside and replays the records before it); with ``retrain`` the
-    best architecture is then trained from scratch in ``RUN/retrain``."""
+    best architecture is then trained from scratch in ``RUN/retrain``. ``check``: build and check
+    everything (settings, data, executor; a resumed run's config) and stop, writing nothing."""
     emit = _events(on_event, quiet)
     data_dir = _path(data_dir)
     if repair and not resume:
@@ -118,6 +120,9 @@ def search(*, preset: str | None = None, config=None, strategy: str | None = Non
                           workers=workers, out=out, device=device)
         run = RunDir(resume)
         _resumable_config(run)                    # not a run, or a broken one: say so before locking
+        if check:
+            _check_only(_resumable_config(run), data_dir)
+            return None
         with run.owned():                         # one writer: checked before anything is read or cut
             cfg = _resumable_config(run)
             if repair:
@@ -136,7 +141,23 @@ def search(*, preset: str | None = None, config=None, strategy: str | None = Non
     out = _path(out) or f"runs/{cfg.get('preset', 'search')}-{cfg['strategy']['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
     if not retrain:
         cfg["retrain"] = False              # remembered: --resume does not retrain either
+    if check:
+        _check_only(cfg, data_dir)
+        return None
     return _search(cfg, None, out, data_dir, retrain, tensorboard, emit)
+
+
+def _check_only(cfg: dict, data_dir) -> None:
+    """``--check``: everything a search checks before it writes (settings, data, executor)."""
+    if "enas" in cfg:
+        from .enas import make_enas
+        space = build_space(cfg)
+        make_enas(space, build_strategy(cfg, space), seed=cfg["seed"], **cfg["enas"])
+    else:
+        space, _, evaluator = build(cfg, data_dir)
+        evaluator.check()
+        build_executor(cfg).close()
+    _check_final(cfg, space)
 
 
 def _about(run: RunDir, resumed: bool, cfg: dict, budget) -> dict:

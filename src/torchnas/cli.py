@@ -22,6 +22,12 @@ BENCH_PRESET = "nb201"
 
 
 def cmd_search(args) -> int:
+    if args.check:
+        api.search(preset=args.preset, config=args.config, strategy=args.strategy, queries=args.queries,
+                   seed=args.seed, set=args.set, data=args.data, data_dir=args.data_dir, workers=args.workers,
+                   resume=args.resume, device=args.device, check=True)
+        print("settings, data and workers check out; nothing was written")
+        return 0
     api.search(preset=args.preset, config=args.config, strategy=args.strategy, queries=args.queries,
                seed=args.seed, set=args.set, data=args.data, data_dir=args.data_dir, workers=args.workers,
                out=args.out, resume=args.resume, retrain=not args.no_retrain, tensorboard=args.tensorboard,
@@ -130,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--resume", metavar="RUN", help="continue the run in RUN from its last checkpoint, as it was set "
                    "up: options that would change it are refused; --queries N (more than done) grows a "
                    "search's budget")
+    s.add_argument("--check", action="store_true", help="check the settings, the data and the workers (or the "
+                   "run to resume), then stop: nothing is trained or written")
     s.add_argument("--repair", action="store_true", help="with --resume: set a damaged evaluations.jsonl's tail "
                    "(and the checkpoint) aside into *.damaged-TIME files and replay the records before it")
     s.add_argument("--data", help="image data for trained children: digits (default), cifar10, folder")
