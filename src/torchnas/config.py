@@ -181,7 +181,10 @@ def search_config(*, preset: str | None = None, config=None, set=(), queries: in
                   data_dir: str | None = None, strategy: str | None = None, device: str | None = None) -> dict:
     """The resolved configuration of a new search: a preset (default ``nas-cnn-tiny``) or a
     config file, then the ``--set`` overrides, then the command's own options."""
-    cfg = load_file(config) if config else load_preset(preset or DEFAULT_PRESET)
+    if isinstance(config, dict):                 # the Python API: a config as a dict
+        cfg = copy.deepcopy(config)
+    else:
+        cfg = load_file(config) if config else load_preset(preset or DEFAULT_PRESET)
     for assignment in set or []:
         apply_override(cfg, assignment)
     if queries is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..registry import lookup
+from ..settings import checked
 from .base import Evaluation, Evaluator, FunctionEvaluator
 from .tabular import NB201Table
 from .trainer import ChildTrainer
@@ -11,6 +12,8 @@ from .trainer import ChildTrainer
 def make_evaluator(name: str, space=None, data_dir: str | None = None, seed: int = 0, **kwargs) -> Evaluator:
     """``nb201``: the NAS-Bench-201 table; ``trainer``: train each child on image data."""
     factory = lookup("evaluator", name)
+    if isinstance(factory, type):      # a registered class: its signature is its settings' schema
+        kwargs = checked("evaluator", factory, kwargs, fixed=("space", "data_dir", "seed"), owner=f"evaluator {name!r}")
     try:
         return factory(space=space, data_dir=data_dir, seed=seed, **kwargs)
     except TypeError as e:  # an option the evaluator does not take
