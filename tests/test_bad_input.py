@@ -103,7 +103,8 @@ CASES = [
     (SEARCH + ["--device", "cuda:3"] if not __import__("torch").cuda.is_available() else SEARCH + ["--device", "cuda:99"],
      r"device 'cuda:(3|99)': this machine has"),
     (SEARCH + ["--preset", "nb201", "--device", "cpu"], r"--device chooses where networks train"),
-    (["search", "--resume", "{T}/run", "--device", "cpu"], r"--device would change it"),
+    (["search", "--resume", "{T}/run", "--device", "gpu7"], r"device 'gpu7': choose"),
+    (SEARCH + ["--set", "evaluator.epochs=yes"], r"evaluator.epochs = True: expected a number"),
     # show, export, bench
     (["show", "{T}/garbage_run"], r"garbage_run/best.json"),
     (["show", "{T}/missing"], r"neither a run directory nor an architecture"),

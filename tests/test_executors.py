@@ -62,3 +62,17 @@ def test_local_pool_gives_up_on_a_child_that_always_kills_its_worker(tmp_path):
             list(pool.map(KillsItsWorker(tmp_path, {str(archs[0])}, always=True), archs))
     finally:
         pool.close()
+
+
+def test_a_long_run_of_children_never_fills_the_workers_channel(tmp_path):
+    """Review finding: the "I start child K" messages filled their pipe after ~1,700 children
+    when nobody read them, and every worker blocked for good."""
+    import random
+    space, rng = NB201Space(), random.Random(1)
+    archs = [space.random(rng) for _ in range(3000)]
+    pool = LocalPool(workers=2, threads=1)
+    try:
+        evs = list(pool.map(KillsItsWorker(tmp_path, set()), archs))
+    finally:
+        pool.close()
+    assert [e.reward for e in evs] == [float(sum(a.values)) for a in archs]

@@ -117,7 +117,7 @@ def search(*, preset: str | None = None, config=None, strategy: str | None = Non
         raise ConfigError("--repair goes with --resume RUN: it mends a run's damaged log")
     if resume:
         _refuse_on_resume(preset=preset, config=config, strategy=strategy, seed=seed, set=set, data=data,
-                          workers=workers, out=out, device=device)
+                          workers=workers, out=out)
         run = RunDir(resume)
         _resumable_config(run)                    # not a run, or a broken one: say so before locking
         if check:
@@ -125,6 +125,13 @@ def search(*, preset: str | None = None, config=None, strategy: str | None = Non
             return None
         with run.owned():                         # one writer: checked before anything is read or cut
             cfg = _resumable_config(run)
+            if device is not None and data_section(cfg) is not None:     # continue it on another device
+                from .training.device import default_device
+                default_device(device)
+                data_section(cfg)["device"] = device
+                if cfg.get("train") is not None:
+                    cfg["train"]["device"] = device
+                run.save_config(cfg)
             if repair:
                 if run_kind(cfg) != "search":
                     raise RunError(f"--repair replays a search's evaluations; {run.path} is an ENAS search, which "
@@ -164,7 +171,11 @@ def _about(run: RunDir, resumed: bool, cfg: dict, budget) -> dict:
     """The ``run`` event: the run's path and what it runs (its header line)."""
     from .training.device import default_device
     section = data_section(cfg) if "kind" not in cfg else cfg.get("train")
-    device = None if section is None else str(default_device(section.get("device", "auto")))
+    device = None if section is None else section.get("device", "auto")
+    try:
+        device = device if device is None else str(default_device(device))
+    except ValueError:
+        pass                                     # shown as recorded; the training says what is wrong
     return {"path": run.path, "resumed": resumed, "preset": cfg.get("preset"),
             "strategy": (cfg.get("strategy") or {}).get("name"), "budget": budget, "device": device}
 
@@ -186,7 +197,8 @@ def _refuse_on_resume(**options) -> None:
     changed = [f"--{k.replace('_', '-')}" for k, v in options.items() if v is not None and v != []]
     if changed:
         raise ConfigError(f"--resume continues a run as it was set up; {', '.join(changed)} would change it "
-                          f"(only a search's --queries may grow its budget): start a new run instead")
+                          f"(only a search's --queries may grow its budget, and --device move it): start a new "
+                          f"run instead")
 
 
 def _check_new_budget(run: RunDir, kind: str, queries: int) -> None:
@@ -407,11 +419,16 @@ def train(*, arch=None, preset: str | None = None, epochs: int | None = None, se
     ``resume`` continued."""
     emit = _events(on_event, quiet)
     if resume:
-        _refuse_on_resume(arch=arch, preset=preset, epochs=epochs, set=set, data=data, seed=seed, out=out,
-                          device=device)
+        _refuse_on_resume(arch=arch, preset=preset, epochs=epochs, set=set, data=data, seed=seed, out=out)
         run = RunDir(resume)
         if run.kind != "train":
             raise RunError(f"{run.path} is not a retraining run: continue a search with torchnas search --resume {run.path}")
+        if device is not None:                    # continue it on another device
+            from .training.device import default_device
+            default_device(device)
+            cfg = run.config()
+            cfg["train"]["device"] = device
+            run.save_config(cfg)
         emit("run", _about(run, True, run.config(), None))
         _retrain(run, tensorboard, emit)
         return Run(run.path)

@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="run directory (default runs/PRESET-STRATEGY-TIME)")
     s.add_argument("--resume", metavar="RUN", help="continue the run in RUN from its last checkpoint, as it was set "
                    "up: options that would change it are refused; --queries N (more than done) grows a "
-                   "search's budget")
+                   "search's budget, --device moves it to another device")
     s.add_argument("--check", action="store_true", help="check the settings, the data and the workers (or the "
                    "run to resume), then stop: nothing is trained or written")
     s.add_argument("--repair", action="store_true", help="with --resume: set a damaged evaluations.jsonl's tail "

@@ -160,6 +160,7 @@ class RunDir:
             owner = (self.path / self.OWNER).read_text().strip() if (self.path / self.OWNER).exists() else "?"
             raise RunError(f"{self.path} is in use by another torchnas process (PID {owner}); wait for it to "
                            f"finish or stop it, then resume") from None
+        self.held = True                     # new() may clean up only a run this process held
         try:
             (self.path / self.OWNER).write_text(f"{os.getpid()}\n")
             yield self
@@ -176,7 +177,7 @@ class RunDir:
             yield self
         except Exception:
             names = {p.name for p in self.path.iterdir()} if self.path.is_dir() else {None}
-            if names <= {self.CONFIG, self.LOCK, self.OWNER}:
+            if getattr(self, "held", False) and names <= {self.CONFIG, self.LOCK, self.OWNER}:
                 for name in names:
                     (self.path / name).unlink(missing_ok=True)
                 if getattr(self, "made", False):
@@ -244,9 +245,10 @@ class RunDir:
             records, _, damaged = scans[name]
             if len(records) < n or (damaged and name in replay):
                 where = f"line {damaged} is not a record" if damaged else f"it has {len(records)} complete records"
+                hint = (", or resume with --repair to set the damage aside and replay the records before it"
+                        if damaged and name == self.EVALS else "")
                 raise RunError(f"{self.path / name}: {where}, and the checkpoint covers {n} records: the log was "
-                               f"edited or damaged (left as it is; restore it from a copy, or resume a search "
-                               f"with --repair to set the damage aside and replay the records before it)")
+                               f"edited or damaged (left as it is; restore it from a copy{hint})")
         out = {}
         for name, n in covered.items():
             records, ends, _ = scans[name]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import types
 import typing
 from typing import Annotated, Any
 
@@ -70,6 +71,11 @@ def checked(where: str, fn, settings: dict | None, fixed=(), required: bool = Tr
     if not all(isinstance(k, str) for k in settings):
         raise SettingsError(f"{where}: setting names must be words, got {sorted(map(repr, settings))}")
     model, names = _model(fn, tuple(sorted(fixed)))
+    for key, value in settings.items():                 # YAML's yes/no/on/off are not numbers
+        field = model.model_fields.get("f_" + key)
+        if isinstance(value, bool) and field is not None and _numeric_only(field.annotation):
+            raise SettingsError(f"{where}.{key} = {value!r}: expected a number ({_type_name(field.annotation)}), "
+                                f"not true/false")
     try:
         m = model.model_validate(settings)
     except ValidationError as e:
@@ -97,9 +103,22 @@ def _message(where: str, owner: str, model, names: list[str], errors: list[dict]
     return f"{where}.{key} = {err['input']!r}: {msg} ({expected})"
 
 
+def _numeric_only(annotation) -> bool:
+    """Whether a setting takes numbers (and perhaps None) but not a bool."""
+    if typing.get_origin(annotation) is Annotated:
+        annotation = typing.get_args(annotation)[0]
+    args = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else (annotation,)
+    args = [typing.get_args(a)[0] if typing.get_origin(a) is Annotated else a for a in args]
+    return bool(args) and all(a in (int, float, type(None)) for a in args) and any(a in (int, float) for a in args)
+
+
 def _type_name(annotation) -> str:
     if typing.get_origin(annotation) is Annotated:
         annotation = typing.get_args(annotation)[0]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(annotation))
+    if annotation is type(None):
+        return "None"
     if isinstance(annotation, type):
         return annotation.__name__
     return str(annotation).replace("typing.", "")

@@ -8,11 +8,25 @@ Events: ``run`` {path, resumed} once a command has its run directory; ``start`` 
 """
 from __future__ import annotations
 
+import builtins
+import os
 import sys
 import threading
 import time
 
 from .runs import RunDir
+
+_LOCK = threading.Lock()        # the heartbeat thread and the main thread print whole lines
+
+
+def print(*args, **kwargs) -> None:  # noqa: A001 (the module's prints go through here)
+    """``print``, except that a closed stdout (``torchnas search | head``) is sent to /dev/null:
+    the run goes on to its end (retraining, figures) instead of stopping at a BrokenPipeError."""
+    with _LOCK:
+        try:
+            builtins.print(*args, **kwargs)
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), (kwargs.get("file") or sys.stdout).fileno())
 
 
 def _num(v) -> str:
@@ -60,7 +74,8 @@ class Printer:
         if self.plain:
             self._line("start")
             self._beat = threading.Event()
-            threading.Thread(target=self._heartbeat, args=(self._beat,), daemon=True).start()
+            self._beat_thread = threading.Thread(target=self._heartbeat, args=(self._beat,), daemon=True)
+            self._beat_thread.start()
             return
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -116,6 +131,7 @@ class Printer:
     def on_end(self, d):
         if self._beat is not None:
             self._beat.set()
+            self._beat_thread.join(timeout=5)    # no "still running" line after the results
             self._beat = None
         if self.bar is not None:
             self.bar.stop()

@@ -17,11 +17,13 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Iterable, Iterator
 
+from ..runs import RunError
 from ..spaces import Architecture
 from .base import Evaluation, Evaluator
 
@@ -33,7 +35,7 @@ def timed(evaluator: Evaluator, arch: Architecture) -> Evaluation:
     return ev
 
 
-class WorkerDied(RuntimeError):
+class WorkerDied(RunError):
     """A child's worker process died more often than the executor retries."""
 
 
@@ -108,6 +110,8 @@ class LocalPool(Executor):
         self.close()
         ctx = mp.get_context("spawn")
         self._started = ctx.SimpleQueue()             # unbuffered: a put is in the pipe before a kill
+        self._running = {}                            # pid -> key of the child it last started
+        threading.Thread(target=_listen, args=(self._started, self._running), daemon=True).start()
         self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker,
                                          initargs=(evaluator, self.threads, self._started))
         self._evaluator = evaluator
@@ -118,11 +122,12 @@ class LocalPool(Executor):
         for p in procs.values():
             p.join(timeout=5)                        # the broken pool has stopped them all: reap
         dead = {pid for pid, p in procs.items() if p.exitcode not in (None, 0, -signal.SIGTERM)}
-        running = {}                                 # each worker's last child: the one it was on
-        while not self._started.empty():
-            key, pid = self._started.get()
-            running[pid] = key
-        return {key for pid, key in running.items() if pid in dead}
+        for _ in range(100):                         # let the listener read what the dead ones said
+            if self._started.empty():
+                break
+            time.sleep(0.01)
+        time.sleep(0.05)
+        return {key for pid, key in list(self._running.items()) if pid in dead}
 
     def map(self, evaluator, archs):
         archs = list(archs)
@@ -160,6 +165,17 @@ class LocalPool(Executor):
                 p.terminate()               # a child in the middle of training stops now, not at its end
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+            self._started.close()           # ends its listener thread
+
+
+def _listen(started, running: dict) -> None:
+    """Read the workers' "I start child KEY" messages as they come (the pipe must never fill)."""
+    while True:
+        try:
+            key, pid = started.get()
+        except (EOFError, OSError, ValueError):
+            return
+        running[pid] = key
 
 
 def _check_reachable(address: str | None) -> None:
@@ -218,7 +234,8 @@ class RayPool(Executor):
         return self._in_order(ref, archs)
 
     def _in_order(self, ref, archs):
-        died = (self._ray.exceptions.WorkerCrashedError, self._ray.exceptions.NodeDiedError)
+        died = tuple(getattr(self._ray.exceptions, name) for name in
+                     ("WorkerCrashedError", "NodeDiedError", "OutOfMemoryError") if hasattr(self._ray.exceptions, name))
         futures = [self._task.remote(ref, a, self.threads) for a in archs]   # all queued; Ray schedules
         for i, arch in enumerate(archs):
             tries = 0
