@@ -303,3 +303,24 @@ def test_iterate_batches():
     assert [b[1].tolist() for b in ordered] == [[0, 1, 2, 3], [4, 5, 6, 7]]
     with pytest.raises(ValueError, match="batch_size"):
         list(iterate_batches(x, y, 0))
+
+
+def test_cutout_zeroes_exactly_a_size_square_clipped_at_the_border():
+    """Issue 16: the old mask zeroed 15 rows for size 16. 'center' (DeVries & Taylor) centres a
+    16x16 square anywhere; 'corner' (the ENAS authors' models.py) puts its top-left corner
+    anywhere; both are clipped at the border."""
+    from torchnas.training.images import cutout
+    x = torch.ones(512, 1, 32, 32)
+    for at in ("center", "corner"):
+        out = cutout(x, 16, torch.Generator().manual_seed(0), at)
+        for img in out[:, 0]:
+            rows = torch.nonzero((img == 0).any(1)).flatten()
+            cols = torch.nonzero((img == 0).any(0)).flatten()
+            r0, r1, c0, c1 = rows.min().item(), rows.max().item(), cols.min().item(), cols.max().item()
+            assert (img[r0:r1 + 1, c0:c1 + 1] == 0).all() and (img == 0).sum() == (r1 - r0 + 1) * (c1 - c0 + 1)
+            if at == "corner":                           # a corner anywhere, the square cut at the far border
+                assert r1 - r0 + 1 == min(16, 32 - r0) and c1 - c0 + 1 == min(16, 32 - c0)
+            else:                                        # a centre anywhere, cut at either border
+                assert (r1 - r0 + 1 == 16 or r0 == 0 or r1 == 31) and (c1 - c0 + 1 == 16 or c0 == 0 or c1 == 31)
+        full = [(img == 0).sum().item() for img in out[:, 0]]
+        assert max(full) == 256 and full.count(256) > (40 if at == "center" else 100)

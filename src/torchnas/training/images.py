@@ -35,15 +35,22 @@ def loss_with_aux(out, y: torch.Tensor, aux_weight: float):
     return F.cross_entropy(out, y), out
 
 
-def cutout(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
-    """Zero a size x size square at a random centre of each image (it may reach past the edge;
-    DeVries & Taylor 2017), on the whole batch at once; applied after normalisation."""
+def cutout(x: torch.Tensor, size: int, generator: torch.Generator, at: str = "center") -> torch.Tensor:
+    """Zero a ``size`` x ``size`` square of each image, clipped at the border, on the whole batch
+    at once; applied after normalisation. ``at="center"``: its centre is uniform over the image
+    (DeVries & Taylor 2017's reference: rows cy - size//2 .. cy - size//2 + size - 1);
+    ``at="corner"``: its top-left corner is uniform over the image (the ENAS authors'
+    models.py ``_pre_process``)."""
+    if at not in ("center", "corner"):
+        raise ValueError(f"cutout_at must be 'center' or 'corner', not {at!r}")
     b, _, h, w = x.shape
-    cy = torch.randint(0, h, (b, 1, 1), generator=generator)
-    cx = torch.randint(0, w, (b, 1, 1), generator=generator)
+    top = torch.randint(0, h, (b, 1, 1), generator=generator)
+    left = torch.randint(0, w, (b, 1, 1), generator=generator)
+    if at == "center":
+        top, left = top - size // 2, left - size // 2
     ys, xs = torch.arange(h).view(1, h, 1), torch.arange(w).view(1, 1, w)
-    keep = ((ys - cy).abs() * 2 >= size) | ((xs - cx).abs() * 2 >= size)
-    return x * keep.unsqueeze(1).to(x.device, x.dtype)
+    cut = (ys >= top) & (ys < top + size) & (xs >= left) & (xs < left + size)
+    return x * (~cut).unsqueeze(1).to(x.device, x.dtype)
 
 
 class Training:
@@ -63,7 +70,8 @@ class Training:
                  nesterov: bool = True, weight_decay: NonNegative = 1e-4, schedule: str = "cosine",
                  augment: bool | str | dict = "auto", seed: int = 0, channels_last: bool = True,
                  lr_min: NonNegative = 0.0, lr_t0: Count = 10, lr_t_mul: Count = 2, aux_weight: NonNegative = 0.0,
-                 drop_path: Fraction = 1.0, cutout: NonNegativeInt = 0, grad_clip: Positive | None = None,
+                 drop_path: Fraction = 1.0, cutout: NonNegativeInt = 0, cutout_at: str = "center",
+                 grad_clip: Positive | None = None,
                  device: str | None = "auto", max_batches: Count | None = None):
         if schedule not in ("cosine", "cosine_restarts", "constant"):
             raise ValueError(f"training schedule must be 'cosine', 'cosine_restarts' or 'constant', not {schedule!r}")
@@ -78,6 +86,10 @@ class Training:
         self.data, self.epochs, self.batch_size, self.lr, self.schedule = data, epochs, batch_size, lr, schedule
         self.restarts = (lr_min, lr_t0, lr_t_mul)
         self.aux_weight, self.drop_path, self.cutout, self.grad_clip = aux_weight, drop_path, cutout, grad_clip
+        if cutout_at not in ("center", "corner"):
+            raise ValueError(f"train.cutout_at must be 'center' (DeVries & Taylor) or 'corner' (the ENAS "
+                             f"authors' models.py), not {cutout_at!r}")
+        self.cutout_at = cutout_at
         self.max_batches = max_batches
         self.opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, nesterov=nesterov,
                                    weight_decay=weight_decay)
@@ -119,7 +131,7 @@ class Training:
             yb = yb.to(self.device)
             xb = self._input(xb)
             if self.cutout:
-                xb = cutout(xb, self.cutout, self.generator)
+                xb = cutout(xb, self.cutout, self.generator, self.cutout_at)
             out = self.model(xb) if arch_fn is None else self.model(xb, arch_fn())
             loss, logits = loss_with_aux(out, yb, self.aux_weight)
             if not torch.isfinite(loss):
