@@ -16,6 +16,7 @@ def test_plain_progress_lines_header_heartbeat_and_a_rate_without_replays(capsys
                 "replay": 3})
     for k in (5, 6, 7):                                      # the replayed ones come back at once
         p("progress", {"completed": k, "best": {"reward": 0.5}})
+    p("step", {"done": 30, "total": 120, "items": 3840, "unit": "img", "seconds": 2.0})
     time.sleep(0.8)                                          # a long child: the heartbeat speaks
     p("progress", {"completed": 8, "best": {"reward": 0.6}})
     p("end", {"task": "search"})
@@ -24,7 +25,7 @@ def test_plain_progress_lines_header_heartbeat_and_a_rate_without_replays(capsys
     lines = err.strip().splitlines()
     assert re.search(r"reinforce on nas-cnn 4/10 best - elapsed", lines[0])
     assert [int(re.search(r" (\d+)/10 ", x).group(1)) for x in lines if "still running" not in x] == [4, 5, 6, 7, 8]
-    assert any("7/10" in x and "still running" in x for x in lines)
+    assert any("7/10" in x and "(still running, step 30/120, 1,920 img/s)" in x for x in lines)
     assert "eta -" in lines[3] and "0.0 q/min" in lines[3]             # replays: no rate, no ETA
     last = lines[-1]
     assert re.search(r"8/10 best 0.6000 \d+\.\d q/(s|min) elapsed 00:00:0\d eta 00:00:0\d", last), last

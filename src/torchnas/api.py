@@ -225,6 +225,12 @@ def _new_or_held(run: RunDir | None, out, cfg: dict):
 
 
 def _search(cfg: dict, run: RunDir | None, out, data_dir, retrain: bool, tensorboard: bool, emit: Events) -> Run:
+    from .training.progress import listening
+    with listening(lambda d: emit("step", d)):
+        return _search_steps(cfg, run, out, data_dir, retrain, tensorboard, emit)
+
+
+def _search_steps(cfg: dict, run: RunDir | None, out, data_dir, retrain: bool, tensorboard: bool, emit: Events) -> Run:
     if "enas" in cfg:
         return _enas(cfg, run, out, retrain, tensorboard, emit)
     space, strategy_, evaluator = build(cfg, data_dir)   # bad settings fail before a run exists
@@ -430,7 +436,9 @@ def train(*, arch=None, preset: str | None = None, epochs: int | None = None, se
             cfg["train"]["device"] = device
             run.save_config(cfg)
         emit("run", _about(run, True, run.config(), None))
-        _retrain(run, tensorboard, emit)
+        from .training.progress import listening
+        with listening(lambda d: emit("step", d)):
+            _retrain(run, tensorboard, emit)
         return Run(run.path)
     from .train import train_config
     space, arch, data_, settings, net, source_cfg = _train_settings(arch, preset, set, epochs, data, data_dir)
@@ -440,7 +448,8 @@ def train(*, arch=None, preset: str | None = None, epochs: int | None = None, se
     out = _path(out) or f"runs/train-{time.strftime('%Y%m%d-%H%M%S')}"
     run = RunDir(out).create(train_config(arch, source_cfg["space"], data_, settings, seed, net))
     emit("run", _about(run, False, run.config(), f"{settings['epochs']} epochs"))
-    with run.new():
+    from .training.progress import listening
+    with run.new(), listening(lambda d: emit("step", d)):
         _retrain(run, tensorboard, emit)
     return Run(run.path)
 

@@ -1,7 +1,8 @@
 """What the commands print: a Rich progress line per phase and the result lines, from the
 events the API functions emit (``on_event(name, data)``).
 
-Events: ``run`` {path, resumed} once a command has its run directory; ``start`` {task, label, total, completed} and ``progress`` {completed, ...} and ``end``
+Events: ``run`` {path, resumed} once a command has its run directory; ``step`` {done, total,
+items, unit, seconds} after each training step of the current epoch; ``start`` {task, label, total, completed} and ``progress`` {completed, ...} and ``end``
 {task} around each long phase (task ``search``, ``enas`` or ``retrain``); ``search_done``,
 ``enas_done``, ``ground_truth``, ``retrain_start``, ``retrain_done``, ``figures``,
 ``tensorboard`` once each; ``seeds`` {completed, total} from ``bench nb201``.
@@ -47,7 +48,7 @@ class Printer:
         self.show_progress = progress
         self.plain = (not sys.stderr.isatty()) if plain is None else plain
         self.heartbeat = heartbeat
-        self.bar = self.task = self._beat = None
+        self.bar = self.task = self._beat = self.step_task = None
         self.t0 = self.done0 = 0
         self.last = {}
         self.run_path = None           # the run being written: the Ctrl-C message names it
@@ -80,12 +81,24 @@ class Printer:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
         self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("best {task.fields[best]}"), TextColumn("{task.fields[rate]}"),
-                            TimeElapsedColumn(), TextColumn("eta {task.fields[eta]}"),
+                            TextColumn("{task.fields[best]}"), TextColumn("{task.fields[rate]}"),
+                            TimeElapsedColumn(), TextColumn("{task.fields[eta]}"),
                             console=Console(stderr=True), transient=False)
         self.bar.start()
+        best = f"best {self.last['best']}" if d["task"] == "search" else ""
         self.task = self.bar.add_task(d["label"], total=d["total"], completed=d["completed"],
-                                      best=self.last["best"], rate="", eta="-")
+                                      best=best, rate="", eta="eta -")
+
+    def on_step(self, d):
+        """A training step inside the current epoch (or child): a second bar, or part of the
+        plain heartbeat line."""
+        rate = d["items"] / max(d["seconds"], 1e-9)
+        text = f"step {d['done']}/{d['total'] or '?'}, {rate:,.0f} {d['unit']}/s"
+        self.last["step"] = text
+        if self.bar is not None and self.show_progress:
+            if self.step_task is None:
+                self.step_task = self.bar.add_task("  steps", total=d["total"], best="", rate="", eta="")
+            self.bar.update(self.step_task, total=d["total"], completed=d["done"], rate=f"{rate:,.0f} {d['unit']}/s")
 
     def _eta(self, completed: int, total) -> str:
         done = completed - self.done0
@@ -109,8 +122,8 @@ class Printer:
         if self.plain and self.show_progress:
             self._line("progress")
         elif self.bar is not None:
-            self.bar.update(self.task, completed=d["completed"], best=best, rate=rate,
-                            eta=self._eta(d["completed"], self.last["total"]))
+            self.bar.update(self.task, completed=d["completed"], best=f"best {best}" if "best" in d else best,
+                            rate=rate, eta="eta " + self._eta(d["completed"], self.last["total"]))
 
     def _line(self, why: str) -> None:
         """One plain progress line on stderr."""
@@ -118,9 +131,10 @@ class Printer:
         elapsed = time.strftime("%H:%M:%S", time.gmtime(time.perf_counter() - self.t0))
         best = (" best " if last["best"][:1].isdigit() or last["best"] == "-" else " ") + last["best"] if last["best"] else ""
         rate = f" {last['rate']}" if last["rate"] else ""
+        step = f", {last['step']}" if why == "beat" and last.get("step") else ""
         print(f"[{time.strftime('%H:%M:%S')}] {last['label']} {last['completed']}/{last['total']}{best}{rate} "
               f"elapsed {elapsed} eta {self._eta(last['completed'], last['total'])}"
-              f"{' (still running)' if why == 'beat' else ''}", file=sys.stderr, flush=True)
+              f"{f' (still running{step})' if why == 'beat' else ''}", file=sys.stderr, flush=True)
         last["t"] = time.perf_counter()
 
     def _heartbeat(self, stop: threading.Event) -> None:
@@ -135,7 +149,8 @@ class Printer:
             self._beat = None
         if self.bar is not None:
             self.bar.stop()
-        self.bar = None
+        self.bar = self.step_task = None
+        self.last.pop("step", None)
 
     # -- results --------------------------------------------------------------------------
     def on_search_done(self, d):

@@ -10,6 +10,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from . import progress
 from .device import default_device
 from .schedules import cosine_lr, cosine_restart_lr
 from .state import load_training_state, training_state
@@ -115,7 +116,8 @@ class Training:
         running, seen, t0 = 0.0, 0, time.perf_counter()
         correct = torch.zeros((), dtype=torch.long, device=self.device)    # summed on the device: no extra sync
         batches = iterate_batches(self.data.train_x, self.data.train_y, self.batch_size, self.generator)
-        for xb, yb in itertools.islice(batches, self.batches_per_epoch()):
+        first, per_epoch = self.step, self.batches_per_epoch()
+        for xb, yb in itertools.islice(batches, per_epoch):
             if self.schedule == "cosine":
                 lr = cosine_lr(self.step, self.total_steps, self.lr)
             elif self.schedule == "cosine_restarts":
@@ -145,6 +147,7 @@ class Training:
             correct += (logits.argmax(1) == yb).sum()
             seen += len(yb)
             self.step += 1
+            progress.step(self.step - first, per_epoch, seen, "img", time.perf_counter() - t0)
         self.epoch += 1
         return {"loss": running / max(seen, 1), "train_acc": correct.item() / max(seen, 1), "images": seen,
                 "seconds": time.perf_counter() - t0, "lr": self.opt.param_groups[0]["lr"]}

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from ..data.ptb import batchify, bptt_windows
 from ..nn.lm import detach_state, select_state
+from . import progress
 from .device import default_device
 from .state import load_training_state, training_state
 from ..settings import Count, NonNegative, Positive
@@ -117,6 +118,9 @@ class LMTraining:
         state = self.model.init_state(self.batch_size)
         ce_sum, tokens, windows, t0 = 0.0, 0, 0, time.perf_counter()
         params = [p for p in self.model.parameters() if p.requires_grad]
+        expected = -(-(len(self.train_data) - 1) // self.bptt)        # windows at the mean BPTT length
+        if self.max_batches is not None:
+            expected = min(expected, self.max_batches)
         for x, y in bptt_windows(self.train_data, self.bptt, self.variable_bptt, self.generator):
             if self.max_batches is not None and windows >= self.max_batches:
                 break
@@ -145,6 +149,7 @@ class LMTraining:
             tokens += y.numel()
             windows += 1
             self.step += 1
+            progress.step(windows, expected, tokens, "tok", time.perf_counter() - t0)
         self.epoch += 1
         seconds = time.perf_counter() - t0
         loss = ce_sum / max(tokens, 1)
