@@ -144,3 +144,36 @@ def test_reward_skips_the_auxiliary_head():
     s.net.train()
     out = s.net(batch[0], arch)
     assert isinstance(out, tuple) and calls == [1]
+
+
+def test_enas_logs_warm_up_sampling_and_derive_exactly(tmp_path):
+    """Mutation survivors (issue 11): the epoch record's keys and values, the warm-up epoch
+    without controller updates, the uniform warm-up draws seeded by the epoch, the steps'
+    numbering, derived.json and best.json as written."""
+    import random
+    import time
+    got = []
+    s = _search(tmp_path, warmup_epochs=1)
+    # the warm-up's architectures: uniform, from Random(seed * 1_000_003 + epoch)
+    ref = random.Random(1 * 1_000_003 + 0)
+    assert s.sampler()(5) == [s.space.random(ref) for _ in range(5)]
+    s.epoch = 1                                       # after the warm-up: the policy's samples
+    marker = [s.space.random(random.Random(7))]
+    s.strategy.propose = lambda n: marker * n
+    assert s.sampler()(2) == marker * 2
+    del s.strategy.propose
+    s.epoch = 0
+    t0 = time.perf_counter()
+    derived = s.run(on_epoch=got.append)
+    wall = time.perf_counter() - t0
+    epochs, steps = s.run_dir.records("epochs.jsonl"), s.run_dir.records("steps.jsonl")
+    assert got == epochs
+    assert set(epochs[0]) == {"epoch", "lr", "loss", "train_acc", "images", "shared_seconds", "controller_updates",
+                              "valid_acc", "seconds"}
+    assert epochs[0]["controller_updates"] == 0 and epochs[0]["valid_acc"] is None          # the warm-up
+    assert epochs[1]["controller_updates"] == 2 == len(steps)
+    assert epochs[1]["valid_acc"] == pytest.approx(sum(x["valid_acc"] for x in steps) / 2)
+    assert [x["update"] for x in steps] == [1, 2] and {x["epoch"] for x in steps} == {1}
+    assert all(0 < e["seconds"] < wall and e["seconds"] == round(e["seconds"], 3) for e in epochs)
+    assert json.loads((s.run_dir.path / "derived.json").read_text()) == derived
+    assert json.loads((s.run_dir.path / "best.json").read_text()) == {**derived[0], "derived_from": 6}

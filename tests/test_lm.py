@@ -306,3 +306,50 @@ def test_training_step_is_bitwise_repeatable_with_threads():
         assert all(torch.equal(grads[0], g) for g in grads[1:])
     finally:
         torch.set_num_threads(n)
+
+
+def test_one_training_epoch_by_hand(tmp_path, one_thread):
+    """Mutation survivors (issue 11): LMTraining.train_epoch against a loop written here from
+    the reference's rules: the state carried (detached) across windows, SGD at lr · L / bptt,
+    l2 as 2 · wd · w added to the gradient before clipping, mean cross-entropy over tokens,
+    and max_batches windows at most."""
+    import copy
+    import torch.nn.functional as F
+    from torchnas.data.ptb import batchify
+    from torchnas.nn.lm import detach_state
+    corpus = load_ptb(path=_write_corpus(tmp_path / "ptb"))
+    V, wd, lr, clip, bptt = len(corpus), 1e-3, 1.0, 0.25, 5
+    torch.manual_seed(0)
+    model = SPACE.language_model(ARC, V, 8)
+    ref_model = copy.deepcopy(model)
+    training = LMTraining(model, corpus, epochs=1, batch_size=4, bptt=bptt, variable_bptt=False, lr=lr,
+                          grad_clip=clip, weight_decay=wd, seed=0, device="cpu")
+    out = training.train_epoch()
+    data, params = batchify(corpus.train, 4), [p for p in ref_model.parameters() if p.requires_grad]
+    state, ce_sum, tokens, windows = ref_model.init_state(4), 0.0, 0, 0
+    ref_model.train()
+    for i in range(0, len(data) - 1, bptt):
+        length = min(bptt, len(data) - 1 - i)
+        x, y = data[i:i + length], data[i + 1:i + 1 + length]
+        o = ref_model(x, state, None)
+        state = detach_state(o.state)
+        ce = F.cross_entropy(o.logits.flatten(0, 1), y.reshape(-1))
+        for p in params:
+            p.grad = None
+        ce.backward()
+        for p in params:
+            p.grad += 2 * wd * p.detach()
+        torch.nn.utils.clip_grad_norm_(params, clip)
+        with torch.no_grad():
+            for p in params:
+                p -= lr * len(x) / bptt * p.grad
+        ce_sum, tokens, windows = ce_sum + ce.item() * y.numel(), tokens + y.numel(), windows + 1
+    assert out["tokens"] == tokens and training.step == windows and training.epoch == 1
+    assert out["loss"] == pytest.approx(ce_sum / tokens, rel=1e-5)
+    assert out["train_ppl"] == pytest.approx(math.exp(ce_sum / tokens), rel=1e-5)
+    assert 0 < out["seconds"] and out["tokens_per_s"] == pytest.approx(tokens / out["seconds"], rel=1e-6)
+    for a, b in zip(model.parameters(), ref_model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    capped = LMTraining(copy.deepcopy(ref_model), corpus, epochs=1, batch_size=4, bptt=bptt, variable_bptt=False,
+                        lr=lr, seed=0, device="cpu", max_batches=2)
+    assert capped.train_epoch()["tokens"] == 2 * bptt * 4 and capped.step == 2
