@@ -76,3 +76,19 @@ def test_a_long_run_of_children_never_fills_the_workers_channel(tmp_path):
     finally:
         pool.close()
     assert [e.reward for e in evs] == [float(sum(a.values)) for a in archs]
+
+
+def test_a_worker_that_dies_while_the_pool_is_idle_costs_nothing(tmp_path):
+    archs = _archs(4)
+    pool = LocalPool(workers=2, threads=1)
+    try:
+        evaluator = KillsItsWorker(tmp_path, set())
+        first = list(pool.map(evaluator, archs[:2]))
+        os.kill(next(iter(pool._pool._processes)), signal.SIGKILL)      # an idle worker dies
+        import time
+        time.sleep(0.5)
+        evs = list(pool.map(evaluator, archs))
+    finally:
+        pool.close()
+    assert [e.reward for e in first + evs] == [float(sum(a.values)) for a in archs[:2] + archs]
+    assert not any("worker_retries" in e.metrics for e in evs)

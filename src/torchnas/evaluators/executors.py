@@ -139,7 +139,13 @@ class LocalPool(Executor):
 
     def _in_order(self, evaluator, archs):
         token = os.urandom(4).hex()                 # keys of this call's children
-        submit = lambda j: self._pool.submit(_evaluate, archs[j], (token, j))
+
+        def submit(j):
+            try:
+                return self._pool.submit(_evaluate, archs[j], (token, j))
+            except BrokenProcessPool:              # a worker died while the pool was idle: no child lost
+                self._start(evaluator)
+                return self._pool.submit(_evaluate, archs[j], (token, j))
         futures, tries = [submit(j) for j in range(len(archs))], [0] * len(archs)
         for i in range(len(archs)):
             while True:
