@@ -211,3 +211,21 @@ def test_a_space_whose_program_registers_too_few_anchors_is_named():
         _steps = (Step(0, anchor="h"), Step(1))
     with pytest.raises(ValueError, match=r"^decision 'skips' needs 2 anchors, 1 registered$"):
         Controller(Broken(), hidden_size=4).sample(1)
+
+
+@pytest.mark.parametrize("preset", [p for p in __import__("torchnas.config", fromlist=["x"]).preset_names()
+                                    if "reinforce" in (__import__("torchnas.config", fromlist=["x"]).load_preset(p)
+                                                       .get("strategies") or {})])
+def test_each_presets_controller_lstm_has_its_size_by_hand(preset):
+    """Issue 16: the authors' common_ops.lstm has no bias ([x, h] @ w, melodyguan/enas
+    src/common_ops.py), so enas-micro and enas-macro build a bias-free controller LSTM; every
+    other preset keeps nn.LSTMCell's two biases. Per layer: 4H x 2H weights (+ 8H biases)."""
+    from torchnas.config import build_space, build_strategy, load_preset, resolve
+    cfg = resolve(load_preset(preset), "reinforce")
+    space = build_space(cfg)
+    controller = build_strategy(cfg, space).controller
+    settings = cfg["strategy"].get("controller") or {}
+    H, L = settings.get("hidden_size", 64), settings.get("num_layers", 1)
+    bias = settings.get("lstm_bias", True)
+    assert bias is (preset not in ("enas-micro", "enas-macro"))
+    assert sum(p.numel() for p in controller.lstm.parameters()) == L * (4 * H * 2 * H + (8 * H if bias else 0))

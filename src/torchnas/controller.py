@@ -47,7 +47,8 @@ class Controller(nn.Module):
                  init_range: Positive = 0.1, temperature: Positive | None = None,
                  tanh_constant: Positive | None = None, op_tanh_reduce: float = 1.0,
                  skip_target: float = 0.4, choice_bias: dict | None = None,
-                 anchor_distance_bias: float = 0.0, anchor_input_offset: float | None = None, seed: int = 0):
+                 anchor_distance_bias: float = 0.0, anchor_input_offset: float | None = None,
+                 lstm_bias: bool = True, seed: int = 0):
         super().__init__()
         if hidden_size < 1 or num_layers < 1:
             raise ValueError("controller hidden_size and num_layers must be >= 1")
@@ -67,7 +68,9 @@ class Controller(nn.Module):
             raise ValueError("controller anchor_distance_bias must be >= 0 and anchor_input_offset > 0")
         self.anchor_distance_bias, self.anchor_input_offset = anchor_distance_bias, anchor_input_offset
         H = hidden_size
-        self.lstm = nn.ModuleList(nn.LSTMCell(H, H) for _ in range(num_layers))
+        # lstm_bias=False: the authors' common_ops.lstm is [x, h] @ w with no bias (melodyguan/enas
+        # src/common_ops.py); nn.LSTMCell's gates are the same otherwise (i, f, o sigmoid, g tanh)
+        self.lstm = nn.ModuleList(nn.LSTMCell(H, H, bias=lstm_bias) for _ in range(num_layers))
         self.g_emb = nn.Parameter(torch.empty(1, H))
         kinds = space.choice_kinds()
         self.w_soft = nn.ModuleDict({k: nn.Linear(H, n, bias=False) for k, n in kinds.items()})
