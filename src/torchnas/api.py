@@ -27,7 +27,7 @@ from typing import Callable
 
 from .config import (DEFAULT_PRESET, ConfigError, apply_override, build, build_executor, build_space,
                      build_strategy, check_executor, data_config, data_section, final_settings, load_preset, preset_names,
-                     resolve, search_config)
+                     resolve, search_config, set_device)
 from .runs import RunDir, RunError, as_path, run_kind
 
 Events = Callable[[str, dict], None]
@@ -125,13 +125,8 @@ def search(*, preset: str | None = None, config=None, strategy: str | None = Non
             return None
         with run.owned():                         # one writer: checked before anything is read or cut
             cfg = _resumable_config(run)
-            if device is not None and data_section(cfg) is not None:     # continue it on another device
-                from .training.device import default_device
-                default_device(device)
-                data_section(cfg)["device"] = device
-                if cfg.get("train") is not None:
-                    cfg["train"]["device"] = device
-                run.save_config(cfg)
+            if device is not None:                # continue it on another device
+                _move(run, cfg, device)
             if repair:
                 if run_kind(cfg) != "search":
                     raise RunError(f"--repair replays a search's evaluations; {run.path} is an ENAS search, which "
@@ -155,16 +150,38 @@ def search(*, preset: str | None = None, config=None, strategy: str | None = Non
 
 
 def _check_only(cfg: dict, data_dir) -> None:
-    """``--check``: everything a search checks before it writes (settings, data, executor)."""
+    """``--check``: everything a search builds and checks before it writes, then nothing."""
     if "enas" in cfg:
-        from .enas import make_enas
-        space = build_space(cfg)
-        make_enas(space, build_strategy(cfg, space), seed=cfg["seed"], **cfg["enas"])
+        _prepare_enas(cfg)
     else:
-        space, _, evaluator = build(cfg, data_dir)
-        evaluator.check()
-        build_executor(cfg).close()
+        _prepare_search(cfg, data_dir)[3].close()
+
+
+def _move(run: RunDir, cfg: dict, device: str) -> None:
+    """``--resume --device``: the run continues on ``device`` (checked first; recorded)."""
+    from .training.device import default_device
+    default_device(device)
+    set_device(cfg, device)
+    run.save_config(cfg)
+
+
+def _prepare_search(cfg: dict, data_dir):
+    """(space, strategy, evaluator, executor), built and checked (settings, data, retraining
+    settings, workers) before a run directory exists."""
+    space, strategy_, evaluator = build(cfg, data_dir)
+    check_executor(cfg)
+    evaluator.check()
     _check_final(cfg, space)
+    return space, strategy_, evaluator, build_executor(cfg)      # last: a Ray cluster that is not there
+
+
+def _prepare_enas(cfg: dict):
+    """(space, ENAS search), built (data loaded, shared weights made) and checked."""
+    from .enas import make_enas
+    space = build_space(cfg)
+    search_ = make_enas(space, build_strategy(cfg, space), seed=cfg["seed"], **cfg["enas"])
+    _check_final(cfg, space)
+    return space, search_
 
 
 def _about(run: RunDir, resumed: bool, cfg: dict, budget) -> dict:
@@ -233,12 +250,8 @@ def _search(cfg: dict, run: RunDir | None, out, data_dir, retrain: bool, tensorb
 def _search_steps(cfg: dict, run: RunDir | None, out, data_dir, retrain: bool, tensorboard: bool, emit: Events) -> Run:
     if "enas" in cfg:
         return _enas(cfg, run, out, retrain, tensorboard, emit)
-    space, strategy_, evaluator = build(cfg, data_dir)   # bad settings fail before a run exists
-    check_executor(cfg)
-    evaluator.check()                                    # and bad data
-    _check_final(cfg, space)
+    space, strategy_, evaluator, executor = _prepare_search(cfg, data_dir)
     resumed = run is not None
-    executor = build_executor(cfg)                       # and a Ray cluster that is not there
     try:
         with _new_or_held(run, out, cfg) as run:
             emit("run", _about(run, resumed, cfg, cfg["budget"]))
@@ -270,11 +283,8 @@ def _search_steps(cfg: dict, run: RunDir | None, out, data_dir, retrain: bool, t
 
 def _enas(cfg: dict, run: RunDir | None, out: str | None, retrain: bool, tensorboard: bool, emit: Events) -> Run:
     """ENAS: shared-weight search, derive, then (optionally) train the derived architecture."""
-    from .enas import make_enas
     from .ws_rank import report_ground_truth
-    space = build_space(cfg)
-    search_ = make_enas(space, build_strategy(cfg, space), seed=cfg["seed"], **cfg["enas"])
-    _check_final(cfg, space)
+    space, search_ = _prepare_enas(cfg)
     resumed = run is not None
     with _new_or_held(run, out, cfg) as run:
         emit("run", _about(run, resumed, cfg, f"{search_.epochs} epochs"))
@@ -430,11 +440,7 @@ def train(*, arch=None, preset: str | None = None, epochs: int | None = None, se
         if run.kind != "train":
             raise RunError(f"{run.path} is not a retraining run: continue a search with torchnas search --resume {run.path}")
         if device is not None:                    # continue it on another device
-            from .training.device import default_device
-            default_device(device)
-            cfg = run.config()
-            cfg["train"]["device"] = device
-            run.save_config(cfg)
+            _move(run, run.config(), device)
         emit("run", _about(run, True, run.config(), None))
         from .training.progress import listening
         with listening(lambda d: emit("step", d)):

@@ -145,6 +145,22 @@ def data_section(cfg: dict) -> dict | None:
     return ev if ev.get("name") == "trainer" else None
 
 
+def set_device(cfg: dict, device: str) -> None:
+    """``--device``: where the config's networks train, in every section that trains one (the
+    search's evaluator or ENAS section, the retraining's ``train``); a new search or a resumed
+    search or retraining run alike."""
+    if cfg.get("kind") == "train":
+        cfg["train"]["device"] = device
+        return
+    section = data_section(cfg)
+    if section is None:
+        raise ConfigError(f"--device chooses where networks train; preset {cfg.get('preset')!r} looks "
+                          f"its architectures up in a table")
+    section["device"] = device
+    if final_settings(cfg)[1] is not None:           # the retraining runs there too
+        cfg["train"] = {**(cfg.get("train") or {}), "device": device}
+
+
 def data_config(name: str, data_dir: str | None, base: dict | None = None) -> dict:
     """``--data NAME [--data-dir PATH]``: for ``folder`` PATH is the image folder; for ``cifar10``
     it is the data root, the ``cifar-10-batches-py`` folder, or the folder holding it; for
@@ -199,12 +215,7 @@ def search_config(*, preset: str | None = None, config=None, set=(), queries: in
         cfg["seed"] = seed
     section = data_section(cfg)
     if device is not None:
-        if section is None:
-            raise ConfigError(f"--device chooses where networks train; preset {cfg.get('preset')!r} looks "
-                              f"its architectures up in a table")
-        section["device"] = device
-        if final_settings(cfg)[1] is not None:       # the retraining runs there too
-            cfg["train"] = {**(cfg.get("train") or {}), "device": device}
+        set_device(cfg, device)
     if data and section is None:
         raise ConfigError(f"--data chooses image data for a search that trains networks; preset "
                           f"{cfg.get('preset')!r} evaluates with {cfg['evaluator'].get('name')!r}")

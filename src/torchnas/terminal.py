@@ -69,7 +69,8 @@ class Printer:
     def on_start(self, d):
         self.t0, self.done0 = time.perf_counter(), d["completed"] + d.get("replay", 0)
         self.last = {"label": d["label"], "total": d["total"], "completed": d["completed"],
-                     "best": _best(d.get("best")) if d["task"] == "search" else "", "rate": "", "t": self.t0}
+                     "best": f"best {_best(d.get('best'))}" if d["task"] == "search" else "", "rate": "",
+                     "t": self.t0}
         if not self.show_progress:
             return
         if self.plain:
@@ -85,9 +86,8 @@ class Printer:
                             TimeElapsedColumn(), TextColumn("{task.fields[eta]}"),
                             console=Console(stderr=True), transient=False)
         self.bar.start()
-        best = f"best {self.last['best']}" if d["task"] == "search" else ""
         self.task = self.bar.add_task(d["label"], total=d["total"], completed=d["completed"],
-                                      best=best, rate="", eta="eta -")
+                                      best=self.last["best"], rate="", eta="eta -")
 
     def on_step(self, d):
         """A training step inside the current epoch (or child): a second bar, or part of the
@@ -110,7 +110,7 @@ class Printer:
     def on_progress(self, d):
         if "best" in d:                                   # a search: queries done, best reward, rate
             rate = max(d["completed"] - self.done0, 0) / max(time.perf_counter() - self.t0, 1e-9)
-            best, rate = _best(d["best"]), (f"{rate:.1f} q/s" if rate >= 1 else f"{60 * rate:.1f} q/min")
+            best, rate = f"best {_best(d['best'])}", (f"{rate:.1f} q/s" if rate >= 1 else f"{60 * rate:.1f} q/min")
         elif "metric" in d:                               # an ENAS epoch
             m = d["valid"]
             best = "valid " + ("-" if m is None else f"{m:.3f}" if d["metric"] == "valid_acc" else f"ppl {m:.1f}")
@@ -122,14 +122,14 @@ class Printer:
         if self.plain and self.show_progress:
             self._line("progress")
         elif self.bar is not None:
-            self.bar.update(self.task, completed=d["completed"], best=f"best {best}" if "best" in d else best,
-                            rate=rate, eta="eta " + self._eta(d["completed"], self.last["total"]))
+            self.bar.update(self.task, completed=d["completed"], best=best, rate=rate,
+                            eta="eta " + self._eta(d["completed"], self.last["total"]))
 
     def _line(self, why: str) -> None:
         """One plain progress line on stderr."""
         last = self.last
         elapsed = time.strftime("%H:%M:%S", time.gmtime(time.perf_counter() - self.t0))
-        best = (" best " if last["best"][:1].isdigit() or last["best"] == "-" else " ") + last["best"] if last["best"] else ""
+        best = f" {last['best']}" if last["best"] else ""
         rate = f" {last['rate']}" if last["rate"] else ""
         step = f", {last['step']}" if why == "beat" and last.get("step") else ""
         print(f"[{time.strftime('%H:%M:%S')}] {last['label']} {last['completed']}/{last['total']}{best}{rate} "
