@@ -164,7 +164,7 @@ def test_nas_cnn_random(seed):
     assert len(g.nodes) == len(layers) + 2
     used = {j for l in layers for j in l["inputs"]}
     for i, l in enumerate(layers):
-        assert f"{l['fh']}x{l['fw']}, {l['nf']} filters, stride {l['stride']}" in g.node(f"layer{i}").label
+        assert f"{l['fh']}x{l['fw']}, {l['nf']} filters, stride {l['stride'][0]}" in g.node(f"layer{i}").label
         assert sorted(e.src for e in g.into(f"layer{i}")) == ([f"layer{j}" for j in l["inputs"]] or ["image"])
     assert {e.src for e in g.into("output")} == {f"layer{i}" for i in range(len(layers)) if i not in used}
 

@@ -313,3 +313,43 @@ def test_only_the_sampled_path_gets_gradients(shared):
                     assert p.grad is not None and p.grad.abs().sum() > 0
         for p in list(shared.stem.parameters()) + list(shared.pre_reduce.parameters()) + [shared.classifier.weight]:
             assert p.grad is not None and p.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("train_head", [False, True])
+def test_aux_train_head_false_keeps_the_head_at_its_initial_weights(train_head):
+    """``aux_train_head: false`` (micro_child.py ``_build_train``: no ``aux_head`` variable in
+    the trained, l2-decayed list): after a step the head's weights are their initial values,
+    while the trunk has still received the head's 0.4-weighted gradient; with true the head
+    learns too."""
+    from torchnas.data.images import ImageData
+    from torchnas.training import Training
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8, generator=g)
+    y = torch.arange(8) % 2
+    data = ImageData("toy", x, y, x, y, x, y, 2, ["a", "b"], torch.full((3,), 0.5), torch.full((3,), 0.25))
+    a = SPACE.from_arc(*PUBLISHED_ARC)
+    torch.manual_seed(0)
+    net = SPACE.child(a, 3, 2, channels=C, num_layers=LAYERS, aux_head=True, image_size=32)
+    head0 = {k: v.clone() for k, v in net.aux_head.state_dict().items()}
+    trunk0 = net.stem[0].weight.detach().clone()
+
+    def run(weight):
+        torch.manual_seed(0)
+        m = SPACE.child(a, 3, 2, channels=C, num_layers=LAYERS, aux_head=True, image_size=32)
+        t = Training(m, data, epochs=1, batch_size=8, lr=0.1, weight_decay=1e-3, augment=False,
+                     channels_last=False, aux_weight=weight, aux_train_head=train_head, grad_clip=5.0)
+        t.train_epoch()
+        return t
+
+    t = run(0.4)
+    head = t.model.aux_head
+    trained = [k for k, p in head.named_parameters() if not torch.equal(p.detach(), head0[k])]
+    assert trained == ([] if not train_head else [k for k, _ in head.named_parameters()])
+    assert all(p.requires_grad == train_head for p in head.parameters())
+    assert {id(p) for p in t.params} == {id(p) for p in t.model.parameters() if p.requires_grad}
+    bn = [k for k in head0 if k.endswith("running_mean")]
+    assert bn and all(not torch.equal(head.state_dict()[k], head0[k]) for k in bn)   # statistics still move
+    # the head's loss still reaches the trunk: a different aux weight gives a different stem
+    stem = t.model.stem[0].weight.detach()
+    assert not torch.equal(stem, trunk0)
+    assert not torch.equal(stem, run(0.0).model.stem[0].weight.detach())

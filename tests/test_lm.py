@@ -172,7 +172,8 @@ def test_nt_asgd_starts_averaging_when_validation_stalls():
                    device="cpu")
     assert [t.end_epoch(p) for p in (10.0, 9.0, 8.0, 7.0)] == [False] * 4
     assert t.end_epoch(9.5) is True and t.avg is not None   # worse than the best before the last two
-    snapshots = [[p.detach().clone() for p in t.model.parameters()]]       # the weights when averaging started
+    at_trigger = [p.detach().clone() for p in t.model.parameters()]
+    snapshots = []          # fixed.py: the average starts from the first step after the trigger
     step = t.opt.step
 
     def step_and_record(*a, **k):
@@ -182,8 +183,10 @@ def test_nt_asgd_starts_averaging_when_validation_stalls():
     t.opt.step = step_and_record
     t.train_epoch()
     assert len(snapshots) > 3 and t.avg_steps == len(snapshots)
-    for k, a in enumerate(t.avg):                        # the uniform mean of every weight since the start
+    for k, a in enumerate(t.avg):                        # the uniform mean of every step's weights since
         assert torch.allclose(a, torch.stack([snap[k] for snap in snapshots]).mean(0), atol=1e-6)
+        with_trigger = torch.stack([at_trigger[k]] + [snap[k] for snap in snapshots]).mean(0)
+        assert not torch.allclose(a, with_trigger, atol=1e-6)      # ... without the weights at the trigger
     current = [p.detach().clone() for p in t.model.parameters()]
     v = t.evaluate("valid")                              # evaluated with the average ...
     with torch.no_grad():

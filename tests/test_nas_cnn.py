@@ -10,9 +10,11 @@ from torchnas.evaluators.trainer import ChildTrainer
 from torchnas.spaces import ArchitectureError, NASCNNSpace, get_space
 from torchnas.spaces.nas_cnn import concat_padded
 from torchnas.strategies import Reinforce
+from torchnas.viz import graph_of
 
 SPACES = [NASCNNSpace(layers=6), NASCNNSpace(layers=7, strides=(1, 2, 3)),
-          NASCNNSpace(layers=8, num_filters=(4, 8), strides=(1, 2), pool_after=(2, 5))]
+          NASCNNSpace(layers=8, num_filters=(4, 8), strides=(1, 2), pool_after=(2, 5)),
+          NASCNNSpace(layers=5, num_filters=(4, 8), strides=(1, 2, 3), stride_shape="separate")]
 
 
 def _trace(model, x):
@@ -45,7 +47,7 @@ def test_children_obey_the_construction_rules(space):
                 assert inp[2:] == (max(out_hw[j][0] for j in layer["inputs"]),   # padded to the largest
                                    max(out_hw[j][1] for j in layer["inputs"]))
             assert out[1] == layer["nf"]
-            assert out[2] == -(-inp[2] // layer["stride"])
+            assert out[2:] == (-(-inp[2] // layer["stride"][0]), -(-inp[3] // layer["stride"][1]))
             hw = out[2:]
             if layer["pool"]:
                 hw = (-(-hw[0] // 2), -(-hw[1] // 2))
@@ -233,3 +235,24 @@ def test_executor_settings_are_checked():
         make_executor(workers=2, address="auto")
     with pytest.raises(ConfigError, match="backend"):
         build_executor({"executor": {"nodes": 3}})
+
+
+def test_separate_stride_height_and_width():
+    """``stride_shape: separate`` (Zoph & Le Fig. 2: filter height, filter width, stride height,
+    stride width, number of filters): five choices per layer, and a conv strided (sh, sw)."""
+    space = NASCNNSpace(layers=2, num_filters=(4, 8), strides=(1, 2, 3), stride_shape="separate")
+    assert [d.name for d in space.decisions[:space.per_layer]] == [
+        "layer0.fh", "layer0.fw", "layer0.sh", "layer0.sw", "layer0.nf", "layer0.inputs"]
+    arch = space.parse("nas-cnn:3,5,1,3,8,-,1,1,3,1,4,0")
+    layers = space.layers_of(arch)
+    assert [l["stride"] for l in layers] == [(1, 3), (3, 1)]
+    model = space.child(arch, 3, 10)
+    assert [c.stride for c in model.convs] == [(1, 3), (3, 1)]
+    _, seen = _trace(model, torch.randn(1, 3, 12, 12))
+    assert [o[2:] for _, o in seen] == [(12, 4), (4, 4)]
+    assert "stride 1x3" in graph_of(arch).node("layer0").label
+    assert space.config()["stride_shape"] == "separate"
+    assert get_space(**space.config()).format(arch) == "nas-cnn:3,5,1,3,8,-,1,1,3,1,4,0"
+    assert NASCNNSpace(strides=(1, 2)).per_layer == 5                  # square: one stride decision
+    with pytest.raises(ValueError, match="stride_shape"):
+        NASCNNSpace(stride_shape="diagonal")

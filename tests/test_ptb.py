@@ -39,6 +39,24 @@ def test_small_corpus_and_batches(tmp_path):
     assert min(lengths[:-1]) >= 5 and 30 < sum(lengths) / len(lengths) < 36 and len(set(lengths)) > 5
 
 
+def test_enas_lm_bptt_lengths_are_a_truncated_normal():
+    """``bptt_sampler: enas-lm`` (enas_lm data_utils.input_producer): mean 35 (p 0.95) or 17.5,
+    std 5, redrawn beyond 2 std, cast to int: every length within base ± 10; AWD-LSTM's
+    untruncated normal goes beyond."""
+    data = batchify(torch.arange(400_000), 2)
+
+    def lengths(sampler):
+        g = torch.Generator().manual_seed(1)
+        return [len(x) for x, _ in bptt_windows(data, 35, variable=True, generator=g, sampler=sampler)][:-1]
+    enas, awd = lengths("enas-lm"), lengths("awd-lstm")
+    assert all(25 <= n <= 45 or 7 <= n <= 27 for n in enas) and max(enas) <= 45
+    long = [n for n in enas if n >= 25]
+    assert 0.9 < len(long) / len(enas) < 1.0 and 33.5 < sum(long) / len(long) < 35.5   # int() truncates: ~34.5
+    assert max(awd) > 45 and min(awd) >= 5
+    with pytest.raises(ValueError, match="bptt_sampler"):
+        next(bptt_windows(data, 35, variable=True, sampler="gauss"))
+
+
 def test_clear_errors(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCHNAS_DATA", str(tmp_path / "nowhere"))
     with pytest.raises(DataNotFoundError, match=r"nowhere/ptb.*ptb.train.txt"):

@@ -464,8 +464,9 @@ def dry_run(*, arch=None, preset: str | None = None, set=None, data: str | None 
             epochs: int | None = None) -> dict:
     """``torchnas train --dry-run``: build the network without loading data; returns its
     architecture, parameter counts and the settings it was built with."""
-    space, arch, data_, _, net, _ = _train_settings(arch, preset, set, epochs, data, data_dir)
+    space, arch, data_, settings, net, _ = _train_settings(arch, preset, set, epochs, data, data_dir)
     from .tasks import task_of
+    task_of(space).check_train_settings(settings)         # a dry run refuses what the run would
     return task_of(space).describe(space, space.parse(arch), data_, net)
 
 

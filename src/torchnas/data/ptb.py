@@ -17,6 +17,7 @@ import torch
 from .paths import DataFormatError, find
 
 SPLITS = ("train", "valid", "test")
+BPTT_SAMPLERS = ("awd-lstm", "enas-lm")
 PTB_HOW = ("Penn Treebank is the three files ptb.train.txt, ptb.valid.txt, ptb.test.txt "
            "(Mikolov's preprocessing); put them in <data root>/ptb/ or pass --data-dir.")
 
@@ -94,20 +95,32 @@ def batchify(stream: torch.Tensor, batch_size: int) -> torch.Tensor:
     return stream[:n * batch_size].reshape(batch_size, n).t().contiguous()
 
 
-def bptt_windows(data: torch.Tensor, bptt: int, variable: bool = False, generator: torch.Generator | None = None):
+def bptt_windows(data: torch.Tensor, bptt: int, variable: bool = False, generator: torch.Generator | None = None,
+                 sampler: str = "awd-lstm"):
     """Yield (inputs, targets) windows of shape (L, B) covering the batchified stream once.
 
-    ``variable``: AWD-LSTM's random length, ``bptt`` with p = 0.95 else ``bptt / 2``, then
-    normal with std 5, at least 5 (Merity et al. 2018); the caller scales the learning rate by
+    ``variable``: a random length, ``bptt`` with p = 0.95 else ``bptt / 2`` as the mean, then
+    (``sampler``) ``awd-lstm``: normal with std 5, at least 5 (Merity et al. 2018, AWD-LSTM's
+    ``main.py``); ``enas-lm``: truncated normal with std 5 (redrawn beyond 2 std, as
+    ``tf.random.truncated_normal``), cast to int, at most ``bptt + 20`` (``enas_lm``
+    ``data_utils.input_producer``; at least 1 here). The caller scales the learning rate by
     L / bptt if it follows AWD-LSTM."""
     if bptt < 1:
         raise ValueError(f"bptt must be >= 1, got {bptt}")
+    if sampler not in BPTT_SAMPLERS:
+        raise ValueError(f"bptt_sampler must be one of {', '.join(BPTT_SAMPLERS)}, not {sampler!r}")
     i = 0
     while i < len(data) - 1:
         length = bptt
         if variable:
             base = bptt if torch.rand(1, generator=generator).item() < 0.95 else bptt / 2
-            length = max(5, int(torch.normal(float(base), 5.0, (1,), generator=generator).item()))
+            if sampler == "awd-lstm":
+                length = max(5, int(torch.normal(float(base), 5.0, (1,), generator=generator).item()))
+            else:
+                z = torch.randn(1, generator=generator).item()
+                while abs(z) > 2.0:
+                    z = torch.randn(1, generator=generator).item()
+                length = max(1, min(int(base + 5.0 * z), bptt + 20))
         length = min(length, len(data) - 1 - i)
         yield data[i:i + length], data[i + 1:i + 1 + length]
         i += length

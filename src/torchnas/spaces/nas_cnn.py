@@ -1,7 +1,9 @@
 """The Zoph & Le (2017) convolutional search space and its child networks.
 
 Decisions, per layer i (§3.1, §3.3, §4.1): filter height and width in {1,3,5,7}, optionally
-a stride in {1,2,3}, a number of filters in {24,36,48,64}, then an anchor point whose sigmoids
+a stride in {1,2,3} (``strides``; one square stride, or with ``stride_shape: separate`` a stride
+height and a stride width, as the paper's Fig. 2 draws them), a number of filters in
+{24,36,48,64}, then an anchor point whose sigmoids
 choose which earlier layers feed layer i (an :class:`AnchorSet` over layers 0..i-1). The
 order inside a layer, and registering the anchor at the skip step, follow the ENAS macro
 controller (``general_controller.py``), the code closest to the paper that exists.
@@ -41,7 +43,7 @@ class NASCNNSpace(SearchSpace):
     name = "nas-cnn"
 
     def __init__(self, layers: Count = 6, filter_sizes=PAPER_SIZES, num_filters=PAPER_FILTERS,
-                 strides=None, pool_after=()):
+                 strides=None, pool_after=(), stride_shape: str = "square"):
         if layers < 1:
             raise ValueError(f"nas-cnn needs layers >= 1, got {layers}")
         for k in filter_sizes:
@@ -51,6 +53,9 @@ class NASCNNSpace(SearchSpace):
             raise ValueError(f"nas-cnn numbers of filters must be >= 1, got {list(num_filters)}")
         if strides is not None and any(int(s) < 1 for s in strides):
             raise ValueError(f"nas-cnn strides must be >= 1, got {list(strides)}")
+        if stride_shape not in ("square", "separate"):
+            raise ValueError(f"nas-cnn stride_shape must be 'square' (one stride decision) or 'separate' "
+                             f"(stride height and width, Zoph & Le Fig. 2), not {stride_shape!r}")
         bad = [p for p in pool_after if not 0 <= p < layers - 1]
         if bad:
             raise ValueError(f"nas-cnn pool_after positions {bad} must name layers 0..{layers - 2}")
@@ -59,11 +64,13 @@ class NASCNNSpace(SearchSpace):
         self.num_filters = tuple(int(n) for n in num_filters)
         self.strides = None if strides is None else tuple(int(s) for s in strides)
         self.pool_after = tuple(sorted(set(int(p) for p in pool_after)))
+        self.stride_shape = stride_shape
         decisions, steps = [], []
         for i in range(layers):
             fields = [("fh", self.filter_sizes), ("fw", self.filter_sizes)]
             if self.strides:
-                fields.append(("stride", self.strides))
+                fields += ([("stride", self.strides)] if stride_shape == "square"
+                           else [("sh", self.strides), ("sw", self.strides)])
             fields.append(("nf", self.num_filters))
             for kind, options in fields:
                 steps.append(Step(len(decisions)))
@@ -79,7 +86,7 @@ class NASCNNSpace(SearchSpace):
         """Zoph & Le (2017, Fig. 7; §3.3): each layer's inputs are the layers its anchor point
         picked (none: the image); the layers no layer uses feed GAP + softmax."""
         layers = self.layers_of(arch)
-        labels = [f"layer {i}: {l['fh']}x{l['fw']}, {l['nf']} filters, stride {l['stride']}"
+        labels = [f"layer {i}: {l['fh']}x{l['fw']}, {l['nf']} filters, stride {_stride_text(l['stride'])}"
                   + ("\n+ max pool 2x2" if l["pool"] else "") for i, l in enumerate(layers)]
         used = {j for l in layers for j in l["inputs"]}
         return stack_graph(f"Zoph & Le CNN ({len(layers)} layers)", [Node("image", "image", "input")], labels,
@@ -91,7 +98,7 @@ class NASCNNSpace(SearchSpace):
         return {"name": self.name, "layers": self.layers, "filter_sizes": list(self.filter_sizes),
                 "num_filters": list(self.num_filters),
                 "strides": None if self.strides is None else list(self.strides),
-                "pool_after": list(self.pool_after)}
+                "pool_after": list(self.pool_after), "stride_shape": self.stride_shape}
 
     def resized(self, layers: int) -> "NASCNNSpace":
         cfg = self.config()
@@ -130,7 +137,8 @@ class NASCNNSpace(SearchSpace):
 
     # -- the child network -------------------------------------------------------------------
     def layers_of(self, arch: Architecture) -> list[dict]:
-        """Per layer: fh, fw, stride, nf and inputs (the layers feeding it; empty = image)."""
+        """Per layer: fh, fw, stride (height, width), nf and inputs (the layers feeding it; empty =
+        image)."""
         space = self._for_length(len(arch.values))
         space.check(arch)
         out = []
@@ -138,13 +146,26 @@ class NASCNNSpace(SearchSpace):
             v = dict(zip((d.name.split(".")[1] for d in space.decisions[i * space.per_layer:(i + 1) * space.per_layer]),
                          arch.values[i * space.per_layer:(i + 1) * space.per_layer]))
             out.append({"fh": space.filter_sizes[v["fh"]], "fw": space.filter_sizes[v["fw"]],
-                        "stride": space.strides[v["stride"]] if space.strides else 1,
+                        "stride": _stride(space, v),
                         "nf": space.num_filters[v["nf"]], "inputs": list(v["inputs"]),
                         "pool": i in space.pool_after})
         return out
 
     def child(self, arch: Architecture, in_channels: int, num_classes: int) -> "NASCNNChild":
         return NASCNNChild(self.layers_of(arch), in_channels, num_classes)
+
+
+def _stride(space: NASCNNSpace, v: dict) -> tuple[int, int]:
+    """A layer's (height, width) stride from its decisions (1 when strides are not searched)."""
+    if not space.strides:
+        return (1, 1)
+    if "stride" in v:
+        return (space.strides[v["stride"]],) * 2
+    return space.strides[v["sh"]], space.strides[v["sw"]]
+
+
+def _stride_text(stride: tuple[int, int]) -> str:
+    return str(stride[0]) if stride[0] == stride[1] else f"{stride[0]}x{stride[1]}"
 
 
 def pad_to(x: torch.Tensor, h: int, w: int) -> torch.Tensor:

@@ -103,7 +103,8 @@ class ImageSharedWeights(SharedWeights):
                  batch_size: Count = 128, lr_max: Positive = 0.05, lr_min: NonNegative = 0.0005, lr_t0: Count = 10,
                  lr_t_mul: Count = 2, momentum: NonNegative = 0.9, nesterov: bool = True, weight_decay: NonNegative = 1e-4,
                  grad_clip: Positive | None = 5.0, augment="auto", aux_weight: NonNegative = 0.0,
-                 reward_batch: Count | None = None, reward_bn: str = "train", channels_last: bool = True,
+                 aux_train_head: bool = True, reward_batch: Count | None = None, reward_bn: str = "train",
+                 channels_last: bool = True,
                  max_train_batches: Count | None = None, device: str | None = "auto"):
         if reward_bn not in ("train", "eval"):
             raise ValueError(f"reward_bn must be 'train' (minibatch statistics) or 'eval', not {reward_bn!r}")
@@ -120,8 +121,8 @@ class ImageSharedWeights(SharedWeights):
                                  epochs=epochs, batch_size=batch_size, lr=lr_max, momentum=momentum,
                                  nesterov=nesterov, weight_decay=weight_decay, schedule="cosine_restarts",
                                  augment=augment, seed=seed, channels_last=channels_last, lr_min=lr_min,
-                                 lr_t0=lr_t0, lr_t_mul=lr_t_mul, aux_weight=aux_weight, grad_clip=grad_clip,
-                                 device=device, max_batches=max_train_batches)
+                                 lr_t0=lr_t0, lr_t_mul=lr_t_mul, aux_weight=aux_weight, aux_train_head=aux_train_head,
+                                 grad_clip=grad_clip, device=device, max_batches=max_train_batches)
         self.opt, self.generator, self.device = self.training.opt, self.training.generator, self.training.device
 
     def train_epoch(self, sample) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Literal
 
 import torch
 
@@ -99,7 +100,8 @@ class LMSharedWeights(SharedWeights):
     default_train_steps = 25
 
     def __init__(self, space, data: dict, seed: int = 0, epochs: int = 10, net: dict | None = None,
-                 batch_size: Count = 128, bptt: Count = 35, variable_bptt: bool = True, lr: Positive = 20.0,
+                 batch_size: Count = 128, bptt: Count = 35, variable_bptt: bool = True, bptt_sampler: Literal["awd-lstm", "enas-lm"] = "awd-lstm",
+                 lr: Positive = 20.0,
                  grad_clip: Positive | None = 0.1, weight_decay: NonNegative = 0.0, alpha: NonNegative = 0.0, beta: NonNegative = 1.0,
                  reward_batch: Count | None = None, reward_constant: Positive = 80.0,
                  max_train_batches: Count | None = None, device: str | None = "auto"):
@@ -113,7 +115,8 @@ class LMSharedWeights(SharedWeights):
         self.corpus = load_ptb_cached(dict(data))
         net = dict(net or {})
         self.training = LMTraining(space.language_model(None, len(self.corpus), **net), self.corpus, epochs=epochs,
-                                   batch_size=batch_size, bptt=bptt, variable_bptt=variable_bptt, lr=lr,
+                                   batch_size=batch_size, bptt=bptt, variable_bptt=variable_bptt,
+                                   bptt_sampler=bptt_sampler, lr=lr,
                                    grad_clip=grad_clip, weight_decay=weight_decay, alpha=alpha, beta=beta,
                                    max_batches=max_train_batches, seed=seed, device=device)
         self.opt = self.training.opt

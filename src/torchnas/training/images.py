@@ -62,7 +62,10 @@ class Training:
 
     Schedules: ``cosine`` (to 0 over the run, per step), ``cosine_restarts`` (ENAS: SGDR per
     epoch from ``lr`` to ``lr_min``, periods ``lr_t0``·``lr_t_mul``^k), ``constant``. For ENAS's
-    final training: ``aux_weight`` (the auxiliary head's loss weight, 0.4), ``drop_path`` (the
+    final training: ``aux_weight`` (the auxiliary head's loss weight, 0.4), ``aux_train_head``
+    (false: the head keeps its initial weights and only the trunk learns from its loss, as
+    ``micro_child.py`` ``_build_train`` leaves every ``aux_head`` variable out of the trained and
+    l2-decayed list), ``drop_path`` (the
     final keep probability, reached linearly over training as in ``micro_child.py``),
     ``cutout`` (the side of the zeroed square, 16; DeVries & Taylor 2017) and ``grad_clip``.
     """
@@ -71,7 +74,7 @@ class Training:
                  nesterov: bool = True, weight_decay: NonNegative = 1e-4, schedule: str = "cosine",
                  augment: bool | str | dict = "auto", seed: int = 0, channels_last: bool = True,
                  lr_min: NonNegative = 0.0, lr_t0: Count = 10, lr_t_mul: Count = 2, aux_weight: NonNegative = 0.0,
-                 drop_path: Fraction = 1.0, cutout: NonNegativeInt = 0, cutout_at: str = "center",
+                 aux_train_head: bool = True, drop_path: Fraction = 1.0, cutout: NonNegativeInt = 0, cutout_at: str = "center",
                  grad_clip: Positive | None = None,
                  device: str | None = "auto", max_batches: Count | None = None):
         if schedule not in ("cosine", "cosine_restarts", "constant"):
@@ -92,7 +95,11 @@ class Training:
                              f"authors' models.py), not {cutout_at!r}")
         self.cutout_at = cutout_at
         self.max_batches = max_batches
-        self.opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, nesterov=nesterov,
+        head = getattr(model, "aux_head", None)
+        if head is not None and not aux_train_head:
+            head.requires_grad_(False)      # still back-propagates its loss into the trunk
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.opt = torch.optim.SGD(self.params, lr=lr, momentum=momentum, nesterov=nesterov,
                                    weight_decay=weight_decay)
         self.augment = make_augment(augment, data)
         self.generator = torch.Generator().manual_seed(seed)
@@ -141,7 +148,7 @@ class Training:
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             if self.grad_clip:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+                torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
             self.opt.step()
             running += loss.item() * len(yb)
             correct += (logits.argmax(1) == yb).sum()

@@ -4,7 +4,8 @@ Training follows google-research ``enas_lm`` (``child.py`` in search, ``fixed_li
 final model; the values are in the presets and ``docs/reference-settings.md``):
 
 * plain SGD, learning rate ``lr`` (20) scaled per step by ``seq_len / bptt``, no decay;
-* BPTT windows of random length around ``bptt`` (35; ``data.ptb.bptt_windows``), the hidden
+* BPTT windows of random length around ``bptt`` (35; ``data.ptb.bptt_windows``: ``bptt_sampler``
+  ``enas-lm`` draws the reference's truncated normal, ``awd-lstm`` AWD-LSTM's normal), the hidden
   state carried from window to window and reset at the start of each epoch;
 * loss = cross-entropy + ``alpha`` · mean(s²) (activation regularisation, 0.7 in the final
   model) + ``beta`` · mean((s_t − s_{t−1})²) (slowness, 1.0 in search) on the cell outputs
@@ -12,8 +13,9 @@ final model; the values are in the presets and ``docs/reference-settings.md``):
   form; the search code's ½Σw⁴ over a subset is a flagged bug, enas_lm issue #67: we use Σw²
   in both), gradient-norm clipping at ``grad_clip`` (0.1 search, 0.25 final);
 * ``average: nt-asgd``: once the validation perplexity is worse than the best of all epochs
-  but the last ``nonmono`` (10), a uniform running average of the weights is kept from then
-  on and used for evaluation (``fixed_lib.py``; Merity et al. 2018).
+  but the last ``nonmono`` (10), a uniform running average of the weights after each training
+  step from the next one on is kept and used for evaluation (``fixed.py``, ``fixed_lib.py``;
+  Merity et al. 2018).
 
 :func:`perplexity` is exact: it predicts every token of the split after the first exactly
 once, in evaluation mode, with the hidden state carried across windows. With batch size B the
@@ -25,11 +27,12 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
-from ..data.ptb import batchify, bptt_windows
+from ..data.ptb import BPTT_SAMPLERS, batchify, bptt_windows
 from ..nn.lm import detach_state, select_state
 from . import progress
 from .device import default_device
@@ -75,7 +78,7 @@ class LMTraining:
     and for retraining a cell (``torchnas train``)."""
 
     def __init__(self, model, corpus, epochs: Count = 1, batch_size: Count = 64, bptt: Count = 35,
-                 variable_bptt: bool = True, lr: Positive = 20.0, grad_clip: Positive | None = 0.25,
+                 variable_bptt: bool = True, bptt_sampler: Literal["awd-lstm", "enas-lm"] = "awd-lstm", lr: Positive = 20.0, grad_clip: Positive | None = 0.25,
                  weight_decay: NonNegative = 0.0, alpha: NonNegative = 0.0, beta: NonNegative = 0.0, average: str | None = None,
                  nonmono: Count = 10, eval_batch_size: Count = 64, test_batch_size: Count = 1,
                  max_batches: Count | None = None, seed: int = 0, device: str | None = "auto"):
@@ -89,7 +92,9 @@ class LMTraining:
         self.device = default_device(device)
         self.model = model.to(self.device)
         self.corpus, self.epochs, self.batch_size, self.bptt = corpus, epochs, batch_size, bptt
-        self.variable_bptt, self.lr, self.grad_clip = variable_bptt, lr, grad_clip
+        if bptt_sampler not in BPTT_SAMPLERS:
+            raise ValueError(f"bptt_sampler must be one of {', '.join(BPTT_SAMPLERS)}, not {bptt_sampler!r}")
+        self.variable_bptt, self.bptt_sampler, self.lr, self.grad_clip = variable_bptt, bptt_sampler, lr, grad_clip
         self.weight_decay, self.alpha, self.beta = weight_decay, alpha, beta
         self.average, self.nonmono = average, nonmono
         self.eval_batch_size, self.test_batch_size, self.max_batches = eval_batch_size, test_batch_size, max_batches
@@ -121,7 +126,8 @@ class LMTraining:
         expected = -(-(len(self.train_data) - 1) // self.bptt)        # windows at the mean BPTT length
         if self.max_batches is not None:
             expected = min(expected, self.max_batches)
-        for x, y in bptt_windows(self.train_data, self.bptt, self.variable_bptt, self.generator):
+        for x, y in bptt_windows(self.train_data, self.bptt, self.variable_bptt, self.generator,
+                                 self.bptt_sampler):
             if self.max_batches is not None and windows >= self.max_batches:
                 break
             for g in self.opt.param_groups:
@@ -160,8 +166,10 @@ class LMTraining:
         """NT-ASGD's trigger (``average: nt-asgd``); returns whether averaging is on."""
         if (self.average == "nt-asgd" and self.avg is None and len(self.valid_history) > self.nonmono
                 and valid_ppl > min(self.valid_history[:-self.nonmono])):
+            # fixed.py: the average is updated after each training step from the next one on, so
+            # the weights at the trigger are not in it (until the first step it equals them)
             self.avg = [p.detach().clone() for p in self.model.parameters() if p.requires_grad]
-            self.avg_steps = 1
+            self.avg_steps = 0
         self.valid_history.append(valid_ppl)
         return self.avg is not None
 
