@@ -218,7 +218,8 @@ def test_a_space_whose_program_registers_too_few_anchors_is_named():
                                                        .get("strategies") or {})])
 def test_each_presets_controller_lstm_has_its_size_by_hand(preset):
     """Issue 16: the authors' common_ops.lstm has no bias ([x, h] @ w, melodyguan/enas
-    src/common_ops.py), so enas-micro and enas-macro build a bias-free controller LSTM; every
+    src/common_ops.py; enas_lm controller.py _lstm), so enas-micro, enas-macro and enas-rnn build
+    a bias-free controller LSTM; every
     other preset keeps nn.LSTMCell's two biases. Per layer: 4H x 2H weights (+ 8H biases)."""
     from torchnas.config import build_space, build_strategy, load_preset, resolve
     cfg = resolve(load_preset(preset), "reinforce")
@@ -227,5 +228,5 @@ def test_each_presets_controller_lstm_has_its_size_by_hand(preset):
     settings = cfg["strategy"].get("controller") or {}
     H, L = settings.get("hidden_size", 64), settings.get("num_layers", 1)
     bias = settings.get("lstm_bias", True)
-    assert bias is (preset not in ("enas-micro", "enas-macro"))
+    assert bias is (preset not in ("enas-micro", "enas-macro", "enas-rnn"))
     assert sum(p.numel() for p in controller.lstm.parameters()) == L * (4 * H * 2 * H + (8 * H if bias else 0))
