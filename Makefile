@@ -7,7 +7,7 @@ export TORCHNAS_DATA ?= $(abspath $(CURDIR)/../shared/data)
 
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test bench mutate clean
+.PHONY: setup demo test bench mutate diagrams clean
 
 $(BIN)/torchnas: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,12 @@ bench: setup
 mutate: setup
 	$(BIN)/python -m pip install -q -e '.[mutate]'
 	$(BIN)/python benchmarks/mutate.py
+
+# The published cells and network of ENAS, drawn into docs/images (docs/results.md shows them).
+diagrams: setup
+	for p in enas-micro-final enas-rnn-final enas-macro-final; do \
+	  $(BIN)/torchnas show "$$($(BIN)/torchnas train --preset $$p --dry-run | head -1)" --preset $$p \
+	    --out docs/images/$$p; done
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

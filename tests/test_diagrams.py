@@ -80,33 +80,45 @@ def test_rnn_published_cell():
 
 
 # -- ENAS convolutional cells (Pham et al. 2018, Fig. 8) ----------------------------------------
+def op_sources(g, dst):
+    """Counter of (source id, op label) over the op boxes feeding ``dst`` (ENAS Fig. 8)."""
+    return Counter((f.src, g.node(e.src).label) for e in g.into(dst) for f in g.into(e.src))
+
+
 @pytest.mark.parametrize("arch", [MICRO_PUB, sample(ENASMicroSpace(), 3), sample(ENASMicroSpace(num_nodes=2), 4)])
 def test_micro_graph_follows_the_cells(arch):
+    """Fig. 8: per node two op boxes (labelled with the op) feeding an add; nodes numbered as
+    the arc numbers them (2..B+1, after the inputs 0 and 1) and added in that order."""
     space = arch.search_space
     B = space.num_nodes
     g = graph_of(arch)
-    assert len(g.nodes) == 2 * (2 + B + 1)
+    assert len(g.nodes) == 2 * (2 + 3 * B + 1) and g.ordered
     assert [c.label for c in g.clusters] == ["normal cell", "reduction cell"]
     for cluster, cell in zip(g.clusters, space.cells_of(arch)):
         p = cluster.id + "."
-        assert len(cluster.nodes) == 2 + B + 1
-        assert [g.node(p + "in0").label, g.node(p + "in1").label] == ["h[i-2]", "h[i-1]"]
-        state = [p + "in0", p + "in1"] + [f"{p}node{i}" for i in range(B)]
-        for i, (i1, o1, i2, o2) in enumerate(cell):
-            assert sources(g, f"{p}node{i}") == Counter([(state[i1], space.ops[o1]), (state[i2], space.ops[o2])])
+        assert len(cluster.nodes) == 2 + 3 * B + 1
+        assert [g.node(p + "in0").label, g.node(p + "in1").label] == ["h[i-2] (0)", "h[i-1] (1)"]
+        state = [p + "in0", p + "in1"] + [f"{p}node{k}" for k in range(2, B + 2)]
+        adds = [n.id for n in g.nodes if n.id in state[2:]]
+        assert adds == state[2:]                                     # in the arc's order
+        for k, (i1, o1, i2, o2) in enumerate(cell, 2):
+            assert g.node(f"{p}node{k}").label == f"node {k}: add"
+            assert op_sources(g, f"{p}node{k}") == Counter([(state[i1], space.ops[o1]), (state[i2], space.ops[o2])])
+            assert all(g.node(e.src).kind == "op" and not e.label for e in g.into(f"{p}node{k}"))
         used = {n[0] for n in cell} | {n[2] for n in cell}
         assert {e.src for e in g.into(p + "out")} == {state[k] for k in range(B + 2) if k not in used}
         assert len(g.into(p + "out")) == B + 2 - len(used)
         assert g.node(p + "out").kind == "output"
+    assert not [e for e in g.edges if e.label]                       # every op is a box, no edge label
 
 
 def test_micro_published_cells():
     g = graph_of(MICRO_PUB)
-    # normal cell: every node is a loose end; reduction cell: nodes 0, 2, 3 and 4 (node 1 feeds node 2)
-    assert sorted(e.src for e in g.into("normal.out")) == [f"normal.node{i}" for i in range(5)]
-    assert sorted(e.src for e in g.into("reduce.out")) == [f"reduce.node{i}" for i in (0, 2, 3, 4)]
-    # reduction node 0 = "1 0 1 0": sep_conv_3x3 of h[i-1], twice
-    assert sources(g, "reduce.node0") == Counter({("reduce.in1", "sep_conv_3x3"): 2})
+    # normal cell: every node is a loose end; reduction cell: nodes 2, 4, 5 and 6 (node 3 feeds node 4)
+    assert sorted(e.src for e in g.into("normal.out")) == [f"normal.node{k}" for k in range(2, 7)]
+    assert sorted(e.src for e in g.into("reduce.out")) == [f"reduce.node{k}" for k in (2, 4, 5, 6)]
+    # reduction node 2 = "1 0 1 0": sep_conv_3x3 of h[i-1], twice
+    assert op_sources(g, "reduce.node2") == Counter({("reduce.in1", "sep_conv_3x3"): 2})
     assert {"sep_conv_3x3", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3", "identity"} <= label_lines(g)
 
 
@@ -253,7 +265,8 @@ def test_to_dot_has_every_label():
     assert dot.count("subgraph cluster_") == 2 and 'label="normal cell"' in dot
     assert 'label="h[i]\\nconcat"' in dot                               # newline escaped, not raw
     assert "style=dashed" in to_dot(graph_of(MACRO_PUB))
-    assert "rankdir=BT" in to_dot(graph_of(MACRO_PUB)) and "rankdir=LR" in to_dot(graph_of(RNN_PUB))
+    assert "rankdir=BT" in to_dot(graph_of(MACRO_PUB)) and "rankdir=BT" in to_dot(graph_of(RNN_PUB))
+    assert "rankdir=LR" in to_dot(graph_of(MICRO_PUB))
 
 
 def test_graphviz_engine_needs_dot(monkeypatch, tmp_path):
@@ -280,3 +293,83 @@ def test_bad_arguments(tmp_path):
         draw(RNN_PUB, tmp_path / "x", engine="tikz")
     with pytest.raises(ValueError, match="formats"):
         draw(RNN_PUB, tmp_path / "x", formats=("jpg",), engine="matplotlib")
+
+
+# -- legibility of the published diagrams (issue 14) ---------------------------------------------
+@pytest.mark.parametrize("name", ["enas-micro-final", "enas-rnn-final", "enas-macro-final"])
+def test_published_diagrams_are_legible(name, tmp_path):
+    """No edge carries a label (ops are boxes in the micro cells, activations sit in the
+    recurrent nodes, ops in the macro layers), no two boxes overlap, and the image fits."""
+    g = graph_of(preset_arch(name))
+    assert not [e for e in g.edges if e.label]
+    pos, size, rank = D.layout(g)
+    D._separate(g, pos, size, rank)
+    boxes = [(pos[i][0] - size[i][0] / 2, pos[i][1] - size[i][1] / 2, pos[i][0] + size[i][0] / 2,
+              pos[i][1] + size[i][1] / 2) for i in pos]
+    assert not [(a, b) for k, a in enumerate(boxes) for b in boxes[k + 1:] if D._overlaps(a, [b])]
+    (png,) = draw(preset_arch(name), tmp_path / name, formats=("png",), engine="matplotlib")
+    with Image.open(png) as im:
+        assert max(im.size) <= 4000 and min(im.size) >= 400
+
+
+def test_recurrent_cell_is_drawn_in_two_dimensions():
+    """Fig. 1: upwards from x[t] and h[t-1]; the published cell's branches share ranks, so the
+    drawing is not one long strip."""
+    g = graph_of(RNN_PUB)
+    pos, size, rank = D.layout(g)
+    assert g.direction == "BT" and rank["n3"] == rank["n4"] and rank["n5"] == rank["n7"]
+    width = max(p[0] for p in pos.values()) - min(p[0] for p in pos.values())
+    height = max(p[1] for p in pos.values()) - min(p[1] for p in pos.values())
+    assert height > 2 * width > 0
+
+
+def test_macro_skips_become_a_matrix_beside_the_chain(tmp_path):
+    """24 layers: the dashed skips are drawn as squares, one per skip, in a lower-triangular
+    matrix (row = layer fed, column = layer read); the chain keeps its arrows. A small network
+    keeps its skips as arcs."""
+    import matplotlib
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+    g = graph_of(MACRO_PUB)
+    skips = [e for e in g.edges if e.style == "dashed"]
+    chain = D.Graph(g.title, g.nodes, [e for e in g.edges if e.style != "dashed"], direction="BT")
+    pos, size, _ = D.layout(chain)
+    ax = Figure().add_axes((0, 0, 1, 1))
+    D._skip_matrix(ax, chain, skips, pos, size)
+    cells = [p for p in ax.patches if isinstance(p, Rectangle)]
+    filled = [p for p in cells if matplotlib.colors.to_hex(p.get_facecolor()) == "#333333"]
+    assert len(filled) == len(skips) == sum(len(s) for _, s in MACRO_PUB.search_space.layers_of(MACRO_PUB)) > 12
+    order = sorted(pos, key=lambda i: pos[i][1])                      # bottom to top: image, stem, layers
+    x0 = max(pos[i][0] + size[i][0] / 2 for i in pos) + 0.4
+    row = {round(pos[i][1], 6): i for i in pos}
+    cols = [i for i in order if i not in ("image", "output", "layer23")]
+    drawn = {(cols[round((p.get_x() + 0.075 - x0) / D.CELL - 0.5)], row[round(p.get_y() + 0.075, 6)]) for p in filled}
+    assert drawn == {(e.src, e.dst) for e in skips}
+    ys = {round(p.get_y() + 0.075, 6): [] for p in cells}
+    for p in cells:
+        ys[round(p.get_y() + 0.075, 6)].append(p)
+    # row of layer i: the stem and layers 0..i-2 (its skip bits), not its chain input layer i-1
+    assert sorted(len(v) for v in ys.values()) == list(range(1, 24))
+    svg = ET.parse(draw(MACRO_PUB, tmp_path / "macro", formats=("svg",), engine="matplotlib")[0]).getroot()
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        texts = " ".join("".join(el.itertext()) for el in svg.iter() if el.tag.endswith("text"))
+    assert "skip inputs" in texts and "stem" in texts
+    small = draw(sample(ENASMacroSpace(num_layers=4), 6), tmp_path / "small", formats=("svg",), engine="matplotlib")
+    assert "skip inputs" not in ET.tostring(ET.parse(small[0]).getroot(), encoding="unicode")
+
+
+def test_epoch_figures_name_their_curves_and_show_the_test_result(tmp_path):
+    """retrain.png: the legend says training and validation, and the test accuracy is a line
+    and in the title (percent); a language model's test perplexity likewise."""
+    import matplotlib
+    from torchnas.viz import figures
+    history = [{"epoch": e, "loss": 2.0 / e, "train_acc": 0.5 + e / 20, "valid_acc": 0.45 + e / 20} for e in (1, 2, 3)]
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        out = figures.epochs_figure(history, tmp_path / "retrain.svg", "run: retraining", {"test_acc": 0.6123})
+    texts = {"".join(el.itertext()).strip() for el in ET.parse(out).getroot().iter() if el.tag.endswith("text")}
+    assert {"training loss", "training", "validation", "test 61.23 %", "run: retraining (test 61.23 %)"} <= texts
+    lm = [{"epoch": 1, "loss": 5.0, "train_ppl": 150.0, "valid_ppl": 160.0}]
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        out = figures.epochs_figure(lm, tmp_path / "lm.svg", "", {"test_ppl": 155.5})
+    texts = {"".join(el.itertext()).strip() for el in ET.parse(out).getroot().iter() if el.tag.endswith("text")}
+    assert {"validation", "test 155.50"} <= texts

@@ -89,9 +89,9 @@ def write_figures(run_dir, summary: dict | None = None) -> dict[str, Path]:
         "shared": figures.epochs_figure(run.records(RunDir.EPOCHS), d / "shared.png",
                                         f"{name}: shared weights"),
         "training": figures.epochs_figure(run.records(RunDir.HISTORY), d / "training.png",
-                                          f"{name}: training"),
+                                          f"{name}: training", summary.get("result")),
         "retrain": figures.epochs_figure(RunDir(run.path / RunDir.RETRAIN).records(RunDir.HISTORY),
-                                         d / "retrain.png", f"{name}: retraining"),
+                                         d / "retrain.png", f"{name}: retraining", summary.get("retrain")),
     }
     if summary["arch"]:
         net = cfg.get("net") or (cfg.get("enas") or {}).get("net") or {}

@@ -161,13 +161,14 @@ class ENASMicroSpace(SearchSpace):
 
     def graph(self, arch, **options) -> Graph:
         """ENAS convolutional cells (Pham et al. 2018, Fig. 8): inputs h[i-2] (state 0, the
-        output two cells back) and h[i-1] (state 1), B nodes that each add two ops of earlier
-        states, and h[i], the concatenation of the loose ends (``micro_child.py``)."""
-        g = Graph("ENAS convolutional cells", [], [])
+        output two cells back) and h[i-1] (state 1), B nodes (states 2..B+1, as the arc numbers
+        them) that each add two op boxes fed by earlier states, and h[i], the concatenation of
+        the loose ends (``micro_child.py``)."""
+        g = Graph("ENAS convolutional cells", [], [], ordered=True)
         for prefix, title, cell in zip(("normal.", "reduce."), ("normal cell", "reduction cell"), self.cells_of(arch)):
-            nodes = [(f"node {i}", [(i1, self.ops[o1]), (i2, self.ops[o2])])
+            nodes = [(f"node {i + 2}: add", [(i1, self.ops[o1]), (i2, self.ops[o2])])   # numbered as in the arc
                      for i, (i1, o1, i2, o2) in enumerate(cell)]
-            cell_graph(g, prefix, title, ["h[i-2]", "h[i-1]"], nodes, "h[i]\nconcat")
+            cell_graph(g, prefix, title, ["h[i-2] (0)", "h[i-1] (1)"], nodes, "h[i]\nconcat", op_boxes=True)
         return g
 
     def config(self) -> dict:

@@ -205,7 +205,7 @@ class ENASRNNSpace(SearchSpace):
         g = Graph(f"ENAS recurrent cell, h[t] = {rnn_output.replace('_', ' ')}",
                   [GraphNode("x", "x[t]", "input"), GraphNode("h_prev", "h[t-1]", "input"),
                    GraphNode("n0", "0: tanh")],
-                  [Edge("x", "n0"), Edge("h_prev", "n0")])
+                  [Edge("x", "n0"), Edge("h_prev", "n0")], direction="BT")     # drawn upwards, as Fig. 1
         for i, (p, a) in enumerate(nodes, 1):
             g.nodes.append(GraphNode(f"n{i}", f"{i}: {self.activations[a]}"))
             g.edges.append(Edge(f"n{p}", f"n{i}"))

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 class Node:
     id: str
     label: str
-    kind: str = "node"          # "input", "node" (a cell node), "layer" or "output"
+    kind: str = "node"          # "input", "node" (a cell node), "op" (an op box), "layer" or "output"
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class Graph:
     edges: list[Edge]
     clusters: list[Cluster] = field(default_factory=list)
     direction: str = "LR"       # "LR" (cells) or "BT" (layer stacks, input at the bottom)
+    ordered: bool = False       # keep the nodes of a rank in the order they were added
 
     def node(self, id: str) -> Node:
         return next(n for n in self.nodes if n.id == id)
@@ -43,17 +44,28 @@ class Graph:
         return [e for e in self.edges if e.dst == id]
 
 
-def cell_graph(g: Graph, prefix: str, title: str, inputs: list[str], nodes, out_label: str) -> None:
+def cell_graph(g: Graph, prefix: str, title: str, inputs: list[str], nodes, out_label: str,
+               op_boxes: bool = False) -> None:
     """Add one DAG cell to ``g``: ``nodes`` is ``[(name, [(input index, op), ...])]``, an input
-    index counting the cell inputs first; the output concatenates the loose ends."""
-    ids = [f"{prefix}in{k}" for k in range(len(inputs))] + [f"{prefix}node{i}" for i in range(len(nodes))]
+    index counting the cell inputs first; the output concatenates the loose ends. Node ids are
+    ``node{k}``: ``k`` counts from 0, or with ``op_boxes`` from ``len(inputs)`` (the index an arc
+    gives the node), and each op is then a box of its own (``node{k}.op{j}``) feeding the node,
+    as ENAS Fig. 8 draws a cell; otherwise the op labels the edge."""
+    first = len(inputs) if op_boxes else 0
+    ids = [f"{prefix}in{k}" for k in range(len(inputs))] + [f"{prefix}node{first + i}" for i in range(len(nodes))]
     members = list(ids) + [f"{prefix}out"]
     g.nodes += [Node(ids[k], name, "input") for k, name in enumerate(inputs)]
     used = set()
     for i, (name, preds) in enumerate(nodes):
-        g.nodes.append(Node(ids[len(inputs) + i], name))
+        node = ids[len(inputs) + i]
+        for j, (k, op) in enumerate(preds if op_boxes else ()):
+            g.nodes.append(Node(f"{node}.op{j}", op, "op"))
+            members.append(f"{node}.op{j}")
+            g.edges += [Edge(ids[k], f"{node}.op{j}"), Edge(f"{node}.op{j}", node)]
+        g.nodes.append(Node(node, name))
         for k, op in preds:
-            g.edges.append(Edge(ids[k], ids[len(inputs) + i], op))
+            if not op_boxes:
+                g.edges.append(Edge(ids[k], node, op))
             used.add(k)
     g.nodes.append(Node(f"{prefix}out", out_label, "output"))
     g.edges += [Edge(ids[k], f"{prefix}out") for k in range(len(ids)) if k not in used]

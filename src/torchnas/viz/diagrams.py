@@ -44,7 +44,7 @@ def graph_of(arch: Architecture, rnn_output: str = "average") -> Graph:
 
 
 # -- Graphviz ----------------------------------------------------------------------------------
-FILL = {"input": "#d5e8d4", "node": "#dae8fc", "layer": "#dae8fc", "output": "#fff2cc"}
+FILL = {"input": "#d5e8d4", "node": "#dae8fc", "op": "#ffe6cc", "layer": "#dae8fc", "output": "#fff2cc"}
 
 
 def _q(text: str) -> str:
@@ -128,7 +128,8 @@ def layout(graph: Graph) -> tuple[dict[str, tuple[float, float]], dict[str, tupl
         lo = hi = 0.0
         for r in sorted(by_rank):               # order each rank by its predecessors' mean place
             preds = {i: [pos[e.src][1] for e in inner if e.dst == i] for i in by_rank[r]}
-            members = sorted(by_rank[r], key=lambda i: sum(preds[i]) / len(preds[i]) if preds[i] else 0.0)
+            members = by_rank[r] if graph.ordered else sorted(
+                by_rank[r], key=lambda i: sum(preds[i]) / len(preds[i]) if preds[i] else 0.0)
             exts = [size[i][1 if lr else 0] for i in members]
             c = -(sum(exts) + 0.35 * (len(members) - 1)) / 2
             for i, ext in zip(members, exts):
@@ -202,14 +203,62 @@ def _overlaps(r, rects) -> bool:
     return any(r[0] < o[2] and o[0] < r[2] and r[1] < o[3] and o[1] < r[3] for o in rects)
 
 
+MATRIX_FROM = 12                          # dashed skips in a layer stack drawn as a matrix from here on
+CELL = 0.2                                # inches per skip-matrix column
+
+
+def _short(label: str) -> str:
+    """A layer's name in a skip-matrix column: "layer 5: conv 3x3" -> "5", "stem: ..." -> "stem"."""
+    return label.split("\n")[0].split(":")[0].removeprefix("layer ").strip()
+
+
+def _skip_matrix(ax, graph: Graph, skips: list[Edge], pos, size) -> tuple[list[float], list[float]]:
+    """Draw a layer stack's skips as a lower-triangular matrix beside the chain (Zoph & Le and
+    ENAS macro networks of many layers): row = the layer a skip enters, at that layer's height;
+    column = the layer it comes from, labelled on the diagonal at its own height; a filled
+    square per skip. Returns the x and y extents drawn."""
+    from matplotlib.patches import Rectangle
+    y = {i: pos[i][1] for i in pos}
+    srcs = sorted({e.src for e in skips}, key=y.get)
+    lo, hi = y[srcs[0]], max(y[e.dst] for e in skips)
+    cols = sorted({n.id for n in graph.nodes if lo <= y[n.id] < hi and n.kind != "output"} | set(srcs), key=y.get)
+    rows = [n.id for n in graph.nodes if y[cols[0]] < y[n.id] <= hi and n.kind != "output"]
+    x0 = max(pos[i][0] + size[i][0] / 2 for i in pos) + 0.4
+    xc = {c: x0 + (k + 0.5) * CELL for k, c in enumerate(cols)}
+    have = {(e.src, e.dst) for e in skips}
+    chain = {(e.src, e.dst) for e in graph.edges}    # a layer's own input is no skip position
+    for r in rows:                                  # a faint guide from each layer to its row
+        left = pos[r][0] + size[r][0] / 2
+        ax.plot([left + 0.05, x0 + len(cols) * CELL], [y[r]] * 2, color="#dddddd", lw=0.6, zorder=0)
+        for c in cols:
+            if y[c] < y[r] and (c, r) not in chain:
+                on = (c, r) in have
+                ax.add_patch(Rectangle((xc[c] - 0.075, y[r] - 0.075), 0.15, 0.15, zorder=2, lw=0.5,
+                                       fc="#333333" if on else "white", ec="#333333" if on else "#cccccc"))
+    for c in cols:                                  # the column's layer, on the diagonal
+        ax.text(xc[c], y[c], _short(graph.node(c).label), ha="center", va="center", fontsize=EDGE_FONT,
+                rotation=90 if len(_short(graph.node(c).label)) > 2 else 0, parse_math=False, zorder=3)
+    top = hi + 0.45
+    ax.text(x0, top, "skip inputs: row = layer fed,\ncolumn = layer read (on the diagonal)", ha="left",
+            va="bottom", fontsize=EDGE_FONT, style="italic", parse_math=False)
+    return [x0, x0 + len(cols) * CELL + 0.1, x0 + 2.6], [y[cols[0]] - 0.2, top + 2 * LINE_H]
+
+
 def _draw_matplotlib(graph: Graph, out: Path, fmt: str) -> None:
     """Boxes at the :func:`layout` positions, arc3 arrows, op labels near the edge middles
-    (moved along the edge to avoid the boxes and earlier labels), clusters as grey frames.
+    (moved along the edge to avoid the boxes and earlier labels), clusters as grey frames; the
+    dashed skips of a layer stack with many of them as a matrix beside it (:func:`_skip_matrix`).
     Long: Matplotlib's figure set-up, boxes, arrows and labels share the one figure's scale."""
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+    skips = [e for e in graph.edges if e.style == "dashed"]
+    if graph.direction == "BT" and len(skips) >= MATRIX_FROM:
+        graph = Graph(graph.title, graph.nodes, [e for e in graph.edges if e.style != "dashed"], graph.clusters,
+                      graph.direction, graph.ordered)
+    else:
+        skips = []
     pos, size, rank = layout(graph)
     _separate(graph, pos, size, rank)
     fig = Figure()
@@ -244,6 +293,9 @@ def _draw_matplotlib(graph: Graph, out: Path, fmt: str) -> None:
             ax.text((r[0] + r[2]) / 2, (r[1] + r[3]) / 2, e.label, ha="center", va="center", fontsize=EDGE_FONT,
                     zorder=4, parse_math=False, bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none", alpha=0.9))
             xs += [r[0], r[2]]
+    if skips:
+        mx, my = _skip_matrix(ax, graph, skips, pos, size)
+        xs, ys = xs + mx, ys + my
     for c in graph.clusters:
         inner = [m for (a, b), m in mids.items() if a in c.nodes and b in c.nodes]
         cx = [rect(i)[k] for i in c.nodes for k in (0, 2)] + [m[0] for m in inner]

@@ -42,9 +42,13 @@ def _save(fig: Figure, path) -> Path:
 
 
 def plot_panels(records: list[dict], path, x: str, panels: list[tuple[str, list[str]]], title: str = "",
-                log_y: tuple[str, ...] = ()) -> Path | None:
-    """One panel per ``(ylabel, keys)`` with a line per key against ``x``; panels (and keys)
-    absent from the records are left out. ``log_y``: ylabels drawn on a log scale."""
+                log_y: tuple[str, ...] = (), names: dict[str, str] | None = None,
+                marks: dict[str, tuple[str, float]] | None = None) -> Path | None:
+    """One panel per ``(ylabel, keys)`` with a line per key against ``x``, in a legend by its
+    name in ``names`` (else the key); panels (and keys) absent from the records are left out.
+    ``log_y``: ylabels drawn on a log scale; ``marks``: per ylabel a labelled horizontal line
+    (a final test result)."""
+    names, marks = names or {}, marks or {}
     xs = [r.get(x, i + 1) for i, r in enumerate(records)]
     kept = []
     for ylabel, keys in panels:
@@ -56,7 +60,11 @@ def plot_panels(records: list[dict], path, x: str, panels: list[tuple[str, list[
     fig = Figure(figsize=(PANEL_SIZE[0] * len(kept), PANEL_SIZE[1]), layout="constrained")
     for ax, (ylabel, lines) in zip(fig.subplots(1, len(kept), squeeze=False)[0], kept):
         for key, ys in lines:
-            ax.plot(xs, ys, label=key, marker="o" if len(xs) <= 30 else None, markersize=3, linewidth=1.2)
+            ax.plot(xs, ys, label=names.get(key, key), marker="o" if len(xs) <= 30 else None, markersize=3,
+                    linewidth=1.2)
+        if ylabel in marks:
+            label, value = marks[ylabel]
+            ax.axhline(value, color="tab:red", linestyle="--", linewidth=1.0, label=label)
         ax.set_xlabel(x)
         ax.set_ylabel(ylabel)
         finite = [v for _, ys in lines for v in ys if math.isfinite(v)]
@@ -64,8 +72,7 @@ def plot_panels(records: list[dict], path, x: str, panels: list[tuple[str, list[
             ax.set_yscale("log")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        if len(lines) > 1:
-            ax.legend(fontsize="small")
+        ax.legend(fontsize="small")
     if title:
         fig.suptitle(title)
     return _save(fig, path)
@@ -104,12 +111,25 @@ def best_so_far_figure(evaluations: list[dict], path, title: str = "search") -> 
     return _save(fig, path)
 
 
-def epochs_figure(epochs: list[dict], path, title: str = "") -> Path | None:
-    """Loss, and validation accuracy or perplexity, per epoch (``epochs.jsonl`` of an ENAS
-    search: shared-weight training; ``history.jsonl`` of a retraining run)."""
+CURVES = {"loss": "training loss", "train_acc": "training", "valid_acc": "validation",
+          "train_ppl": "training", "valid_ppl": "validation"}
+
+
+def epochs_figure(epochs: list[dict], path, title: str = "", result: dict | None = None) -> Path | None:
+    """Training loss, and training and validation accuracy or perplexity, per epoch
+    (``epochs.jsonl`` of an ENAS search: shared-weight training; ``history.jsonl`` of a
+    retraining run). ``result`` (a retraining's result.json): its test accuracy or perplexity
+    is drawn as a line and put in the title."""
+    marks, result = {}, result or {}
+    if isinstance(result.get("test_acc"), (int, float)):
+        marks["accuracy"] = (f"test {100 * result['test_acc']:.2f} %", result["test_acc"])
+    if isinstance(result.get("test_ppl"), (int, float)):
+        marks["perplexity"] = (f"test {result['test_ppl']:.2f}", result["test_ppl"])
+    if marks:
+        title = f"{title} ({', '.join(label for label, _ in marks.values())})" if title else marks[next(iter(marks))][0]
     return plot_panels(epochs, path, "epoch", [("loss", ["loss"]), ("accuracy", ["train_acc", "valid_acc"]),
                                                ("perplexity", ["train_ppl", "valid_ppl"])], title,
-                       log_y=("perplexity",))
+                       log_y=("perplexity",), names=CURVES, marks=marks)
 
 
 __all__ = ["plot_panels", "controller_figure", "best_so_far_figure", "epochs_figure"]
