@@ -92,3 +92,73 @@ def test_a_worker_that_dies_while_the_pool_is_idle_costs_nothing(tmp_path):
         pool.close()
     assert [e.reward for e in first + evs] == [float(sum(a.values)) for a in archs[:2] + archs]
     assert not any("worker_retries" in e.metrics for e in evs)
+
+
+# -- workers: auto (issue 14) ---------------------------------------------------------------------
+def test_auto_workers_rule():
+    """A process per core (at most one per child of a batch) below the FLOPs threshold; one
+    process with every core's threads above it, for one child at a time, on one core, or when
+    nothing trains on the CPU."""
+    from torchnas.evaluators.executors import PROCESSES_BELOW_FLOPS as T, auto_workers
+    assert auto_workers(2, 8, T / 10) == (2, 1)
+    assert auto_workers(8, 3, T / 10) == (3, 2)          # 3 children at a time: 3 processes x 2 threads
+    assert auto_workers(16, 8, T / 10) == (8, 2)
+    assert auto_workers(2, 8, T) == (1, 2)
+    assert auto_workers(2, 1, T / 10) == (1, 2)
+    assert auto_workers(1, 8, T / 10) == (1, 1)
+    assert auto_workers(4, 8, None) == (1, 4)
+
+
+def test_child_trainer_step_flops_is_flops_per_image_times_batch():
+    from torchnas.evaluators.trainer import ChildTrainer
+    from torchnas.nn import count_flops
+    from torchnas.spaces import NASCNNSpace
+    space = NASCNNSpace(layers=3, num_filters=(4, 8))
+    ev = ChildTrainer(space, {"name": "digits"}, epochs=1, batch_size=32, device="cpu")
+    archs = [space.parse("nas-cnn:3,3,4,-,1,1,8,0,5,5,4,1"), space.parse("nas-cnn:1,1,8,-,3,3,8,0,3,3,8,0+1")]
+    per_image = [count_flops(space.child(a, 1, 10), (1, 8, 8)) for a in archs]
+    assert ev.step_flops(archs) == pytest.approx(32 * sum(per_image) / 2)
+    from torchnas.evaluators.base import FunctionEvaluator
+    assert FunctionEvaluator(lambda a: 0.0).step_flops([]) is None         # nothing trained: no sizing
+
+
+def test_workers_auto_is_recorded_and_shown(tmp_path, capsys):
+    """The main job's preset sizes its workers from the children (2 processes on the digits'
+    tiny children of a 2-core machine), writes the numbers into the run's config, so that a
+    resumed run keeps them, and names them in its header line."""
+    from torchnas.cli import main
+    from torchnas.evaluators.executors import auto_workers
+    from torchnas.runs import RunDir
+    cores = os.cpu_count() or 1
+    assert main(["search", "--no-retrain", "--queries", "2", "--set", "evaluator.epochs=1",
+                 "--out", str(tmp_path / "r")]) == 0
+    ex = RunDir(tmp_path / "r").config()["executor"]
+    assert (ex["workers"], ex["threads"]) == auto_workers(cores, 8, 1.0)      # small children
+    assert f"workers {ex['workers']} x {ex['threads']} thread" in capsys.readouterr().out
+
+
+def test_workers_auto_keeps_to_one_process_for_a_script_without_a_main_guard(tmp_path, monkeypatch):
+    import sys
+    import types
+    from torchnas import api
+    for text, safe in [("from torchnas import api\napi.search()\n", False),
+                       ("def main():\n    pass\n\nif __name__ == '__main__':\n    main()\n", True)]:
+        script = tmp_path / "job.py"
+        script.write_text(text)
+        module = types.ModuleType("__main__")
+        module.__file__ = str(script)
+        monkeypatch.setitem(sys.modules, "__main__", module)
+        assert api._main_can_be_reimported() is safe
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))     # interactive: no file
+    assert api._main_can_be_reimported() is True
+
+
+@pytest.mark.parametrize("executor, pattern", [
+    ({"workers": "auto", "threads": 2}, r"executor.threads goes with a number of workers"),
+    ({"workers": "auto", "backend": "ray"}, r"must be 'auto' \(local\) or a whole number"),
+    ({"workers": "many"}, r"must be 'auto' \(local\) or a whole number"),
+])
+def test_bad_executor_settings(executor, pattern):
+    from torchnas.config import ConfigError, check_executor
+    with pytest.raises(ConfigError, match=pattern):
+        check_executor({"executor": executor})

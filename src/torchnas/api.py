@@ -172,7 +172,38 @@ def _prepare_search(cfg: dict, data_dir):
     check_executor(cfg)
     evaluator.check()
     _check_final(cfg, space)
+    if (cfg.get("executor") or {}).get("workers") == "auto":
+        _size_workers(cfg, space, strategy_, evaluator)
     return space, strategy_, evaluator, build_executor(cfg)      # last: a Ray cluster that is not there
+
+
+def _size_workers(cfg: dict, space, strategy_, evaluator) -> None:
+    """``executor.workers: auto`` made numbers (recorded in the run, so a resumed run keeps
+    them): a process per core for small children, else one process with every core's threads
+    (:func:`~torchnas.evaluators.executors.auto_workers`), sized on 4 uniformly drawn children."""
+    import os
+    import random
+    from .evaluators.executors import auto_workers
+    rng = random.Random(0)
+    flops = evaluator.step_flops([space.random(rng) for _ in range(4)]) if _main_can_be_reimported() else None
+    workers, threads = auto_workers(os.cpu_count() or 1, getattr(strategy_, "batch_size", 1), flops)
+    cfg["executor"] = {**cfg["executor"], "workers": workers, "threads": threads}
+
+
+def _main_can_be_reimported() -> bool:
+    """Whether worker processes may start: a spawned worker imports the ``__main__`` script
+    again, which is safe only when the script's own work sits under ``if __name__ ==
+    "__main__":`` (the ``torchnas`` command's does; an interactive session has no script)."""
+    import re
+    import sys
+    path = getattr(sys.modules.get("__main__"), "__file__", None)
+    if path is None:
+        return True
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return False
+    return re.search(r"__name__\s*==\s*['\"]__main__['\"]", text) is not None
 
 
 def _prepare_enas(cfg: dict):
@@ -193,8 +224,14 @@ def _about(run: RunDir, resumed: bool, cfg: dict, budget) -> dict:
         device = device if device is None else str(default_device(device))
     except ValueError:
         pass                                     # shown as recorded; the training says what is wrong
+    ex = cfg.get("executor") or {}
+    workers = None
+    if "evaluator" in cfg and ex.get("backend", "local") == "local":
+        w, t = ex.get("workers", 1), ex.get("threads")
+        workers = f"{w} x {t} thread{'s' * (t != 1)}" if t else str(w)
     return {"path": run.path, "resumed": resumed, "preset": cfg.get("preset"),
-            "strategy": (cfg.get("strategy") or {}).get("name"), "budget": budget, "device": device}
+            "strategy": (cfg.get("strategy") or {}).get("name"), "budget": budget, "device": device,
+            "workers": workers}
 
 
 def _resumable_config(run: RunDir) -> dict:

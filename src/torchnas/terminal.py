@@ -58,7 +58,8 @@ class Printer:
 
     def on_run(self, d):
         self.run_path = d["path"]
-        about = ", ".join(f"{k} {d[k]}" for k in ("preset", "strategy", "budget", "device") if d.get(k) is not None)
+        about = ", ".join(f"{k} {d[k]}" for k in ("preset", "strategy", "budget", "device", "workers")
+                          if d.get(k) is not None)
         print(f"{'resuming' if d['resumed'] else 'run directory:'} {d['path']}" + (f"  ({about})" if about else ""),
               flush=True)
 

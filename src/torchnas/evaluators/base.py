@@ -24,6 +24,12 @@ class Evaluator(ABC):
         """Open what :meth:`evaluate` reads (its data) and raise a clear error if it is unusable;
         called before a run directory exists, so a bad data set leaves nothing behind."""
 
+    def step_flops(self, archs: list[Architecture]) -> float | None:
+        """Mean forward FLOPs of one training step of these children on the CPU, which sizes
+        ``executor.workers: auto``; None when evaluating trains nothing on the CPU (a table, a
+        function, a GPU)."""
+        return None
+
 
 class FunctionEvaluator(Evaluator):
     """Reward from a plain function ``f(arch) -> float`` (toy problems, tests)."""

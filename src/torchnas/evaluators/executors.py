@@ -261,6 +261,24 @@ class RayPool(Executor):
             self._ray.shutdown()
 
 
+# Below this many forward FLOPs per training step (FLOPs per image x batch) one single-thread
+# process per core trains children faster than one process with a thread per core: small
+# ops do not keep several threads busy. Measured with benchmarks/workers.py (docs/design.md).
+PROCESSES_BELOW_FLOPS = 2e9
+
+
+def auto_workers(cores: int, batch: int, step_flops: float | None) -> tuple[int, int]:
+    """``executor.workers: auto``: (workers, threads per worker) for children whose training
+    step costs ``step_flops`` forward FLOPs, asked ``batch`` at a time, on ``cores`` cores: a
+    process per core (at most one per child of a batch) for small children, else one process
+    with a thread per core; one process when nothing is trained on the CPU (None)."""
+    cores = max(1, cores)
+    if step_flops is None or batch < 2 or cores < 2 or step_flops >= PROCESSES_BELOW_FLOPS:
+        return 1, cores
+    workers = min(cores, batch)
+    return workers, max(1, cores // workers)
+
+
 def make_executor(workers: int = 1, threads: int | None = None, backend: str = "local",
                   address: str | None = None, gpus: float = 0.0) -> Executor:
     """``backend: local``: ``workers == 1`` evaluates in this process (with ``threads`` torch

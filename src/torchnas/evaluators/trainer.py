@@ -49,6 +49,13 @@ class ChildTrainer(Evaluator):
     def check(self) -> None:
         self.data()
 
+    def step_flops(self, archs: list[Architecture]) -> float | None:
+        if default_device(self.device).type != "cpu":
+            return None
+        data = self.data()
+        flops = [count_flops(self.space.child(a, data.shape[0], data.num_classes), data.shape) for a in archs]
+        return sum(flops) / len(flops) * min(self.batch_size, len(data.train_y))
+
     def evaluate(self, arch: Architecture) -> Evaluation:
         data = self.data()
         seed = arch_seed(self.seed, arch)
