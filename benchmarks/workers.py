@@ -38,6 +38,10 @@ CASES = {
         ({"filter_sizes": (1, 3, 5, 7), "num_filters": (24, 36, 48, 64)},
          {"data": {"name": "cifar10", "per_class": 60, "valid_size": 100}, "epochs": 1, "batch_size": 64,
           "lr": 0.05}),
+    "CIFAR-10 32x32 (2,000 images), 9 layers of filters 48-64, batch 128, 1 epoch":
+        ({"filter_sizes": (3, 5, 7), "num_filters": (48, 64), "layers": 9},
+         {"data": {"name": "cifar10", "per_class": 220, "valid_size": 200}, "epochs": 1, "batch_size": 128,
+          "lr": 0.05}),
 }
 
 
@@ -58,13 +62,16 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--children", type=int, default=8)
     p.add_argument("--cores", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--only", type=int, nargs="*", help="case numbers to run (0-based; default all)")
     args = p.parse_args()
     print(f"{args.cores} cores; {args.children} children per case; torch {torch.__version__}")
     print("| case | forward MFLOP per step | 1 process x {0} threads | {0} processes x 1 thread | "
           "threads / processes |".format(args.cores))
     print("|---|---|---|---|---|")
-    for name, (space_cfg, ev_cfg) in CASES.items():
-        space = NASCNNSpace(layers=6, **space_cfg)
+    for k, (name, (space_cfg, ev_cfg)) in enumerate(CASES.items()):
+        if args.only is not None and k not in args.only:
+            continue
+        space = NASCNNSpace(**{"layers": 6, **space_cfg})
         evaluator = ChildTrainer(space, **ev_cfg)
         evaluator.check()
         rng = random.Random(0)

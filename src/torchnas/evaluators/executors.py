@@ -262,9 +262,11 @@ class RayPool(Executor):
 
 
 # Below this many forward FLOPs per training step (FLOPs per image x batch) one single-thread
-# process per core trains children faster than one process with a thread per core: small
-# ops do not keep several threads busy. Measured with benchmarks/workers.py (docs/design.md).
-PROCESSES_BELOW_FLOPS = 2e9
+# process per core trains children faster than one process with a thread per core. Measured
+# on 2 cores (benchmarks/workers.py, docs/design.md): processes are 1.80x faster at 0.14 GFLOP
+# a step, 1.50x at 2.3, 1.10x at 18 and 1.02x at 272; above 100 the gain is a few percent and
+# each process would hold its own copy of the child, its gradients and the data.
+PROCESSES_BELOW_FLOPS = 1e11
 
 
 def auto_workers(cores: int, batch: int, step_flops: float | None) -> tuple[int, int]:
