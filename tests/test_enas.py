@@ -177,3 +177,57 @@ def test_enas_logs_warm_up_sampling_and_derive_exactly(tmp_path):
     assert all(0 < e["seconds"] < wall and e["seconds"] == round(e["seconds"], 3) for e in epochs)
     assert json.loads((s.run_dir.path / "derived.json").read_text()) == derived
     assert json.loads((s.run_dir.path / "best.json").read_text()) == {**derived[0], "derived_from": 6}
+
+
+def test_enas_loop_defaults_and_edges():
+    """The loop's defaults (10 epochs, the task's train steps: 30 for images as
+    controller_train_steps, 25 for the language model; the best of 100 derived samples, 5
+    kept, no warm-up, one derive batch, the controller's samples for ω) and each refusal at
+    its edge, with its message."""
+    import inspect
+    from torchnas.tasks.base import SharedWeights
+    from torchnas.tasks.language import LMSharedWeights
+    params = inspect.signature(ENASSearch).parameters
+    assert {k: params[k].default for k in ("epochs", "train_steps", "derive_samples", "keep", "warmup_epochs",
+                                           "derive_batches", "shared_sampling", "seed", "run_dir")} == {
+        "epochs": 10, "train_steps": None, "derive_samples": 100, "keep": 5, "warmup_epochs": 0, "derive_batches": 1,
+        "shared_sampling": "policy", "seed": 0, "run_dir": None}
+    assert SharedWeights.default_train_steps == 30 and LMSharedWeights.default_train_steps == 25
+    assert _search(train_steps=None).train_steps == 30 and _search(train_steps=0).train_steps == 0
+    s = _search(epochs=3)
+    assert s.shared.training.epochs == 3 and s.seed == 1           # ω's schedule spans the loop's epochs
+    for kw, message in [({"epochs": 0}, "ENAS needs epochs >= 1, train_steps >= 0, derive_samples >= 1"),
+                        ({"train_steps": -1}, "ENAS needs epochs >= 1, train_steps >= 0, derive_samples >= 1"),
+                        ({"derive_samples": 0}, "ENAS needs epochs >= 1, train_steps >= 0, derive_samples >= 1"),
+                        ({"warmup_epochs": 3}, "ENAS needs 0 <= warmup_epochs <= epochs (3, 2) and derive_batches >= 1 (1)"),
+                        ({"derive_batches": 0}, "ENAS needs 0 <= warmup_epochs <= epochs (0, 2) and derive_batches >= 1 (0)")]:
+        with pytest.raises(ValueError) as e:
+            _search(**kw)
+        assert str(e.value) == message
+    _search(epochs=1, train_steps=0, derive_samples=1, warmup_epochs=1, derive_batches=1)      # the edges themselves
+
+
+def test_make_enas_checks_every_setting_and_passes_the_seed():
+    """make_enas: an unknown key names itself and lists every allowed one; a bad value is named
+    under ``enas.``; the seed reaches the loop and the shared weights (ω's initial weights)."""
+    from torchnas.enas import allowed_settings, make_enas
+    from torchnas.settings import SettingsError
+    space = get_space("enas-micro")
+    strategy = lambda: Reinforce(space, seed=1, **ENAS_REINFORCE)
+    settings = dict(TINY)
+    allowed = allowed_settings(space)
+    assert {"epochs", "train_steps", "derive_samples", "lr_max", "batch_size", "net", "data"} <= allowed
+    assert not {"space", "seed", "strategy", "run_dir", "shared"} & allowed
+    with pytest.raises(SettingsError) as e:
+        make_enas(space, strategy(), **settings, lrmax=0.1)
+    assert str(e.value) == (f"enas.lrmax is not a setting of ENAS on 'enas-micro'; enas takes: "
+                            f"{', '.join(sorted(allowed))}")
+    with pytest.raises(SettingsError, match=r"^enas\.derive_samples = 0: "):
+        make_enas(space, strategy(), **{**settings, "derive_samples": 0})
+    with pytest.raises(SettingsError, match=r"^enas\.lr_max = -1: "):
+        make_enas(space, strategy(), **settings, lr_max=-1)
+    a, b, c = (make_enas(space, strategy(), seed=s, **settings) for s in (4, 4, 5))
+    assert a.seed == 4 and c.seed == 5
+    first = lambda s: next(iter(s.net.state_dict().values()))
+    assert torch.equal(first(a), first(b)) and not torch.equal(first(a), first(c))
+    assert a.shared.training.epochs == TINY["epochs"]

@@ -356,3 +356,74 @@ def test_one_training_epoch_by_hand(tmp_path, one_thread):
     capped = LMTraining(copy.deepcopy(ref_model), corpus, epochs=1, batch_size=4, bptt=bptt, variable_bptt=False,
                         lr=lr, seed=0, device="cpu", max_batches=2)
     assert capped.train_epoch()["tokens"] == 2 * bptt * 4 and capped.step == 2
+
+
+def test_lm_training_defaults_are_the_references():
+    """enas_lm (child.py, fixed_lib.py): lr 20, batch 64, BPTT 35 of random length, clipping
+    0.25, no decay or regularisers unless set, NT-ASGD off, nonmono 10 (best_valid_ppl_threshold),
+    evaluation at batch 64 and the test set token by token (batch 1)."""
+    import inspect
+    params = inspect.signature(LMTraining).parameters
+    assert {k: p.default for k, p in params.items() if k not in ("model", "corpus")} == {
+        "epochs": 1, "batch_size": 64, "bptt": 35, "variable_bptt": True, "bptt_sampler": "awd-lstm", "lr": 20.0,
+        "grad_clip": 0.25, "weight_decay": 0.0, "alpha": 0.0, "beta": 0.0, "average": None, "nonmono": 10,
+        "eval_batch_size": 64, "test_batch_size": 1, "max_batches": None, "seed": 0, "device": "auto"}
+    corpus = Corpus(["a", "b"], {"a": 0, "b": 1}, _stream(400, 2), _stream(50, 2), _stream(50, 2))
+    t = LMTraining(SPACE.language_model(ARC, 2, 4), corpus, device="cpu")
+    assert t.opt.param_groups[0]["lr"] == 20.0 and t.avg is None and t.avg_steps == 0 and t.valid_history == []
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"epochs": 0}, "needs epochs >= 1, batch_size >= 1, bptt >= 1 and lr > 0 (got 0, 64, 35, 20.0)"),
+    ({"batch_size": 0}, "(got 1, 0, 35, 20.0)"),
+    ({"bptt": 0}, "(got 1, 64, 0, 20.0)"),
+    ({"lr": 0.0}, "(got 1, 64, 35, 0.0)"),
+    ({"weight_decay": -1e-9}, "weight_decay, alpha and beta must be >= 0 and nonmono >= 1"),
+    ({"alpha": -1e-9}, "weight_decay, alpha and beta must be >= 0 and nonmono >= 1"),
+    ({"beta": -1e-9}, "weight_decay, alpha and beta must be >= 0 and nonmono >= 1"),
+    ({"nonmono": 0}, "weight_decay, alpha and beta must be >= 0 and nonmono >= 1"),
+])
+def test_lm_training_refuses_bad_settings_at_their_edges(kwargs, message):
+    corpus = Corpus(["a", "b"], {"a": 0, "b": 1}, _stream(400, 2), _stream(50, 2), _stream(50, 2))
+    with pytest.raises(ValueError) as e:
+        LMTraining(SPACE.language_model(ARC, 2, 4), corpus, device="cpu", **kwargs)
+    assert message in str(e.value)
+    edge = {k: {"epochs": 1, "batch_size": 1, "bptt": 1, "lr": 1e-12, "weight_decay": 0.0, "alpha": 0.0,
+                "beta": 0.0, "nonmono": 1}[k] for k in kwargs}
+    LMTraining(SPACE.language_model(ARC, 2, 4), corpus, device="cpu", **edge)
+
+
+def test_lm_evaluate_uses_each_splits_batch_and_the_given_cell():
+    """The test split is scored at test_batch_size, the others at eval_batch_size, each with
+    the architecture given (a shared model needs it), by the exact perplexity."""
+    corpus = Corpus(["a", "b"], {"a": 0, "b": 1}, _stream(400, 2), _stream(60, 2, seed=1), _stream(60, 2, seed=2))
+    shared = SPACE.language_model(None, 2, 4)
+    t = LMTraining(shared, corpus, bptt=7, eval_batch_size=3, test_batch_size=2, device="cpu")
+    for split, b in (("valid", 3), ("test", 2), ("train", 3)):
+        assert t.evaluate(split, ARC)["ppl"] == perplexity(shared, getattr(corpus, split), b, 7, ARC)["ppl"]
+    other = SPACE.from_arc("0 1 1 0 2 2 0 3")
+    assert t.evaluate("valid", other)["ppl"] != t.evaluate("valid", ARC)["ppl"]
+    assert t.evaluate("valid", ARC, batch_size=1)["ppl"] == perplexity(shared, corpus.valid, 1, 7, ARC)["ppl"]
+
+
+def test_lm_state_round_trip_keeps_the_average_and_history():
+    """A checkpoint taken while NT-ASGD averages restores the average, its step count and the
+    validation history, so a resumed run averages on exactly."""
+    corpus = Corpus(["a", "b"], {"a": 0, "b": 1}, _stream(400, 2), _stream(50, 2), _stream(50, 2))
+
+    def make():
+        torch.manual_seed(0)
+        return LMTraining(SPACE.language_model(ARC, 2, 4), corpus, batch_size=4, bptt=5, average="nt-asgd",
+                          nonmono=1, device="cpu")
+    a = make()
+    for ppl in (5.0, 6.0, 7.0):                  # worse than the best before the last: averaging starts
+        a.end_epoch(ppl)
+    a.train_epoch()
+    assert a.avg is not None and a.avg_steps > 0
+    b = make()
+    b.load_state_dict(a.state_dict())
+    assert b.valid_history == [5.0, 6.0, 7.0] and b.avg_steps == a.avg_steps
+    assert all(torch.equal(x, y) for x, y in zip(a.avg, b.avg))
+    a.train_epoch(), b.train_epoch()
+    assert b.avg_steps == a.avg_steps and all(torch.equal(x, y) for x, y in zip(a.avg, b.avg))
+    assert a.evaluate("valid") == b.evaluate("valid")

@@ -256,3 +256,89 @@ def test_separate_stride_height_and_width():
     assert NASCNNSpace(strides=(1, 2)).per_layer == 5                  # square: one stride decision
     with pytest.raises(ValueError, match="stride_shape"):
         NASCNNSpace(stride_shape="diagonal")
+
+
+def test_child_trainer_defaults_are_the_papers():
+    """Zoph & Le §4.1 (50 epochs, SGD lr 0.1, Nesterov momentum 0.9, weight decay 1e-4, reward
+    the cube of the best of the last 5 validation accuracies) and our documented choices
+    (batch 128, cosine, digits when no data is named, channels_last, seed 0, device auto)."""
+    import inspect
+    params = inspect.signature(ChildTrainer).parameters
+    assert {k: p.default for k, p in params.items() if k not in ("space", "data")} == {
+        "epochs": 50, "batch_size": 128, "lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4,
+        "schedule": "cosine", "reward": "acc3", "last_k": 5, "augment": "auto", "seed": 0, "channels_last": True,
+        "device": "auto"}
+    assert ChildTrainer(NASCNNSpace()).data_cfg == {"name": "digits"}
+    assert ChildTrainer(NASCNNSpace(), {"name": "cifar10"}).data_cfg == {"name": "cifar10"}
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"epochs": 0}, "epochs, batch_size, last_k >= 1 and lr > 0 (got 0, 128, 5, 0.1)"),
+    ({"batch_size": 0}, "(got 50, 0, 5, 0.1)"),
+    ({"last_k": 0}, "(got 50, 128, 0, 0.1)"),
+    ({"lr": 0.0}, "(got 50, 128, 5, 0.0)"),
+    ({"reward": "acc2"}, "trainer reward must be 'acc3' (Zoph & Le: max of last 5 validation accuracies, cubed) "
+                         "or 'acc', not 'acc2'"),
+])
+def test_child_trainer_refuses_bad_settings_at_their_edges(kwargs, message):
+    with pytest.raises(ValueError) as e:
+        ChildTrainer(NASCNNSpace(), **kwargs)
+    assert message in str(e.value)
+    edge = {k: {"epochs": 1, "batch_size": 1, "last_k": 1, "lr": 1e-12, "reward": "acc"}[k] for k in kwargs}
+    ChildTrainer(NASCNNSpace(), **edge)                                  # one step inside is accepted
+
+
+def test_child_trainer_evaluate_by_hand(monkeypatch):
+    """evaluate with a scripted training loop: the Training it builds gets every setting, the
+    child's seed is arch_seed(seed, arch), only the last ``last_k`` epochs' validation
+    accuracies count, and every metric is its formula; a divergence scores 0 and says why."""
+    import torchnas.evaluators.trainer as T
+    from torchnas.training import arch_seed
+    built, script = {}, {"acc": [0.9, 0.1, 0.2, 0.6, 0.3], "diverge_at": None}
+
+    class Scripted:
+        def __init__(self, model, data, *args, **kwargs):
+            built.update(model=model, args=args, kwargs=kwargs)
+            self.epoch = 0
+
+        def train_epoch(self):
+            self.epoch += 1
+            if self.epoch == script["diverge_at"]:
+                return {"diverged": "non-finite loss (nan) at epoch 2, step 9"}
+            return {"loss": 2.0 / self.epoch, "images": 100, "seconds": 0.0625 * self.epoch, "lr": 0.1}
+
+        def accuracy(self, split):
+            assert split == "valid"
+            return script["acc"][self.epoch - 1]
+    monkeypatch.setattr(T, "Training", Scripted)
+    space = NASCNNSpace(layers=2, num_filters=(4, 8))
+    arch = space.parse("nas-cnn:3,3,4,-,1,1,8,0")
+    ev = ChildTrainer(space, {"name": "digits", "per_class": 10}, epochs=5, batch_size=16, lr=0.03, momentum=0.5,
+                      nesterov=False, weight_decay=3e-4, schedule="constant", last_k=3, augment=False, seed=7,
+                      channels_last=False, device="cpu")
+    out = ev.evaluate(arch)
+    assert built["args"] == (5, 16, 0.03, 0.5, False, 3e-4, "constant", False, arch_seed(7, arch), False)
+    assert built["kwargs"] == {"device": "cpu"}
+    model = built["model"]
+    assert out.reward == pytest.approx(0.6 ** 3)                          # best of epochs 3-5, cubed; not 0.9
+    seconds = sum(0.0625 * e for e in range(1, 6))                        # 0.9375
+    assert out.metrics == {"params": sum(p.numel() for p in model.parameters()),
+                           "flops": count_flops(model, (1, 8, 8)), "epochs": 5, "valid_acc": 0.3,
+                           "valid_acc_best_last": 0.6, "train_loss": 2.0 / 5, "train_seconds": round(seconds, 3),
+                           "images_per_s": round(500 / seconds, 1)}
+    assert out.metrics["train_seconds"] == 0.938 and out.metrics["images_per_s"] == 533.3
+    torch.manual_seed(arch_seed(7, arch))                                 # the child's weights: seeded by arch
+    assert all(torch.equal(a, b) for a, b in zip(space.child(arch, 1, 10).parameters(), model.parameters()))
+    ev.reward = "acc"
+    assert ev.evaluate(arch).reward == pytest.approx(0.6)
+    script["diverge_at"] = 2
+    out = ev.evaluate(arch)
+    assert out.reward == 0.0 and {k: out.metrics[k] for k in ("epochs", "diverged", "reason")} == {
+        "epochs": 2, "diverged": True, "reason": "non-finite loss (nan) at epoch 2, step 9"}
+
+
+def test_child_trainer_checks_its_device_at_once():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: cuda:0 is a valid device here")
+    with pytest.raises(ValueError, match="cuda"):
+        ChildTrainer(NASCNNSpace(), device="cuda:0")
