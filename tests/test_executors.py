@@ -155,10 +155,18 @@ def test_workers_auto_keeps_to_one_process_for_a_script_without_a_main_guard(tmp
 
 @pytest.mark.parametrize("executor, pattern", [
     ({"workers": "auto", "threads": 2}, r"executor.threads goes with a number of workers"),
-    ({"workers": "auto", "backend": "ray"}, r"must be 'auto' \(local\) or a whole number"),
-    ({"workers": "many"}, r"must be 'auto' \(local\) or a whole number"),
+    ({"workers": "many"}, r"must be 'auto' or a whole number"),
+    ({"workers": "auto", "backend": "ray", "threads": 1}, r"executor.threads goes with a number of workers"),
 ])
 def test_bad_executor_settings(executor, pattern):
     from torchnas.config import ConfigError, check_executor
     with pytest.raises(ConfigError, match=pattern):
         check_executor({"executor": executor})
+
+
+def test_workers_auto_with_ray_is_a_task_per_child():
+    import types
+    from torchnas import api
+    cfg = {"executor": {"workers": "auto", "backend": "ray", "address": "auto"}}
+    api._size_workers(cfg, NB201Space(), types.SimpleNamespace(batch_size=6), None)
+    assert cfg["executor"] == {"workers": 6, "threads": 1, "backend": "ray", "address": "auto"}

@@ -309,6 +309,7 @@ def test_child_trainer_evaluate_by_hand(monkeypatch):
 
         def accuracy(self, split):
             assert split == "valid"
+            built.setdefault("validated", []).append(self.epoch)
             return script["acc"][self.epoch - 1]
     monkeypatch.setattr(T, "Training", Scripted)
     space = NASCNNSpace(layers=2, num_filters=(4, 8))
@@ -321,6 +322,7 @@ def test_child_trainer_evaluate_by_hand(monkeypatch):
     assert built["kwargs"] == {"device": "cpu"}
     model = built["model"]
     assert out.reward == pytest.approx(0.6 ** 3)                          # best of epochs 3-5, cubed; not 0.9
+    assert built["validated"] == [3, 4, 5]                                # validation costs only the last k
     seconds = sum(0.0625 * e for e in range(1, 6))                        # 0.9375
     assert out.metrics == {"params": sum(p.numel() for p in model.parameters()),
                            "flops": count_flops(model, (1, 8, 8)), "epochs": 5, "valid_acc": 0.3,

@@ -180,13 +180,18 @@ def _prepare_search(cfg: dict, data_dir):
 def _size_workers(cfg: dict, space, strategy_, evaluator) -> None:
     """``executor.workers: auto`` made numbers (recorded in the run, so a resumed run keeps
     them): a process per core for small children, else one process with every core's threads
-    (:func:`~torchnas.evaluators.executors.auto_workers`), sized on 4 uniformly drawn children."""
+    (:func:`~torchnas.evaluators.executors.auto_workers`), sized on 4 uniformly drawn children;
+    with Ray, one single-thread task per child of a strategy batch."""
     import os
     import random
     from .evaluators.executors import auto_workers
+    batch = getattr(strategy_, "batch_size", 1)
+    if cfg["executor"].get("backend", "local") == "ray":       # the cluster places them: a task per child
+        cfg["executor"] = {**cfg["executor"], "workers": max(1, batch), "threads": 1}
+        return
     rng = random.Random(0)
     flops = evaluator.step_flops([space.random(rng) for _ in range(4)]) if _main_can_be_reimported() else None
-    workers, threads = auto_workers(os.cpu_count() or 1, getattr(strategy_, "batch_size", 1), flops)
+    workers, threads = auto_workers(os.cpu_count() or 1, batch, flops)
     cfg["executor"] = {**cfg["executor"], "workers": workers, "threads": threads}
 
 

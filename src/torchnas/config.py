@@ -248,9 +248,9 @@ def build_evaluator(cfg: dict, data_dir: str | None = None, space=None):
 
 
 def check_executor(cfg: dict) -> dict:
-    """The ``executor`` section, checked: known keys, ``workers`` ``auto`` (local: sized from
-    the children, :func:`~torchnas.evaluators.executors.auto_workers`) or in 1 .. 4 × the CPU
-    count (a bigger pool only thrashes), ``threads`` >= 1."""
+    """The ``executor`` section, checked: known keys, ``workers`` ``auto`` (sized from the
+    children, :func:`~torchnas.evaluators.executors.auto_workers`; with Ray a task per child of
+    a batch) or in 1 .. 4 × the CPU count (a bigger pool only thrashes), ``threads`` >= 1."""
     import os
     ex = dict(cfg.get("executor") or {})
     unknown = set(ex) - {"workers", "threads", "backend", "address", "gpus"}
@@ -262,12 +262,12 @@ def check_executor(cfg: dict) -> dict:
     local = ex.get("backend", "local") == "local"         # a Ray cluster's size is not this machine's
     limit = 4 * (os.cpu_count() or 1) if local else float("inf")
     workers = ex.get("workers", 1)
-    if workers == "auto" and local:
+    if workers == "auto":
         if "threads" in ex:
             raise ConfigError("executor.threads goes with a number of workers; 'auto' chooses both")
         return ex                                         # sized from the children: api._prepare_search
     if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= limit:
-        raise ConfigError(f"--workers (executor.workers) must be 'auto' (local) or a whole number from 1 to {limit} "
+        raise ConfigError(f"--workers (executor.workers) must be 'auto' or a whole number from 1 to {limit} "
                           f"(4 x this machine's {os.cpu_count()} CPUs), got {workers!r}")
     threads = ex.get("threads")
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):

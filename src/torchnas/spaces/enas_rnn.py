@@ -144,9 +144,13 @@ class ENASRNNCell(_CellBase):
 
 
 class ENASRNNSharedCell(_CellBase):
-    """The shared cell of the search: ``forward(x_t, h_prev, arch) -> h_t``. ``w[l - 1]`` is the
-    reference's ``layer_{l}/w``, shape ``[num_activations, l, H, 2H]``; node l with prev p and
-    activation f uses ``w[l - 1][f, p]`` only."""
+    """The shared cell of the search: ``forward(x_t, h_prev, arch) -> h_t``. The reference keeps
+    node l's weights as one ``layer_{l}/w`` tensor ``[num_activations, l, H, 2H]``; here each of
+    its ``[H, 2H]`` matrices is a parameter of its own, ``w[index(l, f, p)]`` for node l with
+    prev p and activation f (initialised from the same draws as the one tensor), so a step's
+    backward pass makes gradients for the sampled matrices only and the optimizer, the weight
+    decay and the clipping see only those: the reference decays the weights in use (``var_s``
+    in enas_lm ``child.py``) and its gradients of unused slices are zero (issue 15)."""
 
     def __init__(self, space: "ENASRNNSpace", input_size: int, hidden_size: int, *, output: str = "average",
                  init_range: float = 0.04):
@@ -154,18 +158,29 @@ class ENASRNNSharedCell(_CellBase):
         if output not in OUTPUTS:
             raise ValueError(f"enas-rnn output must be one of {', '.join(OUTPUTS)}, not {output!r}")
         self.space, self.output, self.num_nodes = space, output, space.num_nodes
-        A = len(space.activations)
-        self.w = nn.ParameterList(
-            nn.Parameter(_init(torch.empty(A, l, hidden_size, 2 * hidden_size), init_range))
-            for l in range(1, space.num_nodes + 1))
+        A = self.num_activations = len(space.activations)
+        matrices = []
+        for l in range(1, space.num_nodes + 1):
+            layer = _init(torch.empty(A, l, hidden_size, 2 * hidden_size), init_range)
+            matrices += [layer[f, p].clone() for f in range(A) for p in range(l)]
+            del layer
+        self.w = nn.ParameterList(nn.Parameter(m) for m in matrices)
+
+    def index(self, l: int, f: int, p: int) -> int:
+        """Position in ``w`` of node ``l``'s matrix for activation ``f`` and prev node ``p``."""
+        return self.num_activations * (l - 1) * l // 2 + f * l + p
+
+    def layer(self, l: int) -> torch.Tensor:
+        """Node ``l``'s matrices as the reference's ``[num_activations, l, H, 2H]`` tensor (a copy)."""
+        A, H = self.num_activations, self.hidden_size
+        return torch.stack([self.w[self.index(l, f, p)] for f in range(A) for p in range(l)]).view(A, l, H, 2 * H)
 
     def plan(self, arch):
-        """The sampled path: node list and the selected ``[H, 2H]`` matrices (views of the
-        shared tensors, so only they receive gradients)."""
+        """The sampled path: node list and the selected ``[H, 2H]`` matrices."""
         if arch is None:
             raise ValueError("the shared enas-rnn cell needs an architecture: cell(x, h, arch)")
         nodes = self.space.nodes_of(arch)
-        return nodes, [self.w[l - 1][a, p] for l, (p, a) in enumerate(nodes, 1)]
+        return nodes, [self.w[self.index(l, a, p)] for l, (p, a) in enumerate(nodes, 1)]
 
     def forward(self, x_t: torch.Tensor, h_prev: torch.Tensor, arch: Architecture,
                 x_mask: torch.Tensor | None = None, h_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -298,7 +313,7 @@ class ENASRNNSpace(SearchSpace):
         with torch.no_grad():
             cell.w_prev.copy_(shared_cell.w_prev)
             for l, (prev, act) in enumerate(nodes, 1):
-                cell.w[l - 1].copy_(shared_cell.w[l - 1][act, prev])
+                cell.w[l - 1].copy_(shared_cell.w[shared_cell.index(l, act, prev)])
         return cell
 
 
