@@ -4,18 +4,30 @@ cell, for training (forward, backward, SGD step with the reference's regulariser
 evaluation (exact perplexity).
 
     python benchmarks/enas_rnn_speed.py [--windows 6] [--threads 2]
+    python benchmarks/enas_rnn_speed.py --peer [--steps 16] [--samples 8]
 
 Sizes: the enas-rnn-tiny preset (hidden 64, batch 64), the search preset (hidden 200, batch
 128) and the final preset (hidden 800, batch 64). Windows are 35 tokens (fixed length), the
 vocabulary is PTB's 10,000 words (random tokens: speed does not depend on the text). A ratio
 shared/standalone near 1 means weight sharing costs nothing per token. The last line times
 the enas-rnn preset's controller sampling one cell (what the search does per window).
+
+``--peer``: the public PyTorch ENAS's default recurrent search (hidden = embedding = 1,000,
+tied, batch 64, BPTT 35, 11 nodes after node 0; issue 15). Prints the shared-weight step
+(a new cell each step: forward, backward, clipping, SGD) in tokens/s with its median and
+max/median over ``--steps`` steps, one controller sample with its reward (perplexity of one
+64 x 35 validation window with the shared weights), the peak memory (max RSS), the FLOPs of
+each counted by hand (cell matmuls (nodes + 2) x 4BH^2 per time step, tied softmax 2BHV per
+token; backward = 2 x forward) and their achieved rate beside the machine's fp32 matmul rate
+measured in the same run (a 2048^2 product, and the cell's own [64, 1000] x [1000, 2000]), and
+the epoch this projects to at 401 shared steps + 2,000 samples (the peer's epoch).
 """
 from __future__ import annotations
 
 import argparse
 import platform
 import random
+import statistics
 import time
 
 import torch
@@ -45,12 +57,76 @@ def eval_rate(model, stream, batch, arch=None) -> float:
     return r["tokens"] / (time.perf_counter() - t0)
 
 
+def matmul_rate(m: int, k: int, n: int, repeats: int = 20) -> float:
+    """fp32 GFLOP/s of an [m, k] x [k, n] product (median of ``repeats``)."""
+    a, b = torch.randn(m, k), torch.randn(k, n)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t0)
+    return 2 * m * k * n / statistics.median(times) / 1e9
+
+
+def peer(steps: int, samples: int) -> None:
+    """The peer's configuration (issue 15): hidden 1000, 11 nodes, batch 64, BPTT 35."""
+    import resource
+    H, B, T, N = 1000, 64, 35, 11
+    space = ENASRNNSpace(num_nodes=N)
+    g, rng = torch.Generator().manual_seed(0), random.Random(0)
+    tokens = torch.randint(0, V, (B * T * (steps + 2) + 1,), generator=g)
+    corpus = Corpus([str(i) for i in range(V)], {}, tokens, tokens[:B * T * 2 + 1], tokens[:1])
+    torch.manual_seed(0)
+    model = space.language_model(None, V, H, dropout=DROP)
+    t = LMTraining(model, corpus, batch_size=B, bptt=T, variable_bptt=False, lr=20.0, grad_clip=0.25,
+                   weight_decay=1e-7, max_batches=1, device="cpu")
+    t.train_epoch(lambda: space.random(rng))                 # warm-up
+    step_times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        t.train_epoch(lambda: space.random(rng))
+        step_times.append(time.perf_counter() - t0)
+    cfg = resolve(load_preset("enas-rnn"))
+    cfg["space"]["num_nodes"] = N
+    strategy = build_strategy(cfg, space)
+    valid = corpus.valid[:B * T + 1]
+    sample_times = []
+    for _ in range(samples + 1):
+        t0 = time.perf_counter()
+        arch = strategy.propose(1)[0]
+        with torch.no_grad():
+            perplexity(model, valid, B, T, arch)
+        sample_times.append(time.perf_counter() - t0)
+    sample_times = sample_times[1:]
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20          # KiB -> GiB
+    fwd = T * ((N + 2) * 4 * B * H * H + 2 * B * H * V)
+    step, sample = statistics.median(step_times), statistics.median(sample_times)
+    peak, cell_peak = matmul_rate(2048, 2048, 2048), matmul_rate(B, H, 2 * H)
+    print(f"peer configuration: hidden {H}, {N} nodes after node 0, batch {B}, BPTT {T}, vocabulary {V}")
+    print(f"matmul rate measured now: {peak:.0f} GFLOP/s (2048^2), {cell_peak:.0f} GFLOP/s ([64, 1000] x [1000, 2000])")
+    print(f"shared step: median {step:.2f} s ({B * T / step:.0f} tok/s), max/median {max(step_times) / step:.2f} "
+          f"over {steps} steps; {3 * fwd / 1e9:.0f} GFLOP -> {3 * fwd / step / 1e9:.0f} GFLOP/s "
+          f"({100 * 3 * fwd / step / 1e9 / peak:.0f} % of the 2048^2 rate)")
+    print(f"controller sample + reward: median {sample:.2f} s; {fwd / 1e9:.0f} GFLOP forward -> "
+          f"{fwd / sample / 1e9:.0f} GFLOP/s ({100 * fwd / sample / 1e9 / peak:.0f} %)")
+    print(f"peak memory (max RSS): {rss:.2f} GiB")
+    print(f"projected epoch (401 shared steps + 2,000 samples): {(401 * step + 2000 * sample) / 60:.0f} min")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--windows", type=int, default=6)
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--peer", action="store_true", help="the public PyTorch ENAS's configuration (issue 15)")
+    p.add_argument("--steps", type=int, default=16)
+    p.add_argument("--samples", type=int, default=8)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    if args.peer:
+        peer(args.steps, args.samples)
+        return
     print(f"# {platform.machine()}, {args.threads} threads, torch {torch.__version__}")
     space = ENASRNNSpace()
     published = space.from_arc(PUBLISHED_ARC)
