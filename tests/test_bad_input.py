@@ -109,6 +109,8 @@ CASES = [
     (SEARCH + ["--preset", "nb201", "--device", "cpu"], r"--device chooses where networks train"),
     (["search", "--resume", "{T}/run", "--device", "gpu7"], r"device 'gpu7': choose"),
     (SEARCH + ["--set", "evaluator.epochs=yes"], r"evaluator.epochs = True: expected a number"),
+    (SEARCH + ["--workers", "many"], r"--workers: expected a whole number or 'auto', got 'many'"),
+    (SEARCH + ["--set", "executor.threads=2"], r"executor.threads goes with a number of workers; 'auto' chooses both"),
     # show, export, bench
     (["show", "{T}/garbage_run"], r"garbage_run/best.json"),
     (["show", "{T}/missing"], r"neither a run directory nor an architecture"),

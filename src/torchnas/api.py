@@ -102,7 +102,8 @@ def _path(p) -> str | None:
 
 # -- torchnas search --------------------------------------------------------------------------
 def search(*, preset: str | None = None, config=None, strategy: str | None = None, queries: int | None = None,
-           seed: int | None = None, set=None, data: str | None = None, data_dir=None, workers: int | None = None,
+           seed: int | None = None, set=None, data: str | None = None, data_dir=None,
+           workers: int | str | None = None,
            out=None, resume=None, retrain: bool = True, tensorboard: bool = False, quiet: bool = True,
            on_event: Events | None = None, repair: bool = False, device: str | None = None,
            check: bool = False) -> Run | None:

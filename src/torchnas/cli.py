@@ -21,6 +21,16 @@ from .show import show_arch
 BENCH_PRESET = "nb201"
 
 
+
+def _workers(text: str):
+    """``--workers``: a whole number or ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number or 'auto', got {text!r}") from None
+
 def cmd_search(args) -> int:
     if args.check:
         api.search(preset=args.preset, config=args.config, strategy=args.strategy, queries=args.queries,
@@ -141,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--repair", action="store_true", help="with --resume: set a damaged evaluations.jsonl's tail "
                    "(and the checkpoint) aside into *.damaged-TIME files and replay the records before it")
     s.add_argument("--data", help="image data for trained children: digits (default), cifar10, folder")
-    s.add_argument("--workers", type=int, help="parallel child-training processes (executor.workers)")
+    s.add_argument("--workers", type=_workers, metavar="N|auto",
+                   help="parallel child-training processes (executor.workers); auto: from the children's size")
     s.add_argument("--device", help="where networks train: auto (CUDA if present, the default), cpu, cuda, "
                    "cuda:N or mps; recorded in the run")
     s.add_argument("--no-retrain", action="store_true", help="skip retraining the best child after the search")
