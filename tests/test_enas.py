@@ -226,6 +226,7 @@ def test_make_enas_checks_every_setting_and_passes_the_seed():
         make_enas(space, strategy(), **{**settings, "derive_samples": 0})
     with pytest.raises(SettingsError, match=r"^enas\.lr_max = -1: "):
         make_enas(space, strategy(), **settings, lr_max=-1)
+    assert make_enas(space, strategy(), **settings).seed == 0                  # the default seed
     a, b, c = (make_enas(space, strategy(), seed=s, **settings) for s in (4, 4, 5))
     assert a.seed == 4 and c.seed == 5
     first = lambda s: next(iter(s.net.state_dict().values()))

@@ -427,3 +427,20 @@ def test_lm_state_round_trip_keeps_the_average_and_history():
     a.train_epoch(), b.train_epoch()
     assert b.avg_steps == a.avg_steps and all(torch.equal(x, y) for x, y in zip(a.avg, b.avg))
     assert a.evaluate("valid") == b.evaluate("valid")
+
+
+def test_lm_epoch_progress_counts_windows_and_tokens():
+    """The step bar of a language-model epoch: one report per window, of
+    ceil((stream length - 1) / bptt) windows expected, counting tokens; evaluate() scores the
+    validation split by default."""
+    from torchnas.training import progress
+    corpus = Corpus(["a", "b"], {"a": 0, "b": 1}, _stream(400, 2), _stream(50, 2), _stream(50, 2))
+    t = LMTraining(SPACE.language_model(ARC, 2, 4), corpus, batch_size=4, bptt=7, variable_bptt=False, device="cpu")
+    seen = []
+    with progress.listening(seen.append):
+        out = t.train_epoch()
+    stream = len(t.train_data)                                    # 100 steps of 4 streams
+    assert [s["done"] for s in seen] == list(range(1, len(seen) + 1)) == list(range(1, -(-(stream - 1) // 7) + 1))
+    assert {s["total"] for s in seen} == {-(-(stream - 1) // 7)} and {s["unit"] for s in seen} == {"tok"}
+    assert seen[-1]["items"] == out["tokens"] == 4 * (stream - 1)
+    assert t.evaluate() == t.evaluate("valid") != t.evaluate("test")

@@ -176,6 +176,5 @@ def make_enas(space, strategy, seed: int = 0, **settings) -> ENASSearch:
     loop = {k: v for k, v in settings.items() if k in LOOP_SETTINGS}
     shared = {k: v for k, v in settings.items() if k not in LOOP_SETTINGS}
     loop = checked("enas", ENASSearch, loop, fixed=("space", "strategy", "seed", "run_dir"))
-    shared = checked("enas", task_of(space).SharedWeights, shared, fixed=("space", "seed", "epochs"),
-                     owner=f"ENAS on {space.name!r}")
+    shared = checked("enas", task_of(space).SharedWeights, shared, fixed=("space", "seed", "epochs"))
     return ENASSearch(space, strategy, seed=seed, **loop, **shared)
