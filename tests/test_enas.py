@@ -193,6 +193,11 @@ def test_enas_loop_defaults_and_edges():
         "epochs": 10, "train_steps": None, "derive_samples": 100, "keep": 5, "warmup_epochs": 0, "derive_batches": 1,
         "shared_sampling": "policy", "seed": 0, "run_dir": None}
     assert SharedWeights.default_train_steps == 30 and LMSharedWeights.default_train_steps == 25
+    space = get_space("enas-micro")
+    built = ENASSearch(space, Reinforce(space, seed=1, **ENAS_REINFORCE), data=TINY["data"], net=TINY["net"])
+    assert (built.epochs, built.train_steps, built.derive_samples, built.keep, built.warmup_epochs,
+            built.derive_batches, built.shared_sampling, built.seed, built.run_dir) == (
+        10, 30, 100, 5, 0, 1, "policy", 0, None)
     assert _search(train_steps=None).train_steps == 30 and _search(train_steps=0).train_steps == 0
     s = _search(epochs=3)
     assert s.shared.training.epochs == 3 and s.seed == 1           # ω's schedule spans the loop's epochs

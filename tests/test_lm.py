@@ -371,6 +371,12 @@ def test_lm_training_defaults_are_the_references():
     corpus = Corpus(["a", "b"], {"a": 0, "b": 1}, _stream(400, 2), _stream(50, 2), _stream(50, 2))
     t = LMTraining(SPACE.language_model(ARC, 2, 4), corpus, device="cpu")
     assert t.opt.param_groups[0]["lr"] == 20.0 and t.avg is None and t.avg_steps == 0 and t.valid_history == []
+    # what a training built with the defaults holds (a call, not only the signature)
+    assert (t.epochs, t.batch_size, t.bptt, t.variable_bptt, t.bptt_sampler, t.lr, t.grad_clip) == (
+        1, 64, 35, True, "awd-lstm", 20.0, 0.25)
+    assert (t.weight_decay, t.alpha, t.beta, t.average, t.nonmono, t.eval_batch_size, t.test_batch_size,
+            t.max_batches) == (0.0, 0.0, 0.0, None, 10, 64, 1, None)
+    assert torch.equal(t.generator.get_state(), torch.Generator().manual_seed(0).get_state())
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -444,3 +450,28 @@ def test_lm_epoch_progress_counts_windows_and_tokens():
     assert {s["total"] for s in seen} == {-(-(stream - 1) // 7)} and {s["unit"] for s in seen} == {"tok"}
     assert seen[-1]["items"] == out["tokens"] == 4 * (stream - 1)
     assert t.evaluate() == t.evaluate("valid") != t.evaluate("test")
+
+
+def test_lm_epoch_windows_follow_the_sampler_and_divergence_names_its_step():
+    """variable_bptt and bptt_sampler reach the windows (their lengths, read from the progress
+    reports); a non-finite loss stops the epoch with its epoch and step."""
+    from torchnas.training import progress
+    corpus = Corpus(["a", "b"], {"a": 0, "b": 1}, _stream(4000, 2), _stream(50, 2), _stream(50, 2))
+
+    def lengths(**kw):
+        t = LMTraining(SPACE.language_model(ARC, 2, 4), corpus, batch_size=2, bptt=20, device="cpu", **kw)
+        seen = []
+        with progress.listening(seen.append):
+            t.train_epoch()
+        items = [0] + [s["items"] for s in seen]
+        return [(b - a) // 2 for a, b in zip(items, items[1:])][:-1]
+    assert set(lengths(variable_bptt=False)) == {20}
+    awd, enas = lengths(), lengths(bptt_sampler="enas-lm")
+    assert len(set(awd)) > 3 and min(awd) >= 5
+    assert len(set(enas)) > 3 and max(enas) <= 30 and enas != awd        # within base ± 10, its own draws
+    t = LMTraining(SPACE.language_model(ARC, 2, 4), corpus, batch_size=2, bptt=20, device="cpu")
+    t.train_epoch()
+    t.step = 41
+    with torch.no_grad():
+        next(t.model.parameters()).fill_(float("nan"))
+    assert t.train_epoch() == {"diverged": "non-finite loss (nan) at epoch 2, step 42"}

@@ -268,6 +268,10 @@ def test_child_trainer_defaults_are_the_papers():
         "epochs": 50, "batch_size": 128, "lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4,
         "schedule": "cosine", "reward": "acc3", "last_k": 5, "augment": "auto", "seed": 0, "channels_last": True,
         "device": "auto"}
+    ev = ChildTrainer(NASCNNSpace())
+    assert (ev.epochs, ev.batch_size, ev.lr, ev.momentum, ev.nesterov, ev.weight_decay, ev.schedule, ev.reward,
+            ev.last_k, ev.augment, ev.seed, ev.channels_last, ev.device) == (
+        50, 128, 0.1, 0.9, True, 1e-4, "cosine", "acc3", 5, "auto", 0, True, "auto")
     assert ChildTrainer(NASCNNSpace()).data_cfg == {"name": "digits"}
     assert ChildTrainer(NASCNNSpace(), {"name": "cifar10"}).data_cfg == {"name": "cifar10"}
 

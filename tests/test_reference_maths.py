@@ -563,6 +563,10 @@ def test_language_model_loss_regularisers_by_hand():
     tar = sum(float(v) ** 2 for v in (s[1:] - s[:-1]).flatten()) / s[1:].numel()
     torch.testing.assert_close(ce, ce_hand)
     assert loss.item() == pytest.approx(ce_hand.item() + 0.7 * ar + 1.3 * tar, rel=1e-5)
+    two = SimpleNamespace(logits=logits[:2], outputs=s[:2])          # two steps: one difference
+    assert t.loss(two, y[:2])[0].item() == pytest.approx(
+        F.cross_entropy(logits[:2].reshape(-1, 7), y[:2].reshape(-1)).item() + 0.7 * s[:2].pow(2).mean().item()
+        + 1.3 * (s[1] - s[0]).pow(2).mean().item(), rel=1e-5)
     one = SimpleNamespace(logits=logits[:1], outputs=s[:1])          # one step: no slowness term
     assert t.loss(one, y[:1])[0].item() == pytest.approx(F.cross_entropy(logits[0], y[0]).item() + 0.7 *
                                                          s[0].pow(2).mean().item(), rel=1e-5)
