@@ -237,3 +237,25 @@ def test_make_enas_checks_every_setting_and_passes_the_seed():
     first = lambda s: next(iter(s.net.state_dict().values()))
     assert torch.equal(first(a), first(b)) and not torch.equal(first(a), first(c))
     assert a.shared.training.epochs == TINY["epochs"]
+
+
+def test_controller_step_records_the_mean_metric_and_epochs_their_own_time(tmp_path, monkeypatch):
+    """A controller step's record holds the mean of its samples' metric (scripted rewards);
+    an epoch's ``seconds`` is its own clock time (a clock that ticks 10 s per reading); a
+    warm-up epoch after the first draws from Random(seed * 1_000_003 + epoch)."""
+    import itertools
+    import random
+    import time
+    s = _search(tmp_path, warmup_epochs=2, epochs=3)
+    s.epoch = 1
+    ref = random.Random(1 * 1_000_003 + 1)
+    assert s.sampler()(4) == [s.space.random(ref) for _ in range(4)]
+    s.epoch = 0
+    scripted = itertools.cycle([0.2, 0.5, 0.8, 0.1, 0.3, 0.9])
+    monkeypatch.setattr(s, "reward", lambda arch, batch: next(scripted))
+    steps = s.train_controller()
+    assert [x[s.metric] for x in steps] == [pytest.approx(0.5), pytest.approx(13 / 30)]
+    ticks = itertools.count(0, 10.0)
+    monkeypatch.setattr(time, "perf_counter", lambda: next(ticks))
+    s.run()
+    assert all(e["seconds"] >= 10 and e["seconds"] % 10 == 0 for e in s.run_dir.records("epochs.jsonl"))

@@ -379,23 +379,29 @@ def test_lm_training_defaults_are_the_references():
     assert torch.equal(t.generator.get_state(), torch.Generator().manual_seed(0).get_state())
 
 
+NEEDS = "language-model training needs epochs >= 1, batch_size >= 1, bptt >= 1 and lr > 0 "
+NONNEG = "weight_decay, alpha and beta must be >= 0 and nonmono >= 1"
+
+
 @pytest.mark.parametrize("kwargs, message", [
-    ({"epochs": 0}, "needs epochs >= 1, batch_size >= 1, bptt >= 1 and lr > 0 (got 0, 64, 35, 20.0)"),
-    ({"batch_size": 0}, "(got 1, 0, 35, 20.0)"),
-    ({"bptt": 0}, "(got 1, 64, 0, 20.0)"),
-    ({"lr": 0.0}, "(got 1, 64, 35, 0.0)"),
-    ({"weight_decay": -1e-9}, "weight_decay, alpha and beta must be >= 0 and nonmono >= 1"),
-    ({"alpha": -1e-9}, "weight_decay, alpha and beta must be >= 0 and nonmono >= 1"),
-    ({"beta": -1e-9}, "weight_decay, alpha and beta must be >= 0 and nonmono >= 1"),
-    ({"nonmono": 0}, "weight_decay, alpha and beta must be >= 0 and nonmono >= 1"),
+    ({"epochs": 0}, NEEDS + "(got 0, 64, 35, 20.0)"),
+    ({"batch_size": 0}, NEEDS + "(got 1, 0, 35, 20.0)"),
+    ({"bptt": 0}, NEEDS + "(got 1, 64, 0, 20.0)"),
+    ({"lr": 0.0}, NEEDS + "(got 1, 64, 35, 0.0)"),
+    ({"weight_decay": -1e-9}, NONNEG),
+    ({"alpha": -1e-9}, NONNEG),
+    ({"beta": -1e-9}, NONNEG),
+    ({"nonmono": 0}, NONNEG),
+    ({"average": "swa"}, "average must be 'nt-asgd' or null, not 'swa'"),
+    ({"bptt_sampler": "gauss"}, "bptt_sampler must be one of awd-lstm, enas-lm, not 'gauss'"),
 ])
 def test_lm_training_refuses_bad_settings_at_their_edges(kwargs, message):
     corpus = Corpus(["a", "b"], {"a": 0, "b": 1}, _stream(400, 2), _stream(50, 2), _stream(50, 2))
     with pytest.raises(ValueError) as e:
         LMTraining(SPACE.language_model(ARC, 2, 4), corpus, device="cpu", **kwargs)
-    assert message in str(e.value)
+    assert str(e.value) == message
     edge = {k: {"epochs": 1, "batch_size": 1, "bptt": 1, "lr": 1e-12, "weight_decay": 0.0, "alpha": 0.0,
-                "beta": 0.0, "nonmono": 1}[k] for k in kwargs}
+                "beta": 0.0, "nonmono": 1, "average": "nt-asgd", "bptt_sampler": "enas-lm"}[k] for k in kwargs}
     LMTraining(SPACE.language_model(ARC, 2, 4), corpus, device="cpu", **edge)
 
 

@@ -277,17 +277,17 @@ def test_child_trainer_defaults_are_the_papers():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"epochs": 0}, "epochs, batch_size, last_k >= 1 and lr > 0 (got 0, 128, 5, 0.1)"),
-    ({"batch_size": 0}, "(got 50, 0, 5, 0.1)"),
-    ({"last_k": 0}, "(got 50, 128, 0, 0.1)"),
-    ({"lr": 0.0}, "(got 50, 128, 5, 0.0)"),
+    ({"epochs": 0}, "trainer needs epochs, batch_size, last_k >= 1 and lr > 0 (got 0, 128, 5, 0.1)"),
+    ({"batch_size": 0}, "trainer needs epochs, batch_size, last_k >= 1 and lr > 0 (got 50, 0, 5, 0.1)"),
+    ({"last_k": 0}, "trainer needs epochs, batch_size, last_k >= 1 and lr > 0 (got 50, 128, 0, 0.1)"),
+    ({"lr": 0.0}, "trainer needs epochs, batch_size, last_k >= 1 and lr > 0 (got 50, 128, 5, 0.0)"),
     ({"reward": "acc2"}, "trainer reward must be 'acc3' (Zoph & Le: max of last 5 validation accuracies, cubed) "
                          "or 'acc', not 'acc2'"),
 ])
 def test_child_trainer_refuses_bad_settings_at_their_edges(kwargs, message):
     with pytest.raises(ValueError) as e:
         ChildTrainer(NASCNNSpace(), **kwargs)
-    assert message in str(e.value)
+    assert str(e.value) == message
     edge = {k: {"epochs": 1, "batch_size": 1, "last_k": 1, "lr": 1e-12, "reward": "acc"}[k] for k in kwargs}
     ChildTrainer(NASCNNSpace(), **edge)                                  # one step inside is accepted
 
