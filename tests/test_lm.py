@@ -481,3 +481,19 @@ def test_lm_epoch_windows_follow_the_sampler_and_divergence_names_its_step():
     with torch.no_grad():
         next(t.model.parameters()).fill_(float("nan"))
     assert t.train_epoch() == {"diverged": "non-finite loss (nan) at epoch 2, step 42"}
+
+
+def test_lm_epoch_times_and_max_batches_in_its_progress():
+    import time
+    from torchnas.training import progress
+    corpus = Corpus(["a", "b"], {"a": 0, "b": 1}, _stream(400, 2), _stream(50, 2), _stream(50, 2))
+    t = LMTraining(SPACE.language_model(ARC, 2, 4), corpus, batch_size=4, bptt=7, variable_bptt=False,
+                   max_batches=3, device="cpu")
+    seen = []
+    t0 = time.perf_counter()
+    with progress.listening(seen.append):
+        out = t.train_epoch()
+    wall = time.perf_counter() - t0
+    assert [s["total"] for s in seen] == [3, 3, 3] and out["tokens"] == 3 * 7 * 4
+    assert 0 < seen[0]["seconds"] <= seen[-1]["seconds"] <= out["seconds"] <= wall
+    assert out["tokens_per_s"] == pytest.approx(out["tokens"] / out["seconds"])
