@@ -198,9 +198,12 @@ def test_ctrl_c_twice_exits_130_and_leaves_no_temp_files(tmp_path):
     from tests.conftest import NB201_CSV, SHARED, require
     require(NB201_CSV, "NAS-Bench-201 table")
     out = tmp_path / "run"
+    # a suite started in the background (nohup ... &) hands its children SIGINT ignored: restore it,
+    # as a terminal's Ctrl-C would find it
     p = subprocess.Popen([sys.executable, "-m", "torchnas", "search", "--preset", "nb201", "--queries", "10000",
                           "--out", str(out), "--quiet", "--data-dir", str(SHARED)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.time() + 120
         while time.time() < deadline and p.poll() is None and not (
