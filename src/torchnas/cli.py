@@ -21,7 +21,6 @@ from .show import show_arch
 BENCH_PRESET = "nb201"
 
 
-
 def _workers(text: str):
     """``--workers``: a whole number or ``auto``."""
     if text == "auto":
@@ -30,6 +29,7 @@ def _workers(text: str):
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number or 'auto', got {text!r}") from None
+
 
 def cmd_search(args) -> int:
     if args.check:

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 import torch
 
 from .paths import DataFormatError, find
 
 SPLITS = ("train", "valid", "test")
-BPTT_SAMPLERS = ("awd-lstm", "enas-lm")
+BPTTSampler = Literal["awd-lstm", "enas-lm"]      # the random window length's law (bptt_windows)
+BPTT_SAMPLERS = get_args(BPTTSampler)
 PTB_HOW = ("Penn Treebank is the three files ptb.train.txt, ptb.valid.txt, ptb.test.txt "
            "(Mikolov's preprocessing); put them in <data root>/ptb/ or pass --data-dir.")
 
@@ -95,8 +97,13 @@ def batchify(stream: torch.Tensor, batch_size: int) -> torch.Tensor:
     return stream[:n * batch_size].reshape(batch_size, n).t().contiguous()
 
 
+def check_bptt_sampler(sampler: str) -> None:
+    if sampler not in BPTT_SAMPLERS:
+        raise ValueError(f"bptt_sampler must be one of {', '.join(BPTT_SAMPLERS)}, not {sampler!r}")
+
+
 def bptt_windows(data: torch.Tensor, bptt: int, variable: bool = False, generator: torch.Generator | None = None,
-                 sampler: str = "awd-lstm"):
+                 sampler: BPTTSampler = "awd-lstm"):
     """Yield (inputs, targets) windows of shape (L, B) covering the batchified stream once.
 
     ``variable``: a random length, ``bptt`` with p = 0.95 else ``bptt / 2`` as the mean, then
@@ -107,8 +114,7 @@ def bptt_windows(data: torch.Tensor, bptt: int, variable: bool = False, generato
     L / bptt if it follows AWD-LSTM."""
     if bptt < 1:
         raise ValueError(f"bptt must be >= 1, got {bptt}")
-    if sampler not in BPTT_SAMPLERS:
-        raise ValueError(f"bptt_sampler must be one of {', '.join(BPTT_SAMPLERS)}, not {sampler!r}")
+    check_bptt_sampler(sampler)
     i = 0
     while i < len(data) - 1:
         length = bptt

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Literal
 
 import torch
 
+from ..data.ptb import BPTTSampler
 from ..registry import register
 from ..runs import RunDir, RunError
 from ..settings import Count, NonNegative, Positive, checked
@@ -100,8 +100,8 @@ class LMSharedWeights(SharedWeights):
     default_train_steps = 25
 
     def __init__(self, space, data: dict, seed: int = 0, epochs: int = 10, net: dict | None = None,
-                 batch_size: Count = 128, bptt: Count = 35, variable_bptt: bool = True, bptt_sampler: Literal["awd-lstm", "enas-lm"] = "awd-lstm",
-                 lr: Positive = 20.0,
+                 batch_size: Count = 128, bptt: Count = 35, variable_bptt: bool = True,
+                 bptt_sampler: BPTTSampler = "awd-lstm", lr: Positive = 20.0,
                  grad_clip: Positive | None = 0.1, weight_decay: NonNegative = 0.0, alpha: NonNegative = 0.0, beta: NonNegative = 1.0,
                  reward_batch: Count | None = None, reward_constant: Positive = 80.0,
                  max_train_batches: Count | None = None, device: str | None = "auto"):

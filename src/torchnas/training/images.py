@@ -74,7 +74,8 @@ class Training:
                  nesterov: bool = True, weight_decay: NonNegative = 1e-4, schedule: str = "cosine",
                  augment: bool | str | dict = "auto", seed: int = 0, channels_last: bool = True,
                  lr_min: NonNegative = 0.0, lr_t0: Count = 10, lr_t_mul: Count = 2, aux_weight: NonNegative = 0.0,
-                 aux_train_head: bool = True, drop_path: Fraction = 1.0, cutout: NonNegativeInt = 0, cutout_at: str = "center",
+                 aux_train_head: bool = True, drop_path: Fraction = 1.0, cutout: NonNegativeInt = 0,
+                 cutout_at: str = "center",
                  grad_clip: Positive | None = None,
                  device: str | None = "auto", max_batches: Count | None = None):
         if schedule not in ("cosine", "cosine_restarts", "constant"):

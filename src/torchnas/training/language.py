@@ -27,12 +27,11 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
-from ..data.ptb import BPTT_SAMPLERS, batchify, bptt_windows
+from ..data.ptb import BPTTSampler, batchify, bptt_windows, check_bptt_sampler
 from ..nn.lm import detach_state, select_state
 from . import progress
 from .device import default_device
@@ -78,7 +77,8 @@ class LMTraining:
     and for retraining a cell (``torchnas train``)."""
 
     def __init__(self, model, corpus, epochs: Count = 1, batch_size: Count = 64, bptt: Count = 35,
-                 variable_bptt: bool = True, bptt_sampler: Literal["awd-lstm", "enas-lm"] = "awd-lstm", lr: Positive = 20.0, grad_clip: Positive | None = 0.25,
+                 variable_bptt: bool = True, bptt_sampler: BPTTSampler = "awd-lstm", lr: Positive = 20.0,
+                 grad_clip: Positive | None = 0.25,
                  weight_decay: NonNegative = 0.0, alpha: NonNegative = 0.0, beta: NonNegative = 0.0, average: str | None = None,
                  nonmono: Count = 10, eval_batch_size: Count = 64, test_batch_size: Count = 1,
                  max_batches: Count | None = None, seed: int = 0, device: str | None = "auto"):
@@ -92,8 +92,7 @@ class LMTraining:
         self.device = default_device(device)
         self.model = model.to(self.device)
         self.corpus, self.epochs, self.batch_size, self.bptt = corpus, epochs, batch_size, bptt
-        if bptt_sampler not in BPTT_SAMPLERS:
-            raise ValueError(f"bptt_sampler must be one of {', '.join(BPTT_SAMPLERS)}, not {bptt_sampler!r}")
+        check_bptt_sampler(bptt_sampler)
         self.variable_bptt, self.bptt_sampler, self.lr, self.grad_clip = variable_bptt, bptt_sampler, lr, grad_clip
         self.weight_decay, self.alpha, self.beta = weight_decay, alpha, beta
         self.average, self.nonmono = average, nonmono

@@ -125,8 +125,9 @@ def epochs_figure(epochs: list[dict], path, title: str = "", result: dict | None
         marks["accuracy"] = (f"test {100 * result['test_acc']:.2f} %", result["test_acc"])
     if isinstance(result.get("test_ppl"), (int, float)):
         marks["perplexity"] = (f"test {result['test_ppl']:.2f}", result["test_ppl"])
-    if marks:
-        title = f"{title} ({', '.join(label for label, _ in marks.values())})" if title else marks[next(iter(marks))][0]
+    tests = ", ".join(label for label, _ in marks.values())
+    if tests:
+        title = f"{title} ({tests})" if title else tests
     return plot_panels(epochs, path, "epoch", [("loss", ["loss"]), ("accuracy", ["train_acc", "valid_acc"]),
                                                ("perplexity", ["train_ppl", "valid_ppl"])], title,
                        log_y=("perplexity",), names=CURVES, marks=marks)
