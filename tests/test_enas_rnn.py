@@ -166,3 +166,35 @@ def test_only_the_sampled_path_gets_gradients():
         used = {shared.index(l, f, p) for l, (p, f) in enumerate(SPACE.nodes_of(a), 1)}
         for k, w in enumerate(shared.w):        # a gradient only where the cell runs: none allocated elsewhere
             assert (w.grad is not None and w.grad.abs().sum() > 0) if k in used else w.grad is None
+
+
+@pytest.mark.parametrize("upto", [5, 2])
+def test_window_gradients_equal_step_by_step_autograd(upto):
+    """``run`` (a language model's window) makes each weight's gradient as one product over the
+    window's steps (issue 15); the reference is plain autograd through ``forward``, one step at a
+    time, with the same dropout masks. ``upto=2``: a loss on the first steps only, so the later
+    steps get no output gradient at all."""
+    torch.manual_seed(0)
+    shared = SPACE.shared(I, H)
+    a = _archs(1, seed=11)[0]
+    xs, h0 = torch.randn(5, B, I), torch.randn(B, H)
+    xm, hm = (torch.rand(B, I) > 0.3).float() / 0.7, (torch.rand(B, H) > 0.3).float() / 0.7
+
+    def grads(outs):
+        shared.zero_grad(set_to_none=True)
+        (outs[:upto] * torch.linspace(-1, 1, H)).pow(2).sum().backward()
+        return {n: p.grad.clone() for n, p in shared.named_parameters() if p.grad is not None}
+
+    h, ref_outs = h0, []
+    for x in xs:
+        h = shared(x, h, a, xm, hm)
+        ref_outs.append(h)
+    ref = grads(torch.stack(ref_outs))
+    outs, last = shared.run(shared.project_inputs(xs, xm), h0, shared.plan(a), hm)
+    assert torch.equal(outs, torch.stack(ref_outs).detach()) and torch.equal(last, outs[-1])
+    got = grads(outs)
+    assert sorted(got) == sorted(ref) and len(ref) == 1 + SPACE.num_nodes        # w_prev and the used matrices
+    for n in ref:
+        assert torch.allclose(got[n], ref[n], rtol=1e-5, atol=1e-7), n
+    with torch.no_grad():                                   # no gradient: the plain products, same outputs
+        assert torch.equal(shared.run(shared.project_inputs(xs, xm), h0, shared.plan(a), hm)[0], outs.detach())

@@ -46,7 +46,8 @@ def check_dropout(dropout: dict | None) -> dict:
 
 class LSTMCell(nn.Module):
     """A plain LSTM cell with the interface of the ENAS cells, for baselines:
-    ``project_inputs(x)`` then ``recur(xp_t, state, plan, h_mask) -> (h_t, (h_t, c_t))``."""
+    ``project_inputs(x)`` then ``run(xp, state, plan, h_mask) -> (outputs, (h_t, c_t))``, one
+    ``recur`` a step."""
 
     def __init__(self, input_size: int, hidden_size: int, init_range: float = 0.04):
         super().__init__()
@@ -71,6 +72,13 @@ class LSTMCell(nn.Module):
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)
         return h, (h, c)
+
+    def run(self, xp, state, plan=None, h_mask=None):
+        outs = []
+        for xp_t in xp.unbind(0):
+            out, state = self.recur(xp_t, state, plan, h_mask)
+            outs.append(out)
+        return torch.stack(outs), state
 
 
 @dataclass
@@ -115,11 +123,7 @@ class LanguageModel(nn.Module):
             x_mask = h_mask = None
         plan = self.cell.plan(arch)
         xp = self.cell.project_inputs(x, x_mask)                # all time steps in one matmul
-        outs = []
-        for t in range(L):
-            out, state = self.cell.recur(xp[t], state, plan, h_mask)
-            outs.append(out)
-        outputs = torch.stack(outs)
+        outputs, state = self.cell.run(xp, state, plan, h_mask)
         top = outputs
         if self.training:
             o = _mask((B, H), d["output"], E)

@@ -70,6 +70,51 @@ def _init(t: torch.Tensor, init_range: float) -> torch.Tensor:
         return t.uniform_(-init_range, init_range)
 
 
+class _WindowRows:
+    """One weight's per-step products in a window: the inputs ``x_t`` (rows of ``x``, written
+    in the forward pass) and the output gradients ``g_t`` (rows of ``g``, written backward)."""
+
+    def __init__(self, w: torch.Tensor, steps: int, like: torch.Tensor):
+        self.x = like.new_empty(steps, like.shape[0], w.shape[0])
+        self.g = like.new_zeros(steps, like.shape[0], w.shape[1])
+
+
+class _StepProduct(torch.autograd.Function):
+    """``x_t @ W`` at time step ``t``: backward returns ``x_t``'s gradient and keeps ``g_t`` for
+    ``W``'s, which ``_WindowWeights`` makes once for the whole window."""
+
+    @staticmethod
+    def forward(ctx, x, w, rows: _WindowRows, t: int):
+        rows.x[t] = x
+        ctx.rows, ctx.t = rows, t
+        ctx.save_for_backward(w)
+        return x @ w
+
+    @staticmethod
+    def backward(ctx, g):
+        w, = ctx.saved_tensors
+        ctx.rows.g[ctx.t] = g
+        return (g @ w.t() if ctx.needs_input_grad[0] else None), None, None, None
+
+
+class _WindowWeights(torch.autograd.Function):
+    """The window's entry, ``(xp, h0) -> copies``: every step's product depends on its outputs, so
+    its backward runs after all of theirs and gives each weight its gradient as one product,
+    ``dW = X^T G`` over the window's ``L x B`` rows, instead of ``L`` products of ``B`` rows and
+    ``L - 1`` full-size sums (issue 15): the same gradient as autograd's up to rounding."""
+
+    @staticmethod
+    def forward(ctx, xp, h, rows, *weights):
+        ctx.rows = rows
+        return xp.clone(), h.clone()
+
+    @staticmethod
+    def backward(ctx, g_xp, g_h):
+        grads = [r.x.flatten(0, 1).t() @ r.g.flatten(0, 1) for r in ctx.rows]
+        ctx.rows = None
+        return (g_xp, g_h, None, *grads)
+
+
 class _CellBase(nn.Module):
     def __init__(self, input_size: int, hidden_size: int, activations: Sequence[str], init_range: float):
         super().__init__()
@@ -80,23 +125,51 @@ class _CellBase(nn.Module):
         self.w_prev = nn.Parameter(_init(torch.empty(input_size + hidden_size, 2 * hidden_size), init_range))
 
     # A language model runs a cell as: plan = cell.plan(arch) once per window, xp =
-    # cell.project_inputs(x_seq, x_mask) for all steps in one matmul, then per step
-    # cell.recur(xp_t, h_prev, plan, h_mask) -> (output, next state); forward() does one step.
+    # cell.project_inputs(x_seq, x_mask) for all steps in one matmul, then
+    # cell.run(xp, h, plan, h_mask) -> (outputs [L, B, H], last state); forward() does one step.
     def project_inputs(self, x: torch.Tensor, x_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Node 0's input half: ``(x * x_mask) @ W_prev[:I]``, for any leading shape."""
         return (x if x_mask is None else x * x_mask) @ self.w_prev[:self.input_size]
 
     def recur(self, xp_t, h_prev, plan, h_mask=None):
+        """One time step: ``(output, next state)`` (the same tensor for ENAS cells)."""
         nodes, weights = plan
-        hi = h_prev if h_mask is None else h_prev * h_mask
-        h, t = (xp_t + hi @ self.w_prev[self.input_size:]).chunk(2, -1)
-        states = [h_prev + torch.sigmoid(t) * (torch.tanh(h) - h_prev)]      # node 0: fixed tanh
-        for (p, a), w in zip(nodes, weights):
-            s = states[p]
-            h, t = ((s if h_mask is None else s * h_mask) @ w).chunk(2, -1)
-            states.append(s + torch.sigmoid(t) * (_FUNCS[self.activations[a]](h) - s))
-        out = self._output(states, nodes, self.output)
+        ws = [self.w_prev[self.input_size:], *weights]
+        out = self._step(xp_t, h_prev, nodes, lambda k, x: x @ ws[k], h_mask)
         return out, out
+
+    def run(self, xp, h, plan, h_mask=None):
+        """All steps of a window, ``xp`` ``[L, B, 2H]`` from ``project_inputs``, from state ``h``:
+        ``(outputs [L, B, H], last state)``. With gradients on, each weight's gradient is one
+        product over the window (``_WindowWeights``)."""
+        nodes, weights = plan
+        ws = [self.w_prev[self.input_size:], *weights]
+        if torch.is_grad_enabled() and any(w.requires_grad for w in ws):
+            rows = [_WindowRows(w, xp.shape[0], h) for w in ws]
+            xp, h = _WindowWeights.apply(xp, h, rows, *ws)
+            outs = []
+            for t, xp_t in enumerate(xp.unbind(0)):
+                h = self._step(xp_t, h, nodes, lambda k, x: _StepProduct.apply(x, ws[k], rows[k], t), h_mask)
+                outs.append(h)
+        else:
+            outs = []
+            for xp_t in xp.unbind(0):
+                h = self._step(xp_t, h, nodes, lambda k, x: x @ ws[k], h_mask)
+                outs.append(h)
+        return torch.stack(outs), h
+
+    def _step(self, xp_t, h_prev, nodes, product, h_mask):
+        """Node 0 from ``x_t`` and ``h_{t-1}``, then each node from its prev (Pham et al. 2018
+        §2.2): ``s + sigmoid(t) * (f(h) - s)`` with ``[h, t] = s @ W``; ``product(k, x)`` is
+        ``x @ W_k`` (k = 0: ``W_prev``'s hidden half)."""
+        hi = h_prev if h_mask is None else h_prev * h_mask
+        h, t = (xp_t + product(0, hi)).chunk(2, -1)
+        states = [h_prev + torch.sigmoid(t) * (torch.tanh(h) - h_prev)]      # node 0: fixed tanh
+        for k, (p, a) in enumerate(nodes, 1):
+            s = states[p]
+            h, t = product(k, s if h_mask is None else s * h_mask).chunk(2, -1)
+            states.append(s + torch.sigmoid(t) * (_FUNCS[self.activations[a]](h) - s))
+        return self._output(states, nodes, self.output)
 
     @staticmethod
     def _output(states, nodes, output):
