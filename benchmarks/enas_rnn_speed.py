@@ -4,7 +4,7 @@ cell, for training (forward, backward, SGD step with the reference's regulariser
 evaluation (exact perplexity).
 
     python benchmarks/enas_rnn_speed.py [--windows 6] [--threads 2]
-    python benchmarks/enas_rnn_speed.py --peer [--steps 16] [--samples 8]
+    python benchmarks/enas_rnn_speed.py --peer [--steps 16] [--samples 8] [--profile]
 
 Sizes: the enas-rnn-tiny preset (hidden 64, batch 64), the search preset (hidden 200, batch
 128) and the final preset (hidden 800, batch 64). Windows are 35 tokens (fixed length), the
@@ -71,7 +71,16 @@ def matmul_rate(m: int, k: int, n: int, repeats: int = 20) -> float:
     return 2 * m * k * n / statistics.median(times) / 1e9
 
 
-def peer(steps: int, samples: int) -> None:
+def _rss_gib() -> float | None:
+    """Resident memory now (Linux), GiB."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(l.split()[1]) for l in f if l.startswith("VmRSS")) / 2**20
+    except (OSError, StopIteration):
+        return None
+
+
+def peer(steps: int, samples: int, profile: bool = False) -> None:
     """The peer's configuration (issue 15): hidden 1000, 11 nodes, batch 64, BPTT 35."""
     import resource
     H, B, T, N = 1000, 64, 35, 11
@@ -83,7 +92,16 @@ def peer(steps: int, samples: int) -> None:
     model = space.language_model(None, V, H, dropout=DROP)
     t = LMTraining(model, corpus, batch_size=B, bptt=T, variable_bptt=False, lr=20.0, grad_clip=0.25,
                    weight_decay=1e-7, max_batches=1, device="cpu")
+    built = _rss_gib()
     t.train_epoch(lambda: space.random(rng))                 # warm-up
+    if profile:
+        from torch.profiler import ProfilerActivity
+        with torch.profiler.profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+            for _ in range(2):
+                t.train_epoch(lambda: space.random(rng))
+        print("profile of 2 shared steps, by operation and input shape:")
+        print(prof.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total", row_limit=20,
+                                                                 max_name_column_width=28, max_shapes_column_width=44))
     before = matmul_rate(2048, 2048, 2048), matmul_rate(B, H, 2 * H)
     step_times = []
     for _ in range(steps):
@@ -117,7 +135,7 @@ def peer(steps: int, samples: int) -> None:
                 else f"controller sample + reward: median {sample:.2f} s")
         print(f"{head}; {flop / 1e9:.0f} GFLOP -> {rate:.0f} GFLOP/s ({100 * rate / peak:.0f} % of the 2048^2 "
               f"peak, {100 * rate / cell_peak:.0f} % of the cell product's)")
-    print(f"peak memory (max RSS): {rss:.2f} GiB")
+    print(f"peak memory (max RSS): {rss:.2f} GiB" + (f"; {built:.2f} GiB once the model was built" if built else ""))
     print(f"projected epoch (401 shared steps + 2,000 samples): {(401 * step + 2000 * sample) / 60:.0f} min")
 
 
@@ -128,10 +146,11 @@ def main() -> None:
     p.add_argument("--peer", action="store_true", help="the public PyTorch ENAS's configuration (issue 15)")
     p.add_argument("--steps", type=int, default=16)
     p.add_argument("--samples", type=int, default=8)
+    p.add_argument("--profile", action="store_true", help="with --peer: a torch.profiler table of 2 shared steps")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     if args.peer:
-        peer(args.steps, args.samples)
+        peer(args.steps, args.samples, args.profile)
         return
     print(f"# {platform.machine()}, {args.threads} threads, torch {torch.__version__}")
     space = ENASRNNSpace()

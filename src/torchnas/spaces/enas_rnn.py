@@ -72,11 +72,25 @@ def _init(t: torch.Tensor, init_range: float) -> torch.Tensor:
 
 class _WindowRows:
     """One weight's per-step products in a window: the inputs ``x_t`` (rows of ``x``, written
-    in the forward pass) and the output gradients ``g_t`` (rows of ``g``, written backward)."""
+    in the forward pass) and the output gradients ``g_t`` (rows of ``g``, written backward;
+    ``seen`` the steps that got one)."""
 
-    def __init__(self, w: torch.Tensor, steps: int, like: torch.Tensor):
-        self.x = like.new_empty(steps, like.shape[0], w.shape[0])
-        self.g = like.new_zeros(steps, like.shape[0], w.shape[1])
+    def __init__(self, x: torch.Tensor, g: torch.Tensor):
+        self.x, self.g, self.seen = x, g, set()
+
+    def weight_grad(self) -> torch.Tensor:
+        """``X^T G`` over the window's rows (a step that got no output gradient adds zero)."""
+        for t in set(range(len(self.g))) - self.seen:
+            self.g[t].zero_()
+        return self.x.flatten(0, 1).t() @ self.g.flatten(0, 1)
+
+    @staticmethod
+    def window(weights, steps: int, like: torch.Tensor) -> list["_WindowRows"]:
+        """Rows for equally shaped ``weights``, views of two buffers of all of them (one large
+        allocation each, which the allocator returns whole rather than fragmenting its heap)."""
+        (n, m), k, b = weights[0].shape, len(weights), like.shape[0]
+        xs, gs = like.new_empty(k, steps, b, n), like.new_empty(k, steps, b, m)
+        return [_WindowRows(x, g) for x, g in zip(xs, gs)]
 
 
 class _StepProduct(torch.autograd.Function):
@@ -94,6 +108,7 @@ class _StepProduct(torch.autograd.Function):
     def backward(ctx, g):
         w, = ctx.saved_tensors
         ctx.rows.g[ctx.t] = g
+        ctx.rows.seen.add(ctx.t)
         return (g @ w.t() if ctx.needs_input_grad[0] else None), None, None, None
 
 
@@ -110,7 +125,7 @@ class _WindowWeights(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g_xp, g_h):
-        grads = [r.x.flatten(0, 1).t() @ r.g.flatten(0, 1) for r in ctx.rows]
+        grads = [r.weight_grad() for r in ctx.rows]
         ctx.rows = None
         return (g_xp, g_h, None, *grads)
 
@@ -145,7 +160,7 @@ class _CellBase(nn.Module):
         nodes, weights = plan
         ws = [self.w_prev[self.input_size:], *weights]
         if torch.is_grad_enabled() and any(w.requires_grad for w in ws):
-            rows = [_WindowRows(w, xp.shape[0], h) for w in ws]
+            rows = _WindowRows.window(ws, xp.shape[0], h)
             xp, h = _WindowWeights.apply(xp, h, rows, *ws)
             outs = []
             for t, xp_t in enumerate(xp.unbind(0)):
