@@ -6,6 +6,7 @@ import random
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from tests.conftest import kill_on_call
 from torchnas.cli import main
@@ -497,3 +498,27 @@ def test_lm_epoch_times_and_max_batches_in_its_progress():
     assert [s["total"] for s in seen] == [3, 3, 3] and out["tokens"] == 3 * 7 * 4
     assert 0 < seen[0]["seconds"] <= seen[-1]["seconds"] <= out["seconds"] <= wall
     assert out["tokens_per_s"] == pytest.approx(out["tokens"] / out["seconds"])
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("chunk", [1, 4, 7, 64])
+def test_tied_cross_entropy_equals_the_plain_one(reduction, chunk):
+    """The chunked, gradient-in-forward softmax (issue 15) against F.cross_entropy on the whole
+    logits: the loss and both gradients, for chunks that do and do not divide the rows."""
+    from torchnas.nn.lm import tied_cross_entropy
+    g = torch.Generator().manual_seed(0)
+    top = torch.randn(13, 6, generator=g, requires_grad=True)
+    E = torch.randn(11, 6, generator=g, requires_grad=True)
+    y = torch.randint(0, 11, (13,), generator=g)
+    ref = F.cross_entropy(top @ E.t(), y, reduction=reduction)
+    got = tied_cross_entropy(top, E, y, reduction, chunk=chunk)
+    torch.testing.assert_close(got, ref)
+    for a, b in zip(torch.autograd.grad(2.5 * got, [top, E]), torch.autograd.grad(2.5 * ref, [top, E])):
+        torch.testing.assert_close(a, b)
+    frozen = E.detach()                                       # only top needs a gradient
+    d_top, = torch.autograd.grad(tied_cross_entropy(top, frozen, y, reduction, chunk=chunk), [top])
+    torch.testing.assert_close(d_top, torch.autograd.grad(F.cross_entropy(top @ frozen.t(), y, reduction=reduction),
+                                                          [top])[0])
+    with torch.no_grad():
+        out = tied_cross_entropy(top, E, y, reduction, chunk=chunk)
+    assert not out.requires_grad and torch.allclose(out, ref.detach())

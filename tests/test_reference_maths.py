@@ -550,24 +550,25 @@ def test_enas_rnn_cell_activation_against_the_formula(act):
 # -- found by mutation testing of training/language.py and enas.py ---------------------------------
 def test_language_model_loss_regularisers_by_hand():
     """enas_lm: loss = CE + alpha · mean(s²) + beta · mean((s_t − s_{t−1})²), s the cell outputs."""
-    from types import SimpleNamespace
+    from torchnas.nn.lm import LMOutput
     from torchnas.training import LMTraining
     g = torch.Generator().manual_seed(0)
-    logits, s = torch.randn(4, 3, 7, generator=g), torch.randn(4, 3, 5, generator=g)
+    top, E, s = torch.randn(4, 3, 6, generator=g), torch.randn(7, 6, generator=g), torch.randn(4, 3, 5, generator=g)
+    logits = top @ E.t()
     y = torch.randint(0, 7, (4, 3), generator=g)
     t = LMTraining.__new__(LMTraining)
     t.alpha, t.beta = 0.7, 1.3
-    loss, ce = t.loss(SimpleNamespace(logits=logits, outputs=s), y)
+    loss, ce = t.loss(LMOutput(top, E, None, s), y)
     ce_hand = F.cross_entropy(logits.reshape(-1, 7), y.reshape(-1))
     ar = sum(float(v) ** 2 for v in s.flatten()) / s.numel()
     tar = sum(float(v) ** 2 for v in (s[1:] - s[:-1]).flatten()) / s[1:].numel()
     torch.testing.assert_close(ce, ce_hand)
     assert loss.item() == pytest.approx(ce_hand.item() + 0.7 * ar + 1.3 * tar, rel=1e-5)
-    two = SimpleNamespace(logits=logits[:2], outputs=s[:2])          # two steps: one difference
+    two = LMOutput(top[:2], E, None, s[:2])                           # two steps: one difference
     assert t.loss(two, y[:2])[0].item() == pytest.approx(
         F.cross_entropy(logits[:2].reshape(-1, 7), y[:2].reshape(-1)).item() + 0.7 * s[:2].pow(2).mean().item()
         + 1.3 * (s[1] - s[0]).pow(2).mean().item(), rel=1e-5)
-    one = SimpleNamespace(logits=logits[:1], outputs=s[:1])          # one step: no slowness term
+    one = LMOutput(top[:1], E, None, s[:1])                           # one step: no slowness term
     assert t.loss(one, y[:1])[0].item() == pytest.approx(F.cross_entropy(logits[0], y[0]).item() + 0.7 *
                                                          s[0].pow(2).mean().item(), rel=1e-5)
 

@@ -81,11 +81,63 @@ class LSTMCell(nn.Module):
         return torch.stack(outs), state
 
 
+class _TiedCrossEntropy(torch.autograd.Function):
+    """Cross-entropy summed over rows of the logits ``top @ E^T``, made ``chunk`` rows at a time
+    so the ``[N, V]`` logits never exist whole. With gradients on, each chunk's gradients
+    (``softmax - onehot`` back through the product) are made at once in the forward pass and
+    only scaled in the backward pass, so nothing is recomputed (issue 15: the 10,000-word
+    softmax's temporaries were a third of a step's memory)."""
+
+    @staticmethod
+    def forward(ctx, top, E, targets, chunk: int, grads: bool):
+        d_top = torch.empty_like(top) if grads and ctx.needs_input_grad[0] else None
+        d_E = torch.zeros_like(E) if grads and ctx.needs_input_grad[1] else None
+        total = top.new_zeros((), dtype=torch.float64)
+        for i in range(0, len(top), chunk):
+            t, y = top[i:i + chunk], targets[i:i + chunk, None]
+            z = t @ E.t()
+            lse = torch.logsumexp(z, 1, keepdim=True)
+            total += (lse - z.gather(1, y)).sum(dtype=torch.float64)
+            if d_top is None and d_E is None:
+                continue
+            p = z.sub_(lse).exp_()                              # softmax, in place
+            p.scatter_add_(1, y, torch.full_like(y, -1, dtype=p.dtype))
+            if d_top is not None:
+                torch.mm(p, E, out=d_top[i:i + chunk])
+            if d_E is not None:
+                d_E.addmm_(p.t(), t)
+        ctx.save_for_backward(d_top, d_E)
+        return total.to(top.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        d_top, d_E = ctx.saved_tensors
+        return (None if d_top is None else d_top * g, None if d_E is None else d_E * g, None, None, None)
+
+
+def tied_cross_entropy(top: torch.Tensor, E: torch.Tensor, targets: torch.Tensor, reduction: str = "mean",
+                       chunk: int = 256) -> torch.Tensor:
+    """``F.cross_entropy(top @ E.t(), targets, reduction=...)`` for ``top`` ``[N, H]``, tied
+    embedding ``E`` ``[V, H]`` and ``targets`` ``[N]``, without the ``[N, V]`` logits."""
+    s = _TiedCrossEntropy.apply(top, E, targets, chunk, torch.is_grad_enabled())
+    return s / len(top) if reduction == "mean" else s
+
+
 @dataclass
 class LMOutput:
-    logits: torch.Tensor     # (L, B, V)
+    top: torch.Tensor        # (L, B, H) cell outputs after output dropout: the softmax's input
+    embedding: torch.Tensor  # (V, H) the tied softmax weights
     state: object            # the cell state after the last step (detach it between windows)
     outputs: torch.Tensor    # (L, B, H) cell outputs before output dropout (for alpha / beta terms)
+
+    @property
+    def logits(self) -> torch.Tensor:
+        """(L, B, V), made when asked for."""
+        return self.top @ self.embedding.t()
+
+    def cross_entropy(self, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        """Cross-entropy of the next-word targets ``(L, B)`` (``tied_cross_entropy``)."""
+        return tied_cross_entropy(self.top.flatten(0, 1), self.embedding, targets.reshape(-1), reduction)
 
 
 class LanguageModel(nn.Module):
@@ -129,7 +181,7 @@ class LanguageModel(nn.Module):
             o = _mask((B, H), d["output"], E)
             if o is not None:
                 top = top * o
-        return LMOutput(top @ E.t(), state, outputs)
+        return LMOutput(top, E, state, outputs)
 
 
 def detach_state(state):

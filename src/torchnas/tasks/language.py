@@ -151,8 +151,7 @@ class LMSharedWeights(SharedWeights):
         """``reward_constant`` / perplexity of ``arch`` on one validation window."""
         x, y = batch
         self.net.eval()
-        logits = self.net(x, None, arch).logits
-        ce = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.reshape(-1)).item()
+        ce = self.net(x, None, arch).cross_entropy(y).item()
         return self.reward_constant / math.exp(min(ce, 700.0))
 
     def extra_state(self):

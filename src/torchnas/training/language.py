@@ -29,7 +29,6 @@ import math
 import time
 
 import torch
-import torch.nn.functional as F
 
 from ..data.ptb import BPTTSampler, batchify, bptt_windows, check_bptt_sampler
 from ..nn.lm import detach_state, select_state
@@ -57,15 +56,14 @@ def perplexity(model, stream: torch.Tensor, batch_size: int = 1, bptt: int = 35,
     for i in range(0, n, bptt):
         out = model(inp[i:i + bptt], state, arch)
         state = out.state
-        total += F.cross_entropy(out.logits.flatten(0, 1), tgt[i:i + bptt].reshape(-1), reduction="sum").item()
+        total += out.cross_entropy(tgt[i:i + bptt], reduction="sum").item()
     if n * B < n_targets:          # the tail continues the last stream
         state = select_state(state, slice(B - 1, B))
         rest_in, rest_tgt = stream[n * B:n_targets].view(-1, 1), stream[n * B + 1:].view(-1, 1)
         for i in range(0, len(rest_in), bptt):
             out = model(rest_in[i:i + bptt], state, arch)
             state = out.state
-            total += F.cross_entropy(out.logits.flatten(0, 1), rest_tgt[i:i + bptt].reshape(-1),
-                                     reduction="sum").item()
+            total += out.cross_entropy(rest_tgt[i:i + bptt], reduction="sum").item()
     model.train(was_training)
     loss = total / n_targets
     return {"loss": loss, "ppl": math.exp(min(loss, 700.0)), "tokens": n_targets}
@@ -107,7 +105,7 @@ class LMTraining:
 
     def loss(self, out, targets) -> tuple[torch.Tensor, torch.Tensor]:
         """(training loss with the regularisers, plain cross-entropy)."""
-        ce = F.cross_entropy(out.logits.flatten(0, 1), targets.reshape(-1))
+        ce = out.cross_entropy(targets)
         loss = ce
         if self.alpha:
             loss = loss + self.alpha * out.outputs.pow(2).mean()
