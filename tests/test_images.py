@@ -1,4 +1,5 @@
 import pickle
+import random
 from pathlib import Path
 
 import numpy as np
@@ -324,3 +325,25 @@ def test_cutout_zeroes_exactly_a_size_square_clipped_at_the_border():
                 assert (r1 - r0 + 1 == 16 or r0 == 0 or r1 == 31) and (c1 - c0 + 1 == 16 or c0 == 0 or c1 == 31)
         full = [(img == 0).sum().item() for img in out[:, 0]]
         assert max(full) == 256 and full.count(256) > (40 if at == "center" else 100)
+
+
+def test_describe_counts_the_network_for_its_data():
+    """``torchnas train --dry-run``'s description (ImageClassification.describe): the input and
+    classes of the named data set, CIFAR-10's shape for data it does not know, and the
+    auxiliary head's parameters apart (mutation-testing survivors, issue 11)."""
+    from torchnas.spaces import get_space
+    from torchnas.tasks.images import ImageClassification
+    space = get_space("enas-micro")
+    arch = space.random(random.Random(0))
+    task = ImageClassification()
+    for data, shape in (({"name": "digits"}, (1, 8, 8)), ({"name": "cifar10"}, (3, 32, 32)),
+                        ({"name": "my-own"}, (3, 32, 32)), ({}, (3, 32, 32))):
+        d = task.describe(space, arch, data, {"channels": 8, "num_layers": 2})
+        assert d["input"] == shape and d["classes"] == 10 and d["aux_params"] == 0
+        model = space.child(arch, shape[0], 10, channels=8, num_layers=2)
+        assert d["params"] == sum(p.numel() for p in model.parameters())
+    net = {"channels": 8, "num_layers": 2, "aux_head": True}
+    d = task.describe(space, arch, {"name": "cifar10"}, net)
+    model = space.child(arch, 3, 10, **net)
+    aux = sum(p.numel() for n, p in model.named_parameters() if n.startswith("aux"))
+    assert 0 < aux < d["params"] and d["aux_params"] == aux and d["params"] == sum(p.numel() for p in model.parameters())

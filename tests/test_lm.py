@@ -3,6 +3,7 @@ ENAS loop for the recurrent cell (google-research enas_lm)."""
 import json
 import math
 import random
+import time
 
 import pytest
 import torch
@@ -282,6 +283,24 @@ def test_train_command_reports_perplexity_and_trains_the_lstm_baseline(tmp_path,
     assert "perplexity: valid" in capsys.readouterr().out
     hist = [json.loads(l) for l in (tmp_path / "cell" / "history.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in hist] == [1, 2]
+    # each epoch's record and the result, key by key (mutation-testing survivors, issue 11)
+    assert all(set(h) == {"epoch", "loss", "train_ppl", "valid_ppl", "lr", "averaging", "tokens_per_s", "seconds"}
+               for h in hist)
+    assert all(h["tokens_per_s"] == round(h["tokens_per_s"], 1) and h["seconds"] == round(h["seconds"], 3)
+               and h["train_ppl"] == pytest.approx(math.exp(h["loss"])) and h["averaging"] is False for h in hist)
+    assert res["data"] == "ptb" and res["hidden_size"] == 12 and res["epochs"] == 2
+    assert res["train_seconds"] == round(sum(h["seconds"] for h in hist), 2)
+    assert time.strptime(res["finished"], "%Y-%m-%d %H:%M:%S")
+    state = torch.load(tmp_path / "cell" / "model.pt")
+    eight = ENASRNNSpace()
+    model = eight.language_model(eight.from_arc("0 0 1 1 1 2 3 3 2 0 5 1 6 2 7 3"), state["embedding"].shape[0],
+                                 hidden_size=12)
+    model.load_state_dict(state)                                  # the trained weights, whole
+    assert res["params"] == sum(p.numel() for p in model.parameters())
+    assert main(common + ["--out", str(tmp_path / "cell2")]) == 0          # the same seed: the same network
+    assert torch.equal(torch.load(tmp_path / "cell2" / "model.pt")["embedding"], state["embedding"])
+    assert main(common + ["--set", "seed=1", "--out", str(tmp_path / "cell3")]) == 0
+    assert not torch.equal(torch.load(tmp_path / "cell3" / "model.pt")["embedding"], state["embedding"])
     assert main(common + ["--set", "final_net.cell=lstm", "--out", str(tmp_path / "lstm")]) == 0
     lstm = json.loads((tmp_path / "lstm" / "result.json").read_text())
     assert lstm["cell"] == "lstm" and lstm["params"] != res["params"] and lstm["test_ppl"] < 17
@@ -290,6 +309,33 @@ def test_train_command_reports_perplexity_and_trains_the_lstm_baseline(tmp_path,
     assert "plain LSTM" in capsys.readouterr().out and not (tmp_path / "lstm" / "figures" / "best_arch.png").exists()
     assert main(["show", str(tmp_path / "cell")]) == 0
     assert (tmp_path / "cell" / "figures" / "best_arch.png").exists()
+
+
+def test_retraining_seeds_its_bptt_draws_and_feeds_nt_asgd_each_valid_ppl(tmp_path, monkeypatch, one_thread):
+    """The retraining's LMTraining gets the architecture's seed (its BPTT lengths follow it) and
+    NT-ASGD's trigger sees each epoch's validation perplexity, the one the record holds."""
+    import torchnas.tasks.language as task
+    from torchnas.training import arch_seed
+    seen = {"valid": []}
+
+    class Recorded(LMTraining):
+        def __init__(self, *a, **kw):
+            seen["seed"] = kw.get("seed")
+            super().__init__(*a, **kw)
+
+        def end_epoch(self, valid):
+            seen["valid"].append(valid)
+            return super().end_epoch(valid)
+    monkeypatch.setattr(task, "LMTraining", Recorded)
+    arc = "0 0 1 1 1 2 3 3 2 0 5 1 6 2 7 3"
+    ptb = _write_corpus(tmp_path / "ptb")
+    assert main(["train", "--preset", "enas-rnn-tiny", "--arc", arc, "--data-dir", str(ptb), "--set", "seed=3",
+                 "--set", "final_net.hidden_size=12", "--set", "train.batch_size=8", "--set", "train.epochs=2",
+                 "--quiet", "--out", str(tmp_path / "run")]) == 0
+    eight = ENASRNNSpace()
+    assert seen["seed"] == arch_seed(3, eight.from_arc(arc))
+    hist = [json.loads(l) for l in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
+    assert seen["valid"] == [h["valid_ppl"] for h in hist]
 
 
 def test_training_step_is_bitwise_repeatable_with_threads():
@@ -522,3 +568,56 @@ def test_tied_cross_entropy_equals_the_plain_one(reduction, chunk):
     with torch.no_grad():
         out = tied_cross_entropy(top, E, y, reduction, chunk=chunk)
     assert not out.requires_grad and torch.allclose(out, ref.detach())
+
+
+def test_lm_shared_weights_by_hand(tmp_path):
+    """``LMSharedWeights`` (enas_lm ``search.py``): the defaults it builds, its refusals, the
+    validation windows it cycles through in order, the epoch record it returns, and a divergence
+    (written from mutation-testing survivors, issue 11)."""
+    from torchnas.data.ptb import batchify
+    from torchnas.runs import RunError
+    data = {"name": "ptb", "path": str(_write_corpus(tmp_path / "ptb", n_lines=400))}
+    net = {"hidden_size": 8}
+    from torchnas.training.device import default_device
+    w = LMSharedWeights(SPACE, data, net=net, reward_batch=4)
+    t = w.training
+    assert (t.batch_size, t.bptt, t.variable_bptt, t.bptt_sampler, t.lr, t.grad_clip, t.weight_decay, t.alpha,
+            t.beta) == (128, 35, True, "awd-lstm", 20.0, 0.1, 0.0, 0.0, 1.0)
+    assert w.reward_constant == 80.0 and t.device == default_device("auto") and w.metric_of(80.0 / 7) == pytest.approx(7)
+    for key, value, message in (("net", {"hiden": 8}, "enas.net.hiden is not a setting of enas.net; it takes: cell, "
+                                 "dropout, hidden_size, init_range, output"),
+                                ("data", {**data, "bogus": 1}, "enas.data.bogus is not a setting of enas.data; it "
+                                 "takes: data_dir, name, path, train_tokens")):
+        with pytest.raises(ValueError) as e:
+            LMSharedWeights(SPACE, **{"data": data, "net": net, "reward_batch": 4, key: value})
+        assert str(e.value) == message
+    assert LMSharedWeights(SPACE, data, net=net, reward_batch=4, reward_constant=0.5, device="cpu").reward_constant == 0.5
+    for bad in (0, -1.0):
+        with pytest.raises(ValueError) as e:
+            LMSharedWeights(SPACE, data, net=net, reward_batch=4, reward_constant=bad, device="cpu")
+        assert str(e.value) == f"ENAS needs reward_constant > 0, got {bad}"
+    # the validation windows: reward_batch streams of bptt tokens, in order, then again; here the
+    # 5 streams are 112 tokens long, so the last of the 3 windows of 37 ends on the last target
+    w = LMSharedWeights(SPACE, data, net=net, reward_batch=5, bptt=37, device="cpu")
+    valid = batchify(w.corpus.valid, 5)
+    assert len(valid) == 112 and w.valid_windows == 3
+    for k in [0, 1, 2, 0, 1]:
+        x, y = w.valid_batch()
+        assert torch.equal(x, valid[37 * k:37 * k + 37]) and torch.equal(y, valid[37 * k + 1:37 * k + 38])
+    # one epoch: one cell drawn per window (sample(1)), the record's keys and rounding
+    w = LMSharedWeights(SPACE, data, net=net, batch_size=4, bptt=6, variable_bptt=False, reward_batch=4,
+                        max_train_batches=3, device="cpu")
+    asked = []
+
+    def sample(k):
+        asked.append(k)
+        return [SPACE.random(random.Random(len(asked)))]
+    rec = w.train_epoch(sample)
+    assert asked == [1, 1, 1]
+    assert set(rec) == {"lr", "loss", "train_ppl", "tokens", "tokens_per_s", "shared_seconds"}
+    assert rec["tokens"] == 3 * 6 * 4 and rec["tokens_per_s"] == round(rec["tokens_per_s"], 1)
+    assert rec["train_ppl"] == pytest.approx(math.exp(rec["loss"])) and rec["lr"] == 20.0
+    w.training.train_epoch = lambda arch_fn: {"diverged": "loss nan at step 2"}
+    with pytest.raises(RunError) as e:
+        w.train_epoch(sample)
+    assert str(e.value) == "shared-weight training diverged: loss nan at step 2; lower enas.lr or enas.grad_clip"
