@@ -596,3 +596,104 @@ def test_derive_reports_the_mean_reward_over_its_batches():
     for arch, b in seen:
         batches.setdefault(arch, []).append(b)
     assert len({tuple(v) for v in batches.values()}) == 1 and len(set(next(iter(batches.values())))) == 3
+
+
+# -- the CNN ops of nn/ops.py against hand-written loops (mutation-testing survivors, issue 11) -------
+def _tf_same_pool(x, kind, k, s):
+    """TF "SAME" pooling written out: out = ceil(n / s), total padding max((out-1)s + k - n, 0)
+    split before = total // 2; each window's average over its positions inside the image."""
+    n_h, n_w = x.shape[-2:]
+    o_h, o_w = -(-n_h // s), -(-n_w // s)
+    top = max((o_h - 1) * s + k - n_h, 0) // 2
+    left = max((o_w - 1) * s + k - n_w, 0) // 2
+    out = torch.empty(x.shape[:2] + (o_h, o_w))
+    for i in range(o_h):
+        for j in range(o_w):
+            rows = [r for r in range(i * s - top, i * s - top + k) if 0 <= r < n_h]
+            cols = [c for c in range(j * s - left, j * s - left + k) if 0 <= c < n_w]
+            win = x[:, :, rows][:, :, :, cols].flatten(2)
+            out[:, :, i, j] = win.max(-1).values if kind == "max" else win.mean(-1)
+    return out
+
+
+@pytest.mark.parametrize("size", [(5, 5), (6, 7), (8, 8), (4, 9)])
+@pytest.mark.parametrize("k,s", [(3, 1), (3, 2), (5, 1), (5, 2), (1, 2)])
+@pytest.mark.parametrize("kind", ["avg", "max"])
+def test_same_pooling_by_hand(size, k, s, kind):
+    from torchnas.nn.ops import pool2d_same
+    x = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(k * 10 + s))
+    torch.testing.assert_close(pool2d_same(x, kind, k, s), _tf_same_pool(x, kind, k, s))
+
+
+def test_pool_op_and_its_projection_by_hand():
+    from torchnas.nn.ops import Pool, pool2d_same
+    x = torch.randn(2, 4, 7, 6, generator=torch.Generator().manual_seed(0))
+    same = Pool("max", 4, 4, stride=2, kernel_size=5)
+    assert same.proj is None and (same.kind, same.kernel_size, same.stride) == ("max", 5, 2)
+    torch.testing.assert_close(same(x), _tf_same_pool(x, "max", 5, 2))
+    assert (Pool("avg", 4, 4).kernel_size, Pool("avg", 4, 4).stride) == (3, 1)
+    wider = Pool("avg", 4, 6, stride=2, eps=1e-5).eval()
+    conv, bn = wider.proj[1], wider.proj[2]
+    assert conv.weight.shape == (6, 4, 1, 1) and bn.eps == 1e-5
+    ref = torch.einsum("oi,bihw->bohw", conv.weight[:, :, 0, 0], torch.relu(_tf_same_pool(x, "avg", 3, 2)))
+    torch.testing.assert_close(wider(x), ref / (1 + 1e-5) ** 0.5)
+    for bad in (lambda: Pool("min", 4, 4), lambda: pool2d_same(x, "min")):
+        with pytest.raises(ValueError) as e:
+            bad()
+        assert str(e.value) == "pool kind must be 'avg' or 'max', not 'min'"
+
+
+def test_factorized_reduce_and_identity_by_hand():
+    """``_factorized_reduction``: two stride-2 1x1 convs, one on x, one on x shifted by one row
+    and column (zeros at the bottom and right), concatenated, then BN (eval: x / sqrt(1 + eps))."""
+    from torchnas.nn import ops as O
+    x = torch.randn(2, 3, 6, 5, generator=torch.Generator().manual_seed(1))
+    fr = O.FactorizedReduce(3, 4).eval()
+    assert fr.conv_1.weight.shape == (2, 3, 1, 1) and fr.conv_1.stride == (2, 2) and fr.bn.eps == O.BN_EPS
+    shifted = torch.zeros_like(x)
+    shifted[:, :, :-1, :-1] = x[:, :, 1:, 1:]
+    mm = lambda w, t: torch.einsum("oi,bihw->bohw", w[:, :, 0, 0], t[:, :, ::2, ::2])
+    ref = torch.cat([mm(fr.conv_1.weight, x), mm(fr.conv_2.weight, shifted)], 1) / (1 + O.BN_EPS) ** 0.5
+    torch.testing.assert_close(fr(x), ref)
+    relu = O.FactorizedReduce(3, 4, relu=True, eps=1e-5).eval()
+    relu.load_state_dict(fr.state_dict())
+    assert relu.bn.eps == 1e-5
+    xr = torch.relu(x)
+    shifted_r = torch.relu(shifted)
+    torch.testing.assert_close(relu(x), torch.cat([mm(fr.conv_1.weight, xr), mm(fr.conv_2.weight, shifted_r)], 1)
+                               / (1 + 1e-5) ** 0.5)
+    one = O.FactorizedReduce(3, 5, stride=1).eval()
+    assert one.conv.weight.shape == (5, 3, 1, 1) and one.conv.bias is None
+    torch.testing.assert_close(one(x), torch.einsum("oi,bihw->bohw", one.conv.weight[:, :, 0, 0], x) / (1 + O.BN_EPS) ** 0.5)
+    for args, message in (((3, 4, 3), "factorized reduction supports stride 1 or 2, not 3"),
+                          ((3, 5, 2), "factorized reduction needs an even number of output channels, got 5")):
+        with pytest.raises(ValueError) as e:
+            O.FactorizedReduce(*args)
+        assert str(e.value) == message
+    # Identity: itself; a ReLU-conv1x1-BN when the channels change; a factorized reduction at stride 2
+    same = O.Identity(3, 3)
+    assert type(same.op) is torch.nn.Identity and torch.equal(same(x), x)
+    wider = O.Identity(3, 4, eps=1e-5).eval()
+    assert isinstance(wider.op, O.ReLUConvBN) and wider.op[1].kernel_size == (1, 1) and wider.op[2].eps == 1e-5
+    torch.testing.assert_close(wider(x), torch.einsum("oi,bihw->bohw", wider.op[1].weight[:, :, 0, 0], xr)
+                               / (1 + 1e-5) ** 0.5)
+    reduce = O.Identity(3, 4, stride=2, eps=1e-5)
+    assert isinstance(reduce.op, O.FactorizedReduce) and reduce.op.stride == 2 and not reduce.op.relu
+    assert reduce.op.bn.eps == 1e-5 and reduce.op.conv_1.weight.shape == (2, 3, 1, 1)
+
+
+@pytest.mark.parametrize("name,kinds,expected", [
+    ("sep_conv_3x3", ("conv", "sep_conv"), ("sep_conv", 3)), ("conv_5x5", ("conv",), ("conv", 5)),
+    ("avg_pool_3x3", ("avg_pool", "max_pool"), ("avg_pool", 3)), ("max_pool_7x7", ("max_pool",), ("max_pool", 7)),
+    ("identity", ("identity", "conv"), ("identity", 1)), ("conv_11x11", ("conv",), ("conv", 11)),
+    ("conv_3x5", ("conv",), None), ("conv_4x4", ("conv",), None), ("sep_conv_3x3", ("conv",), None),
+    ("identity", ("conv",), None), ("conv_3x3 ", ("conv",), None), ("xconv_3x3", ("conv",), None),
+    ("conv_x3", ("conv",), None), ("sep_conv_3x3", ("identity", "sep_conv"), ("sep_conv", 3))])
+def test_parse_op_by_hand(name, kinds, expected):
+    from torchnas.nn.ops import parse_op
+    if expected is not None:
+        assert parse_op(name, "my-space", kinds) == expected
+        return
+    with pytest.raises(ValueError) as e:
+        parse_op(name, "my-space", kinds)
+    assert kinds == ("conv",) and str(e.value) == f"my-space: unknown op {name!r}; use conv_KxK with an odd K"
