@@ -697,3 +697,31 @@ def test_parse_op_by_hand(name, kinds, expected):
     with pytest.raises(ValueError) as e:
         parse_op(name, "my-space", kinds)
     assert kinds == ("conv",) and str(e.value) == f"my-space: unknown op {name!r}; use conv_KxK with an odd K"
+
+
+def test_batch_norm_batch_stats_and_init_by_hand():
+    """``image_ops.py``: BN epsilon 1e-3 and decay 0.9 (running = 0.9 running + 0.1 batch); the
+    search network's BN normalising with the batch in eval mode too, keeping nothing; He-normal
+    fan-in init (std sqrt(2 / fan_in)) with zero biases; SepConv's BNs at the eps it is given."""
+    from torchnas.nn import ops as O
+    bn = O.batch_norm(3)
+    assert (bn.eps, bn.momentum) == (1e-3, 0.1) and O.batch_norm(3, 1e-5).eps == 1e-5
+    x = torch.randn(8, 3, 4, 4, generator=torch.Generator().manual_seed(0)) * 2 + 1
+    bn(x)
+    torch.testing.assert_close(bn.running_mean, 0.1 * x.mean((0, 2, 3)))
+    net = O.use_batch_stats(torch.nn.Sequential(O.batch_norm(3), torch.nn.Sequential(O.batch_norm(3)))).eval()
+    assert all(m.track_running_stats is False and m.running_mean is None and m.running_var is None
+               and m.num_batches_tracked is None for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    mu, var = x.mean((0, 2, 3), keepdim=True), x.var((0, 2, 3), unbiased=False, keepdim=True)
+    torch.testing.assert_close(net[0](x), (x - mu) / (var + 1e-3).sqrt())
+    torch.manual_seed(0)
+    m = O.init_weights(torch.nn.Sequential(torch.nn.Conv2d(64, 128, 3, bias=True), torch.nn.Linear(512, 256),
+                                           O.batch_norm(4)))
+    conv, lin, b = m
+    assert abs(conv.weight.std().item() - (2 / (64 * 9)) ** 0.5) < 0.03 * (2 / (64 * 9)) ** 0.5
+    assert abs(lin.weight.std().item() - (2 / 512) ** 0.5) < 0.03 * (2 / 512) ** 0.5
+    assert torch.equal(conv.bias, torch.zeros(128)) and torch.equal(lin.bias, torch.zeros(256))
+    assert torch.equal(b.weight, torch.ones(4)) and torch.equal(b.bias, torch.zeros(4))
+    sep = O.SepConv(4, 6, 3, eps=1e-5)
+    assert [m.eps for m in sep.modules() if isinstance(m, torch.nn.BatchNorm2d)] == [1e-5, 1e-5]
+    assert all(c.bias is None for c in sep.modules() if isinstance(c, torch.nn.Conv2d))
