@@ -621,8 +621,9 @@ def _tf_same_pool(x, kind, k, s):
 @pytest.mark.parametrize("kind", ["avg", "max"])
 def test_same_pooling_by_hand(size, k, s, kind):
     from torchnas.nn.ops import pool2d_same
-    x = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(k * 10 + s))
+    x = torch.randn(3, 2, *size, generator=torch.Generator().manual_seed(k * 10 + s))
     torch.testing.assert_close(pool2d_same(x, kind, k, s), _tf_same_pool(x, kind, k, s))
+    torch.testing.assert_close(pool2d_same(x, kind), _tf_same_pool(x, kind, 3, 1))        # defaults: 3x3, stride 1
 
 
 def test_pool_op_and_its_projection_by_hand():
@@ -674,7 +675,7 @@ def test_factorized_reduce_and_identity_by_hand():
     same = O.Identity(3, 3)
     assert type(same.op) is torch.nn.Identity and torch.equal(same(x), x)
     wider = O.Identity(3, 4, eps=1e-5).eval()
-    assert isinstance(wider.op, O.ReLUConvBN) and wider.op[1].kernel_size == (1, 1) and wider.op[2].eps == 1e-5
+    assert wider(x).shape == (2, 4, 6, 5) and isinstance(wider.op, O.ReLUConvBN) and wider.op[1].kernel_size == (1, 1) and wider.op[2].eps == 1e-5
     torch.testing.assert_close(wider(x), torch.einsum("oi,bihw->bohw", wider.op[1].weight[:, :, 0, 0], xr)
                                / (1 + 1e-5) ** 0.5)
     reduce = O.Identity(3, 4, stride=2, eps=1e-5)
@@ -688,7 +689,8 @@ def test_factorized_reduce_and_identity_by_hand():
     ("identity", ("identity", "conv"), ("identity", 1)), ("conv_11x11", ("conv",), ("conv", 11)),
     ("conv_3x5", ("conv",), None), ("conv_4x4", ("conv",), None), ("sep_conv_3x3", ("conv",), None),
     ("identity", ("conv",), None), ("conv_3x3 ", ("conv",), None), ("xconv_3x3", ("conv",), None),
-    ("conv_x3", ("conv",), None), ("sep_conv_3x3", ("identity", "sep_conv"), ("sep_conv", 3))])
+    ("conv_x3", ("conv",), None), ("sep_conv_3x3", ("identity", "sep_conv"), ("sep_conv", 3)),
+    ("conv_2x2", ("identity", "conv"), None)])
 def test_parse_op_by_hand(name, kinds, expected):
     from torchnas.nn.ops import parse_op
     if expected is not None:
@@ -696,7 +698,8 @@ def test_parse_op_by_hand(name, kinds, expected):
         return
     with pytest.raises(ValueError) as e:
         parse_op(name, "my-space", kinds)
-    assert kinds == ("conv",) and str(e.value) == f"my-space: unknown op {name!r}; use conv_KxK with an odd K"
+    allowed = "conv_KxK" if kinds == ("conv",) else "identity, conv_KxK"
+    assert str(e.value) == f"my-space: unknown op {name!r}; use {allowed} with an odd K"
 
 
 def test_batch_norm_batch_stats_and_init_by_hand():
@@ -725,3 +728,25 @@ def test_batch_norm_batch_stats_and_init_by_hand():
     sep = O.SepConv(4, 6, 3, eps=1e-5)
     assert [m.eps for m in sep.modules() if isinstance(m, torch.nn.BatchNorm2d)] == [1e-5, 1e-5]
     assert all(c.bias is None for c in sep.modules() if isinstance(c, torch.nn.Conv2d))
+
+
+def test_conv_same_and_relu_conv_bn_by_hand():
+    """Conv2dSame: TF "SAME" padding (stride 1 by default, its bias when asked for);
+    ReLUConvBN: ReLU, the k x k conv at its stride (1x1 by default), BN."""
+    from torchnas.nn import ops as O
+    x = torch.randn(2, 3, 7, 6, generator=torch.Generator().manual_seed(2))
+    conv = O.Conv2dSame(3, 4, 3)
+    assert conv.stride == (1, 1) and conv.bias is None
+    pad = torch.nn.functional.pad(x, (1, 1, 1, 1))
+    torch.testing.assert_close(conv(x), torch.nn.functional.conv2d(pad, conv.weight))
+    biased = O.Conv2dSame(3, 4, 3, 2, bias=True)
+    with torch.no_grad():
+        biased.bias.fill_(0.5)
+    ref = torch.nn.functional.conv2d(torch.nn.functional.pad(x, (0, 1, 1, 1)), biased.weight, stride=2) + 0.5
+    torch.testing.assert_close(biased(x), ref)            # 7 rows: pad 1 + 1; 6 columns: pad 0 + 1
+    one = O.ReLUConvBN(3, 4)
+    assert one[1].kernel_size == (1, 1) and one[1].stride == (1, 1) and one[2].eps == O.BN_EPS
+    rcb = O.ReLUConvBN(3, 4, 3, 2).eval()
+    assert rcb[1].weight.shape == (4, 3, 3, 3) and rcb[1].stride == (2, 2)
+    ref = torch.nn.functional.conv2d(torch.nn.functional.pad(torch.relu(x), (0, 1, 1, 1)), rcb[1].weight, stride=2)
+    torch.testing.assert_close(rcb(x), ref / (1 + O.BN_EPS) ** 0.5)
