@@ -750,3 +750,44 @@ def test_conv_same_and_relu_conv_bn_by_hand():
     assert rcb[1].weight.shape == (4, 3, 3, 3) and rcb[1].stride == (2, 2)
     ref = torch.nn.functional.conv2d(torch.nn.functional.pad(torch.relu(x), (0, 1, 1, 1)), rcb[1].weight, stride=2)
     torch.testing.assert_close(rcb(x), ref / (1 + O.BN_EPS) ** 0.5)
+
+
+def test_drop_path_and_aux_head_by_hand():
+    """``image_ops.py`` drop_path: nothing outside training or at keep_prob 1, else whole examples
+    zeroed (mask floor(keep_prob + U)) and the rest scaled by 1 / keep_prob. ``micro_child.py``
+    aux head: ReLU, 5x5 average pool stride 3 (VALID), 1x1 conv to 128, BN, ReLU, a conv as
+    large as the pooled map to 768, BN, ReLU, global mean, linear without bias."""
+    from torchnas.nn import ops as O
+    x = torch.randn(64, 2, 3, 3, generator=torch.Generator().manual_seed(3))
+    assert O.drop_path(x, 0.5, training=False) is x and O.drop_path(x, 1.0) is x
+    torch.manual_seed(0)
+    u = torch.rand(64, 1, 1, 1)
+    torch.manual_seed(0)
+    torch.testing.assert_close(O.drop_path(x, 0.6), x / 0.6 * torch.floor(0.6 + u))
+    assert 0 < int((torch.floor(0.6 + u) == 0).sum()) < 64                 # some examples dropped, not all
+    head = O.AuxHead(5, 7, input_size=8).eval()
+    pool, conv1, bn1, conv2, bn2 = head.features[1], head.features[2], head.features[3], head.features[5], head.features[6]
+    assert conv1.weight.shape == (128, 5, 1, 1) and conv1.bias is None and conv2.weight.shape == (768, 128, 2, 2)
+    assert head.classifier.weight.shape == (7, 768) and head.classifier.bias is None
+    with torch.no_grad():
+        for bn in (bn1, bn2):
+            bn.running_mean.uniform_(-1, 1)
+            bn.running_var.uniform_(0.5, 2)
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.uniform_(-1, 1)
+    feat = torch.randn(3, 5, 8, 8, generator=torch.Generator().manual_seed(4))
+    r = torch.relu(feat)
+    pooled = torch.stack([torch.stack([r[:, :, 3 * i:3 * i + 5, 3 * j:3 * j + 5].mean((2, 3)) for j in range(2)], -1)
+                          for i in range(2)], -2)                           # VALID: (8 - 5) // 3 + 1 = 2
+    bn = lambda m, t: (t - m.running_mean[:, None, None]) / (m.running_var[:, None, None] + m.eps).sqrt() \
+        * m.weight[:, None, None] + m.bias[:, None, None]
+    h = torch.relu(bn(bn1, torch.einsum("oi,bihw->bohw", conv1.weight[:, :, 0, 0], pooled)))
+    h = torch.nn.functional.conv2d(torch.nn.functional.pad(h, (0, 1, 0, 1)), conv2.weight)   # SAME, k = 2
+    h = torch.relu(bn(bn2, h)).mean((2, 3))
+    with torch.no_grad():
+        torch.testing.assert_close(head(feat), h @ head.classifier.weight.t(), rtol=1e-4, atol=1e-5)
+    assert head.features[0].__class__ is torch.nn.ReLU and pool.kernel_size == 5 and pool.stride == 3
+    assert O.AuxHead(5, 7, input_size=5).features[5].weight.shape[-1] == 1
+    with pytest.raises(ValueError) as e:
+        O.AuxHead(5, 7, input_size=4)
+    assert str(e.value) == "the auxiliary head needs an input of at least 5x5, got 4x4"
