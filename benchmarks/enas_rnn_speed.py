@@ -128,13 +128,13 @@ def peer(steps: int, samples: int, profile: bool = False) -> None:
     print(f"peer configuration: hidden {H}, {N} nodes after node 0, batch {B}, BPTT {T}, vocabulary {V}")
     print(f"matmul rate before / after the runs: {before[0]:.0f} / {after[0]:.0f} GFLOP/s (2048^2), "
           f"{before[1]:.0f} / {after[1]:.0f} GFLOP/s ([64, 1000] x [1000, 2000]); the higher of each is the peak below")
-    for what, flop, secs in (("shared step", 3 * fwd, step), ("controller sample + reward", fwd, sample)):
-        rate = flop / secs / 1e9
-        head = (f"shared step: median {step:.2f} s ({B * T / step:.0f} tok/s), max/median "
-                f"{max(step_times) / step:.2f} over {steps} steps" if what == "shared step"
-                else f"controller sample + reward: median {sample:.2f} s")
-        print(f"{head}; {flop / 1e9:.0f} GFLOP -> {rate:.0f} GFLOP/s ({100 * rate / peak:.0f} % of the 2048^2 "
-              f"peak, {100 * rate / cell_peak:.0f} % of the cell product's)")
+    def rate(flop, secs):
+        r = flop / secs / 1e9
+        return (f"{flop / 1e9:.0f} GFLOP -> {r:.0f} GFLOP/s ({100 * r / peak:.0f} % of the 2048^2 peak, "
+                f"{100 * r / cell_peak:.0f} % of the cell product's)")
+    print(f"shared step: median {step:.2f} s ({B * T / step:.0f} tok/s), max/median {max(step_times) / step:.2f} "
+          f"over {steps} steps; {rate(3 * fwd, step)}")
+    print(f"controller sample + reward: median {sample:.2f} s; {rate(fwd, sample)}")
     print(f"peak memory (max RSS): {rss:.2f} GiB" + (f"; {built:.2f} GiB once the model was built" if built else ""))
     print(f"projected epoch (401 shared steps + 2,000 samples): {(401 * step + 2000 * sample) / 60:.0f} min")
 

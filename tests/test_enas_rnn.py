@@ -198,3 +198,15 @@ def test_window_gradients_equal_step_by_step_autograd(upto):
         assert torch.allclose(got[n], ref[n], rtol=1e-5, atol=1e-7), n
     with torch.no_grad():                                   # no gradient: the plain products, same outputs
         assert torch.equal(shared.run(shared.project_inputs(xs, xm), h0, shared.plan(a), hm)[0], outs.detach())
+
+
+def test_window_rows_zero_the_steps_that_got_no_gradient():
+    """``_WindowRows.weight_grad``: the gradient buffer is allocated empty, so a step whose
+    backward never ran (no output gradient reached it) must count as zero, not as what the
+    memory held."""
+    from torchnas.spaces.enas_rnn import _WindowRows
+    x, g = torch.randn(3, 2, 4), torch.full((3, 2, 5), float("nan"))
+    rows = _WindowRows(x, g)
+    g[1] = torch.randn(2, 5)
+    rows.seen.add(1)
+    torch.testing.assert_close(rows.weight_grad(), x[1].t() @ g[1])

@@ -162,15 +162,13 @@ class _CellBase(nn.Module):
         if torch.is_grad_enabled() and any(w.requires_grad for w in ws):
             rows = _WindowRows.window(ws, xp.shape[0], h)
             xp, h = _WindowWeights.apply(xp, h, rows, *ws)
-            outs = []
-            for t, xp_t in enumerate(xp.unbind(0)):
-                h = self._step(xp_t, h, nodes, lambda k, x: _StepProduct.apply(x, ws[k], rows[k], t), h_mask)
-                outs.append(h)
+            product = lambda t, k, x: _StepProduct.apply(x, ws[k], rows[k], t)
         else:
-            outs = []
-            for xp_t in xp.unbind(0):
-                h = self._step(xp_t, h, nodes, lambda k, x: x @ ws[k], h_mask)
-                outs.append(h)
+            product = lambda t, k, x: x @ ws[k]
+        outs = []
+        for t, xp_t in enumerate(xp.unbind(0)):
+            h = self._step(xp_t, h, nodes, lambda k, x: product(t, k, x), h_mask)
+            outs.append(h)
         return torch.stack(outs), h
 
     def _step(self, xp_t, h_prev, nodes, product, h_mask):
