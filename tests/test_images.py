@@ -340,6 +340,7 @@ def test_describe_counts_the_network_for_its_data():
                         ({"name": "my-own"}, (3, 32, 32)), ({}, (3, 32, 32))):
         d = task.describe(space, arch, data, {"channels": 8, "num_layers": 2})
         assert d["input"] == shape and d["classes"] == 10 and d["aux_params"] == 0
+        assert d["arch"] == str(arch) and d["net"] == {"channels": 8, "num_layers": 2}
         model = space.child(arch, shape[0], 10, channels=8, num_layers=2)
         assert d["params"] == sum(p.numel() for p in model.parameters())
     net = {"channels": 8, "num_layers": 2, "aux_head": True}

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from tests.conftest import kill_on_call
+from torchnas import api
 from torchnas.cli import main
 from torchnas.data.ptb import Corpus, load_ptb
 from torchnas.enas import ENASSearch, make_enas
@@ -326,16 +327,23 @@ def test_retraining_seeds_its_bptt_draws_and_feeds_nt_asgd_each_valid_ppl(tmp_pa
         def end_epoch(self, valid):
             seen["valid"].append(valid)
             return super().end_epoch(valid)
+
+        def train_epoch(self, *a, **kw):           # timings with known digits, for the rounding
+            return {**super().train_epoch(*a, **kw), "tokens_per_s": 1234.5678, "seconds": 0.123456}
     monkeypatch.setattr(task, "LMTraining", Recorded)
     arc = "0 0 1 1 1 2 3 3 2 0 5 1 6 2 7 3"
     ptb = _write_corpus(tmp_path / "ptb")
-    assert main(["train", "--preset", "enas-rnn-tiny", "--arc", arc, "--data-dir", str(ptb), "--set", "seed=3",
-                 "--set", "final_net.hidden_size=12", "--set", "train.batch_size=8", "--set", "train.epochs=2",
-                 "--quiet", "--out", str(tmp_path / "run")]) == 0
+    events = []
+    run = api.train(arch=arc, preset="enas-rnn-tiny", data_dir=ptb, seed=3, out=tmp_path / "run",
+                    set=["final_net.hidden_size=12", "train.batch_size=8", "train.epochs=2"],
+                    on_event=lambda kind, d: events.append((kind, d)))
     eight = ENASRNNSpace()
     assert seen["seed"] == arch_seed(3, eight.from_arc(arc))
     hist = [json.loads(l) for l in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
     assert seen["valid"] == [h["valid_ppl"] for h in hist]
+    assert [(h["tokens_per_s"], h["seconds"]) for h in hist] == [(1234.6, 0.123)] * 2
+    assert run.result["train_seconds"] == 0.25                   # round(2 x 0.123, 2)
+    assert [d["completed"] for kind, d in events if kind == "progress"] == [1, 2]     # each epoch reported
 
 
 def test_training_step_is_bitwise_repeatable_with_threads():
@@ -614,6 +622,12 @@ def test_lm_shared_weights_by_hand(tmp_path):
         return [SPACE.random(random.Random(len(asked)))]
     rec = w.train_epoch(sample)
     assert asked == [1, 1, 1]
+    loop = w.training.train_epoch
+    w.training.train_epoch = lambda arch_fn: {"lr": 2.5, "loss": 1.5, "train_ppl": 4.48, "tokens": 12,
+                                              "tokens_per_s": 1234.5678, "seconds": 0.123456}
+    assert w.train_epoch(sample) == {"lr": 2.5, "loss": 1.5, "train_ppl": 4.48, "tokens": 12, "tokens_per_s": 1234.6,
+                                     "shared_seconds": 0.123456}
+    w.training.train_epoch = loop
     assert set(rec) == {"lr", "loss", "train_ppl", "tokens", "tokens_per_s", "shared_seconds"}
     assert rec["tokens"] == 3 * 6 * 4 and rec["tokens_per_s"] == round(rec["tokens_per_s"], 1)
     assert rec["train_ppl"] == pytest.approx(math.exp(rec["loss"])) and rec["lr"] == 20.0
@@ -621,3 +635,83 @@ def test_lm_shared_weights_by_hand(tmp_path):
     with pytest.raises(RunError) as e:
         w.train_epoch(sample)
     assert str(e.value) == "shared-weight training diverged: loss nan at step 2; lower enas.lr or enas.grad_clip"
+
+
+def test_lm_shared_weights_pass_every_setting_on(tmp_path):
+    """Each ``enas:`` setting of the recurrent search reaches the training loop and the model;
+    the default seed is 0 (mutation survivors, issue 11)."""
+    data = {"name": "ptb", "path": str(_write_corpus(tmp_path / "ptb", n_lines=400))}
+    net = {"hidden_size": 8}
+    w = LMSharedWeights(SPACE, data, net=net, reward_batch=4, device="cpu")
+    assert w.training.epochs == 10 and w.net.hidden_size == 8
+    torch.manual_seed(123)
+    w0 = LMSharedWeights(SPACE, data, net=net, reward_batch=4, seed=0, device="cpu")
+    assert all(torch.equal(a, b) for a, b in zip(w.net.state_dict().values(), w0.net.state_dict().values()))
+    w = LMSharedWeights(SPACE, data, net={"hidden_size": 6}, reward_batch=4, epochs=3, batch_size=5, bptt=9,
+                        variable_bptt=False, bptt_sampler="enas-lm", lr=5.0, grad_clip=0.5, weight_decay=1e-3,
+                        alpha=0.5, beta=0.25, max_train_batches=2, seed=7, device="cpu")
+    t = w.training
+    assert (t.epochs, t.batch_size, t.bptt, t.variable_bptt, t.bptt_sampler, t.lr, t.grad_clip, t.weight_decay,
+            t.alpha, t.beta, t.max_batches) == (3, 5, 9, False, "enas-lm", 5.0, 0.5, 1e-3, 0.5, 0.25, 2)
+    assert w.net.hidden_size == 6 and w.bptt == 9
+    assert torch.equal(torch.rand(3, generator=t.generator), torch.rand(3, generator=torch.Generator().manual_seed(7)))
+    assert torch.equal(w.generator.get_state(), torch.Generator().manual_seed(7).get_state())
+
+
+def test_lm_shared_weights_validation_windows_at_the_edges(tmp_path):
+    """The validation split must hold 2 x reward_batch tokens (one stream of 2: an input and its
+    target); a window longer than a stream is cut to it; a split with room for one window
+    repeats that window (mutation survivors, issue 11)."""
+    from torchnas.data.ptb import batchify
+    data = {"name": "ptb", "path": str(_write_corpus(tmp_path / "ptb", n_lines=400))}
+    net = {"hidden_size": 8}
+    n_valid = len(LMSharedWeights(SPACE, data, net=net, reward_batch=4, device="cpu").corpus.valid)
+    assert LMSharedWeights(SPACE, data, net=net, reward_batch=n_valid // 2, device="cpu").reward_batch == n_valid // 2
+    too_many = n_valid // 2 + 1
+    with pytest.raises(ValueError) as e:
+        LMSharedWeights(SPACE, data, net=net, reward_batch=too_many, device="cpu")
+    assert str(e.value) == (f"the validation split ({n_valid} tokens) is too short for reward_batch {too_many} "
+                            f"streams: lower enas.reward_batch")
+    # 5 streams of 112 tokens: a window of 56 fits once (111 targets), so it repeats
+    w = LMSharedWeights(SPACE, data, net=net, reward_batch=5, bptt=56, device="cpu")
+    valid = batchify(w.corpus.valid, 5)
+    assert len(valid) == 112 and w.valid_windows == 1
+    for _ in range(2):
+        x, y = w.valid_batch()
+        assert torch.equal(x, valid[:56]) and torch.equal(y, valid[1:57])
+    w = LMSharedWeights(SPACE, data, net=net, reward_batch=5, bptt=200, device="cpu")     # longer than a stream
+    x, y = w.valid_batch()
+    assert w.valid_windows == 1 and torch.equal(x, valid[:111]) and torch.equal(y, valid[1:112])
+
+
+def test_language_export_network_example_and_vocabulary(tmp_path):
+    """The export's example input: two sequences of the run's bptt tokens (35 when it has none),
+    drawn from a fixed seed so that two exports of a run check the same input; the vocabulary
+    goes to a new folder and may be written again (mutation survivors, issue 11)."""
+    from torchnas.tasks.language import LanguageModeling, _write_vocab
+    ptb = _write_corpus(tmp_path / "ptb")
+    lm = SPACE.language_model(ARC, 17, 8)
+    task, data = LanguageModeling(), {"name": "ptb", "path": str(ptb)}
+    for cfg, length in (({"data": data}, 35), ({"data": data, "train": {"bptt": 6}}, 6)):
+        model, (example,), meta = task.export_network(SPACE, ARC, cfg, {"hidden_size": 8}, lm.state_dict(),
+                                                      tmp_path / "out" / "deep")
+        model.load_state_dict(lm.state_dict())          # the child of ARC, at the run's size
+        model.eval(), lm.eval()
+        assert model.vocab_size == 17 and torch.equal(model(example).logits, lm(example).logits)
+        assert torch.equal(example, torch.randint(0, 17, (length, 2), generator=torch.Generator().manual_seed(0)))
+        assert meta["vocab"] == "vocab.txt: token id = line number (from 0)"
+    assert (tmp_path / "out" / "deep" / "vocab.txt").read_text() == "".join(
+        w + "\n" for w in ["<eos>"] + sorted(f"w{k}" for k in range(16)))
+    assert _write_vocab(data, tmp_path / "x", 99) == "vocab.txt not written: the corpus has 17 words, the model 99"
+    assert not (tmp_path / "x").exists()
+
+
+def test_language_describe_counts_the_model_for_ptb():
+    """``torchnas train --dry-run`` for a recurrent cell (LanguageModeling.describe): the model
+    built for Penn Treebank's 10,000 words without loading the corpus."""
+    from torchnas.tasks.language import LanguageModeling
+    d = LanguageModeling().describe(SPACE, ARC, {}, {"hidden_size": 8})
+    lm = SPACE.language_model(ARC, 10000, hidden_size=8)
+    assert d == {"arch": str(ARC), "arc": SPACE.to_arc(ARC), "params": sum(p.numel() for p in lm.parameters()),
+                 "cell_params": sum(p.numel() for p in lm.cell.parameters()), "embedding_params": 10000 * 8,
+                 "vocab": 10000, "net": {"hidden_size": 8}}

@@ -35,6 +35,8 @@ def retrain(run: RunDir, on_epoch: Callable[[dict], None] | None = None) -> dict
     if done is not None:
         return done
     space = space_from_config(cfg["space"])
-    result = task_of(space).retrain(run, cfg, space, space.parse(cfg["arch"]), on_epoch)
+    task = task_of(space)
+    task.check_net_settings(space, cfg.get("net"), "final_net")     # a config edited since: one clear line
+    result = task.retrain(run, cfg, space, space.parse(cfg["arch"]), on_epoch)
     run.write_json(RunDir.RESULT, result)
     return result

@@ -38,10 +38,7 @@ class ImageClassification(Task):
         net = dict(cfg.get("net") or {})
         if net.get("aux_head"):
             net.setdefault("image_size", data.shape[1])
-        try:
-            model = space.child(arch, data.shape[0], data.num_classes, **net)
-        except TypeError as e:   # a network setting this space does not take
-            raise RunError(f"{run.path}: final_net settings {net} do not fit space {space.name!r}: {e}") from None
+        model = space.child(arch, data.shape[0], data.num_classes, **net)
         training = Training(model, data, seed=seed, **cfg["train"])
         history = run_epochs(run, training, lambda out: {
             "loss": out["loss"], "valid_acc": training.accuracy("valid"), "lr": out["lr"],

@@ -41,10 +41,7 @@ class LanguageModeling(Task):
         seed = arch_seed(cfg["seed"], arch)
         torch.manual_seed(seed)
         net = dict(cfg.get("net") or {})
-        try:
-            model = space.language_model(arch, len(corpus), **net)
-        except TypeError as e:
-            raise RunError(f"{run.path}: final_net settings {net} do not fit space {space.name!r}: {e}") from None
+        model = space.language_model(arch, len(corpus), **net)
         training = LMTraining(model, corpus, seed=seed, **cfg["train"])
 
         def record(out):
@@ -113,7 +110,6 @@ class LMSharedWeights(SharedWeights):
         self.reward_constant = reward_constant
         torch.manual_seed(seed)
         self.corpus = load_ptb_cached(dict(data))
-        net = dict(net or {})
         self.training = LMTraining(space.language_model(None, len(self.corpus), **net), self.corpus, epochs=epochs,
                                    batch_size=batch_size, bptt=bptt, variable_bptt=variable_bptt,
                                    bptt_sampler=bptt_sampler, lr=lr,
