@@ -221,3 +221,42 @@ def test_ws_rank_on_a_toy_run(tmp_path, capsys):
     assert main(["show", str(run)]) == 0
     shown = capsys.readouterr().out
     assert "benchmark table" in shown and "shared-weight ranking" in shown
+
+
+def test_unique_cells_and_sampling_them():
+    """``unique_str`` merges the encodings of one computation: 6,466 distinct cells of 15,625
+    (the count of AutoDL-Projects' ``to_unique_str(consider_zero=True)`` and Ning et al. 2021);
+    ``sampling: unique`` draws each of them with the same probability."""
+    import collections
+    import itertools
+    from torchnas.settings import SettingsError
+    from torchnas.spaces import space_from_config
+    s = NB201Space()
+    every = [s.make(v) for v in itertools.product(range(5), repeat=6)]
+    assert len({s.unique_str(a) for a in every}) == 6466
+    p = s.parse
+    # a skip is its input; none, and any edge out of a zero node, is zero ("#")
+    assert s.unique_str(p("|skip_connect~0|+|none~0|nor_conv_3x3~1|+|none~0|none~1|skip_connect~2|")) == \
+        s.unique_str(p("|skip_connect~0|+|nor_conv_3x3~0|none~1|+|none~0|none~1|skip_connect~2|")) == \
+        "#+#+#+(0)@nor_conv_3x3"
+    assert s.unique_str(p("|none~0|+|avg_pool_3x3~0|nor_conv_1x1~1|+|none~0|none~1|skip_connect~2|")) == \
+        s.unique_str(p("|none~0|+|avg_pool_3x3~0|avg_pool_3x3~1|+|none~0|none~1|skip_connect~2|")) == \
+        "#+#+#+(0)@avg_pool_3x3"
+    # a node's terms are sorted whole: with a zero term inside, swapping nodes 1 and 2 is not merged
+    # (the reference's definition, which gives its 6,466)
+    a = p("|nor_conv_1x1~0|+|nor_conv_3x3~0|none~1|+|skip_connect~0|skip_connect~1|skip_connect~2|")
+    b = p("|nor_conv_3x3~0|+|nor_conv_1x1~0|none~1|+|skip_connect~0|skip_connect~1|skip_connect~2|")
+    assert s.unique_str(a) == "#+(0)@nor_conv_3x3+(0)@nor_conv_1x1+0" != s.unique_str(b)
+    # uniform over the 6,466 cells (not the encodings), seeded
+    u = space_from_config({"name": "nb201", "sampling": "unique"})
+    draws = [u.random(random.Random(k)) for k in range(3)]
+    assert draws == [u.random(random.Random(k)) for k in range(3)]
+    rng = random.Random(0)
+    n = 64_660
+    counts = collections.Counter(u.unique_str(u.random(rng)) for _ in range(n))
+    zero = s.unique_str(p("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"))
+    assert len(counts) == 6466 and 2 <= counts[zero] <= 22           # 10 expected; 225 encodings compute it
+    rng = random.Random(0)
+    assert sum(s.unique_str(s.random(rng)) == zero for _ in range(n)) > 800   # uniform encodings: 931 expected
+    with pytest.raises(ValueError, match="space nb201: sampling must be 'uniform' or 'unique', not 'fair'"):
+        NB201Space("fair")

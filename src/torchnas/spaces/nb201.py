@@ -9,10 +9,11 @@ The benchmark writes it as ``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|`` (its ``arch_s
 from __future__ import annotations
 
 import csv
+import itertools
 import math
 from bisect import bisect_left, bisect_right
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Sequence
 
 import torch
 from torch import nn
@@ -34,10 +35,45 @@ VALID_COLUMN, TEST_COLUMN = "cifar10valid_xvalid_acc_12ep", "cifar10_oritest_acc
 
 @register("space")
 class NB201Space(SearchSpace):
+    """``sampling``: how :meth:`random` draws (random search, RSWS, ENAS's warm-up, ws-rank):
+    ``uniform`` over the 15,625 encodings, or ``unique`` over the 6,466 distinct cells
+    (:meth:`unique_str`). Uniform encodings over-sample simple cells, which have many
+    encodings each: a cell whose node 1 feeds nothing useful has 5 encodings per op choice it
+    ignores. Ning et al. (NeurIPS 2021, §6.2) find that this makes a super-net trained on them
+    overestimate simple cells on this space, and that sampling unique cells fixes much of it."""
     name = "nb201"
 
-    def __init__(self):
+    def __init__(self, sampling: Literal["uniform", "unique"] = "uniform"):
+        if sampling not in ("uniform", "unique"):
+            raise ValueError(f"space nb201: sampling must be 'uniform' or 'unique', not {sampling!r}")
+        self.sampling = sampling
         self.decisions = tuple(Choice(f"node{i}<-{j}", OPS, kind="op") for i, j in EDGES)
+
+    def unique_str(self, arch: Architecture) -> str:
+        """The cell's computation with its encoding's freedom taken out: ``none`` and edges from
+        a zero node give zero (``#``), ``skip_connect`` is its input, each node's inputs are
+        sorted. Two encodings with the same string are isomorphic; 6,466 strings over the
+        15,625 cells (AutoDL-Projects ``genotypes.py``, ``to_unique_str(consider_zero=True)``;
+        Ning et al. 2021 §6.2 give the same count)."""
+        self.check(arch)
+        nodes = ["0"]
+        for i in range(1, 4):
+            terms = []
+            for (to, j), v in zip(EDGES, arch.values):
+                if to != i:
+                    continue
+                op = OPS[v]
+                terms.append("#" if op == "none" or nodes[j] == "#" else
+                             nodes[j] if op == "skip_connect" else f"({nodes[j]})@{op}")
+            nodes.append("+".join(sorted(terms)))
+        return nodes[3]
+
+    def random(self, rng) -> Architecture:
+        if self.sampling == "uniform":
+            return super().random(rng)
+        classes = _unique_classes()
+        members = classes[rng.randrange(len(classes))]
+        return self.make(members[rng.randrange(len(members))])
 
     def to_arch_str(self, arch: Architecture) -> str:
         self.check(arch)
@@ -141,6 +177,19 @@ class NB201Space(SearchSpace):
                 "test_percentile": round(100.0 * bisect_left(test, m[TEST_COLUMN]) / n, 2),
                 "valid_rank": n - bisect_right(valid, m[VALID_COLUMN]) + 1,
                 "cells": n, "metrics": dict(m)}
+
+
+_CLASSES: list = []
+
+
+def _unique_classes() -> list[list[tuple[int, ...]]]:
+    """The 15,625 encodings grouped by :meth:`NB201Space.unique_str`, in a fixed order."""
+    if not _CLASSES:
+        space, groups = NB201Space(), {}
+        for values in itertools.product(range(len(OPS)), repeat=len(EDGES)):
+            groups.setdefault(space.unique_str(space.make(values)), []).append(values)
+        _CLASSES.extend(groups[k] for k in sorted(groups))
+    return _CLASSES
 
 
 _RANKED: dict = {}
