@@ -229,7 +229,6 @@ def test_unique_cells_and_sampling_them():
     ``sampling: unique`` draws each of them with the same probability."""
     import collections
     import itertools
-    from torchnas.settings import SettingsError
     from torchnas.spaces import space_from_config
     s = NB201Space()
     every = [s.make(v) for v in itertools.product(range(5), repeat=6)]
