@@ -37,7 +37,7 @@ def rederive(run_path: Path, ks: list[int], data_dir) -> dict:
     if search.epoch < search.epochs:
         raise SystemExit(f"{run_path}: the search stopped at epoch {search.epoch} of {search.epochs}; finish it first")
     # the derive step's own order: its minibatches first (the shared generator), then the candidates
-    batches = [search._valid_batch() for _ in range(max(ks))]
+    batches = [search._valid_batch() for _ in range(max(*ks, search.derive_batches))]
     drawn = search.strategy.propose(search.derive_samples)
     archs = list(dict.fromkeys(drawn))
     counts = collections.Counter(str(a) for a in drawn)
