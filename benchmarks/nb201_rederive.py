@@ -1,6 +1,6 @@
 """Is it the policy or the pick? Re-derive finished ENAS / RSWS runs on the NAS-Bench-201 cell.
 
-ENAS's derive step (``ENASSearch.derive``) samples ``derive_samples`` cells from the final
+ENAS's derive step (``ENASSearch.derive``, through ``score_candidates``) samples ``derive_samples`` cells from the final
 policy and keeps the one with the best shared-weight accuracy on ``derive_batches`` validation
 minibatches. For each finished run this script restores the run's last checkpoint (the state the
 derive step started from), redraws the same candidates, scores each on up to ``--batches``
@@ -31,20 +31,16 @@ from pathlib import Path
 
 def rederive(run_path: Path, ks: list[int], data_dir) -> dict:
     from torchnas.runs import RunDir
-    from torchnas.ws_rank import _enas_from_run
+    from torchnas.ws_rank import search_from_run
     run = RunDir(run_path)
-    cfg, space, search = _enas_from_run(run)
+    cfg, space, search = search_from_run(run)
     if search.epoch < search.epochs:
         raise SystemExit(f"{run_path}: the search stopped at epoch {search.epoch} of {search.epochs}; finish it first")
-    # the derive step's own order: its minibatches first (the shared generator), then the candidates
-    batches = [search._valid_batch() for _ in range(max(*ks, search.derive_batches))]
-    drawn = search.strategy.propose(search.derive_samples)
-    archs = list(dict.fromkeys(drawn))
+    t0 = time.perf_counter()
+    drawn, archs, rewards = search.score_candidates(max(*ks, search.derive_batches))
+    seconds = time.perf_counter() - t0
     counts = collections.Counter(str(a) for a in drawn)
     mode = max(range(len(archs)), key=lambda i: (counts[str(archs[i])], -i))
-    t0 = time.perf_counter()
-    rewards = [[search.reward(a, b) for b in batches] for a in archs]
-    seconds = time.perf_counter() - t0
     truth = [space.ground_truth(a, data_dir) for a in archs]                        # after the search only
     if truth[0].get("table") is None:
         raise SystemExit(f"nb201_rederive: {truth[0].get('note', 'the space has no table')} (give --data-dir)")

@@ -179,6 +179,26 @@ def test_enas_logs_warm_up_sampling_and_derive_exactly(tmp_path):
     assert json.loads((s.run_dir.path / "best.json").read_text()) == {**derived[0], "derived_from": 6}
 
 
+def test_score_candidates_replays_derive_with_more_batches(tmp_path):
+    """``score_candidates`` (nb201_rederive.py's re-derive): from the state derive starts in,
+    the same draws and, on derive's own minibatches, the same rewards and ranking; extra
+    minibatches come after derive's and change none of its scores."""
+    s = _search(tmp_path, derive_batches=2, derive_samples=8, keep=8)
+    s.run()
+    state = s.run_dir.load_checkpoint()
+    s.load_state_dict(state)
+    derived = s.derive()
+    s.load_state_dict(state)
+    drawn, archs, rewards = s.score_candidates(5)
+    assert len(drawn) == 8 and archs == list(dict.fromkeys(drawn)) and len(set(map(str, archs))) == len(archs)
+    assert all(len(r) == 5 for r in rewards)
+    mean2 = {str(a): sum(r[:2]) / 2 for a, r in zip(archs, rewards)}
+    assert [d["arch"] for d in derived] == sorted(mean2, key=lambda a: -mean2[a])
+    assert [d["reward"] for d in derived] == [mean2[d["arch"]] for d in derived]
+    s.load_state_dict(state)
+    assert s.score_candidates() == (drawn, archs, [r[:2] for r in rewards])
+
+
 def test_enas_loop_defaults_and_edges():
     """The loop's defaults (10 epochs, the task's train steps: 30 for images as
     controller_train_steps, 25 for the language model; the best of 100 derived samples, 5

@@ -50,11 +50,10 @@ def digits():
     return load_image_data("digits")
 
 
-def test_image_retraining_by_hand(tmp_path, monkeypatch, digits):
-    """``ImageClassification.retrain``: the child built with the run's network settings (the
-    aux head's image size from the data unless given), trained with the architecture's seed;
-    one record an epoch (validation accuracy, lr, seconds to 3 decimals) passed to ``on_epoch``;
-    the result's fields; the trained weights saved."""
+@pytest.fixture
+def seen(monkeypatch):
+    """The task's ``Training`` replaced by one that records its settings (``seen["kw"]``) and
+    the splits it is judged on, and reports each epoch as 0.123456 s."""
     seen = {"splits": []}
 
     class Recorded(Training):
@@ -69,6 +68,14 @@ def test_image_retraining_by_hand(tmp_path, monkeypatch, digits):
             seen["splits"].append(split)
             return super().accuracy(split)
     monkeypatch.setattr(task, "Training", Recorded)
+    return seen
+
+
+def test_image_retraining_by_hand(tmp_path, seen, digits):
+    """``ImageClassification.retrain``: the child built with the run's network settings (the
+    aux head's image size from the data unless given), trained with the architecture's seed;
+    one record an epoch (validation accuracy, lr, seconds to 3 decimals) passed to ``on_epoch``;
+    the result's fields; the trained weights saved."""
     space, arch = StandIn(), "stand-in:a"
     train = {"epochs": 2, "batch_size": 64, "lr": 0.05, "augment": False}
     cfg = {"arch": arch, "seed": 3, "data": {"name": "digits"}, "net": {"width": 2, "aux_head": True},
@@ -135,17 +142,10 @@ def test_image_export_network_by_hand(tmp_path, digits):
     assert ic.check_exportable(space, "x") is None
 
 
-def test_image_shared_weights_by_hand(monkeypatch, digits):
+def test_image_shared_weights_by_hand(seen, digits):
     """``ImageSharedWeights``: the defaults it hands the training loop (ENAS ``src/cifar10/main.py``),
     every setting passed on, its refusals, the reward minibatch drawn from the validation split
     with its own generator, and a divergence."""
-    seen = {}
-
-    class Recorded(Training):
-        def __init__(self, model, data, **kw):
-            seen["kw"] = kw
-            super().__init__(model, data, **kw)
-    monkeypatch.setattr(task, "Training", Recorded)
     space = StandIn()
     w = ImageSharedWeights(space, {"name": "digits"}, device="cpu")
     assert space.built == [("shared", 1, 10, {})]

@@ -377,7 +377,7 @@ def test_enas_reward_leaves_running_statistics_alone():
     moms = [m.momentum for m in s.net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     rng = random.Random(0)
     for _ in range(3):
-        s.reward(space.random(rng), s._valid_batch())
+        s.reward(space.random(rng), s.valid_batch())
     after = s.net.state_dict()
     for k, v in stats.items():
         assert torch.equal(after[k], v), k

@@ -82,7 +82,8 @@ class ENASSearch:
             return lambda n: [self.space.random(rng) for _ in range(n)]
         return lambda n: self.strategy.propose(n)
 
-    def _valid_batch(self):
+    def valid_batch(self):
+        """The next validation minibatch the reward is judged on (the shared generator's)."""
         return self.shared.valid_batch()
 
     def reward(self, arch, batch) -> float:
@@ -92,7 +93,7 @@ class ENASSearch:
         stats = []
         for _ in range(self.train_steps):
             archs = self.strategy.ask()
-            rewards = [self.reward(a, self._valid_batch()) for a in archs]
+            rewards = [self.reward(a, self.valid_batch()) for a in archs]
             s = self.strategy.tell(archs, rewards)
             self.updates += 1
             stats.append({"update": self.updates, "epoch": self.epoch, **(s or {}),
@@ -102,11 +103,19 @@ class ENASSearch:
     def derive(self) -> list[dict]:
         """Sample architectures from the policy and rank them by their mean reward on the same
         ``derive_batches`` validation minibatches (the authors score on one)."""
-        batches = [self._valid_batch() for _ in range(self.derive_batches)]
-        archs = list(dict.fromkeys(self.strategy.propose(self.derive_samples)))
-        score = lambda a: sum(self.reward(a, b) for b in batches) / len(batches)
-        scored = sorted(((score(a), str(a)) for a in archs), key=lambda t: -t[0])
+        _, archs, rewards = self.score_candidates()
+        scored = sorted(((sum(r) / len(r), str(a)) for a, r in zip(archs, rewards)), key=lambda t: -t[0])
         return [{"arch": s, "reward": r, self.metric: self.metric_of(r)} for r, s in scored[:self.keep]]
+
+    def score_candidates(self, batches: int | None = None) -> tuple[list, list, list[list[float]]]:
+        """Derive's draws in derive's order: ``batches`` (default ``derive_batches``) validation
+        minibatches, then ``derive_samples`` cells from the policy. Returns (the cells as drawn,
+        the distinct ones in order of first draw, each distinct cell's reward on each minibatch);
+        with more minibatches the first ``derive_batches`` are derive's own."""
+        val = [self.valid_batch() for _ in range(batches or self.derive_batches)]
+        drawn = self.strategy.propose(self.derive_samples)
+        archs = list(dict.fromkeys(drawn))
+        return drawn, archs, [[self.reward(a, b) for b in val] for a in archs]
 
     # -- checkpoints and the loop ---------------------------------------------------------------
     def state_dict(self) -> dict:

@@ -31,7 +31,8 @@ def report_ground_truth(run: RunDir, space, arch: str, data_dir=None) -> dict | 
     return truth
 
 
-def _enas_from_run(run: RunDir):
+def search_from_run(run: RunDir):
+    """(config, space, the ENAS search restored from the run's last checkpoint)."""
     from .config import build_space, build_strategy
     from .enas import make_enas
     cfg = run.config()
@@ -57,7 +58,7 @@ def ws_rank(run_dir, samples: int = 64, seed: int = 0, batches: int = 8, data_di
     if samples < 3 or batches < 1:
         raise ValueError(f"ws-rank needs --samples >= 3 and --batches >= 1 (got {samples}, {batches})")
     run = RunDir(run_dir)
-    cfg, space, search = _enas_from_run(run)
+    cfg, space, search = search_from_run(run)
     if space.size() < samples:
         raise ValueError(f"--samples {samples} is more than the {space.size()} architectures of {space.name!r}")
     derived = (run.read_json(RunDir.BEST) or {}).get("arch")
@@ -74,7 +75,7 @@ def ws_rank(run_dir, samples: int = 64, seed: int = 0, batches: int = 8, data_di
         raise ValueError(f"ws-rank needs the benchmark table: {first.get('note')}")
     truth = [truth_of(a)["valid_acc"] for a in archs]
     search.shared.generator.manual_seed(seed)
-    val = [search._valid_batch() for _ in range(batches)]
+    val = [search.valid_batch() for _ in range(batches)]
     score = lambda a: sum(search.reward(a, b) for b in val) / len(val)
     ws = [score(a) for a in archs]
     tau, rho = kendalltau(ws, truth).statistic, spearmanr(ws, truth).statistic

@@ -9,7 +9,7 @@ The benchmark writes it as ``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|`` (its ``arch_s
 from __future__ import annotations
 
 import csv
-import itertools
+import functools
 import math
 from bisect import bisect_left, bisect_right
 from pathlib import Path
@@ -20,7 +20,7 @@ from torch import nn
 
 from ..data import DataFormatError, find
 from ..registry import register
-from .base import Architecture, ArchitectureError, Choice, SearchSpace
+from .base import Architecture, ArchitectureError, Choice, SearchSpace, iter_all
 from .graph import Edge, Graph, Node
 
 # The benchmark's operation order (NAS-Bench-201 paper, §2; `NAS_BENCH_201` in its API).
@@ -52,9 +52,10 @@ class NB201Space(SearchSpace):
     def unique_str(self, arch: Architecture) -> str:
         """The cell's computation with its encoding's freedom taken out: ``none`` and edges from
         a zero node give zero (``#``), ``skip_connect`` is its input, each node's inputs are
-        sorted. Two encodings with the same string are isomorphic; 6,466 strings over the
-        15,625 cells (AutoDL-Projects ``genotypes.py``, ``to_unique_str(consider_zero=True)``;
-        Ning et al. 2021 §6.2 give the same count)."""
+        sorted. Two encodings with the same string compute the same function; the converse can
+        fail (two nodes that swap roles behind a zero term give different strings). 6,466
+        strings over the 15,625 cells (AutoDL-Projects ``genotypes.py``,
+        ``to_unique_str(consider_zero=True)``; Ning et al. 2021 §6.2 give the same count)."""
         self.check(arch)
         nodes = ["0"]
         for i in range(1, 4):
@@ -179,17 +180,13 @@ class NB201Space(SearchSpace):
                 "cells": n, "metrics": dict(m)}
 
 
-_CLASSES: list = []
-
-
+@functools.cache
 def _unique_classes() -> list[list[tuple[int, ...]]]:
     """The 15,625 encodings grouped by :meth:`NB201Space.unique_str`, in a fixed order."""
-    if not _CLASSES:
-        space, groups = NB201Space(), {}
-        for values in itertools.product(range(len(OPS)), repeat=len(EDGES)):
-            groups.setdefault(space.unique_str(space.make(values)), []).append(values)
-        _CLASSES.extend(groups[k] for k in sorted(groups))
-    return _CLASSES
+    space, groups = NB201Space(), {}
+    for arch in iter_all(space):
+        groups.setdefault(space.unique_str(arch), []).append(arch.values)
+    return [groups[k] for k in sorted(groups)]
 
 
 _RANKED: dict = {}

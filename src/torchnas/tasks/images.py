@@ -110,7 +110,6 @@ class ImageSharedWeights(SharedWeights):
         self.batch_size, self.reward_bn = batch_size, reward_bn
         self.reward_batch = reward_batch or batch_size
         torch.manual_seed(seed)
-        net = dict(net or {})
         if net.get("aux_head"):
             net.setdefault("image_size", self.data.shape[1])
         # the shared phase is the one image training loop, with a new architecture per minibatch
