@@ -21,7 +21,9 @@ each counted by hand (cell matmuls (nodes + 2) x 4BH^2 per time step, tied softm
 token; backward = 2 x forward) and their achieved rate beside the machine's fp32 matmul rate
 measured before and after the runs (a 2048^2 product, and the cell's own [64, 1000] x [1000, 2000];
 the higher of the two, since the rate varies by ±25 % on a shared machine), and
-the epoch this projects to at 401 shared steps + 2,000 samples (the peer's epoch).
+the epoch this projects to at 401 shared steps + 2,000 samples (the peer's epoch). Beside each
+rate: the same products alone, at the shapes the step runs them (``products_only``), the most
+this machine gives those shapes.
 """
 from __future__ import annotations
 
@@ -69,6 +71,51 @@ def matmul_rate(m: int, k: int, n: int, repeats: int = 20) -> float:
         a @ b
         times.append(time.perf_counter() - t0)
     return 2 * m * k * n / statistics.median(times) / 1e9
+
+
+def products_only(B: int, H: int, N: int, T: int, V: int, chunk: int = 512, repeats: int = 3) -> tuple[float, float]:
+    """Seconds for the matrix products alone of (a shared step, a reward), at the shapes the
+    step runs them, on random data, back to back (median of ``repeats``): the step's time if
+    everything else took none, so its rate is the most this machine allows those shapes.
+    A step: the input projection; per time step ``N + 1`` cell products ``[B, H] x [H, 2H]``
+    and, backward, their input gradients ``[B, 2H] x [2H, H]``; each weight's window gradient
+    ``[H, TB] x [TB, 2H]`` and the projection's two; the tied softmax (``chunk`` rows at a time)
+    forward, its input and its embedding gradient. A reward: the forward products."""
+    g = torch.Generator().manual_seed(0)
+    r = lambda *shape: torch.randn(*shape, generator=g)
+    W, x, h, gz = r(N + 1, H, 2 * H), r(T * B, H), r(B, H), r(B, 2 * H)
+    E, xs, gs = r(V, H), r(T * B, H), r(T * B, 2 * H)
+
+    def forward(softmax: bool = True):
+        x @ W[0]
+        for _ in range(T):
+            for k in range(N + 1):
+                h @ W[k]
+        for i in range(0, T * B, chunk) if softmax else ():
+            xs[i:i + chunk] @ E.t()
+
+    def step():
+        forward(softmax=False)              # the softmax's forward product is made below, once
+        for _ in range(T):
+            for k in range(N + 1):
+                gz @ W[k].t()
+        for k in range(N + 2):
+            xs.t() @ gs
+        gs @ W[0].t()
+        for i in range(0, T * B, chunk):
+            p = xs[i:i + chunk] @ E.t()
+            p @ E
+            p.t() @ xs[i:i + chunk]
+
+    def median(f):
+        f()
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            f()
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+    return median(step), median(forward)
 
 
 def _rss_gib() -> float | None:
@@ -123,6 +170,7 @@ def peer(steps: int, samples: int, profile: bool = False) -> None:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20          # KiB -> GiB
     fwd = T * ((N + 2) * 4 * B * H * H + 2 * B * H * V)
     step, sample = statistics.median(step_times), statistics.median(sample_times)
+    bound_step, bound_sample = products_only(B, H, N, T, V)
     after = matmul_rate(2048, 2048, 2048), matmul_rate(B, H, 2 * H)
     peak, cell_peak = max(before[0], after[0]), max(before[1], after[1])   # the rate varies ±25 % on a shared machine
     print(f"peer configuration: hidden {H}, {N} nodes after node 0, batch {B}, BPTT {T}, vocabulary {V}")
@@ -134,7 +182,11 @@ def peer(steps: int, samples: int, profile: bool = False) -> None:
                 f"{100 * r / cell_peak:.0f} % of the cell product's)")
     print(f"shared step: median {step:.2f} s ({B * T / step:.0f} tok/s), max/median {max(step_times) / step:.2f} "
           f"over {steps} steps; {rate(3 * fwd, step)}")
+    print(f"  its matrix products alone, at their shapes: {bound_step:.2f} s ({rate(3 * fwd, bound_step)}); "
+          f"the step takes {step / bound_step:.2f}x that")
     print(f"controller sample + reward: median {sample:.2f} s; {rate(fwd, sample)}")
+    print(f"  its matrix products alone: {bound_sample:.2f} s ({rate(fwd, bound_sample)}); "
+          f"the sample takes {sample / bound_sample:.2f}x that (it includes the controller's own sampling)")
     print(f"peak memory (max RSS): {rss:.2f} GiB" + (f"; {built:.2f} GiB once the model was built" if built else ""))
     print(f"projected epoch (401 shared steps + 2,000 samples): {(401 * step + 2000 * sample) / 60:.0f} min")
 

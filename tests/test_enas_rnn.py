@@ -168,45 +168,42 @@ def test_only_the_sampled_path_gets_gradients():
             assert (w.grad is not None and w.grad.abs().sum() > 0) if k in used else w.grad is None
 
 
-@pytest.mark.parametrize("upto", [5, 2])
-def test_window_gradients_equal_step_by_step_autograd(upto):
-    """``run`` (a language model's window) makes each weight's gradient as one product over the
-    window's steps (issue 15); the reference is plain autograd through ``forward``, one step at a
-    time, with the same dropout masks. ``upto=2``: a loss on the first steps only, so the later
-    steps get no output gradient at all."""
+@pytest.mark.parametrize("upto,output,masked", [(5, "average", True), (2, "average", True),
+                                                (5, "loose_ends", True), (5, "average", False)])
+def test_window_gradients_equal_step_by_step_autograd(upto, output, masked):
+    """``run`` (a language model's window) is one hand-written autograd node for the window
+    (``_CellWindow``, issue 15); the reference is plain autograd through ``forward``, one step at
+    a time, with the same dropout masks: the same outputs bit for bit and the same gradients of
+    every weight, of the inputs and of the first state. ``upto=2``: a loss on the first steps
+    only, so the later steps get no output gradient at all. The cells use all four activations."""
     torch.manual_seed(0)
-    shared = SPACE.shared(I, H)
-    a = _archs(1, seed=11)[0]
-    xs, h0 = torch.randn(5, B, I), torch.randn(B, H)
-    xm, hm = (torch.rand(B, I) > 0.3).float() / 0.7, (torch.rand(B, H) > 0.3).float() / 0.7
+    space = ENASRNNSpace(num_nodes=8)
+    shared = space.shared(I, H, output=output)
+    a = space.parse_arc("0 0 1 1 2 2 0 3 4 1 3 2 6 3 5 0")
+    assert {act for _, act in space.nodes_of(a)} == {0, 1, 2, 3} and len(loose_ends(space.nodes_of(a))) > 1
+    xs0, h00 = torch.randn(5, B, I), torch.randn(B, H)
+    xm, hm = ((torch.rand(B, I) > 0.3).float() / 0.7, (torch.rand(B, H) > 0.3).float() / 0.7) if masked else (None, None)
+    with torch.no_grad():
+        shared.w[shared.index(2, 1, 1)].mul_(8)           # a relu node with pre-activations of both signs
 
-    def grads(outs):
+    def grads(outs, xs, h0):
         shared.zero_grad(set_to_none=True)
         (outs[:upto] * torch.linspace(-1, 1, H)).pow(2).sum().backward()
-        return {n: p.grad.clone() for n, p in shared.named_parameters() if p.grad is not None}
+        got = {n: p.grad.clone() for n, p in shared.named_parameters() if p.grad is not None}
+        return {**got, "x": xs.grad, "h0": h0.grad}
 
+    xs, h0 = xs0.clone().requires_grad_(), h00.clone().requires_grad_()
     h, ref_outs = h0, []
     for x in xs:
         h = shared(x, h, a, xm, hm)
         ref_outs.append(h)
-    ref = grads(torch.stack(ref_outs))
+    ref = grads(torch.stack(ref_outs), xs, h0)
+    xs, h0 = xs0.clone().requires_grad_(), h00.clone().requires_grad_()
     outs, last = shared.run(shared.project_inputs(xs, xm), h0, shared.plan(a), hm)
     assert torch.equal(outs, torch.stack(ref_outs).detach()) and torch.equal(last, outs[-1])
-    got = grads(outs)
-    assert sorted(got) == sorted(ref) and len(ref) == 1 + SPACE.num_nodes        # w_prev and the used matrices
+    got = grads(outs, xs, h0)
+    assert sorted(got) == sorted(ref) and len(ref) == 3 + space.num_nodes      # w_prev, the used matrices, x, h0
     for n in ref:
-        assert torch.allclose(got[n], ref[n], rtol=1e-5, atol=1e-7), n
-    with torch.no_grad():                                   # no gradient: the plain products, same outputs
-        assert torch.equal(shared.run(shared.project_inputs(xs, xm), h0, shared.plan(a), hm)[0], outs.detach())
-
-
-def test_window_rows_zero_the_steps_that_got_no_gradient():
-    """``_WindowRows.weight_grad``: the gradient buffer is allocated empty, so a step whose
-    backward never ran (no output gradient reached it) must count as zero, not as what the
-    memory held."""
-    from torchnas.spaces.enas_rnn import _WindowRows
-    x, g = torch.randn(3, 2, 4), torch.full((3, 2, 5), float("nan"))
-    rows = _WindowRows(x, g)
-    g[1] = torch.randn(2, 5)
-    rows.seen.add(1)
-    torch.testing.assert_close(rows.weight_grad(), x[1].t() @ g[1])
+        torch.testing.assert_close(got[n], ref[n], rtol=1e-5, atol=1e-6, msg=n)
+    with torch.no_grad():                                   # no gradient: one step's buffers, same outputs
+        assert torch.equal(shared.run(shared.project_inputs(xs0, xm), h00, shared.plan(a), hm)[0], outs.detach())

@@ -116,7 +116,7 @@ class _TiedCrossEntropy(torch.autograd.Function):
 
 
 def tied_cross_entropy(top: torch.Tensor, E: torch.Tensor, targets: torch.Tensor, reduction: str = "mean",
-                       chunk: int = 1024) -> torch.Tensor:
+                       chunk: int = 512) -> torch.Tensor:
     """``F.cross_entropy(top @ E.t(), targets, reduction=...)`` for ``top`` ``[N, H]``, tied
     embedding ``E`` ``[V, H]`` and ``targets`` ``[N]``, without the ``[N, V]`` logits."""
     s = _TiedCrossEntropy.apply(top, E, targets, chunk, torch.is_grad_enabled())

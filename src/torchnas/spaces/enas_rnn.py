@@ -70,64 +70,88 @@ def _init(t: torch.Tensor, init_range: float) -> torch.Tensor:
         return t.uniform_(-init_range, init_range)
 
 
-class _WindowRows:
-    """One weight's per-step products in a window: the inputs ``x_t`` (rows of ``x``, written
-    in the forward pass) and the output gradients ``g_t`` (rows of ``g``, written backward;
-    ``seen`` the steps that got one)."""
-
-    def __init__(self, x: torch.Tensor, g: torch.Tensor):
-        self.x, self.g, self.seen = x, g, set()
-
-    def weight_grad(self) -> torch.Tensor:
-        """``X^T G`` over the window's rows (a step that got no output gradient adds zero)."""
-        for t in set(range(len(self.g))) - self.seen:
-            self.g[t].zero_()
-        return self.x.flatten(0, 1).t() @ self.g.flatten(0, 1)
-
-    @staticmethod
-    def window(weights, steps: int, like: torch.Tensor) -> list["_WindowRows"]:
-        """Rows for equally shaped ``weights``, views of two buffers of all of them (one large
-        allocation each, which the allocator returns whole rather than fragmenting its heap)."""
-        (n, m), k, b = weights[0].shape, len(weights), like.shape[0]
-        xs, gs = like.new_empty(k, steps, b, n), like.new_empty(k, steps, b, m)
-        return [_WindowRows(x, g) for x, g in zip(xs, gs)]
+def _act_backward(name: str, g: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    """``g * f'(a)`` from the activation's output ``f = f(a)``, as autograd's own backward
+    formulas compute it (tanh and sigmoid from their outputs, relu from ``f > 0``)."""
+    if name == "tanh":
+        return g * (1 - f * f)
+    if name == "relu":
+        return g * (f > 0)
+    if name == "sigmoid":
+        return g * (1 - f) * f
+    return g
 
 
-class _StepProduct(torch.autograd.Function):
-    """``x_t @ W`` at time step ``t``: backward returns ``x_t``'s gradient and keeps ``g_t`` for
-    ``W``'s, which ``_WindowWeights`` makes once for the whole window."""
+class _CellWindow(torch.autograd.Function):
+    """All ``T`` steps of a window of one cell, forward and backward by hand (issue 15).
 
-    @staticmethod
-    def forward(ctx, x, w, rows: _WindowRows, t: int):
-        rows.x[t] = x
-        ctx.rows, ctx.t = rows, t
-        ctx.save_for_backward(w)
-        return x @ w
+    Forward keeps each node's product output ``Z_i[t] = [h; t]`` (one ``[T, B, 2H]`` buffer a
+    node) and the outputs, nothing else: autograd step by step kept about three times that,
+    spread over the heap in small blocks. Backward walks the steps in reverse; at step ``t`` it
+    remakes the step's states from ``Z[t]`` and ``h_{t-1}`` (element-wise only; the window's
+    states that some product reads are kept for the weight gradients), then walks the
+    nodes in reverse (a node's gradient is complete once the nodes that read it are done) and
+    writes each product's output gradient over ``Z_i[t]``. Each weight's gradient is then one
+    product over the window, ``dW = X^T G`` with ``T x B`` rows (``X``: the product's masked
+    inputs), and each ``Z_i`` is freed as soon as its gradient is made. The same outputs as
+    ``_CellBase._step`` bit for bit and the same gradients up to rounding (test_enas_rnn.py)."""
 
     @staticmethod
-    def backward(ctx, g):
-        w, = ctx.saved_tensors
-        ctx.rows.g[ctx.t] = g
-        ctx.rows.seen.add(ctx.t)
-        return (g @ w.t() if ctx.needs_input_grad[0] else None), None, None, None
-
-
-class _WindowWeights(torch.autograd.Function):
-    """The window's entry, ``(xp, h0) -> copies``: every step's product depends on its outputs, so
-    its backward runs after all of theirs and gives each weight its gradient as one product,
-    ``dW = X^T G`` over the window's ``L x B`` rows, instead of ``L`` products of ``B`` rows and
-    ``L - 1`` full-size sums (issue 15): the same gradient as autograd's up to rounding."""
+    def forward(ctx, xp, h0, h_mask, cell, nodes, *ws):
+        out, Z = cell._window_forward(xp, h0, h_mask, nodes, ws, keep=True)
+        ctx.cell, ctx.nodes, ctx.Z = cell, nodes, Z
+        ctx.save_for_backward(h0, h_mask, out, *ws)
+        return out
 
     @staticmethod
-    def forward(ctx, xp, h, rows, *weights):
-        ctx.rows = rows
-        return xp.clone(), h.clone()
-
-    @staticmethod
-    def backward(ctx, g_xp, g_h):
-        grads = [r.weight_grad() for r in ctx.rows]
-        ctx.rows = None
-        return (g_xp, g_h, None, *grads)
+    def backward(ctx, g_out):
+        h0, mask, out, *ws = ctx.saved_tensors
+        cell, nodes, Z = ctx.cell, ctx.nodes, ctx.Z
+        ctx.cell = ctx.Z = None
+        funcs = ["tanh"] + [cell.activations[a] for _, a in nodes]      # node 0's is fixed
+        T, B, H = out.shape
+        ids = cell._output_ids(nodes)
+        prevs = sorted({p for p, _ in nodes})           # the states some product reads
+        row = {p: i for i, p in enumerate(prevs)}
+        S = out.new_empty(T, len(prevs), B, H)          # those states, remade step by step
+        scratch = out.new_empty(len(nodes) + 1, B, H)   # a step's others (read by the output only)
+        DS = g_out.new_empty(len(nodes) + 1, B, H)
+        dh = torch.zeros_like(h0)                     # d loss / d h_t through step t + 1
+        for t in reversed(range(T)):
+            hp = h0 if t == 0 else out[t - 1]
+            cs, fs = [], []                           # the forward's gates and activations, remade
+            for k in range(len(nodes) + 1):
+                z = Z[k][t]
+                c = torch.sigmoid(z[:, H:])
+                f = _FUNCS[funcs[k]](z[:, :H])
+                sp = hp if k == 0 else S[t, row[nodes[k - 1][0]]]
+                (S[t, row[k]] if k in row else scratch[k]).copy_(f).sub_(sp).mul_(c).add_(sp)
+                cs.append(c)
+                fs.append(f)
+            DS.zero_()
+            DS[ids] = (g_out[t] + dh) / len(ids)          # the output is the mean of nodes ids
+            for k in range(len(nodes), -1, -1):
+                z, ds, c, f = Z[k][t], DS[k], cs[k], fs[k]
+                sp = hp if k == 0 else S[t, row[nodes[k - 1][0]]]
+                dfs = ds * c                              # s_k = s_p + c * (f - s_p)
+                dt = ds * (f - sp) * (1 - c) * c
+                z[:, :H] = _act_backward(funcs[k], dfs, f)
+                z[:, H:] = dt
+                g_in = z @ ws[k].t()
+                if mask is not None:
+                    g_in = g_in * mask
+                if k == 0:
+                    dh = ds - dfs + g_in
+                else:
+                    DS[nodes[k - 1][0]] += ds - dfs + g_in
+        X = torch.cat([h0[None], out[:-1]])
+        grads = [(X if mask is None else X * mask).flatten(0, 1).t() @ Z[0].flatten(0, 1)]
+        del X
+        for k, (p, _) in enumerate(nodes, 1):
+            X = S[:, row[p]] if mask is None else S[:, row[p]] * mask
+            grads.append(X.reshape(T * B, H).t() @ Z[k].flatten(0, 1))
+            Z[k] = None                                # freed as soon as its gradient is made
+        return (Z[0], dh if ctx.needs_input_grad[1] else None, None, None, None, *grads)
 
 
 class _CellBase(nn.Module):
@@ -155,21 +179,46 @@ class _CellBase(nn.Module):
 
     def run(self, xp, h, plan, h_mask=None):
         """All steps of a window, ``xp`` ``[L, B, 2H]`` from ``project_inputs``, from state ``h``:
-        ``(outputs [L, B, H], last state)``. With gradients on, each weight's gradient is one
-        product over the window (``_WindowWeights``)."""
+        ``(outputs [L, B, H], last state)``. With gradients on, one autograd node for the
+        window (``_CellWindow``); without, the same arithmetic in buffers of one step."""
         nodes, weights = plan
         ws = [self.w_prev[self.input_size:], *weights]
-        if torch.is_grad_enabled() and any(w.requires_grad for w in ws):
-            rows = _WindowRows.window(ws, xp.shape[0], h)
-            xp, h = _WindowWeights.apply(xp, h, rows, *ws)
-            product = lambda t, k, x: _StepProduct.apply(x, ws[k], rows[k], t)
+        if torch.is_grad_enabled() and (xp.requires_grad or h.requires_grad or any(w.requires_grad for w in ws)):
+            out = _CellWindow.apply(xp, h, h_mask, self, tuple(nodes), *ws)
         else:
-            product = lambda t, k, x: x @ ws[k]
-        outs = []
-        for t, xp_t in enumerate(xp.unbind(0)):
-            h = self._step(xp_t, h, nodes, lambda k, x: product(t, k, x), h_mask)
-            outs.append(h)
-        return torch.stack(outs), h
+            out = self._window_forward(xp, h, h_mask, nodes, ws, keep=False)[0]
+        return out, out[-1]
+
+    def _output_ids(self, nodes) -> list[int]:
+        return list(range(1, len(nodes) + 1)) if self.output == "average" else loose_ends(nodes)
+
+    def _window_forward(self, xp, h, mask, nodes, ws, keep: bool):
+        """``_step`` over the window's steps with the same arithmetic, in place: the outputs
+        ``[L, B, H]`` and each node's products ``[L, B, 2H]`` (with ``keep``; else one step's,
+        overwritten)."""
+        T, B, H = xp.shape[0], xp.shape[1], self.hidden_size
+        n = len(nodes) + 1
+        S = xp.new_empty(n, B, H)                       # one step's states
+        Z = [xp.new_empty(T if keep else 1, B, 2 * H) for _ in range(n)]
+        out = xp.new_empty(T, B, H)
+        ids = self._output_ids(nodes)
+        average = ids == list(range(1, n))
+        with torch.no_grad():
+            for t in range(T):
+                j = t if keep else 0
+                z = torch.mm(h if mask is None else h * mask, ws[0], out=Z[0][j])
+                z.add_(xp[t])
+                s = torch.tanh(z[:, :H], out=S[0])
+                s.sub_(h).mul_(torch.sigmoid(z[:, H:])).add_(h)
+                for k, (p, a) in enumerate(nodes, 1):
+                    sp = S[p]
+                    z = torch.mm(sp if mask is None else sp * mask, ws[k], out=Z[k][j])
+                    s = S[k]
+                    s.copy_(_FUNCS[self.activations[a]](z[:, :H]))
+                    s.sub_(sp).mul_(torch.sigmoid(z[:, H:])).add_(sp)
+                torch.mean(S[1:] if average else S[ids], 0, out=out[t])
+                h = out[t]
+        return out, Z
 
     def _step(self, xp_t, h_prev, nodes, product, h_mask):
         """Node 0 from ``x_t`` and ``h_{t-1}``, then each node from its prev (Pham et al. 2018

@@ -142,11 +142,11 @@ class Training:
             xb = self._input(xb)
             if self.cutout:
                 xb = cutout(xb, self.cutout, self.generator, self.cutout_at)
+            self.opt.zero_grad(set_to_none=True)      # before the forward pass: the last step's gradients are freed
             out = self.model(xb) if arch_fn is None else self.model(xb, arch_fn())
             loss, logits = loss_with_aux(out, yb, self.aux_weight)
             if not torch.isfinite(loss):
                 return {"diverged": f"non-finite loss ({loss.item()}) at epoch {self.epoch + 1}, step {self.step + 1}"}
-            self.opt.zero_grad(set_to_none=True)
             loss.backward()
             if self.grad_clip:
                 torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)

@@ -129,12 +129,12 @@ class LMTraining:
                 break
             for g in self.opt.param_groups:
                 g["lr"] = self.lr * len(x) / self.bptt
+            self.opt.zero_grad(set_to_none=True)      # before the forward pass: the last step's gradients are freed
             out = self.model(x, state, arch_fn() if arch_fn is not None else None)
             state = detach_state(out.state)
             loss, ce = self.loss(out, y)
             if not torch.isfinite(loss):
                 return {"diverged": f"non-finite loss ({loss.item()}) at epoch {self.epoch + 1}, step {self.step + 1}"}
-            self.opt.zero_grad(set_to_none=True)
             loss.backward()
             if self.weight_decay:       # d/dw of weight_decay * sum(w^2), before clipping as in the reference
                 for p in params:
