@@ -36,6 +36,7 @@ sets+=("$@")
 shared=${SHARED:-$here/../shared}
 work=${WORK:-$out-work}
 mkdir -p "$out" "$work/data"
+out=$(cd "$out" && pwd)                            # absolute: the packing runs from the runs' folder
 runs="$work/runs"
 # the data root enas_nb201.py uses (WORK/data), made once here, before six searches start
 "$py" "$shared/tools/cifar10_batches.py" "$work/data/cifar10" > /dev/null
@@ -47,9 +48,12 @@ for strategy in reinforce random; do
   done
 done
 wait || true                                       # a failed search shows in its .out file
+sleep 5                                            # searches stopped by SEARCH_SECONDS finish exiting
 summary="$out/summary-$tag.md"
 cat "$work"/*.out | grep -E '^\| (reinforce|random) ' > "$summary" || true
-done_runs=$(ls -d "$runs/$tag"/*-[0-9] 2>/dev/null | while read -r r; do [ -f "$r/ground_truth.json" ] && echo "$r"; done)
+done_runs=$( (ls -d "$runs/$tag"/*-[0-9] 2>/dev/null || true) | while read -r r; do
+  if [ -f "$r/ground_truth.json" ]; then echo "$r"; fi
+done)
 if [ -n "$done_runs" ]; then
   # shellcheck disable=SC2086
   "$py" "$here/benchmarks/nb201_rederive.py" $done_runs --ks 4 39 --data-dir "$work/data" \
@@ -57,7 +61,9 @@ if [ -n "$done_runs" ]; then
 fi
 cat "$summary"
 for run in "$runs/$tag"/*-[0-9]; do
+  [ -d "$run" ] || continue
   name=$(basename "$run")
   cp "$work/$name.out" "$runs/$tag/" 2>/dev/null || true
-  tar -czf "$out/$tag-$name.tar.gz" -C "$runs/$tag" "$name" "$name.log" "$name.out"
+  (cd "$runs/$tag" && tar -czf "$out/$tag-$name.tar.gz" "$name" $(ls "$name.log" "$name.out" 2>/dev/null)) \
+    || echo "could not pack $run" >&2
 done

@@ -207,3 +207,15 @@ def test_window_gradients_equal_step_by_step_autograd(upto, output, masked):
         torch.testing.assert_close(got[n], ref[n], rtol=1e-5, atol=1e-6, msg=n)
     with torch.no_grad():                                   # no gradient: one step's buffers, same outputs
         assert torch.equal(shared.run(shared.project_inputs(xs0, xm), h00, shared.plan(a), hm)[0], outs.detach())
+
+
+def test_window_refuses_a_second_backward_pass():
+    """``_CellWindow`` consumes its buffers in its backward pass: a second pass through the same
+    graph (``retain_graph=True``) is one clear error, not a wrong gradient."""
+    torch.manual_seed(0)
+    shared = SPACE.shared(I, H)
+    a = _archs(1, seed=2)[0]
+    outs, _ = shared.run(shared.project_inputs(torch.randn(3, B, I)), torch.zeros(B, H), shared.plan(a))
+    outs.sum().backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="a second backward pass through the same graph is not supported"):
+        outs.sum().backward()

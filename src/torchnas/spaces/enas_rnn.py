@@ -104,13 +104,19 @@ class _CellWindow(torch.autograd.Function):
         return out
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, g_out):
+        if ctx.Z is None:
+            raise RuntimeError("the recurrent cell's window: a second backward pass through the same graph is not "
+                               "supported (the first one consumed its buffers)")
         h0, mask, out, *ws = ctx.saved_tensors
         cell, nodes, Z = ctx.cell, ctx.nodes, ctx.Z
         ctx.cell = ctx.Z = None
         funcs = ["tanh"] + [cell.activations[a] for _, a in nodes]      # node 0's is fixed
         T, B, H = out.shape
         ids = cell._output_ids(nodes)
+        n_out = len(ids)
+        ids = slice(1, None) if ids == list(range(1, len(nodes) + 1)) else torch.tensor(ids, device=out.device)
         prevs = sorted({p for p, _ in nodes})           # the states some product reads
         row = {p: i for i, p in enumerate(prevs)}
         S = out.new_empty(T, len(prevs), B, H)          # those states, remade step by step
@@ -129,7 +135,7 @@ class _CellWindow(torch.autograd.Function):
                 cs.append(c)
                 fs.append(f)
             DS.zero_()
-            DS[ids] = (g_out[t] + dh) / len(ids)          # the output is the mean of nodes ids
+            DS[ids] = (g_out[t] + dh) / n_out             # the output is the mean of nodes ids
             for k in range(len(nodes), -1, -1):
                 z, ds, c, f = Z[k][t], DS[k], cs[k], fs[k]
                 sp = hp if k == 0 else S[t, row[nodes[k - 1][0]]]
@@ -144,6 +150,7 @@ class _CellWindow(torch.autograd.Function):
                     dh = ds - dfs + g_in
                 else:
                     DS[nodes[k - 1][0]] += ds - dfs + g_in
+        del cs, fs, c, f, z                 # views of the buffers (identity's f): each is freed below
         X = torch.cat([h0[None], out[:-1]])
         grads = [(X if mask is None else X * mask).flatten(0, 1).t() @ Z[0].flatten(0, 1)]
         del X
@@ -202,7 +209,7 @@ class _CellBase(nn.Module):
         Z = [xp.new_empty(T if keep else 1, B, 2 * H) for _ in range(n)]
         out = xp.new_empty(T, B, H)
         ids = self._output_ids(nodes)
-        average = ids == list(range(1, n))
+        ids = slice(1, None) if ids == list(range(1, n)) else torch.tensor(ids, device=xp.device)
         with torch.no_grad():
             for t in range(T):
                 j = t if keep else 0
@@ -216,7 +223,7 @@ class _CellBase(nn.Module):
                     s = S[k]
                     s.copy_(_FUNCS[self.activations[a]](z[:, :H]))
                     s.sub_(sp).mul_(torch.sigmoid(z[:, H:])).add_(sp)
-                torch.mean(S[1:] if average else S[ids], 0, out=out[t])
+                torch.mean(S[ids], 0, out=out[t])
                 h = out[t]
         return out, Z
 
