@@ -35,6 +35,7 @@ import time
 
 import torch
 
+from child_throughput import median_step_time      # benchmarks/, the script's own folder
 from torchnas.config import build_space, build_strategy, load_preset, resolve
 from torchnas.data.ptb import Corpus
 from torchnas.training import LMTraining, perplexity
@@ -63,18 +64,13 @@ def eval_rate(model, stream, batch, arch=None) -> float:
 def matmul_rate(m: int, k: int, n: int, repeats: int = 20) -> float:
     """fp32 GFLOP/s of an [m, k] x [k, n] product (median of ``repeats``)."""
     a, b = torch.randn(m, k), torch.randn(k, n)
-    for _ in range(3):
-        a @ b
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - t0)
-    return 2 * m * k * n / statistics.median(times) / 1e9
+    return 2 * m * k * n / median_step_time(lambda: a @ b, repeats) / 1e9
 
 
-def products_only(B: int, H: int, N: int, T: int, V: int, chunk: int = 512, repeats: int = 3) -> tuple[float, float]:
-    """Seconds for the matrix products alone of (a shared step, a reward), at the shapes the
+def products_only(B: int, H: int, N: int, T: int, V: int, chunk: int = 512,
+                  repeats: int = 3) -> tuple[float, float, float]:
+    """Seconds for the matrix products alone of (a shared step, a reward, the reward's per-step
+    cell products, each streaming a different weight as the cell runs them), at the shapes the
     step runs them, on random data, back to back (median of ``repeats``): the step's time if
     everything else took none, so its rate is the most this machine allows those shapes.
     A step: the input projection; per time step ``N + 1`` cell products ``[B, H] x [H, 2H]``
@@ -86,11 +82,14 @@ def products_only(B: int, H: int, N: int, T: int, V: int, chunk: int = 512, repe
     W, x, h, gz = r(N + 1, H, 2 * H), r(T * B, H), r(B, H), r(B, 2 * H)
     E, xs, gs = r(V, H), r(T * B, H), r(T * B, 2 * H)
 
-    def forward(softmax: bool = True):
-        x @ W[0]
+    def cells():
         for _ in range(T):
             for k in range(N + 1):
                 h @ W[k]
+
+    def forward(softmax: bool = True):
+        x @ W[0]
+        cells()
         for i in range(0, T * B, chunk) if softmax else ():
             xs[i:i + chunk] @ E.t()
 
@@ -106,16 +105,7 @@ def products_only(B: int, H: int, N: int, T: int, V: int, chunk: int = 512, repe
             p = xs[i:i + chunk] @ E.t()
             p @ E
             p.t() @ xs[i:i + chunk]
-
-    def median(f):
-        f()
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            f()
-            times.append(time.perf_counter() - t0)
-        return statistics.median(times)
-    return median(step), median(forward)
+    return tuple(median_step_time(f, repeats) for f in (step, forward, cells))
 
 
 def _rss_gib() -> float | None:
@@ -170,7 +160,7 @@ def peer(steps: int, samples: int, profile: bool = False) -> None:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20          # KiB -> GiB
     fwd = T * ((N + 2) * 4 * B * H * H + 2 * B * H * V)
     step, sample = statistics.median(step_times), statistics.median(sample_times)
-    bound_step, bound_sample = products_only(B, H, N, T, V)
+    bound_step, bound_sample, cell_loop = products_only(B, H, N, T, V)
     after = matmul_rate(2048, 2048, 2048), matmul_rate(B, H, 2 * H)
     peak, cell_peak = max(before[0], after[0]), max(before[1], after[1])   # the rate varies ±25 % on a shared machine
     print(f"peer configuration: hidden {H}, {N} nodes after node 0, batch {B}, BPTT {T}, vocabulary {V}")
@@ -184,6 +174,8 @@ def peer(steps: int, samples: int, profile: bool = False) -> None:
           f"over {steps} steps; {rate(3 * fwd, step)}")
     print(f"  its matrix products alone, at their shapes: {bound_step:.2f} s ({rate(3 * fwd, bound_step)}); "
           f"the step takes {step / bound_step:.2f}x that")
+    print(f"  of which the {T * (N + 1)} per-step cell products, each reading a different weight: "
+          f"{rate(T * (N + 1) * 4 * B * H * H, cell_loop)}")
     print(f"controller sample + reward: median {sample:.2f} s; {rate(fwd, sample)}")
     print(f"  its matrix products alone: {bound_sample:.2f} s ({rate(fwd, bound_sample)}); "
           f"the sample takes {sample / bound_sample:.2f}x that (it includes the controller's own sampling)")

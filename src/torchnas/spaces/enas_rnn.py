@@ -70,6 +70,12 @@ def _init(t: torch.Tensor, init_range: float) -> torch.Tensor:
         return t.uniform_(-init_range, init_range)
 
 
+def _highway_(s: torch.Tensor, f: torch.Tensor, sp: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """``s = sp + c * (f - sp)`` written into ``s``, in ``_CellBase._step``'s order of operations
+    (so the window's forward and backward remake its states bit for bit)."""
+    return s.copy_(f).sub_(sp).mul_(c).add_(sp)
+
+
 def _act_backward(name: str, g: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
     """``g * f'(a)`` from the activation's output ``f = f(a)``, as autograd's own backward
     formulas compute it (tanh and sigmoid from their outputs, relu from ``f > 0``)."""
@@ -114,9 +120,7 @@ class _CellWindow(torch.autograd.Function):
         ctx.cell = ctx.Z = None
         funcs = ["tanh"] + [cell.activations[a] for _, a in nodes]      # node 0's is fixed
         T, B, H = out.shape
-        ids = cell._output_ids(nodes)
-        n_out = len(ids)
-        ids = slice(1, None) if ids == list(range(1, len(nodes) + 1)) else torch.tensor(ids, device=out.device)
+        ids, n_out = cell._output_index(nodes, out.device)
         prevs = sorted({p for p, _ in nodes})           # the states some product reads
         row = {p: i for i, p in enumerate(prevs)}
         S = out.new_empty(T, len(prevs), B, H)          # those states, remade step by step
@@ -131,7 +135,7 @@ class _CellWindow(torch.autograd.Function):
                 c = torch.sigmoid(z[:, H:])
                 f = _FUNCS[funcs[k]](z[:, :H])
                 sp = hp if k == 0 else S[t, row[nodes[k - 1][0]]]
-                (S[t, row[k]] if k in row else scratch[k]).copy_(f).sub_(sp).mul_(c).add_(sp)
+                _highway_(S[t, row[k]] if k in row else scratch[k], f, sp, c)
                 cs.append(c)
                 fs.append(f)
             DS.zero_()
@@ -196,8 +200,13 @@ class _CellBase(nn.Module):
             out = self._window_forward(xp, h, h_mask, nodes, ws, keep=False)[0]
         return out, out[-1]
 
-    def _output_ids(self, nodes) -> list[int]:
-        return list(range(1, len(nodes) + 1)) if self.output == "average" else loose_ends(nodes)
+    def _output_index(self, nodes, device) -> tuple[slice | torch.Tensor, int]:
+        """The nodes whose mean is the output, as an index into a step's states (a slice for
+        ``average``, a tensor on ``device`` for the loose ends), and how many there are."""
+        if self.output == "average":
+            return slice(1, None), len(nodes)
+        ids = loose_ends(nodes)
+        return torch.tensor(ids, device=device), len(ids)
 
     def _window_forward(self, xp, h, mask, nodes, ws, keep: bool):
         """``_step`` over the window's steps with the same arithmetic, in place: the outputs
@@ -208,21 +217,17 @@ class _CellBase(nn.Module):
         S = xp.new_empty(n, B, H)                       # one step's states
         Z = [xp.new_empty(T if keep else 1, B, 2 * H) for _ in range(n)]
         out = xp.new_empty(T, B, H)
-        ids = self._output_ids(nodes)
-        ids = slice(1, None) if ids == list(range(1, n)) else torch.tensor(ids, device=xp.device)
+        ids, _ = self._output_index(nodes, xp.device)
         with torch.no_grad():
             for t in range(T):
                 j = t if keep else 0
                 z = torch.mm(h if mask is None else h * mask, ws[0], out=Z[0][j])
                 z.add_(xp[t])
-                s = torch.tanh(z[:, :H], out=S[0])
-                s.sub_(h).mul_(torch.sigmoid(z[:, H:])).add_(h)
+                _highway_(S[0], torch.tanh(z[:, :H]), h, torch.sigmoid(z[:, H:]))
                 for k, (p, a) in enumerate(nodes, 1):
                     sp = S[p]
                     z = torch.mm(sp if mask is None else sp * mask, ws[k], out=Z[k][j])
-                    s = S[k]
-                    s.copy_(_FUNCS[self.activations[a]](z[:, :H]))
-                    s.sub_(sp).mul_(torch.sigmoid(z[:, H:])).add_(sp)
+                    _highway_(S[k], _FUNCS[self.activations[a]](z[:, :H]), sp, torch.sigmoid(z[:, H:]))
                 torch.mean(S[ids], 0, out=out[t])
                 h = out[t]
         return out, Z
