@@ -78,7 +78,7 @@ def test_enas_search_from_the_cli_then_final_training(tmp_path, capsys):
     out = tmp_path / "enas"
     sets = ["enas.epochs=1", "enas.net.channels=4", "enas.batch_size=64", "enas.train_steps=1",
             "enas.derive_samples=4", "enas.data.per_class=15", "strategies.reinforce.batch_size=2",
-            "final_net.channels=4", "train.epochs=1", "train.cutout=2"]
+            "final_net.channels=4", "train.epochs=1", "train.cutout=2", "enas.data.image_size=6"]
     args = ["search", "--preset", "enas-micro-tiny", "--data", "digits", "--out", str(out), "--quiet"]
     for s in sets:
         args += ["--set", s]
@@ -88,6 +88,12 @@ def test_enas_search_from_the_cli_then_final_training(tmp_path, capsys):
     derived = json.loads((out / "derived.json").read_text())
     assert json.loads((out / "retrain" / "result.json").read_text())["arch"] == derived[0]["arch"]
     assert len((out / "epochs.jsonl").read_text().splitlines()) == 1
+    # the search ran on 6x6 images (a low-resolution proxy), the retraining on the full 8x8
+    searched = yaml.safe_load((out / "config.yaml").read_text())["enas"]["data"]
+    assert searched.pop("image_size") == 6 and searched["per_class"] == 15
+    assert yaml.safe_load((out / "retrain" / "config.yaml").read_text())["data"] == searched
+    assert main(["train", "--arch", str(out), "--out", str(tmp_path / "again"), "--quiet"]) == 0
+    assert yaml.safe_load((tmp_path / "again" / "config.yaml").read_text())["data"] == searched
     # the run resumes to its end without recomputing, and a search run is not a training run
     assert main(["search", "--resume", str(out), "--quiet", "--no-retrain"]) == 0
     assert main(["search", "--resume", str(out / "retrain")]) == 2

@@ -182,7 +182,7 @@ def test_image_shared_weights_by_hand(seen, digits):
     assert str(e.value) == "enas.net.depth is not a setting of enas.net; it takes: aux_head, image_size, width"
     with pytest.raises(SettingsError) as e:
         ImageSharedWeights(space, {"name": "digits", "size": 3}, device="cpu")
-    assert str(e.value).startswith("enas.data.size is not a setting of enas.data; it takes: data_dir, name, ")
+    assert str(e.value).startswith("enas.data.size is not a setting of enas.data; it takes: data_dir, image_size, name, ")
     w.training.train_epoch = lambda arch_fn: {"diverged": "loss nan at step 3"}
     with pytest.raises(RunError) as e:
         w.train_epoch(lambda n: ["a"] * n)

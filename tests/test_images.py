@@ -125,6 +125,24 @@ def test_cifar_image_data_from_fixture(cifar_dir):
     assert torch.bincount(torch.cat([small.train_y, small.valid_y])).tolist() == [5] * 10
 
 
+def test_image_size_averages_each_block_of_pixels(cifar_dir):
+    """``image_size`` (a low-resolution search proxy): every split shrunk by area averaging, each
+    output pixel the rounded mean of its 2x2 block, labels and split sizes unchanged; it only
+    shrinks."""
+    full = load_image_data("cifar10", path=cifar_dir, valid_size=0.2, seed=1)
+    half = load_image_data("cifar10", path=cifar_dir, valid_size=0.2, seed=1, image_size=16)
+    assert half.shape == (3, 16, 16) and half.train_x.dtype == torch.uint8
+    for a, b in ((full.train_x, half.train_x), (full.valid_x, half.valid_x), (full.test_x, half.test_x)):
+        blocks = a.double().unflatten(2, (16, 2)).unflatten(4, (16, 2)).mean((3, 5))
+        assert torch.equal(b, blocks.round().to(torch.uint8))    # .5 rounds to even, as torch.round
+    assert torch.equal(half.train_y, full.train_y) and torch.equal(half.test_y, full.test_y)
+    assert torch.equal(load_image_data("cifar10", path=cifar_dir, valid_size=0.2, image_size=32).train_x,
+                       load_image_data("cifar10", path=cifar_dir, valid_size=0.2).train_x)
+    for bad in (0, 33):
+        with pytest.raises(ValueError, match=f"image_size={bad}: .* 32x32 .*only shrinks"):
+            load_image_data("cifar10", path=cifar_dir, valid_size=0.2, image_size=bad)
+
+
 def test_shared_cifar10_copy(shared_cifar):
     x, y, tx, ty, classes = load_cifar10(path=shared_cifar)
     assert x.shape == (50000, 3, 32, 32) and tx.shape == (10000, 3, 32, 32) and x.dtype == torch.uint8
@@ -343,6 +361,8 @@ def test_describe_counts_the_network_for_its_data():
         assert d["arch"] == str(arch) and d["net"] == {"channels": 8, "num_layers": 2}
         model = space.child(arch, shape[0], 10, channels=8, num_layers=2)
         assert d["params"] == sum(p.numel() for p in model.parameters())
+    d = task.describe(space, arch, {"name": "cifar10", "image_size": 16}, {"channels": 8, "num_layers": 2})
+    assert d["input"] == (3, 16, 16)
     net = {"channels": 8, "num_layers": 2, "aux_head": True}
     d = task.describe(space, arch, {"name": "cifar10"}, net)
     model = space.child(arch, 3, 10, **net)

@@ -27,7 +27,7 @@ from typing import Callable
 
 from .config import (DEFAULT_PRESET, ConfigError, apply_override, build, build_executor, build_space,
                      build_strategy, check_executor, data_config, data_section, final_settings, load_preset, preset_names,
-                     resolve, search_config, set_device)
+                     resolve, retraining_data, search_config, set_device)
 from .runs import RunDir, RunError, as_path, run_kind
 
 Events = Callable[[str, dict], None]
@@ -366,7 +366,7 @@ def _check_final(cfg: dict, space) -> None:
 def _retrain_best(cfg: dict, run: RunDir, arch: str, tensorboard: bool, emit: Events) -> dict:
     from .train import train_config
     out = run.path / RunDir.RETRAIN
-    data = data_section(cfg).get("data") or {"name": "digits"}
+    data = retraining_data(cfg)
     net, train_ = final_settings(cfg)
     sub, fresh = RunDir(out), not (out / RunDir.CONFIG).exists()
     if fresh:
@@ -445,7 +445,7 @@ def _train_settings(arch, preset, set, epochs, data, data_dir):
     settings = dict(settings)
     if epochs is not None:
         settings["epochs"] = epochs
-    data_ = (data_section(source_cfg) or {}).get("data") or {"name": "digits"}
+    data_ = retraining_data(source_cfg)
     if data or data_dir:
         data_ = data_config(data or data_["name"], _path(data_dir), data_)
     _check_arch_space(arch, source_cfg)

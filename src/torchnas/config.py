@@ -145,6 +145,13 @@ def data_section(cfg: dict) -> dict | None:
     return ev if ev.get("name") == "trainer" else None
 
 
+def retraining_data(cfg: dict) -> dict:
+    """The data a derived architecture retrains on: the search's, at the images' full size
+    (``image_size`` shrinks them for the search only, docs/design.md)."""
+    data = (data_section(cfg) or {}).get("data") or {"name": "digits"}
+    return {k: v for k, v in data.items() if k != "image_size"}
+
+
 def set_device(cfg: dict, device: str) -> None:
     """``--device``: where the config's networks train, in every section that trains one (the
     search's evaluator or ENAS section, the retraining's ``train``); a new search or a resumed
@@ -165,7 +172,8 @@ def data_config(name: str, data_dir: str | None, base: dict | None = None) -> di
     """``--data NAME [--data-dir PATH]``: for ``folder`` PATH is the image folder; for ``cifar10``
     it is the data root, the ``cifar-10-batches-py`` folder, or the folder holding it; for
     ``ptb`` the data root or the folder with ``ptb.train.txt``."""
-    cfg = {k: v for k, v in (base or {}).items() if k in ("valid_size", "per_class", "seed", "train_tokens")}
+    cfg = {k: v for k, v in (base or {}).items() if k in ("valid_size", "per_class", "seed", "train_tokens",
+                                                                   "image_size")}
     if name == (base or {}).get("name") and not data_dir:   # nothing new: keep where it was found
         return dict(base)
     if (name == "ptb") != ((base or {}).get("name", name) == "ptb"):

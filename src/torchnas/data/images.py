@@ -228,13 +228,15 @@ def _load_folder_splits(root: Path):
 
 def load_image_data(name: str = "digits", data_dir: PathLike | None = None, path: PathLike | None = None,
                     valid_size: int | float | None = None, per_class: int | None = None,
-                    seed: int = 0) -> ImageData:
+                    seed: int = 0, image_size: int | None = None) -> ImageData:
     """Load ``name`` ("digits", "cifar10" or "folder") and hold out a stratified, seeded valid split.
 
     valid_size defaults to 5,000 for CIFAR-10 (Zoph & Le 2017 §4.1), or 0.1 when per_class
     shrinks the training set (the same 10 %), and to 0.2 otherwise. per_class keeps the first
     per_class images of each class of the training set after a seeded shuffle (quick CPU runs);
-    the test set is kept whole. mean/std come from the final training split.
+    the test set is kept whole. image_size shrinks every split to image_size x image_size by
+    area averaging (a low-resolution proxy for a search; docs/design.md). mean/std come from the
+    final training split.
     """
     if name == "digits":
         x, y, tx, ty, classes = load_digits_data()
@@ -258,6 +260,8 @@ def load_image_data(name: str = "digits", data_dir: PathLike | None = None, path
             raise ValueError(f"per_class={per_class}, but some classes have fewer training images: {short}")
         kept = torch.cat(keep).sort().values
         x, y = x[kept], y[kept]
+    if image_size is not None:
+        x, tx = downsample(x, image_size), downsample(tx, image_size)
     if valid_size is None:
         valid_size = (5000 if per_class is None else 0.1) if name == "cifar10" else 0.2
     train, valid = _stratified_split(y, _count(valid_size, len(y), "valid_size"), g)
@@ -265,6 +269,20 @@ def load_image_data(name: str = "digits", data_dir: PathLike | None = None, path
     mean, std = _channel_stats(train_x)
     return ImageData(name, train_x, y[train], x[valid].contiguous(), y[valid], tx.contiguous(), ty,
                      len(classes), list(classes), mean, std)
+
+
+def downsample(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Images (N, C, H, W) shrunk to size x size by area averaging, in chunks, same dtype
+    (uint8 rounded); ``size`` must not exceed H or W."""
+    h, w = x.shape[2:]
+    if not 0 < size <= min(h, w):
+        raise ValueError(f"image_size={size}: must be between 1 and the images' size {h}x{w} "
+                         f"(it only shrinks them)")
+    if size == h == w:
+        return x
+    out = [F.interpolate(c.float(), size=(size, size), mode="area") for c in x.split(4096)]
+    out = torch.cat(out) if out else x.new_zeros(0, x.shape[1], size, size, dtype=torch.float32)
+    return out.round_().to(x.dtype) if not x.dtype.is_floating_point else out.to(x.dtype)
 
 
 class Augment:
