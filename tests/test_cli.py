@@ -89,6 +89,9 @@ def test_enas_search_from_the_cli_then_final_training(tmp_path, capsys):
     assert json.loads((out / "retrain" / "result.json").read_text())["arch"] == derived[0]["arch"]
     assert len((out / "epochs.jsonl").read_text().splitlines()) == 1
     # the search ran on 6x6 images (a low-resolution proxy), the retraining on the full 8x8
+    from torchnas.runs import RunDir
+    from torchnas.ws_rank import search_from_run
+    assert search_from_run(RunDir(out))[2].shared.data.shape == (1, 6, 6)
     searched = yaml.safe_load((out / "config.yaml").read_text())["enas"]["data"]
     assert searched.pop("image_size") == 6 and searched["per_class"] == 15
     assert yaml.safe_load((out / "retrain" / "config.yaml").read_text())["data"] == searched

@@ -361,10 +361,10 @@ def test_describe_counts_the_network_for_its_data():
         assert d["arch"] == str(arch) and d["net"] == {"channels": 8, "num_layers": 2}
         model = space.child(arch, shape[0], 10, channels=8, num_layers=2)
         assert d["params"] == sum(p.numel() for p in model.parameters())
-    d = task.describe(space, arch, {"name": "cifar10", "image_size": 16}, {"channels": 8, "num_layers": 2})
-    assert d["input"] == (3, 16, 16)
     net = {"channels": 8, "num_layers": 2, "aux_head": True}
     d = task.describe(space, arch, {"name": "cifar10"}, net)
     model = space.child(arch, 3, 10, **net)
     aux = sum(p.numel() for n, p in model.named_parameters() if n.startswith("aux"))
     assert 0 < aux < d["params"] and d["aux_params"] == aux and d["params"] == sum(p.numel() for p in model.parameters())
+    with pytest.raises(ValueError, match="at least 5x5, got 2x2"):   # the head is built for 8x8 digits
+        task.describe(space, arch, {"name": "digits"}, net)

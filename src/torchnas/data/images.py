@@ -280,9 +280,9 @@ def downsample(x: torch.Tensor, size: int) -> torch.Tensor:
                          f"(it only shrinks them)")
     if size == h == w:
         return x
-    out = [F.interpolate(c.float(), size=(size, size), mode="area") for c in x.split(4096)]
-    out = torch.cat(out) if out else x.new_zeros(0, x.shape[1], size, size, dtype=torch.float32)
-    return out.round_().to(x.dtype) if not x.dtype.is_floating_point else out.to(x.dtype)
+    wide = torch.promote_types(x.dtype, torch.float32)
+    out = torch.cat([F.interpolate(c.to(wide), size=(size, size), mode="area") for c in x.split(4096)])
+    return out.to(x.dtype) if x.dtype.is_floating_point else out.round_().to(x.dtype)
 
 
 class Augment:

@@ -25,8 +25,8 @@ class ImageClassification(Task):
     network_fixed = ("arch", "in_channels", "num_classes")
 
     def describe(self, space, arch, data: dict, net: dict) -> dict:
-        (c, h, w), k = _shape(data, IMAGE_SHAPES.get(data.get("name"), ((3, 32, 32), 10)))
-        model = space.child(arch, c, k, **net)
+        (c, h, w), k = IMAGE_SHAPES.get(data.get("name"), ((3, 32, 32), 10))
+        model = space.child(arch, c, k, **({"image_size": h, **net} if net.get("aux_head") else net))
         return {"arch": str(arch), "params": sum(p.numel() for p in model.parameters()),
                 "aux_params": sum(p.numel() for n, p in model.named_parameters() if "aux" in n),
                 "input": (c, h, w), "classes": k, "net": net}
@@ -60,13 +60,6 @@ class ImageClassification(Task):
         return model, example, {"input": info}
 
 
-def _shape(data_cfg: dict, known: tuple) -> tuple:
-    """A data set's known ((C, H, W), classes), with ``image_size`` shrinking H and W."""
-    (c, h, w), k = known
-    size = data_cfg.get("image_size")
-    return ((c, size, size) if size else (c, h, w)), k
-
-
 def _image_data(data_cfg: dict):
     """(C, H, W), number of classes and, where the data loads, its normalisation and classes."""
     try:
@@ -74,7 +67,7 @@ def _image_data(data_cfg: dict):
     except Exception as e:                                        # noqa: BLE001 (data not here)
         if data_cfg.get("name") not in IMAGE_SHAPES:
             raise RunError(f"the run's input shape comes from its data set, which does not load: {e}") from None
-        shape, k = _shape(data_cfg, IMAGE_SHAPES[data_cfg["name"]])
+        shape, k = IMAGE_SHAPES[data_cfg["name"]]
         return shape, k, {"normalize": f"unknown: the data did not load ({e})"}
     info = {"normalize": {"x": "(x_uint8 / 255 - mean) / std, per channel",
                           "mean": [float(v) for v in data.mean], "std": [float(v) for v in data.std]},
