@@ -172,8 +172,8 @@ def data_config(name: str, data_dir: str | None, base: dict | None = None) -> di
     """``--data NAME [--data-dir PATH]``: for ``folder`` PATH is the image folder; for ``cifar10``
     it is the data root, the ``cifar-10-batches-py`` folder, or the folder holding it; for
     ``ptb`` the data root or the folder with ``ptb.train.txt``."""
-    cfg = {k: v for k, v in (base or {}).items() if k in ("valid_size", "per_class", "seed", "train_tokens",
-                                                                   "image_size")}
+    kept = ("valid_size", "per_class", "seed", "train_tokens", "image_size")
+    cfg = {k: v for k, v in (base or {}).items() if k in kept}
     if name == (base or {}).get("name") and not data_dir:   # nothing new: keep where it was found
         return dict(base)
     if (name == "ptb") != ((base or {}).get("name", name) == "ptb"):

@@ -26,7 +26,7 @@ class ImageClassification(Task):
 
     def describe(self, space, arch, data: dict, net: dict) -> dict:
         (c, h, w), k = IMAGE_SHAPES.get(data.get("name"), ((3, 32, 32), 10))
-        model = space.child(arch, c, k, **({"image_size": h, **net} if net.get("aux_head") else net))
+        model = space.child(arch, c, k, **_sized(net, h))
         return {"arch": str(arch), "params": sum(p.numel() for p in model.parameters()),
                 "aux_params": sum(p.numel() for n, p in model.named_parameters() if "aux" in n),
                 "input": (c, h, w), "classes": k, "net": net}
@@ -35,9 +35,7 @@ class ImageClassification(Task):
         data = load_data_cached(cfg["data"])
         seed = arch_seed(cfg["seed"], arch)
         torch.manual_seed(seed)
-        net = dict(cfg.get("net") or {})
-        if net.get("aux_head"):
-            net.setdefault("image_size", data.shape[1])
+        net = _sized(cfg.get("net") or {}, data.shape[1])
         model = space.child(arch, data.shape[0], data.num_classes, **net)
         training = Training(model, data, seed=seed, **cfg["train"])
         history = run_epochs(run, training, lambda out: {
@@ -53,11 +51,15 @@ class ImageClassification(Task):
 
     def export_network(self, space, arch, cfg: dict, net: dict, state: dict, out):
         shape, classes, info = _image_data(cfg["data"])
-        if net.get("aux_head"):
-            net.setdefault("image_size", shape[1])
-        model = space.child(arch, shape[0], classes, **net)
+        model = space.child(arch, shape[0], classes, **_sized(net, shape[1]))
         example = (torch.randn((2,) + tuple(shape), generator=torch.Generator().manual_seed(0)),)
         return model, example, {"input": info}
+
+
+def _sized(net: dict, size: int) -> dict:
+    """``net`` with the auxiliary head, if any, built for ``size`` x ``size`` images (unless it
+    names its own ``image_size``)."""
+    return {"image_size": size, **net} if net.get("aux_head") else dict(net)
 
 
 def _image_data(data_cfg: dict):
@@ -110,8 +112,7 @@ class ImageSharedWeights(SharedWeights):
         self.batch_size, self.reward_bn = batch_size, reward_bn
         self.reward_batch = reward_batch or batch_size
         torch.manual_seed(seed)
-        if net.get("aux_head"):
-            net.setdefault("image_size", self.data.shape[1])
+        net = _sized(net, self.data.shape[1])
         # the shared phase is the one image training loop, with a new architecture per minibatch
         self.training = Training(space.shared(self.data.shape[0], self.data.num_classes, **net), self.data,
                                  epochs=epochs, batch_size=batch_size, lr=lr_max, momentum=momentum,
