@@ -5,13 +5,15 @@ policy and keeps the one with the best shared-weight accuracy on ``derive_batche
 minibatches. For each finished run this script restores the run's last checkpoint (the state the
 derive step started from), redraws the same candidates, scores each on up to ``--batches``
 minibatches (the run's own first ``derive_batches`` of them included, so the run's pick is
-reproduced and checked), and then reads the table, after the search, for:
+reproduced and checked), and then reads the tables, after the search, for the verdict (the
+200-epoch CIFAR-10 test accuracy) of:
 
 * the pick with the first K minibatches, for each K of ``--ks`` (what more validation data at
   derive time would have given);
-* the candidates' mean percentile (the policy's own quality, with no pick at all), the best
-  candidate's percentile (what a perfect judge of the candidates would pick), and the percentile
-  of the cell drawn most often (the policy's mode, as far as its draws show it; ties: the first drawn).
+* the candidates' mean (the policy's own quality, with no pick at all), the best candidate (what
+  a perfect judge of the candidates would pick), the share of candidates above the largest cell,
+  and the cell drawn most often (the policy's mode, as far as its draws show it; ties: the first
+  drawn); the candidates' mean 12-epoch percentile second.
 
     python benchmarks/nb201_rederive.py runs/enas-nb201/default/{reinforce,random}-{0,1,2} \\
         --data-dir ../shared/data --ks 1 4 8 16 39
@@ -42,8 +44,9 @@ def rederive(run_path: Path, ks: list[int], data_dir) -> dict:
     counts = collections.Counter(str(a) for a in drawn)
     mode = max(range(len(archs)), key=lambda i: (counts[str(archs[i])], -i))
     truth = [space.ground_truth(a, data_dir) for a in archs]                        # after the search only
-    if truth[0].get("table") is None:
+    if truth[0].get("verdict_table") is None or truth[0].get("table") is None:
         raise SystemExit(f"nb201_rederive: {truth[0].get('note', 'the space has no table')} (give --data-dir)")
+    acc = [t["test_acc_200ep"] for t in truth]
     pct = [t["valid_percentile"] for t in truth]
 
     def pick(k: int) -> int:      # the first best, as derive's stable sort keeps it
@@ -51,13 +54,16 @@ def rederive(run_path: Path, ks: list[int], data_dir) -> dict:
         return max(range(len(archs)), key=lambda i: (means[i], -i))
     own = pick(search.derive_batches)
     ran = (run.read_json(RunDir.BEST) or {}).get("arch")
+    largest = space.baselines(data_dir)["largest_cell"]["test_acc_200ep"]
     return {"run": str(run_path), "strategy": cfg["strategy"]["name"], "seed": cfg["seed"],
             "candidates": len(archs), "derive_batches": search.derive_batches,
             "reproduces_run": ran == str(archs[own]),
+            "pick_200ep": {k: acc[pick(k)] for k in ks}, "pick_rank_200ep": {k: truth[pick(k)]["rank_200ep"] for k in ks},
             "pick_percentile": {k: pct[pick(k)] for k in ks}, "pick_arch": {k: str(archs[pick(k)]) for k in ks},
-            "candidates_mean_percentile": statistics.mean(pct), "candidates_best_percentile": max(pct),
-            "candidates_top5_share": sum(p >= 95 for p in pct) / len(pct),
-            "mode_arch": str(archs[mode]), "mode_draws": counts[str(archs[mode])], "mode_percentile": pct[mode],
+            "candidates_mean_200ep": statistics.mean(acc), "candidates_best_200ep": max(acc),
+            "candidates_above_largest": sum(a > largest for a in acc) / len(acc),
+            "candidates_mean_percentile": statistics.mean(pct),
+            "mode_arch": str(archs[mode]), "mode_draws": counts[str(archs[mode])], "mode_200ep": acc[mode],
             "score_seconds": round(seconds, 1)}
 
 
@@ -72,22 +78,24 @@ def main(argv=None) -> int:
     if min(args.ks) < 1:
         raise SystemExit("--ks: each count must be >= 1")
     rows = []
-    print("| run | candidates | pick with " + " | ".join(f"{k} batch{'es' if k > 1 else ''}" for k in args.ks)
-          + " | candidates' mean | best candidate | candidates in top 5 % | most drawn (draws) | reproduces the run |")
-    print("|---" * (len(args.ks) + 7) + "|")
+    print("| run | candidates | pick's 200-ep test with " + " | ".join(f"{k} batch{'es' if k > 1 else ''}" for k in args.ks)
+          + " | candidates' mean 200-ep | best candidate | candidates above the largest cell | most drawn (draws) "
+          "| candidates' mean 12-ep percentile | reproduces the run |")
+    print("|---" * (len(args.ks) + 8) + "|")
     for path in args.runs:
         r = rederive(path, args.ks, args.data_dir)
         rows.append(r)
         print(f"| {r['strategy']}-{r['seed']} | {r['candidates']} | "
-              + " | ".join(f"{r['pick_percentile'][k]:.1f}" for k in args.ks)
-              + f" | {r['candidates_mean_percentile']:.1f} | {r['candidates_best_percentile']:.1f} | "
-              f"{r['candidates_top5_share']:.2f} | {r['mode_percentile']:.1f} ({r['mode_draws']}) | {'yes' if r['reproduces_run'] else 'NO'} |", flush=True)
+              + " | ".join(f"{r['pick_200ep'][k]:.2f}" for k in args.ks)
+              + f" | {r['candidates_mean_200ep']:.2f} | {r['candidates_best_200ep']:.2f} | "
+              f"{r['candidates_above_largest']:.2f} | {r['mode_200ep']:.2f} ({r['mode_draws']}) | "
+              f"{r['candidates_mean_percentile']:.1f} | {'yes' if r['reproduces_run'] else 'NO'} |", flush=True)
     for s in sorted({r["strategy"] for r in rows}):
         rs = [r for r in rows if r["strategy"] == s]
-        means = ", ".join(f"{k}: {statistics.mean(r['pick_percentile'][k] for r in rs):.1f}" for k in args.ks)
-        print(f"{s}: mean pick percentile by batches ({means}); candidates' mean "
-              f"{statistics.mean(r['candidates_mean_percentile'] for r in rs):.1f}, most drawn "
-              f"{statistics.mean(r['mode_percentile'] for r in rs):.1f} ({len(rs)} runs)")
+        means = ", ".join(f"{k}: {statistics.mean(r['pick_200ep'][k] for r in rs):.2f}" for k in args.ks)
+        print(f"{s}: mean pick 200-epoch test by batches ({means}); candidates' mean "
+              f"{statistics.mean(r['candidates_mean_200ep'] for r in rs):.2f}, most drawn "
+              f"{statistics.mean(r['mode_200ep'] for r in rs):.2f} ({len(rs)} runs)")
     args.out.write_text(json.dumps(rows, indent=1) + "\n")
     return 0
 

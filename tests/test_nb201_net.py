@@ -152,12 +152,15 @@ def test_enas_on_cifar10_never_reads_the_table_and_resumes_exactly(tmp_path, mon
     controller phase, resumes to the same result; the table is read only for the report."""
     blocked = tmp_path / "blocked"
     (blocked / "nasbench201" / "nb201_12epoch.csv").mkdir(parents=True)
+    (blocked / "nasbench201" / "nb201_200epoch_cifar10.csv").mkdir(parents=True)
     monkeypatch.setenv("TORCHNAS_DATA", str(blocked))
 
     def peek(*a, **k):
-        raise AssertionError("the search read the NAS-Bench-201 table")
+        raise AssertionError("the search read a NAS-Bench-201 table")
     monkeypatch.setattr(nb201_module, "read_table", peek)
+    monkeypatch.setattr(nb201_module, "_lookup", peek)
     monkeypatch.setattr(NB201Space, "ground_truth", peek)
+    monkeypatch.setattr(NB201Space, "baselines", peek)
     ref = _search(tmp_path / "ref", shared_cifar).run()
     s = _search(tmp_path / "run", shared_cifar)
     restore = kill_on_call(monkeypatch, ENASSearch, "train_controller", 1)   # epoch 2 (epoch 1 is the warm-up)
@@ -178,6 +181,7 @@ def test_enas_on_cifar10_never_reads_the_table_and_resumes_exactly(tmp_path, mon
     from torchnas.ws_rank import report_ground_truth
     truth = report_ground_truth(run, SPACE, ref[0]["arch"], NB201_CSV.parent.parent)
     assert 0 <= truth["valid_percentile"] <= 100 and (run.path / "ground_truth.json").exists()
+    assert 1 <= truth["rank_200ep"] <= 15625 and truth["baselines"]["largest_cell"]["params"] == 1_531_546
 
 
 def test_warmup_samples_uniform_cells_and_leaves_the_controller_alone(tmp_path):
@@ -208,16 +212,22 @@ def test_ws_rank_on_a_toy_run(tmp_path, capsys):
     assert main(["search", "--preset", "enas-nb201-tiny", "--out", str(run), "--quiet", "--data-dir",
                  str(NB201_CSV.parent.parent)] + [a for s in sets for a in ("--set", s)]) == 0
     out = capsys.readouterr().out
-    assert "derived cell |" in out and "percentile" in out
+    assert "derived cell |" in out and "200-epoch test" in out and out.index("200-epoch test") < out.index("12-epoch")
     truth = json.loads((run / "ground_truth.json").read_text())
     assert truth["arch"] == json.loads((run / "best.json").read_text())["arch"]
-    assert main(["bench", "ws-rank", str(run), "--samples", "12", "--batches", "2"]) == 0
-    assert "Kendall tau" in capsys.readouterr().out
+    assert main(["bench", "ws-rank", str(run), "--samples", "12", "--batches", "2", "--policy-samples", "7"]) == 0
+    printed = capsys.readouterr().out
+    assert "Kendall tau" in printed and "parameter count alone" in printed and "largest cell" in printed
     r = json.loads((run / "ws_rank.json").read_text())
-    assert -1 <= r["kendall_tau"] <= 1 and -1 <= r["spearman_rho"] <= 1 and 0 <= r["top10_hit_rate"] <= 1
-    assert len(r["cells"]) == 12 and len({c["arch"] for c in r["cells"]}) == 12
+    for k in ("tau_200ep", "rho_200ep", "tau_12ep", "rho_12ep", "params_tau_200ep", "params_tau_12ep"):
+        assert -1 <= r[k] <= 1, k
+    assert 0 <= r["top10_hit_rate"] <= 1 and r["within_size_pairs"] >= 0
+    assert len(r["cells"]) == 12 and len({SPACE.unique_str(SPACE.parse(c["arch"])) for c in r["cells"]}) == 12
+    assert [c["params"] for c in r["cells"]] == [SPACE.param_count(SPACE.parse(c["arch"])) for c in r["cells"]]
+    assert r["policy"]["draws"] == 7 and 0 <= r["policy"]["largest_cell_share"] <= 1
+    assert r["policy"]["uniform_cells_mean_200ep"] == pytest.approx(sum(c["test_acc_200ep"] for c in r["cells"]) / 12)
     assert (run / "figures" / "ws_rank.png").stat().st_size > 1000
-    assert r["derived"]["arch"] == truth["arch"]
+    assert r["derived"]["arch"] == truth["arch"] and r["derived"]["test_acc_200ep"] == truth["test_acc_200ep"]
     assert main(["show", str(run)]) == 0
     shown = capsys.readouterr().out
     assert "benchmark table" in shown and "shared-weight ranking" in shown

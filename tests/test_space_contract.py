@@ -52,6 +52,20 @@ def test_strings_random_and_mutated_architectures(name):
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
+def test_distinct_draws_and_function_keys(name):
+    """``random_distinct`` gives valid, seeded architectures; ``function_key`` is a function of
+    the architecture, and, over a small space, no coarser than needed to split what differs."""
+    space = _space(name)
+    draws = [space.random_distinct(random.Random(k)) for k in range(10)]
+    assert draws == [space.random_distinct(random.Random(k)) for k in range(10)]
+    for a in draws:
+        assert space.check(a) is a and space.function_key(a) == space.function_key(space.parse(str(a)))
+    if name == "toy":               # every encoding its own function: one key per architecture
+        every = list(iter_all(space))
+        assert len({space.function_key(a) for a in every}) == len(every)
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
 def test_controller_probabilities_sum_to_one_over_the_space(name):
     space = _space(name)
     archs = list(iter_all(space))

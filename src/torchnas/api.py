@@ -581,11 +581,15 @@ def draw(arch, path, *, preset: str | None = None, formats=("svg", "png"), engin
     return _draw(arch, path, formats=(formats,) if isinstance(formats, str) else tuple(formats), engine=engine)
 
 
-def ws_rank(run, samples: int = 64, seed: int = 0, batches: int = 8, data_dir=None) -> dict:
-    """``torchnas bench ws-rank RUN``: Kendall τ, Spearman ρ and top-10 % hits of an ENAS run's
-    shared weights against the benchmark table (writes RUN/ws_rank.json and its figure)."""
+def ws_rank(run, samples: int = 100, seed: int = 0, batches: int = 8, policy_samples: int = 100,
+            data_dir=None) -> dict:
+    """``torchnas bench ws-rank RUN``: Kendall τ, Spearman ρ (against the 200-epoch verdict and the
+    12-epoch signal, beside parameter count alone), τ within equal sizes and top-10 % hits of an
+    ENAS run's shared weights on distinct cells, and its final policy's draws judged by the verdict
+    (writes RUN/ws_rank.json and its figure)."""
     from .ws_rank import ws_rank as _ws_rank
-    return _ws_rank(run, samples=samples, seed=seed, batches=batches, data_dir=_path(data_dir))
+    return _ws_rank(run, samples=samples, seed=seed, batches=batches, policy_samples=policy_samples,
+                    data_dir=_path(data_dir))
 
 
 def bench_nb201(strategy: str, *, queries: int = 100, seeds: int = 10, first_seed: int = 0, preset: str = "nb201",

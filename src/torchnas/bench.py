@@ -2,8 +2,9 @@
 
 Each seed runs one search of ``queries`` distinct architectures against the tabular
 evaluator; the architecture a search returns is its best by reward (the 12-epoch
-validation accuracy by default), and every metric column of the table is reported for it
-as mean ± std over seeds. Seeds run in parallel worker processes, one torch thread each.
+validation accuracy by default). Once every search is over it is judged: its 200-epoch
+CIFAR-10 test accuracy and rank (the verdict) first, then every column of the 12-epoch
+table, as mean ± std over seeds, with the baselines (largest cell, random cell). Seeds run in parallel worker processes, one torch thread each.
 """
 from __future__ import annotations
 
@@ -64,8 +65,13 @@ def run_nb201_bench(strategy: str, queries: int, seeds: int, preset: str = "nb20
         for job in jobs:
             runs.append(_one_seed(job))
             _tick(on_seed, len(runs), seeds, t0)
-    return {"strategy": strategy, "queries": queries, "config": cfg["strategy"],
-            "seconds": round(time.perf_counter() - t0, 2), "runs": runs}
+    seconds = round(time.perf_counter() - t0, 2)
+    space = build_space(cfg)        # the verdict, read once every search is over
+    for r in runs:
+        truth = space.ground_truth(space.parse(r["arch_str"]), data_dir)
+        r["verdict"] = {k: truth[k] for k in ("test_acc_200ep", "rank_200ep") if k in truth}
+    return {"strategy": strategy, "queries": queries, "config": cfg["strategy"], "seconds": seconds, "runs": runs,
+            "baselines": space.baselines(data_dir)}
 
 
 def _tick(on_seed, done, total, t0):
@@ -74,10 +80,11 @@ def _tick(on_seed, done, total, t0):
 
 
 def summarize(result: dict) -> dict:
-    """``{metric: (mean, std)}`` over the seeds' returned cells."""
+    """``{metric: (mean, std)}`` over the seeds' returned cells: the verdict (200-epoch test
+    accuracy and rank) first when its table is found, then the 12-epoch table's columns."""
     runs = result["runs"]
     out = {}
-    for c in runs[0]["metrics"]:
-        vals = [r["metrics"][c] for r in runs]
+    for c in [*runs[0].get("verdict", {}), *runs[0]["metrics"]]:
+        vals = [r["verdict"][c] if c in r.get("verdict", {}) else r["metrics"][c] for r in runs]
         out[c] = (statistics.mean(vals), statistics.stdev(vals) if len(vals) > 1 else 0.0)
     return out

@@ -80,7 +80,8 @@ def cmd_show(args) -> int:
 
 
 def cmd_ws_rank(args) -> int:
-    r = api.ws_rank(args.run, samples=args.samples, seed=args.seed, batches=args.batches, data_dir=args.data_dir)
+    r = api.ws_rank(args.run, samples=args.samples, seed=args.seed, batches=args.batches,
+                    policy_samples=args.policy_samples, data_dir=args.data_dir)
     terminal.print_ws_rank(r, Path(args.run))
     return 0
 
@@ -180,9 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="seeded searches on a tabular benchmark; weight-sharing diagnostics")
     bench_sub = bench.add_subparsers(dest="benchmark", required=True)
     w = bench_sub.add_parser("ws-rank", help="how well an ENAS run's shared weights rank cells, against the "
-                                             "NAS-Bench-201 table (Kendall tau, Spearman rho, top-10%% hits)")
+                                             "NAS-Bench-201 tables and against parameter count alone")
     w.add_argument("run", metavar="RUN", help="an ENAS run on the nb201 space")
-    w.add_argument("--samples", type=int, default=64, help="cells drawn uniformly at random (default 64)")
+    w.add_argument("--samples", type=int, default=100,
+                   help="distinct cells drawn uniformly at random (default 100)")
+    w.add_argument("--policy-samples", type=int, default=100,
+                   help="draws from the run's final policy, judged by the verdict (default 100)")
     w.add_argument("--seed", type=int, default=0, help="seed of the cells and validation batches (default 0)")
     w.add_argument("--batches", type=int, default=8,
                    help="validation minibatches (of the run's reward_batch) each cell is scored on (default 8)")

@@ -162,16 +162,17 @@ def _print(summary: dict, console) -> None:
                          if best.get(m) is not None)
         console.print(f"[bold]best[/bold] reward {best['reward']:.4f}{where}: {escape(best['arch'])}", soft_wrap=True)
     truth = summary.get("ground_truth")
-    if truth and truth.get("table"):
-        console.print(f"[bold]benchmark table[/bold] {escape(truth['arch_str'])}: valid {truth['valid_acc']:.2f} %, "
-                      f"test {truth['test_acc']:.2f} %, percentile {truth['valid_percentile']:.1f} of "
-                      f"{truth['cells']:,} cells (rank {truth['valid_rank']:,})", soft_wrap=True)
+    if truth and (truth.get("table") or truth.get("verdict_table")):
+        from .ws_rank import verdict_line
+        console.print(f"[bold]benchmark table[/bold] {escape(truth['arch_str'])}: {escape(verdict_line(truth))}",
+                      soft_wrap=True)
     rank = summary.get("ws_rank")
     if rank:
-        fmt = lambda v: "n/a" if v is None else f"{v:.3f}"
-        console.print(f"[bold]shared-weight ranking[/bold] ({rank['samples']} uniform cells): Kendall tau "
-                      f"{fmt(rank['kendall_tau'])}, Spearman rho {fmt(rank['spearman_rho'])}, top-10% hits "
-                      f"{rank['top10_hit_rate']:.2f}", soft_wrap=True)
+        from .ws_rank import ranking_lines
+        lines = ranking_lines(rank)
+        console.print(f"[bold]shared-weight ranking[/bold] {escape(lines[0])}", soft_wrap=True)
+        for line in lines[1:]:
+            console.print("  " + escape(line), soft_wrap=True)
     for label, res in (("result", summary.get("result")), ("retrained", summary.get("retrain"))):
         if res:
             keys = ("test_acc", "valid_acc", "test_ppl", "valid_ppl", "params", "flops", "epochs", "train_seconds")

@@ -171,13 +171,8 @@ class Printer:
             print(f"  {a['reward']:.4f}  {a['arch']}{ppl}")
 
     def on_ground_truth(self, d):
-        truth = d["truth"]
-        if truth.get("table") is None:
-            print(f"derived cell {truth['arch_str']} (no benchmark table to look it up: {truth['note']})")
-            return
-        print(f"derived cell {truth['arch_str']}: table valid {truth['valid_acc']:.2f} %, test {truth['test_acc']:.2f} % "
-              f"(12 epochs), percentile {truth['valid_percentile']:.1f} of {truth['cells']:,} cells "
-              f"(rank {truth['valid_rank']:,}); {d['path'] / RunDir.GROUND_TRUTH}")
+        from .ws_rank import verdict_line
+        print(f"derived cell {d['truth']['arch_str']}: {verdict_line(d['truth'])}; {d['path'] / RunDir.GROUND_TRUTH}")
 
     def on_retrain_start(self, d):
         print(f"retraining the best architecture from scratch for {d['epochs']} epochs")
@@ -221,14 +216,9 @@ def print_dry_run(d: dict) -> None:
 
 
 def print_ws_rank(r: dict, path) -> None:
-    fmt = lambda v: "n/a" if v is None else f"{v:.3f}"
-    print(f"{r['samples']} uniform cells scored with the shared weights on {r['images_per_cell']} validation "
-          f"images each (reward_bn {r['reward_bn']})")
-    print(f"Kendall tau {fmt(r['kendall_tau'])}, Spearman rho {fmt(r['spearman_rho'])}, top-10% hit rate "
-          f"{r['top10_hit_rate']:.2f} (top {r['top_k']}; chance 0.10)")
-    if "derived" in r:
-        a = r["derived"]
-        print(f"derived cell: shared-weight accuracy {a['shared_acc']:.4f}, table valid {a['table_valid_acc']:.2f} %")
+    from .ws_rank import ranking_lines
+    for line in ranking_lines(r):
+        print(line)
     print(f"wrote {path / RunDir.WS_RANK} and {r['figure']}")
 
 
@@ -238,6 +228,13 @@ def print_bench(result: dict, stats: dict) -> None:
     print(f"{result['strategy']}: {len(runs)} seeds x {result['queries']} queries ({result['seconds']} s)")
     for c, (m, s) in stats.items():
         print(f"  {c:32s} {m:7.2f} ± {s:.2f}")
+    b = result.get("baselines") or {}
+    if b.get("verdict_table"):
+        print(f"  baselines (200-epoch test): largest cell {b['largest_cell']['test_acc_200ep']:.2f} % "
+              f"(rank {b['largest_cell']['rank_200ep']}), random cell {b['random_cell']:.2f} %, "
+              f"optimum {b['optimum']:.2f} %")
+    elif b.get("note"):
+        print(f"  no verdict: {b['note']}")
     early = sum(r["stopped_early"] for r in runs)
     if early:
         print(f"  {early} of {len(runs)} searches stopped early (max_proposals) before the budget")

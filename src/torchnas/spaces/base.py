@@ -306,6 +306,16 @@ class SearchSpace:
                 values.append(rng.randrange(d.num_values()))
         return self.make(values)
 
+    def function_key(self, arch: Architecture) -> str:
+        """A key that two architectures share when they compute the same function (a space whose
+        encodings are all distinct functions: the architecture's string)."""
+        return str(self.check(arch))
+
+    def random_distinct(self, rng: _random.Random) -> Architecture:
+        """Uniform over the distinct functions (:meth:`function_key`), not the encodings; the same
+        as :meth:`random` for a space whose every encoding is its own function."""
+        return SearchSpace.random(self, rng)
+
     def mutate(self, arch: Architecture, rng: _random.Random) -> Architecture:
         """Change exactly one decision to a different value (Real et al. 2019, §2)."""
         mutable = [i for i, d in enumerate(self.decisions) if d.num_values() > 1]
@@ -329,6 +339,11 @@ class SearchSpace:
     def ground_truth(self, arch: Architecture, data_dir=None) -> dict | None:
         """What a benchmark table of this space says of ``arch`` (NAS-Bench-201's does), or None
         for a space without one. Read only to report a finished search, never inside one."""
+        return None
+
+    def baselines(self, data_dir=None) -> dict | None:
+        """The benchmark's verdict on the cells a reviewer tries first (the largest, a random
+        one), computed from its table; None for a space without one. Reporting only."""
         return None
 
     def config(self) -> dict:

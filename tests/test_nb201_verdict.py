@@ -1,0 +1,141 @@
+"""The verdict on a NAS-Bench-201 cell (its 200-epoch CIFAR-10 test accuracy), the baselines a
+reviewer tries first, and the ranking statistics of ``torchnas bench ws-rank``, each checked
+against a stand-in table or a hand computation (issue 26)."""
+import csv
+import itertools
+import random
+
+import pytest
+from scipy.stats import kendalltau
+
+from tests.conftest import SHARED, require
+from torchnas.spaces import NB201Space
+from torchnas.spaces import nb201 as nb201_module
+from torchnas.ws_rank import distinct_cells, verdict_line, within_group_tau
+
+SPACE = NB201Space()
+GOOD = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+BAD = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
+ALL_CONV3 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+
+
+def _write(path, header, value_of):
+    """A full stand-in table: every cell of the space, one row each, values from ``value_of``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        for i, values in enumerate(itertools.product(range(5), repeat=6)):
+            arch_str = SPACE.to_arch_str(SPACE.make(values))
+            w.writerow([i, arch_str, *value_of(arch_str)])
+
+
+@pytest.fixture
+def stand_in(tmp_path):
+    """Two cells stand out in the 200-epoch stand-in (GOOD 99, BAD 10, the largest cell 77, the
+    rest 50 + a little by index); the 12-epoch stand-in ranks them the other way round."""
+    def verdict(arch_str):
+        return [{GOOD: 99.0, BAD: 10.0, ALL_CONV3: 77.0}.get(arch_str, 50.0 + (hash(arch_str) % 7) / 10)]
+
+    def signal(arch_str):
+        v = {GOOD: 11.0, BAD: 88.0}.get(arch_str, 40.0)
+        return [v, v - 1]
+    _write(tmp_path / nb201_module.VERDICT_FILE, ["index", "arch_str", nb201_module.VERDICT_COLUMN], verdict)
+    _write(tmp_path / nb201_module.TABLE_FILE, ["index", "arch_str", nb201_module.VALID_COLUMN,
+                                                nb201_module.TEST_COLUMN], signal)
+    rows = {}
+    with open(tmp_path / nb201_module.VERDICT_FILE) as f:
+        for r in csv.DictReader(f):
+            rows[r["arch_str"]] = float(r[nb201_module.VERDICT_COLUMN])
+    return tmp_path, rows
+
+
+def test_the_verdict_comes_from_the_200_epoch_file(stand_in):
+    root, rows = stand_in
+    good = SPACE.ground_truth(SPACE.parse(GOOD), root)
+    assert good["test_acc_200ep"] == 99.0 and good["rank_200ep"] == 1 and good["cells"] == 15625
+    assert good["percentile_200ep"] == pytest.approx(100 * 15624 / 15625, abs=0.01)
+    assert good["valid_acc"] == 11.0 and good["test_acc"] == 10.0          # the 12-epoch signal, second
+    assert good["verdict_table"].endswith("nb201_200epoch_cifar10.csv") and good["table"].endswith("nb201_12epoch.csv")
+    bad = SPACE.ground_truth(SPACE.parse(BAD), root)
+    assert bad["test_acc_200ep"] == 10.0 and bad["rank_200ep"] == 15625 and bad["percentile_200ep"] == 0
+    assert bad["valid_rank"] == 1
+    # tied cells share the best rank: cells at the same value as a middling cell
+    mid = SPACE.parse("|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|")
+    v = rows[SPACE.to_arch_str(mid)]
+    assert SPACE.ground_truth(mid, root)["rank_200ep"] == 1 + sum(x > v for x in rows.values())
+    line = verdict_line({**good, "baselines": SPACE.baselines(root)})
+    assert line.index("200-epoch test 99.00 %") < line.index("12-epoch valid 11.00 %") < line.index("largest cell 77.00 %")
+
+
+def test_the_verdict_alone_and_neither_table(stand_in, tmp_path_factory):
+    root, _ = stand_in
+    (root / nb201_module.TABLE_FILE).unlink()
+    t = SPACE.ground_truth(SPACE.parse(GOOD), root)
+    assert t["test_acc_200ep"] == 99.0 and t["table"] is None and "nb201_12epoch.csv" in t["note"]
+    empty = tmp_path_factory.mktemp("empty")
+    t = SPACE.ground_truth(SPACE.parse(GOOD), empty)
+    assert t["verdict_table"] is None and t["table"] is None and "nb201_200epoch_cifar10.csv" in t["note"]
+    assert SPACE.baselines(empty)["verdict_table"] is None
+
+
+def test_baselines_are_computed_from_the_table(stand_in):
+    root, rows = stand_in
+    b = SPACE.baselines(root)
+    assert b["largest_cell"]["arch_str"] == ALL_CONV3 and b["largest_cell"]["test_acc_200ep"] == rows[ALL_CONV3]
+    assert b["largest_cell"]["params"] == max(SPACE.param_count(SPACE.parse(a)) for a in rows)
+    assert b["largest_cell"]["rank_200ep"] == 1 + sum(v > rows[ALL_CONV3] for v in rows.values())
+    assert b["random_cell"] == pytest.approx(sum(rows.values()) / len(rows))
+    assert b["optimum"] == max(rows.values()) == 99.0
+    groups = {}
+    for a, v in rows.items():
+        groups.setdefault(SPACE.unique_str(SPACE.parse(a)), []).append(v)
+    assert len(groups) == 6466
+    assert b["random_distinct_cell"] == pytest.approx(sum(sum(g) / len(g) for g in groups.values()) / len(groups))
+
+
+def test_baselines_of_the_real_table():
+    """The numbers the issue quotes, recomputed from the shared file by a plain CSV read."""
+    path = require(SHARED / nb201_module.VERDICT_FILE, "NAS-Bench-201 200-epoch table")
+    with open(path) as f:
+        rows = {r["arch_str"]: float(r[nb201_module.VERDICT_COLUMN]) for r in csv.DictReader(f)}
+    b = SPACE.baselines(SHARED)
+    assert b["largest_cell"]["test_acc_200ep"] == rows[ALL_CONV3] and b["largest_cell"]["params"] == 1_531_546
+    assert round(b["random_cell"], 2) == round(sum(rows.values()) / len(rows), 2)
+    assert b["optimum"] == max(rows.values())
+
+
+def test_parameter_count_without_building_the_network():
+    rng = random.Random(0)
+    for channels, num_cells in ((16, 5), (8, 1), (4, 2)):
+        for _ in range(4):
+            a = SPACE.random(rng)
+            net = SPACE.child(a, 3, 10, channels=channels, num_cells=num_cells)
+            assert SPACE.param_count(a, channels, num_cells) == sum(p.numel() for p in net.parameters())
+
+
+def test_within_size_tau_by_hand():
+    """Six cells in two sizes, ranks known. Size A = cells 0-2: scores 3, 2, 1 against verdicts
+    30, 10, 20: pairs (0,1) +, (0,2) +, (1,2) − → +1. Size B = cells 3-5: scores 1, 2, 3 against
+    verdicts 1, 2, 3: three concordant pairs → +3. τ within sizes = (1 + 3) / 6; the pairs
+    across sizes do not count (with them τ would be different)."""
+    scores = [3, 2, 1, 1, 2, 3]
+    verdicts = [30, 10, 20, 1, 2, 3]
+    sizes = ["A", "A", "A", "B", "B", "B"]
+    tau, pairs = within_group_tau(scores, verdicts, sizes)
+    assert pairs == 6 and tau == pytest.approx(4 / 6)
+    assert kendalltau(scores, verdicts).statistic != pytest.approx(4 / 6)
+    # one group and no ties: Kendall's tau itself (SciPy)
+    x, y = [0.3, 0.1, 0.7, 0.5, 0.2, 0.9], [5, 1, 4, 6, 2, 3]
+    assert within_group_tau(x, y, [0] * 6)[0] == pytest.approx(kendalltau(x, y).statistic)
+    # a tie counts as neither; no pair, no tau
+    assert within_group_tau([1, 1, 2], [1, 2, 3], [0, 0, 1]) == (0.0, 1)
+    assert within_group_tau([1, 2], [1, 2], [0, 1]) == (None, 0)
+
+
+def test_ws_rank_draws_distinct_cells():
+    cells = distinct_cells(SPACE, 100, seed=3)
+    assert len({SPACE.function_key(a) for a in cells}) == 100
+    assert cells == distinct_cells(SPACE, 100, seed=3)
+    with pytest.raises(ValueError, match="distinct cells"):
+        distinct_cells(SPACE, 6467, seed=0)
