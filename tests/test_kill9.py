@@ -177,3 +177,56 @@ def test_a_killed_worker_is_restarted_and_sigterm_stops_search_and_workers(tmp_p
     records = [json.loads(line) for line in (run / "evaluations.jsonl").read_text().splitlines()]
     assert len(records) == 12                 # nothing lost; the child of the killed worker (if it was
     assert sum(r["metrics"].get("worker_retries", 0) for r in records) <= 1    # busy) counted once
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for its reaper counts as ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _descendants(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-ww", "--ppid", str(pid), "-o", "pid="], capture_output=True, text=True).stdout
+    return [int(x) for x in out.split()]
+
+
+def test_workers_end_when_the_search_is_killed_and_stay_quiet_on_ctrl_c(tmp_path):
+    """Issue 27: after kill -9 of the search (the out-of-memory killer), its worker processes and
+    the resource tracker stayed alive for good; Ctrl-C sent to the process group (a terminal's)
+    made every worker print a KeyboardInterrupt traceback."""
+    args = ["search", "--workers", "2", "--queries", "12", "--no-retrain", "--set", "evaluator.epochs=3",
+            "--set", "evaluator.data.per_class=40", "--set", "strategies.reinforce.batch_size=4"]
+    run = tmp_path / "killed"
+    p = subprocess.Popen(_cli(*args, "--out", str(run)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         env=_env())
+    try:
+        _wait_records(run, 1, p)
+        children = _descendants(p.pid)
+        assert len(_children(p.pid)) == 2 and len(children) >= 2       # the workers (and the resource tracker)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        t0 = time.time()
+        while [c for c in children if _alive(c)] and time.time() - t0 < 5:
+            time.sleep(0.1)
+        assert not [c for c in children if _alive(c)], "processes outlived the killed search"
+    finally:
+        if p.poll() is None:
+            p.kill()
+    run = tmp_path / "ctrl-c"
+    p = subprocess.Popen(_cli(*args, "--out", str(run)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         text=True, env=_env(), start_new_session=True)
+    try:
+        _wait_records(run, 1, p)
+        children = _descendants(p.pid)
+        os.killpg(p.pid, signal.SIGINT)                       # what a terminal's Ctrl-C does
+        assert p.wait(timeout=60) == 130
+        err = p.stderr.read()
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert f"interrupted; continue with torchnas search --resume {run}" in err, err
+    time.sleep(1)
+    assert not [c for c in children if _alive(c)], "workers outlived the interrupted search"

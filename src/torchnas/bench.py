@@ -15,6 +15,7 @@ import sys
 import time
 
 from .config import apply_override, build, build_evaluator, build_space, build_strategy, load_preset, resolve
+from .evaluators.executors import quiet_worker, sigint_ignored_in_children
 
 _EVALUATORS = {}
 
@@ -57,7 +58,9 @@ def run_nb201_bench(strategy: str, queries: int, seeds: int, preset: str = "nb20
     runs = []
     if workers > 1:
         ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-        with ctx.Pool(workers) as pool:
+        with sigint_ignored_in_children():          # the pool starts its processes now
+            pool = ctx.Pool(workers, initializer=quiet_worker, initargs=(os.getpid(),))
+        with pool:
             for r in pool.imap(_one_seed, jobs):
                 runs.append(r)
                 _tick(on_seed, len(runs), seeds, t0)

@@ -10,10 +10,12 @@ scheduler places it on any node with ``threads`` free CPUs (and ``gpus`` GPUs).
 A worker process that dies (killed, out of memory) loses only its children: both pools start
 them again, at most ``retries`` times each (:class:`WorkerDied` after that), and count the
 restarts in the evaluation's ``metrics["worker_retries"]``; a search never stalls on a dead
-worker.
+worker. A worker never outlives its search, whatever kills the search (:func:`quiet_worker`),
+and leaves Ctrl-C to it.
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import signal
@@ -63,8 +65,42 @@ _WORKER_EVALUATOR: Evaluator | None = None
 _WORKER_STARTED = None
 
 
-def _init_worker(evaluator: Evaluator, threads: int, started=None) -> None:
+def quiet_worker(parent: int) -> None:
+    """Set up a worker process of a pool started by process ``parent``: Ctrl-C, which a terminal
+    sends to the whole process group, is left to the parent (it stops the pool); SIGTERM ends the
+    worker at once, without a traceback; and the worker ends when its parent does, whatever
+    killed it (a SIGKILLed parent tells nobody: a daemon thread sees the worker re-parented)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(1)
+    if os.getppid() != parent:
+        os._exit(1)
+    threading.Thread(target=watch, name="torchnas-parent-watch", daemon=True).start()
+
+
+@contextlib.contextmanager
+def sigint_ignored_in_children():
+    """Processes started inside begin with SIGINT ignored (exec keeps SIG_IGN, and Python then
+    installs no KeyboardInterrupt handler), so a Ctrl-C during their start-up prints nothing.
+    The parent ignores SIGINT for those milliseconds too; off the main thread, nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _init_worker(evaluator: Evaluator, threads: int, started=None, parent: int | None = None) -> None:
     global _WORKER_EVALUATOR, _WORKER_STARTED
+    if parent is not None:
+        quiet_worker(parent)
     import torch
     torch.set_num_threads(threads)
     _WORKER_EVALUATOR, _WORKER_STARTED = evaluator, started
@@ -113,7 +149,7 @@ class LocalPool(Executor):
         self._running = {}                            # pid -> key of the child it last started
         threading.Thread(target=_listen, args=(self._started, self._running), daemon=True).start()
         self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker,
-                                         initargs=(evaluator, self.threads, self._started))
+                                         initargs=(evaluator, self.threads, self._started, os.getpid()))
         self._evaluator = evaluator
 
     def _died(self) -> set:
@@ -141,11 +177,12 @@ class LocalPool(Executor):
         token = os.urandom(4).hex()                 # keys of this call's children
 
         def submit(j):
-            try:
-                return self._pool.submit(_evaluate, archs[j], (token, j))
-            except BrokenProcessPool:              # a worker died while the pool was idle: no child lost
-                self._start(evaluator)
-                return self._pool.submit(_evaluate, archs[j], (token, j))
+            with sigint_ignored_in_children():     # a submit may start the pool's processes
+                try:
+                    return self._pool.submit(_evaluate, archs[j], (token, j))
+                except BrokenProcessPool:          # a worker died while the pool was idle: no child lost
+                    self._start(evaluator)
+                    return self._pool.submit(_evaluate, archs[j], (token, j))
         futures, tries = [submit(j) for j in range(len(archs))], [0] * len(archs)
         for i in range(len(archs)):
             while True:
