@@ -28,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+from torchnas.ws_rank import baselines_line
+
 HERE = Path(__file__).resolve().parents[1]
 SHARED = HERE.parent / "shared"
 GOAL_MEAN, GOAL_EVERY = 93.8, 93.3       # issue 26: mean over seeds 0-4, and every seed
@@ -157,9 +159,7 @@ def main(argv=None) -> int:
               f"{m('tau_12ep'):.3f} (12-ep), size alone {m('params_tau_200ep'):.3f}, within sizes "
               f"{m('within_size_tau_200ep'):.3f}; policy's draws {m('policy_mean_200ep'):.2f} %; search "
               f"{m('search_seconds') / 60:.1f} min ({len(rs)} seeds)")
-    print(f"baselines (200-epoch test, from the table): largest cell {b['largest_cell']['test_acc_200ep']:.2f} % "
-          f"(`{b['largest_cell']['arch_str']}`, rank {b['largest_cell']['rank_200ep']}), expected random cell "
-          f"{b['random_cell']:.2f} % (distinct cells {b['random_distinct_cell']:.2f} %), optimum {b['optimum']:.2f} %")
+    print(baselines_line(b) + f"; the largest cell is `{b['largest_cell']['arch_str']}`")
     for strategy, mean in means.items():
         others = [f"{beats(mean, means[o])} {o} ({means[o]:.2f})" for o in means if o != strategy]
         rs = [r for r in rows if r["strategy"] == strategy]

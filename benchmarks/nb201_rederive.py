@@ -10,10 +10,11 @@ reproduced and checked), and then reads the tables, after the search, for the ve
 
 * the pick with the first K minibatches, for each K of ``--ks`` (what more validation data at
   derive time would have given);
-* the candidates' mean (the policy's own quality, with no pick at all), the best candidate (what
-  a perfect judge of the candidates would pick), the share of candidates above the largest cell,
-  and the cell drawn most often (the policy's mode, as far as its draws show it; ties: the first
-  drawn); the candidates' mean 12-epoch percentile second.
+* the draws' mean, each cell as often as the policy drew it (the policy's own quality, with no
+  pick at all), and the distinct candidates' mean; the best candidate (what a perfect judge of
+  the candidates would pick), the share of draws above the largest cell, and the cell drawn most
+  often (the policy's mode, as far as its draws show it; ties: the first drawn); the candidates'
+  mean 12-epoch percentile second.
 
     python benchmarks/nb201_rederive.py runs/enas-nb201/default/{reinforce,random}-{0,1,2} \\
         --data-dir ../shared/data --ks 1 4 8 16 39
@@ -60,8 +61,9 @@ def rederive(run_path: Path, ks: list[int], data_dir) -> dict:
             "reproduces_run": ran == str(archs[own]),
             "pick_200ep": {k: acc[pick(k)] for k in ks}, "pick_rank_200ep": {k: truth[pick(k)]["rank_200ep"] for k in ks},
             "pick_percentile": {k: pct[pick(k)] for k in ks}, "pick_arch": {k: str(archs[pick(k)]) for k in ks},
+            "draws": len(drawn), "draws_mean_200ep": sum(acc[i] * counts[str(a)] for i, a in enumerate(archs)) / len(drawn),
+            "draws_above_largest": sum(counts[str(a)] for i, a in enumerate(archs) if acc[i] > largest) / len(drawn),
             "candidates_mean_200ep": statistics.mean(acc), "candidates_best_200ep": max(acc),
-            "candidates_above_largest": sum(a > largest for a in acc) / len(acc),
             "candidates_mean_percentile": statistics.mean(pct),
             "mode_arch": str(archs[mode]), "mode_draws": counts[str(archs[mode])], "mode_200ep": acc[mode],
             "score_seconds": round(seconds, 1)}
@@ -79,22 +81,22 @@ def main(argv=None) -> int:
         raise SystemExit("--ks: each count must be >= 1")
     rows = []
     print("| run | candidates | pick's 200-ep test with " + " | ".join(f"{k} batch{'es' if k > 1 else ''}" for k in args.ks)
-          + " | candidates' mean 200-ep | best candidate | candidates above the largest cell | most drawn (draws) "
-          "| candidates' mean 12-ep percentile | reproduces the run |")
-    print("|---" * (len(args.ks) + 8) + "|")
+          + " | draws' mean 200-ep | distinct candidates' mean | best candidate | draws above the largest cell "
+          "| most drawn (draws) | candidates' mean 12-ep percentile | reproduces the run |")
+    print("|---" * (len(args.ks) + 9) + "|")
     for path in args.runs:
         r = rederive(path, args.ks, args.data_dir)
         rows.append(r)
         print(f"| {r['strategy']}-{r['seed']} | {r['candidates']} | "
               + " | ".join(f"{r['pick_200ep'][k]:.2f}" for k in args.ks)
-              + f" | {r['candidates_mean_200ep']:.2f} | {r['candidates_best_200ep']:.2f} | "
-              f"{r['candidates_above_largest']:.2f} | {r['mode_200ep']:.2f} ({r['mode_draws']}) | "
+              + f" | {r['draws_mean_200ep']:.2f} | {r['candidates_mean_200ep']:.2f} | {r['candidates_best_200ep']:.2f} | "
+              f"{r['draws_above_largest']:.2f} | {r['mode_200ep']:.2f} ({r['mode_draws']}) | "
               f"{r['candidates_mean_percentile']:.1f} | {'yes' if r['reproduces_run'] else 'NO'} |", flush=True)
     for s in sorted({r["strategy"] for r in rows}):
         rs = [r for r in rows if r["strategy"] == s]
         means = ", ".join(f"{k}: {statistics.mean(r['pick_200ep'][k] for r in rs):.2f}" for k in args.ks)
-        print(f"{s}: mean pick 200-epoch test by batches ({means}); candidates' mean "
-              f"{statistics.mean(r['candidates_mean_200ep'] for r in rs):.2f}, most drawn "
+        print(f"{s}: mean pick 200-epoch test by batches ({means}); draws' mean "
+              f"{statistics.mean(r['draws_mean_200ep'] for r in rs):.2f}, most drawn "
               f"{statistics.mean(r['mode_200ep'] for r in rs):.2f} ({len(rs)} runs)")
     args.out.write_text(json.dumps(rows, indent=1) + "\n")
     return 0

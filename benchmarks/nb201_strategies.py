@@ -17,6 +17,8 @@ import platform
 from pathlib import Path
 
 from torchnas.bench import run_nb201_bench, summarize
+from torchnas.spaces import NB201Space
+from torchnas.ws_rank import baselines_line
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 COLUMNS = [("test_acc_200ep", "C10 test, 200 epochs (verdict)"), ("rank_200ep", "its rank"),
@@ -47,13 +49,10 @@ def main():
     print("| queries | strategy | " + " | ".join(n for _, n in COLUMNS) + " | wall time | early stops |")
     print("|---|---|" + "---|" * len(COLUMNS) + "---|---|")
     for q, s, sec, stats, early in rows:
-        cells = " | ".join(f"{stats[c][0]:.{0 if c == 'rank_200ep' else 2}f} ± {stats[c][1]:.{0 if c == 'rank_200ep' else 2}f}"
-                           for c, _ in COLUMNS)
+        digits = lambda c: 0 if c == "rank_200ep" else 2
+        cells = " | ".join(f"{stats[c][0]:.{digits(c)}f} ± {stats[c][1]:.{digits(c)}f}" for c, _ in COLUMNS)
         print(f"| {q} | {s} | {cells} | {sec:.1f} s | {early} |")
-    b = res["baselines"]
-    print(f"\nbaselines (200-epoch test, from the table): largest cell {b['largest_cell']['test_acc_200ep']:.2f} "
-          f"(rank {b['largest_cell']['rank_200ep']}), expected random cell {b['random_cell']:.2f}, "
-          f"optimum {b['optimum']:.2f}")
+    print("\n" + baselines_line(NB201Space().baselines(args.data_dir)))
 
 
 if __name__ == "__main__":

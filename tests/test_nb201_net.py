@@ -223,9 +223,7 @@ def test_ws_rank_on_a_toy_run(tmp_path, capsys):
         assert -1 <= r[k] <= 1, k
     assert 0 <= r["top10_hit_rate"] <= 1 and r["within_size_pairs"] >= 0
     assert len(r["cells"]) == 12 and len({SPACE.unique_str(SPACE.parse(c["arch"])) for c in r["cells"]}) == 12
-    assert [c["params"] for c in r["cells"]] == [SPACE.param_count(SPACE.parse(c["arch"])) for c in r["cells"]]
     assert r["policy"]["draws"] == 7 and 0 <= r["policy"]["largest_cell_share"] <= 1
-    assert r["policy"]["uniform_cells_mean_200ep"] == pytest.approx(sum(c["test_acc_200ep"] for c in r["cells"]) / 12)
     assert (run / "figures" / "ws_rank.png").stat().st_size > 1000
     assert r["derived"]["arch"] == truth["arch"] and r["derived"]["test_acc_200ep"] == truth["test_acc_200ep"]
     assert main(["show", str(run)]) == 0

@@ -4,6 +4,7 @@ against a stand-in table or a hand computation (issue 26)."""
 import csv
 import itertools
 import random
+import zlib
 
 import pytest
 from scipy.stats import kendalltau
@@ -35,10 +36,10 @@ def stand_in(tmp_path):
     """Two cells stand out in the 200-epoch stand-in (GOOD 99, BAD 10, the largest cell 77, the
     rest 50 + a little by index); the 12-epoch stand-in ranks them the other way round."""
     def verdict(arch_str):
-        return [{GOOD: 99.0, BAD: 10.0, ALL_CONV3: 77.0}.get(arch_str, 50.0 + (hash(arch_str) % 7) / 10)]
+        return [{GOOD: 99.0, BAD: 10.0, ALL_CONV3: 77.0}.get(arch_str, 50.0 + zlib.crc32(arch_str.encode()) % 7 / 10)]
 
     def signal(arch_str):
-        v = {GOOD: 11.0, BAD: 88.0}.get(arch_str, 40.0)
+        v = {GOOD: 11.0, BAD: 88.0}.get(arch_str, 40.0 + zlib.crc32(arch_str[::-1].encode()) % 13 / 10)
         return [v, v - 1]
     _write(tmp_path / nb201_module.VERDICT_FILE, ["index", "arch_str", nb201_module.VERDICT_COLUMN], verdict)
     _write(tmp_path / nb201_module.TABLE_FILE, ["index", "arch_str", nb201_module.VALID_COLUMN,
@@ -117,20 +118,88 @@ def test_parameter_count_without_building_the_network():
 def test_within_size_tau_by_hand():
     """Six cells in two sizes, ranks known. Size A = cells 0-2: scores 3, 2, 1 against verdicts
     30, 10, 20: pairs (0,1) +, (0,2) +, (1,2) − → +1. Size B = cells 3-5: scores 1, 2, 3 against
-    verdicts 1, 2, 3: three concordant pairs → +3. τ within sizes = (1 + 3) / 6; the pairs
-    across sizes do not count (with them τ would be different)."""
+    verdicts 1, 2, 3: three concordant pairs → +3. No ties: τ within sizes = (1 + 3) / 6; the
+    pairs across sizes do not count (with them τ would be different)."""
     scores = [3, 2, 1, 1, 2, 3]
     verdicts = [30, 10, 20, 1, 2, 3]
     sizes = ["A", "A", "A", "B", "B", "B"]
     tau, pairs = within_group_tau(scores, verdicts, sizes)
     assert pairs == 6 and tau == pytest.approx(4 / 6)
     assert kendalltau(scores, verdicts).statistic != pytest.approx(4 / 6)
-    # one group and no ties: Kendall's tau itself (SciPy)
+    # one group: Kendall's tau-b itself (SciPy), with and without ties
     x, y = [0.3, 0.1, 0.7, 0.5, 0.2, 0.9], [5, 1, 4, 6, 2, 3]
     assert within_group_tau(x, y, [0] * 6)[0] == pytest.approx(kendalltau(x, y).statistic)
-    # a tie counts as neither; no pair, no tau
-    assert within_group_tau([1, 1, 2], [1, 2, 3], [0, 0, 1]) == (0.0, 1)
-    assert within_group_tau([1, 2], [1, 2], [0, 1]) == (None, 0)
+    x, y = [1, 1, 2, 3, 3, 4], [2, 1, 1, 3, 5, 5]
+    assert within_group_tau(x, y, [0] * 6)[0] == pytest.approx(kendalltau(x, y).statistic)
+    # ties by hand: group {0, 1, 2}: pairs (0,1) tied in x, (0,2) +, (1,2) +; C − D = 2, P = 3,
+    # Tx = 1, Ty = 0 → 2 / √(2 · 3)
+    assert within_group_tau([1, 1, 2, 9], [1, 2, 3, 0], [0, 0, 0, 1]) == (pytest.approx(2 / 6 ** 0.5), 3)
+    assert within_group_tau([1, 1, 2], [1, 2, 3], [0, 0, 1]) == (None, 1)       # every pair tied
+    assert within_group_tau([1, 2], [1, 2], [0, 1]) == (None, 0)                 # no pair
+
+
+def test_function_params_count_only_what_the_function_uses():
+    """A conv on an edge out of a zero node, or into a node that reaches no output, counts
+    nothing; a conv at work counts as in the network."""
+    live = SPACE.parse("|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|")
+    dead = SPACE.parse("|nor_conv_3x3~0|+|none~0|nor_conv_1x1~1|+|skip_connect~0|none~1|none~2|")   # node 2 unused
+    assert SPACE.unique_str(live) == SPACE.unique_str(dead)
+    skip_only = SPACE.parse("|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|")
+    assert SPACE.function_params(live) == SPACE.function_params(dead) == SPACE.param_count(skip_only)
+    assert SPACE.param_count(dead) > SPACE.param_count(live) > SPACE.param_count(skip_only)
+    used = SPACE.parse(ALL_CONV3)
+    assert SPACE.function_params(used) == SPACE.param_count(used)
+
+
+class _StubSearch:
+    """What ws_rank uses of a restored ENAS search: known shared-weight scores, a policy that
+    draws the largest cell ``k`` times in ``n``."""
+
+    def __init__(self, scores, k, n):
+        import torch
+        from types import SimpleNamespace
+        self.scores, self.k, self.n = scores, k, n
+        self.shared = SimpleNamespace(generator=torch.Generator(), reward_bn="train")
+        self.strategy = SimpleNamespace(propose=lambda m: [SPACE.parse(ALL_CONV3)] * k + [SPACE.parse(BAD)] * (m - k))
+
+    def valid_batch(self):
+        return None, [0] * 4
+
+    def reward(self, arch, batch):
+        return self.scores(arch)
+
+
+def test_ws_rank_statistics_on_known_scores(stand_in, tmp_path, monkeypatch):
+    """The record's statistics equal SciPy's on the same numbers, each against its own column:
+    shared-weight scores that follow the 200-epoch stand-in exactly give τ 1 against it, the
+    size τ and the within-size τ are computed from function_params, and the largest cell's share
+    of the policy's draws is k / n."""
+    import json
+    from scipy.stats import spearmanr
+    from torchnas import ws_rank as module
+    from torchnas.runs import RunDir
+    root, rows = stand_in
+    run = RunDir(tmp_path / "run")
+    run.create({"test": True})
+    scores = lambda a: rows[SPACE.to_arch_str(a)] / 100
+    monkeypatch.setattr(module, "search_from_run", lambda r: ({"data_dir": None}, SPACE, _StubSearch(scores, 3, 10)))
+    r = module.ws_rank(run.path, samples=30, batches=2, policy_samples=10, data_dir=root)
+    cells = r["cells"]
+    ws = [c["shared_acc"] for c in cells]
+    verdict = [c["test_acc_200ep"] for c in cells]
+    signal = [c["table_valid_acc"] for c in cells]
+    size = [c["function_params"] for c in cells]
+    assert verdict == [rows[SPACE.to_arch_str(SPACE.parse(c["arch"]))] for c in cells]
+    assert size == [SPACE.function_params(SPACE.parse(c["arch"])) for c in cells]
+    assert r["tau_200ep"] == pytest.approx(1.0) and r["rho_200ep"] == pytest.approx(1.0)
+    assert r["tau_12ep"] == pytest.approx(kendalltau(ws, signal).statistic)
+    assert r["params_tau_200ep"] == pytest.approx(kendalltau(size, verdict).statistic)
+    assert r["params_rho_12ep"] == pytest.approx(spearmanr(size, signal).statistic)
+    assert (r["within_size_tau_12ep"], r["within_size_pairs"]) == within_group_tau(ws, signal, size)
+    assert r["policy"]["largest_cell_share"] == pytest.approx(0.3)
+    assert r["policy"]["mean_200ep"] == pytest.approx((3 * rows[ALL_CONV3] + 7 * rows[BAD]) / 10)
+    assert r["policy"]["distinct_cells_mean_200ep"] == pytest.approx(sum(verdict) / 30)
+    assert json.loads((run.path / "ws_rank.json").read_text())["tau_200ep"] == r["tau_200ep"]
 
 
 def test_ws_rank_draws_distinct_cells():

@@ -71,7 +71,7 @@ def run_nb201_bench(strategy: str, queries: int, seeds: int, preset: str = "nb20
     seconds = round(time.perf_counter() - t0, 2)
     space = build_space(cfg)        # the verdict, read once every search is over
     for r in runs:
-        truth = space.ground_truth(space.parse(r["arch_str"]), data_dir)
+        truth = space.ground_truth(space.parse(r["arch_str"]), data_dir) or {}
         r["verdict"] = {k: truth[k] for k in ("test_acc_200ep", "rank_200ep") if k in truth}
     return {"strategy": strategy, "queries": queries, "config": cfg["strategy"], "seconds": seconds, "runs": runs,
             "baselines": space.baselines(data_dir)}

@@ -228,13 +228,9 @@ def print_bench(result: dict, stats: dict) -> None:
     print(f"{result['strategy']}: {len(runs)} seeds x {result['queries']} queries ({result['seconds']} s)")
     for c, (m, s) in stats.items():
         print(f"  {c:32s} {m:7.2f} ± {s:.2f}")
-    b = result.get("baselines") or {}
-    if b.get("verdict_table"):
-        print(f"  baselines (200-epoch test): largest cell {b['largest_cell']['test_acc_200ep']:.2f} % "
-              f"(rank {b['largest_cell']['rank_200ep']}), random cell {b['random_cell']:.2f} %, "
-              f"optimum {b['optimum']:.2f} %")
-    elif b.get("note"):
-        print(f"  no verdict: {b['note']}")
+    if result.get("baselines"):
+        from .ws_rank import baselines_line
+        print("  " + baselines_line(result["baselines"]))
     early = sum(r["stopped_early"] for r in runs)
     if early:
         print(f"  {early} of {len(runs)} searches stopped early (max_proposals) before the budget")

@@ -7,10 +7,11 @@ weights, the run's ``reward_bn``), averaged over the same ``batches`` validation
 every cell, and compares the scores with the benchmark (``space.ground_truth``): Kendall τ and
 Spearman ρ against the verdict (NAS-Bench-201: the 200-epoch CIFAR-10 test accuracy) and the
 12-epoch search signal; the same statistics for the parameter count on the same cells (the
-heuristic a ranking must beat); τ within groups of equal parameter count (what size cannot
-explain); the top-10 % hit rate against the verdict (chance 0.1). It then draws from the run's
-final policy: the draws' mean verdict against the uniform cells', and the share that is the
-largest cell. Writes ``RUN/ws_rank.json`` and ``RUN/figures/ws_rank.png``.
+heuristic a ranking must beat; the parameters the cell's function uses, ``function_params``);
+τ-b within groups of equal parameter count, cells with the same convolutions at work that differ
+in where they sit and in their parameter-free edges (what size cannot explain); the top-10 % hit rate against the verdict (chance 0.1). It then draws from the run's
+final policy: the draws' mean verdict against as many draws of the run's uniform sampler, and
+the share that is the largest cell. Writes ``RUN/ws_rank.json`` and ``RUN/figures/ws_rank.png``.
 
 :func:`report_ground_truth` writes ``RUN/ground_truth.json`` for the derived architecture. Both
 read the tables only once the search is over: the search itself never does.
@@ -44,13 +45,22 @@ def verdict_line(truth: dict) -> str:
     if truth.get("valid_acc") is not None:
         parts.append(f"12-epoch valid {truth['valid_acc']:.2f} %, test {truth['test_acc']:.2f} % "
                      f"(percentile {truth['valid_percentile']:.1f}, rank {truth['valid_rank']:,})")
-    b = truth.get("baselines") or {}
-    if b.get("verdict_table"):
-        parts.append(f"baselines (200-epoch test): largest cell {b['largest_cell']['test_acc_200ep']:.2f} %, "
-                     f"random cell {b['random_cell']:.2f} %, optimum {b['optimum']:.2f} %")
+    if truth.get("baselines"):
+        parts.append(baselines_line(truth["baselines"]))
     if truth.get("note"):
         parts.append(f"({truth['note']})")
+    elif "verdict_table" not in truth:
+        parts.append("(an older record without the 200-epoch verdict: a new search or ws-rank gives it)")
     return "; ".join(parts)
+
+
+def baselines_line(b: dict) -> str:
+    """``space.baselines()`` in words (or why there are none)."""
+    if not b.get("verdict_table"):
+        return f"no baselines ({b.get('note', 'no table')})"
+    return (f"baselines (200-epoch test, from the table): largest cell {b['largest_cell']['test_acc_200ep']:.2f} % "
+            f"(rank {b['largest_cell']['rank_200ep']:,}), random cell {b['random_cell']:.2f} % (distinct cells "
+            f"{b['random_distinct_cell']:.2f} %), optimum {b['optimum']:.2f} %")
 
 
 def search_from_run(run: RunDir):
@@ -74,18 +84,23 @@ def _top(scores: list[float], k: int) -> set[int]:
 
 
 def within_group_tau(x: list[float], y: list[float], groups: list) -> tuple[float | None, int]:
-    """Kendall's τ over the pairs of cells in the same group only (here: equal parameter count,
-    cells that differ only in where their operations sit), the part of a ranking that the group
-    cannot explain: (concordant − discordant) / within-group pairs, a pair tied in ``x`` or ``y``
-    counting as neither (τ-a over those pairs). Returns (τ, pairs); τ is None without a pair."""
+    """Kendall's τ-b over the pairs of cells in the same group only (here: the same parameters at
+    work, ``function_params``), the part of a ranking that the group cannot explain:
+    (C − D) / √((P − Tx)(P − Ty)) with C, D the concordant and discordant pairs among the P
+    within-group pairs and Tx, Ty those tied in ``x``, in ``y``. With one group it is SciPy's τ-b.
+    Returns (τ, P); τ is None when every pair is tied in one of the two."""
     sign = lambda v: (v > 0) - (v < 0)
-    total = pairs = 0
+    total = pairs = tied_x = tied_y = 0
     for i in range(len(x)):
         for j in range(i + 1, len(x)):
             if groups[i] == groups[j]:
+                sx, sy = sign(x[i] - x[j]), sign(y[i] - y[j])
                 pairs += 1
-                total += sign(x[i] - x[j]) * sign(y[i] - y[j])
-    return (total / pairs if pairs else None), pairs
+                total += sx * sy
+                tied_x += sx == 0
+                tied_y += sy == 0
+    norm = math.sqrt((pairs - tied_x) * (pairs - tied_y))
+    return (total / norm if norm else None), pairs
 
 
 def rank_stats(x: list[float], y: list[float]) -> tuple[float | None, float | None]:
@@ -104,7 +119,7 @@ def distinct_cells(space, samples: int, seed: int) -> list:
         key = space.function_key(a)
         if key in keys:
             misses += 1
-            if misses > 10_000:          # in a row: the space has no more distinct cells to give
+            if misses > 200_000:         # in a row: the space has no more distinct cells to give
                 raise ValueError(f"--samples {samples}: space {space.name!r} gave only {len(archs)} distinct cells")
             continue
         misses = 0
@@ -138,7 +153,7 @@ def ws_rank(run_dir, samples: int = 100, seed: int = 0, batches: int = 8, policy
     truths = [truth_of(a) for a in archs]
     verdict = [t["test_acc_200ep"] for t in truths]
     signal = [t["valid_acc"] for t in truths]
-    params = [t["params"] for t in truths]
+    params = [t["function_params"] for t in truths]      # the size of the function, not of its encoding
     search.shared.generator.manual_seed(seed)
     val = [search.valid_batch() for _ in range(batches)]
     score = lambda a: sum(search.reward(a, b) for b in val) / len(val)
@@ -150,24 +165,27 @@ def ws_rank(run_dir, samples: int = 100, seed: int = 0, batches: int = 8, policy
     for name, target in (("200ep", verdict), ("12ep", signal)):
         record[f"tau_{name}"], record[f"rho_{name}"] = rank_stats(ws, target)
         record[f"params_tau_{name}"], record[f"params_rho_{name}"] = rank_stats(params, target)
-        record[f"within_size_tau_{name}"], record["within_size_pairs"] = within_group_tau(ws, target, params)
-    record["sizes"] = len(set(params))
+        record[f"within_size_tau_{name}"], pairs = within_group_tau(ws, target, params)
+    record["within_size_pairs"], record["sizes"] = pairs, len(set(params))
     baselines = space.baselines(data_dir)
-    draws = search.strategy.propose(policy_samples)           # the final policy (RSWS: uniform)
+    draws = search.strategy.propose(policy_samples)           # the final policy (RSWS: the run's uniform draws)
+    rng = random.Random(seed)
+    uniform = [space.random(rng) for _ in range(policy_samples)]   # the run's own uniform sampler
     largest = space.function_key(space.parse(baselines["largest_cell"]["arch_str"]))
-    drawn = [truth_of(a)["test_acc_200ep"] for a in draws]
-    record["policy"] = {"draws": len(draws), "mean_200ep": sum(drawn) / len(drawn),
+    mean = lambda archs: sum(truth_of(a)["test_acc_200ep"] for a in archs) / len(archs)
+    record["policy"] = {"draws": len(draws), "mean_200ep": mean(draws),
                         "distinct": len({space.function_key(a) for a in draws}),
                         "largest_cell_share": sum(space.function_key(a) == largest for a in draws) / len(draws),
-                        "uniform_cells_mean_200ep": sum(verdict) / len(verdict)}
+                        "uniform_draws_mean_200ep": mean(uniform), "distinct_cells_mean_200ep": mean(archs)}
     record["baselines"] = baselines
-    record["cells"] = [{"arch": str(a), "shared_acc": s, "test_acc_200ep": v, "table_valid_acc": t, "params": p}
-                       for a, s, v, t, p in zip(archs, ws, verdict, signal, params)]
+    record["cells"] = [{"arch": str(a), "shared_acc": s, "test_acc_200ep": v, "table_valid_acc": t,
+                        "function_params": p} for a, s, v, t, p in zip(archs, ws, verdict, signal, params)]
     if derived:
         d = space.parse(derived)
         t = truth_of(d)
         record["derived"] = {"arch": derived, "shared_acc": score(d), "test_acc_200ep": t["test_acc_200ep"],
-                             "rank_200ep": t["rank_200ep"], "table_valid_acc": t["valid_acc"], "params": t["params"]}
+                             "rank_200ep": t["rank_200ep"], "table_valid_acc": t["valid_acc"],
+                             "function_params": t["function_params"]}
     run.write_json(RunDir.WS_RANK, record)
     record["figure"] = str(ws_rank_figure(record, run.path / RunDir.FIGURES / "ws_rank.png"))
     return record
@@ -185,14 +203,15 @@ def ranking_lines(r: dict) -> list[str]:
     for name, what in (("200ep", "200-epoch test (the verdict)"), ("12ep", "12-epoch valid (the signal)")):
         lines.append(f"against the {what}: Kendall tau {f(r[f'tau_{name}'])}, Spearman rho {f(r[f'rho_{name}'])}; "
                      f"parameter count alone {f(r[f'params_tau_{name}'])}, {f(r[f'params_rho_{name}'])}; "
-                     f"tau within equal sizes {f(r[f'within_size_tau_{name}'])} ({r['within_size_pairs']} pairs in "
-                     f"{r['sizes']} sizes)")
+                     f"tau-b within equal sizes {f(r[f'within_size_tau_{name}'])} ({r['within_size_pairs']} pairs "
+                     f"in {r['sizes']} sizes)")
     lines.append(f"top-10% hit rate {r['top10_hit_rate']:.2f} against the verdict (top {r['top_k']}; chance 0.10)")
-    p, b = r["policy"], r["baselines"]
+    p = r["policy"]
     lines.append(f"final policy, {p['draws']} draws ({p['distinct']} distinct): mean 200-epoch test "
-                 f"{p['mean_200ep']:.2f} % against {p['uniform_cells_mean_200ep']:.2f} % for the distinct cells above "
-                 f"(random cell {b['random_cell']:.2f} %, random distinct cell {b['random_distinct_cell']:.2f} %); "
-                 f"{100 * p['largest_cell_share']:.0f} % of draws are the largest cell ({b['largest_cell']['test_acc_200ep']:.2f} %)")
+                 f"{p['mean_200ep']:.2f} % against {p['uniform_draws_mean_200ep']:.2f} % for as many draws of the "
+                 f"run's uniform sampler and {p['distinct_cells_mean_200ep']:.2f} % for the distinct cells above; "
+                 f"{100 * p['largest_cell_share']:.0f} % of draws are the largest cell")
+    lines.append(baselines_line(r["baselines"]))
     if "derived" in r:
         d = r["derived"]
         lines.append(f"derived cell: shared-weight accuracy {d['shared_acc']:.4f}, 200-epoch test "
@@ -208,7 +227,7 @@ def ws_rank_figure(record: dict, path):
     ax = fig.subplots()
     xs = [100 * c["shared_acc"] for c in record["cells"]]
     ys = [c["test_acc_200ep"] for c in record["cells"]]
-    dots = ax.scatter(xs, ys, s=14, alpha=0.8, c=[c["params"] / 1e6 for c in record["cells"]], cmap="viridis",
+    dots = ax.scatter(xs, ys, s=14, alpha=0.8, c=[c["function_params"] / 1e6 for c in record["cells"]], cmap="viridis",
                       label=f"{len(xs)} distinct cells")
     fig.colorbar(dots, ax=ax, label="parameters (M)")
     if "derived" in record:

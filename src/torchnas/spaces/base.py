@@ -307,8 +307,9 @@ class SearchSpace:
         return self.make(values)
 
     def function_key(self, arch: Architecture) -> str:
-        """A key that two architectures share when they compute the same function (a space whose
-        encodings are all distinct functions: the architecture's string)."""
+        """A key that two architectures may share only if they compute the same function: no
+        coarser than the encoding. By default the architecture's string; a space that knows its
+        encodings' equivalences (NAS-Bench-201's ``unique_str``) merges them."""
         return str(self.check(arch))
 
     def random_distinct(self, rng: _random.Random) -> Architecture:

@@ -178,6 +178,13 @@ class NB201Space(SearchSpace):
         net.train(shared_net.training)
         return net
 
+    def function_params(self, arch: Architecture) -> int:
+        """The parameters that the cell's function uses: the fewest of :meth:`param_count` over
+        the encodings of the same function (:meth:`unique_str`), so a convolution on an edge
+        that carries only zeros or reaches no output counts nothing. Cells with equal counts have
+        the same convolutions at work (a 3x3 and a 1x1 never trade: 9C² + 2C against C² + 2C)."""
+        return _function_params()[self.unique_str(arch)]
+
     # -- the benchmark's tables, for judging a finished search ------------------------------------
     def ground_truth(self, arch: Architecture, data_dir=None) -> dict:
         """What NAS-Bench-201 says of ``arch``: first the verdict, its CIFAR-10 test accuracy after
@@ -187,7 +194,9 @@ class NB201Space(SearchSpace):
         ``params`` is the benchmark network's size. A table that is not found leaves its fields
         out and says why in ``note``. Only for reporting after a search: a search that read
         either table would peek at the answer."""
-        out, notes = {"arch_str": self.to_arch_str(arch), "params": self.param_count(arch)}, []
+        out = {"arch_str": self.to_arch_str(arch), "params": self.param_count(arch),
+               "function_params": self.function_params(arch)}
+        notes = []
         verdict = _lookup(VERDICT_FILE, VERDICT_HOW, VERDICT_COLUMN, data_dir)
         if isinstance(verdict, str):
             out["verdict_table"] = None
@@ -263,6 +272,13 @@ def _unique_classes() -> list[list[tuple[int, ...]]]:
     for arch in iter_all(space):
         groups.setdefault(space.unique_str(arch), []).append(arch.values)
     return [groups[k] for k in sorted(groups)]
+
+
+@functools.cache
+def _function_params() -> dict[str, int]:
+    space = NB201Space()
+    return {space.unique_str(space.make(members[0])): min(space.param_count(space.make(v)) for v in members)
+            for members in _unique_classes()}
 
 
 _TABLES: dict = {}
