@@ -208,3 +208,13 @@ def test_ws_rank_draws_distinct_cells():
     assert cells == distinct_cells(SPACE, 100, seed=3)
     with pytest.raises(ValueError, match="distinct cells"):
         distinct_cells(SPACE, 6467, seed=0)
+
+
+def test_show_an_architecture_string_with_its_verdict(stand_in, tmp_path, capsys):
+    from torchnas.cli import main
+    root, _ = stand_in
+    assert main(["show", "nb201:" + GOOD, "--out", str(tmp_path / "a"), "--data-dir", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "benchmark table: 200-epoch test 99.00 % (rank 1 of 15,625" in out and "largest cell 77.00 %" in out
+    assert main(["show", "nb201:" + GOOD, "--out", str(tmp_path / "b"), "--data-dir", str(tmp_path / "none")]) == 0
+    assert "benchmark table" not in capsys.readouterr().out

@@ -70,7 +70,7 @@ def cmd_show(args) -> int:
     if target is None or not target.is_dir():
         if ":" not in args.target and not args.preset:
             raise RunError(f"{args.target} is neither a run directory nor an architecture string (SPACE:v1,v2,...)")
-        show_arch(args.target, preset=args.preset, out=args.out)
+        show_arch(args.target, preset=args.preset, out=args.out, data_dir=as_path(args.data_dir))
         return 0
     api.show(target, figures=not args.no_figures, top=args.top)
     if args.tensorboard or args.tensorboard_dir:
@@ -215,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--tensorboard-dir", metavar="DIR", help="... into DIR instead (implies --tensorboard)")
     v.add_argument("--preset", help="for an architecture string: the space settings of this preset")
     v.add_argument("--out", help="for an architecture string: output path without suffix (default ./arch)")
+    v.add_argument("--data-dir", help="for an architecture string: the data root of the space's benchmark tables "
+                                      "(default $TORCHNAS_DATA, ~/.torchnas/data)")
     v.set_defaults(func=cmd_show)
 
     x = sub.add_parser("export", help="the retrained network as a standalone .py + state dict, TorchScript and ONNX")

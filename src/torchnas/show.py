@@ -231,15 +231,21 @@ def parse_arch(text: str, space=None, preset: str | None = None):
                      f"settings (--preset NAME or a space config)") from None
 
 
-def show_arch(text: str, space=None, preset: str | None = None, out=None, console=None) -> list[Path]:
+def show_arch(text: str, space=None, preset: str | None = None, out=None, console=None, data_dir=None) -> list[Path]:
     """Draw the architecture string ``text`` (``SPACE:...``) to ``out`` (default ``./arch``)
-    as SVG and PNG; prints and returns the files."""
+    as SVG and PNG; prints and returns the files, and what the space's benchmark tables say of
+    the architecture where the space has them and they are found (NAS-Bench-201's verdict)."""
     from rich.console import Console
     from .viz.diagrams import draw
+    from .ws_rank import verdict_line
     console = console or Console()
-    _, arch = parse_arch(text, space, preset)
+    space, arch = parse_arch(text, space, preset)
     files = draw(arch, Path(out or "arch"))
     console.print(f"{arch}\nwrote {', '.join(map(str, files))}", soft_wrap=True, markup=False, highlight=False)
+    truth = space.ground_truth(arch, data_dir)
+    if truth and (truth.get("verdict_table") or truth.get("table")):
+        console.print(f"benchmark table: {verdict_line({**truth, 'baselines': space.baselines(data_dir)})}",
+                      soft_wrap=True, markup=False, highlight=False)
     return files
 
 

@@ -129,8 +129,12 @@ class NB201Space(SearchSpace):
         return self.make(values)
 
     def parse(self, text: str) -> Architecture:
-        if text.strip().startswith("|"):
-            return self.from_arch_str(text)
+        """``nb201:v1,...,v6``, the benchmark's ``arch_str``, or ``nb201:`` and an ``arch_str``."""
+        body = text.strip()
+        if body.startswith(self.name + ":") and body[len(self.name) + 1:].strip().startswith("|"):
+            body = body[len(self.name) + 1:].strip()
+        if body.startswith("|"):
+            return self.from_arch_str(body)
         return super().parse(text)
 
     # -- networks ---------------------------------------------------------------------------
