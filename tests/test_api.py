@@ -109,3 +109,23 @@ def test_draw_keeps_dotted_names_and_takes_one_format(tmp_path):
     assert files == [tmp_path / "cell.v2.png"] and files[0].exists()
     assert api.draw("0 2 1 0 2 1 2 2 4 0 5 0 3 2 6 2", tmp_path / "c.svg", preset="enas-rnn-final") == \
         [tmp_path / "c.svg", tmp_path / "c.png"]
+
+
+def test_a_search_extended_past_its_retraining_retrains_the_new_best(tmp_path):
+    """Issue 27: ``--resume RUN --queries N`` found a new best, said it retrained it, and kept the
+    old retraining of the old architecture. Now the retraining belongs to the best architecture,
+    and the old one is kept aside under a name that says so."""
+    out = tmp_path / "run"
+    first = api.search(preset="nas-cnn-tiny", queries=1, seed=1, out=out, set=QUICK)
+    old_arch, old_result = first.best["arch"], json.loads((out / "retrain" / "result.json").read_text())
+    assert old_result["arch"] == old_arch
+    events = []
+    run = api.search(resume=out, queries=6, on_event=lambda name, d: events.append((name, d)))
+    assert run.best["arch"] != old_arch                         # seed 1: a better child among the next 5
+    assert run.result["arch"] == run.best["arch"]
+    assert json.loads((out / "retrain" / "result.json").read_text())["arch"] == run.best["arch"]
+    kept = out / "retrain.replaced"
+    assert json.loads((kept / "result.json").read_text()) == old_result
+    assert [d["kept"] for name, d in events if name == "retrain_replaced"] == [kept]
+    again = api.search(resume=out, queries=6)                    # nothing new: nothing replaced
+    assert again.result == run.result and not (out / "retrain.replaced-2").exists()

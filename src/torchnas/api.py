@@ -368,6 +368,12 @@ def _retrain_best(cfg: dict, run: RunDir, arch: str, tensorboard: bool, emit: Ev
     out = run.path / RunDir.RETRAIN
     data = retraining_data(cfg)
     net, train_ = final_settings(cfg)
+    if (out / RunDir.CONFIG).exists() and RunDir(out).config().get("arch") != arch:
+        # a search extended past its retraining found a new best: the old retraining is kept aside
+        kept = _free_name(run.path / f"{RunDir.RETRAIN}.replaced")
+        old = RunDir(out).config().get("arch")
+        out.rename(kept)
+        emit("retrain_replaced", {"old": old, "new": arch, "kept": kept})
     sub, fresh = RunDir(out), not (out / RunDir.CONFIG).exists()
     if fresh:
         sub.create(train_config(arch, cfg["space"], data, train_, cfg["seed"], net))
@@ -375,6 +381,15 @@ def _retrain_best(cfg: dict, run: RunDir, arch: str, tensorboard: bool, emit: Ev
     with sub.new() if fresh else contextlib.nullcontext():
         return _retrain(sub, run.path / RunDir.TENSORBOARD if tensorboard else None, emit,
                         prefix=RunDir.RETRAIN + "/")
+
+
+def _free_name(path: Path) -> Path:
+    """``path``, or ``path-2``, ``path-3``, ...: the first that does not exist."""
+    k, free = 1, path
+    while free.exists():
+        k += 1
+        free = path.with_name(f"{path.name}-{k}")
+    return free
 
 
 def _retrain(run: RunDir, tensorboard, emit: Events, prefix: str = "") -> dict:

@@ -4,7 +4,7 @@ events the API functions emit (``on_event(name, data)``).
 Events: ``run`` {path, resumed} once a command has its run directory; ``step`` {done, total,
 items, unit, seconds} after each training step of the current epoch; ``start`` {task, label, total, completed} and ``progress`` {completed, ...} and ``end``
 {task} around each long phase (task ``search``, ``enas`` or ``retrain``); ``search_done``,
-``enas_done``, ``ground_truth``, ``retrain_start``, ``retrain_done``, ``figures``,
+``enas_done``, ``ground_truth``, ``retrain_replaced``, ``retrain_start``, ``retrain_done``, ``figures``,
 ``tensorboard`` once each; ``seeds`` {completed, total} from ``bench nb201``.
 """
 from __future__ import annotations
@@ -173,6 +173,10 @@ class Printer:
     def on_ground_truth(self, d):
         from .ws_rank import verdict_line
         print(f"derived cell {d['truth']['arch_str']}: {verdict_line(d['truth'])}; {d['path'] / RunDir.GROUND_TRUTH}")
+
+    def on_retrain_replaced(self, d):
+        print(f"the best architecture changed since the last retraining ({d['old']} -> {d['new']}): "
+              f"that retraining is kept in {d['kept']}")
 
     def on_retrain_start(self, d):
         print(f"retraining the best architecture from scratch for {d['epochs']} epochs")
