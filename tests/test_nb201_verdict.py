@@ -218,3 +218,35 @@ def test_show_an_architecture_string_with_its_verdict(stand_in, tmp_path, capsys
     assert "benchmark table: 200-epoch test 99.00 % (rank 1 of 15,625" in out and "largest cell 77.00 %" in out
     assert main(["show", "nb201:" + GOOD, "--out", str(tmp_path / "b"), "--data-dir", str(tmp_path / "none")]) == 0
     assert "benchmark table" not in capsys.readouterr().out
+
+
+def test_param_free_dropout_only_while_the_shared_weights_train():
+    """P-DARTS's operation-level dropout on skip_connect and avg_pool_3x3 outputs: random in a
+    training step, absent when scoring (no gradient) or in eval mode, decayed linearly to 0 over
+    the search, and never on a cell without parameter-free edges."""
+    import torch
+    torch.manual_seed(0)
+    net = SPACE.shared(3, 10, channels=4, num_cells=1, param_free_dropout=0.5)
+    plain = SPACE.shared(3, 10, channels=4, num_cells=1)
+    plain.load_state_dict(net.state_dict())
+    x = torch.randn(4, 3, 8, 8)
+    skips = SPACE.parse("|skip_connect~0|+|skip_connect~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|")
+    convs = SPACE.parse(ALL_CONV3)
+    net.train(), plain.train()
+    assert not torch.equal(net(x, skips), net(x, skips))                  # masks drawn anew each step
+    torch.manual_seed(1)
+    a = net(x, convs)
+    torch.manual_seed(1)
+    assert torch.equal(a, plain(x, convs))                                # no parameter-free edge: no dropout
+    with torch.no_grad():
+        assert torch.equal(net(x, skips), plain(x, skips))                # a reward: no dropout
+    plain.load_state_dict(net.state_dict())                              # the running BN statistics too
+    net.eval(), plain.eval()
+    assert torch.equal(net(x, skips), plain(x, skips))
+    net.train(), plain.train()
+    net.set_progress(0.5)
+    assert {layer.drop for layer in net.layers if hasattr(layer, "drop")} == {0.25}
+    net.set_progress(1.0)
+    assert torch.equal(net(x, skips), plain(x, skips))
+    with pytest.raises(ValueError, match="param_free_dropout must be in"):
+        SPACE.shared(3, 10, param_free_dropout=1.0)

@@ -70,7 +70,7 @@ def cmd_show(args) -> int:
     if target is None or not target.is_dir():
         if ":" not in args.target and not args.preset:
             raise RunError(f"{args.target} is neither a run directory nor an architecture string (SPACE:v1,v2,...)")
-        show_arch(args.target, preset=args.preset, out=args.out, data_dir=as_path(args.data_dir))
+        show_arch(args.target, preset=args.preset, out=args.out, data_dir=args.data_dir and as_path(args.data_dir))
         return 0
     api.show(target, figures=not args.no_figures, top=args.top)
     if args.tensorboard or args.tensorboard_dir:

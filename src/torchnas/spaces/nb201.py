@@ -156,11 +156,17 @@ class NB201Space(SearchSpace):
                         affine, track_running_stats)
 
     def shared(self, in_channels: int, num_classes: int, channels: int = 16, num_cells: int = 5, *,
-               affine: bool = False, track_running_stats: bool = False) -> "NB201Shared":
+               affine: bool = False, track_running_stats: bool = False,
+               param_free_dropout: float = 0.0) -> "NB201Shared":
         """The shared-weight network; ``forward(x, arch)``. The benchmark's one-shot searches
         build their cells' BN without affine terms; ``track_running_stats`` is the
-        ``--track_running_stats`` flag of its scripts (False: batch statistics always)."""
-        return NB201Shared(in_channels, num_classes, channels, num_cells, affine, track_running_stats)
+        ``--track_running_stats`` flag of its scripts (False: batch statistics always).
+        ``param_free_dropout``: P-DARTS's operation-level dropout (Chen et al. 2019, §3.3) on the
+        output of every parameter-free edge (``skip_connect``, ``avg_pool_3x3``) while the shared
+        weights train, at this rate at the start of the search and decayed linearly to 0 at its end
+        (:meth:`NB201Shared.set_progress`); never while a reward is computed (no gradient)."""
+        return NB201Shared(in_channels, num_classes, channels, num_cells, affine, track_running_stats,
+                           param_free_dropout)
 
     def child_from_shared(self, shared_net: "NB201Shared", arch: Architecture) -> "NB201Net":
         """A standalone network with the shared weights of ``arch`` copied in: it computes
@@ -427,17 +433,31 @@ class NB201Cell(nn.Module):
         return run_cell(x, lambda e: None if self.ops[e] == "none" else self.edges[e])
 
 
+PARAM_FREE = ("skip_connect", "avg_pool_3x3")
+
+
 class SharedCell(nn.Module):
     """The shared-weight cell (``SearchCell``): every op on every edge has its own module;
-    only the sampled op of each edge runs."""
+    only the sampled op of each edge runs. ``drop``: the rate of dropout on parameter-free edges'
+    outputs, applied only in training mode with gradients on (the shared weights' step)."""
 
     def __init__(self, channels: int, affine: bool = False, track_running_stats: bool = False):
         super().__init__()
         self.edges = nn.ModuleList(nn.ModuleList(make_op(o, channels, affine, track_running_stats) for o in OPS)
                                    for _ in EDGES)
+        self.drop = 0.0
 
     def forward(self, x: torch.Tensor, values: Sequence[int]) -> torch.Tensor:
-        return run_cell(x, lambda e: None if OPS[values[e]] == "none" else self.edges[e][values[e]])
+        drop = self.drop if self.training and torch.is_grad_enabled() else 0.0
+
+        def edge(e):
+            op = OPS[values[e]]
+            if op == "none":
+                return None
+            if drop and op in PARAM_FREE:
+                return lambda h: nn.functional.dropout(self.edges[e][values[e]](h), drop)
+            return self.edges[e][values[e]]
+        return run_cell(x, edge)
 
 
 class _NB201Backbone(nn.Module):
@@ -484,11 +504,22 @@ class NB201Shared(_NB201Backbone):
     cell in every stage with the weights of the ops it uses."""
 
     def __init__(self, in_channels: int, num_classes: int, channels: int = 16, num_cells: int = 5,
-                 affine: bool = False, track_running_stats: bool = False):
+                 affine: bool = False, track_running_stats: bool = False, param_free_dropout: float = 0.0):
+        if not 0.0 <= param_free_dropout < 1.0:
+            raise ValueError(f"nb201 param_free_dropout must be in [0, 1), got {param_free_dropout}")
         super().__init__(in_channels, num_classes, channels, num_cells,
                          lambda c: SharedCell(c, affine, track_running_stats))
         self.hparams = dict(in_channels=in_channels, num_classes=num_classes, channels=channels,
                             num_cells=num_cells, affine=affine, track_running_stats=track_running_stats)
+        self.param_free_dropout = param_free_dropout
+        self.set_progress(0.0)
+
+    def set_progress(self, done: float) -> None:
+        """The share ``done`` of the search's shared training is over: the parameter-free edges'
+        dropout is ``param_free_dropout · (1 − done)`` (P-DARTS decays its rate during a stage)."""
+        for layer in self.layers:
+            if isinstance(layer, SharedCell):
+                layer.drop = self.param_free_dropout * max(0.0, 1.0 - done)
 
     def forward(self, x: torch.Tensor, arch: Architecture) -> torch.Tensor:
         return self._forward(x, lambda cell, h: cell(h, arch.values))

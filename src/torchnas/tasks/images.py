@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import time
 
 import torch
@@ -91,6 +92,15 @@ def frozen_bn_stats(model):
             m.momentum = mom
 
 
+def _shared_settings(space, net: dict | None) -> dict:
+    """``enas.net`` checked against the space's shared-weight builder (its settings may differ
+    from the child's); a builder that passes ``**kw`` on to the child's is checked as the child."""
+    shared = type(space).shared
+    if any(p.kind is p.VAR_KEYWORD for p in inspect.signature(shared).parameters.values()):
+        return ImageClassification().check_net_settings(space, net, "enas.net")
+    return checked("enas.net", shared, net, fixed=("in_channels", "num_classes"))
+
+
 class ImageSharedWeights(SharedWeights):
     """ENAS's shared weights ω on images (macro and micro spaces, NAS-Bench-201): one pass over
     the training split per epoch, a sampled architecture per minibatch, SGD with Nesterov
@@ -107,7 +117,7 @@ class ImageSharedWeights(SharedWeights):
                  max_train_batches: Count | None = None, device: str | None = "auto"):
         if reward_bn not in ("train", "eval"):
             raise ValueError(f"reward_bn must be 'train' (minibatch statistics) or 'eval', not {reward_bn!r}")
-        net = ImageClassification().check_net_settings(space, net, "enas.net")
+        net = _shared_settings(space, net)
         self.data = load_data_cached(checked("enas.data", load_image_data, data))
         self.batch_size, self.reward_bn = batch_size, reward_bn
         self.reward_batch = reward_batch or batch_size
@@ -126,6 +136,9 @@ class ImageSharedWeights(SharedWeights):
         """One pass over the training split (:meth:`Training.train_epoch`); ``sample(n)`` gives
         the n architectures of the epoch's minibatches, drawn at once before the pass."""
         archs = iter(sample(self.training.batches_per_epoch()))
+        progress = getattr(self.net, "set_progress", None)      # a shared network with a schedule of its own
+        if progress is not None:
+            progress(self.training.epoch / self.training.epochs)
         out = self.training.train_epoch(lambda: next(archs))
         if "diverged" in out:
             raise RunError(f"shared-weight training diverged: {out['diverged']}; lower enas.lr_max "
