@@ -44,8 +44,21 @@ CASES = [
     (SEARCH + ["--set", "space.name=nope"], r"unknown search space 'nope'"),
     (SEARCH + ["--set", "space.layers=abc"], r"space.layers = 'abc'"),
     (SEARCH + ["--set", "space.colour=1"], r"space.colour is not a setting of space 'nas-cnn'"),
-    (SEARCH + ["--set", "budget=abc"], r"budget must be a positive number"),
-    (SEARCH + ["--set", "seed=1.5"], r"seed must be an integer"),
+    (SEARCH + ["--set", "budget=abc"], r"budget = 'abc': must be a positive whole number"),
+    (SEARCH + ["--set", "budget=true"], r"budget = True \(YAML reads yes/no/on/off as true/false\): must be"),
+    (SEARCH + ["--set", "seed=1.5"], r"seed = 1.5: must be a whole number"),
+    (SEARCH + ["--set", "seed=yes"], r"seed = True \(YAML reads yes/no/on/off as true/false\): must be a whole number"),
+    (SEARCH + ["--set", "strategies=5"], r"strategies = 5: must be a section of settings per strategy name"),
+    (SEARCH + ["--set", "strategies.reinforce=[1, 2]"], r"strategies = .*must be a section of settings per strategy"),
+    (SEARCH + ["--set", "space=[1, 2]"], r"space = \[1, 2\]: must be a section"),
+    (SEARCH + ["--set", "evaluator=trainer"], r"evaluator = 'trainer': must be a section"),
+    (SEARCH + ["--set", "max_proposals=abc"], r"max_proposals = 'abc': must be a positive whole number"),
+    (SEARCH + ["--set", "max_proposals=0"], r"max_proposals = 0: must be a positive whole number"),
+    (SEARCH + ["--set", "max_proposals=true"], r"max_proposals = True .*: must be a positive whole number"),
+    (SEARCH + ["--set", "retrain=maybe"], r"retrain = 'maybe': must be true or false"),
+    (SEARCH + ["--set", "final=[a]"], r"final = \['a'\]: must be a name or null"),
+    (SEARCH + ["--config", "{T}/list_section.yaml"], r"space = \['nb201'\]: must be a section"),
+    (SEARCH + ["--config", "{T}/list.yaml"], r"list.yaml must hold a mapping of settings, not list"),
     (SEARCH + ["--set", "executor.backend=mpi"], r"executor backend must be 'local' or 'ray'"),
     (SEARCH + ["--set", "executor.colour=1"], r"executor takes workers"),
     (SEARCH + ["--set", "executor.backend=ray", "--set", "executor.address=127.0.0.1:1"],
@@ -58,8 +71,8 @@ CASES = [
     (SEARCH + ["--preset", "enas-micro-tiny", "--set", "enas.net.channels=abc"], r"enas.net.channels = 'abc'"),
     (SEARCH + ["--preset", "enas-micro-tiny", "--data", "digits", "--queries", "5"], r"--queries is a search's budget.*enas.epochs"),
     # command-line options
-    (SEARCH + ["--queries", "0"], r"budget must be a positive number"),
-    (SEARCH + ["--queries", "-5"], r"budget must be a positive number"),
+    (SEARCH + ["--queries", "0"], r"--queries 0: the budget must be a positive whole number"),
+    (SEARCH + ["--queries", "-5"], r"--queries -5: the budget must be a positive whole number"),
     (SEARCH + ["--seed", "abc"], r"argument --seed: invalid int value: 'abc'"),
     (SEARCH + ["--colour", "red"], r"unrecognized arguments: --colour"),
     (SEARCH + ["--workers", "0"], r"--workers .* from 1 to"),
@@ -117,7 +130,19 @@ CASES = [
     (["show", "nb201:none"], r"nb201"),
     (["export", "{T}/missing"], r"missing"),
     (["export", "{T}/run", "--format", "pdf"], r"invalid choice: 'pdf'"),
-    (["bench", "nb201", "--strategy", "reinforce", "--queries", "0"], r"budget must be a positive number"),
+    (["bench", "nb201", "--strategy", "reinforce", "--queries", "0"], r"budget = 0: must be a positive whole number"),
+    (["bench", "nb201", "--strategy", "random", "--workers", "0"], r"--workers: expected a whole number >= 1, got 0"),
+    (["bench", "nb201", "--strategy", "random", "--seeds", "-2"], r"--seeds: expected a whole number >= 1, got -2"),
+    (["bench", "nb201", "--strategy", "random", "--preset", "nas-cnn-tiny"],
+     r"bench nb201 runs searches against the NAS-Bench-201 table; preset 'nas-cnn-tiny' evaluates with 'trainer'"),
+    (["bench", "nb201", "--strategy", "random", "--preset", "enas-nb201-tiny"],
+     r"preset 'enas-nb201-tiny' is an ENAS search"),
+    (["bench", "nb201", "--strategy", "random", "--out", "{T}"], r"--out .*: is a folder; give a file name"),
+    (["bench", "nb201", "--strategy", "random", "--out", "{T}/a_file/x.json"], r"--out .*a_file is a file, not a folder"),
+    (["bench", "ws-rank", "{T}/run", "--samples", "0"], r"--samples: expected a whole number >= 1, got 0"),
+    (["show", "{T}/run", "--top", "-3"], r"--top: expected a whole number >= 1, got -3"),
+    (SEARCH + ["--out", "{T}/" + "x" * 300], r"File name too long \(use a shorter name\)"),
+    (SEARCH + ["--config", "{T}/" + "x" * 300 + ".yaml"], r"File name too long"),
     (["bench", "ws-rank", "{T}/run"], r"not an ENAS run|ENAS"),
 ]
 
@@ -134,6 +159,8 @@ def scratch(tmp_path_factory):
     (t / "a_file").write_text("x")
     (t / "empty.yaml").write_text("")
     (t / "broken.yaml").write_text("space: [nb201\n")
+    (t / "list_section.yaml").write_text("space: [nb201]\nevaluator: {name: nb201}\n")
+    (t / "list.yaml").write_text("- space\n- evaluator\n")
     (t / "empty_dir").mkdir()
     (t / "one_class" / "cat").mkdir(parents=True)
     for i in range(4):

@@ -50,7 +50,7 @@ def test_clear_errors(tmp_path, capsys, monkeypatch):
     assert main(["search", "--strategy", "ppo", "--quiet"]) == 2
     assert "unknown strategy 'ppo'" in capsys.readouterr().err
     assert main(["search", "--preset", "nb201", "--queries", "0", "--quiet"]) == 2
-    assert "budget must be a positive number" in capsys.readouterr().err
+    assert "--queries 0: the budget must be a positive whole number" in capsys.readouterr().err
     assert main(["search", "--resume", str(tmp_path / "none")]) == 2
     assert "not a run directory" in capsys.readouterr().err
 

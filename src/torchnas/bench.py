@@ -39,6 +39,21 @@ def _one_seed(job):
             "proposals": result.proposals, "stopped_early": result.stopped_early}
 
 
+def _check_tabular(cfg: dict, preset: str) -> None:
+    """The benchmark runs many searches against a table in seconds: refuse, before anything runs,
+    a preset whose search trains networks (children or shared weights)."""
+    from .registry import registered
+    if "enas" in cfg:
+        raise ValueError(f"bench nb201 runs searches against the NAS-Bench-201 table; preset {preset!r} is an "
+                         f"ENAS search that trains shared weights (run it with torchnas search, judge it with "
+                         f"torchnas bench ws-rank)")
+    ev = (cfg.get("evaluator") or {}).get("name") if isinstance(cfg.get("evaluator"), dict) else None
+    if ev != "nb201":
+        raise ValueError(f"bench nb201 runs searches against the NAS-Bench-201 table; preset {preset!r} "
+                         f"evaluates with {ev!r}, which trains networks (use a preset whose evaluator is "
+                         f"nb201, such as nb201; evaluators: {', '.join(sorted(registered('evaluator')))})")
+
+
 def run_nb201_bench(strategy: str, queries: int, seeds: int, preset: str = "nb201", overrides=(),
                     data_dir=None, workers=None, first_seed: int = 0, on_seed=None) -> dict:
     """``seeds`` searches (seeds ``first_seed``, ...) on worker processes; ``on_seed(done, total,
@@ -46,6 +61,7 @@ def run_nb201_bench(strategy: str, queries: int, seeds: int, preset: str = "nb20
     cfg = load_preset(preset)
     for o in overrides:
         apply_override(cfg, o)
+    _check_tabular(cfg, preset)
     cfg["budget"] = queries
     cfg = resolve(cfg, strategy)
     if seeds < 1:

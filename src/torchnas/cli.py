@@ -31,6 +31,33 @@ def _workers(text: str):
         raise argparse.ArgumentTypeError(f"expected a whole number or 'auto', got {text!r}") from None
 
 
+def _count(text: str) -> int:
+    """A whole number >= 1 (``--top``, ``--seeds``, ``--samples``, bench's ``--workers``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
+def _writable_file(path: str, option: str) -> Path:
+    """``path`` can be written as a file: checked before any work, so that an hour of it is not
+    lost to a folder in the way or a read-only place."""
+    p = Path(path)
+    if p.is_dir():
+        raise RunError(f"{option} {p}: is a folder; give a file name")
+    parent = p.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise RunError(f"{option} {p}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise RunError(f"{option} {p}: cannot write there (permission denied)")
+    return p
+
+
 def cmd_search(args) -> int:
     if args.check:
         api.search(preset=args.preset, config=args.config, strategy=args.strategy, queries=args.queries,
@@ -88,6 +115,8 @@ def cmd_ws_rank(args) -> int:
 
 def cmd_bench(args) -> int:
     from .bench import summarize
+    if args.out:
+        _writable_file(args.out, "--out")
     result = api.bench_nb201(args.strategy, queries=args.queries, seeds=args.seeds, first_seed=args.first_seed,
                              preset=args.preset, set=args.set, data_dir=args.data_dir, workers=args.workers,
                              on_event=terminal.Printer(progress=not args.quiet))
@@ -109,6 +138,22 @@ def cmd_presets(args) -> int:
     for name, description in api.presets():
         print(f"{name:24s} {description}")
     return 0
+
+
+def os_problem(e: OSError) -> str:
+    """An OSError on one line: the file(s), what the system said, and what to do when it is
+    one of the usual (a full disk, a name too long, no permission, a file or folder in the way).
+    ``TORCHNAS_DEBUG=1`` shows the traceback instead."""
+    import errno
+    files = " -> ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
+    what = e.strerror or str(e)
+    hint = {errno.ENOSPC: "free some space or write elsewhere (--out)",
+            errno.ENAMETOOLONG: "use a shorter name",
+            errno.EACCES: "check its permissions, or write elsewhere (--out)",
+            errno.EROFS: "write elsewhere (--out)",
+            errno.EISDIR: "give a file, not a folder",
+            errno.ENOTDIR: "a file stands where a folder is needed: give another path"}.get(e.errno)
+    return f"{files + ': ' if files else ''}{what}" + (f" ({hint})" if hint else "")
 
 
 class _Terminated(KeyboardInterrupt):
@@ -183,23 +228,23 @@ def build_parser() -> argparse.ArgumentParser:
     w = bench_sub.add_parser("ws-rank", help="how well an ENAS run's shared weights rank cells, against the "
                                              "NAS-Bench-201 tables and against parameter count alone")
     w.add_argument("run", metavar="RUN", help="an ENAS run on the nb201 space")
-    w.add_argument("--samples", type=int, default=100,
+    w.add_argument("--samples", type=_count, default=100,
                    help="distinct cells drawn uniformly at random (default 100)")
-    w.add_argument("--policy-samples", type=int, default=100,
+    w.add_argument("--policy-samples", type=_count, default=100,
                    help="draws from the run's final policy, judged by the verdict (default 100)")
     w.add_argument("--seed", type=int, default=0, help="seed of the cells and validation batches (default 0)")
-    w.add_argument("--batches", type=int, default=8,
+    w.add_argument("--batches", type=_count, default=8,
                    help="validation minibatches (of the run's reward_batch) each cell is scored on (default 8)")
     w.add_argument("--data-dir", help="data root (default: the run's, $TORCHNAS_DATA, ~/.torchnas/data)")
     w.set_defaults(func=cmd_ws_rank)
     b = bench_sub.add_parser("nb201", help="seeded searches on the NAS-Bench-201 table, summarized")
     b.add_argument("--strategy", required=True, help="reinforce, random or evolution")
     b.add_argument("--queries", type=int, default=100, help="budget of each search (default 100)")
-    b.add_argument("--seeds", type=int, default=10, help="independent searches (default 10)")
+    b.add_argument("--seeds", type=_count, default=10, help="independent searches (default 10)")
     b.add_argument("--first-seed", type=int, default=0, help="seed of the first search (default 0)")
     b.add_argument("--preset", default=BENCH_PRESET, help=f"settings of each search (default {BENCH_PRESET})")
     b.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting, as for search")
-    b.add_argument("--workers", type=int, default=None, help="processes (default: CPU count)")
+    b.add_argument("--workers", type=_count, default=None, help="processes (default: CPU count)")
     b.add_argument("--data-dir", help="data root holding nasbench201/ (default $TORCHNAS_DATA)")
     b.add_argument("--out", help="write results as JSON here")
     b.add_argument("--quiet", action="store_true", help="no progress line")
@@ -209,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("show", help="summarize a run and plot it, or draw an architecture string")
     v.add_argument("target", help="a run directory, or an architecture string such as nb201:...")
-    v.add_argument("--top", type=int, default=5, help="best architectures to list (default 5)")
+    v.add_argument("--top", type=_count, default=5, help="best architectures to list (default 5)")
     v.add_argument("--no-figures", action="store_true", help="print the summary only")
     v.add_argument("--tensorboard", action="store_true", help="also replay the run's logs into RUN/tensorboard")
     v.add_argument("--tensorboard-dir", metavar="DIR", help="... into DIR instead (implies --tensorboard)")
@@ -236,11 +281,18 @@ def main(argv=None) -> int:
         sys.stdout.flush()            # a closed pipe shows here, inside the handler below
         return code
     except (ValueError, DataNotFoundError, RunError, ImportError, ExportError) as e:  # config, data, architecture, run, optional package
+        if os.environ.get("TORCHNAS_DEBUG"):
+            raise
         print(f"torchnas: error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:           # `torchnas presets | head`: the reader left; exit quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as e:              # the file system said no: name the file and what is wrong
+        if os.environ.get("TORCHNAS_DEBUG"):
+            raise
+        print(f"torchnas: error: {os_problem(e)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt as e:
         if argv is None:              # the process's own command line: a second Ctrl-C cannot cut its exit short
             signal.signal(signal.SIGINT, signal.SIG_IGN)

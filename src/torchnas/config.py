@@ -96,12 +96,53 @@ def apply_override(cfg: dict, assignment: str) -> None:
     node[parts[-1]] = value
 
 
-def resolve(cfg: dict, strategy: str | None = None) -> dict:
-    """Pick the strategy (from ``strategy`` or the config's own) and check the top level."""
-    cfg = copy.deepcopy(cfg)
+def _is_count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+# What each top-level key holds: (a test, what to say it must be). Sections are then checked
+# against what they configure (settings.checked); this is the shape above them.
+_SECTION = (lambda v: isinstance(v, dict), "a section (key: value settings)")
+_MAYBE_SECTION = (lambda v: v is None or isinstance(v, dict), "a section (key: value settings) or null")
+_NAME = (lambda v: isinstance(v, str) and v.strip() != "", "a name")
+_MAYBE_NAME = (lambda v: v is None or (isinstance(v, str) and v.strip() != ""), "a name or null")
+TOP_TYPES = {
+    "space": _SECTION, "evaluator": _SECTION, "executor": _MAYBE_SECTION, "train": _MAYBE_SECTION,
+    "enas": _SECTION, "final_net": _MAYBE_SECTION,
+    "strategy": (lambda v: isinstance(v, dict) or (isinstance(v, str) and v.strip() != ""),
+                 "a strategy's name or a section with its name"),
+    "strategies": (lambda v: v is None or (isinstance(v, dict) and all(isinstance(x, dict) or x is None
+                                                                       for x in v.values())),
+                   "a section of settings per strategy name (reinforce: {...}, random: {...})"),
+    "budget": (lambda v: _is_count(v) and v >= 1, "a positive whole number of architectures"),
+    "max_proposals": (lambda v: v is None or (_is_count(v) and v >= 1),
+                      "a positive whole number of proposals, or null for 10 x the budget"),
+    "seed": (lambda v: _is_count(v) and v >= 0, "a whole number >= 0"),
+    "retrain": (lambda v: isinstance(v, bool), "true or false"),
+    "data_dir": _NAME, "preset": _NAME, "description": (lambda v: isinstance(v, str), "text"),
+    "final": _MAYBE_NAME, "arch": _NAME,
+}
+
+
+def check_top_level(cfg) -> None:
+    """Every top-level key known and of its kind (booleans are not numbers); one line naming the
+    first that is not, what it holds and what it must be."""
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"a configuration is a mapping of settings, not {type(cfg).__name__}")
     unknown = set(cfg) - TOP_KEYS
     if unknown:
-        raise ConfigError(f"unknown config keys {sorted(unknown)}; allowed: {sorted(TOP_KEYS)}")
+        raise ConfigError(f"unknown config keys {sorted(map(str, unknown))}; allowed: {sorted(TOP_KEYS)}")
+    for key in sorted(cfg):
+        ok, what = TOP_TYPES[key]
+        if not ok(cfg[key]):
+            hint = " (YAML reads yes/no/on/off as true/false)" if isinstance(cfg[key], bool) else ""
+            raise ConfigError(f"{key} = {cfg[key]!r}{hint}: must be {what}")
+
+
+def resolve(cfg: dict, strategy: str | None = None) -> dict:
+    """Pick the strategy (from ``strategy`` or the config's own) and check the top level."""
+    check_top_level(cfg)
+    cfg = copy.deepcopy(cfg)
     table = cfg.pop("strategies", {}) or {}
     chosen = cfg.get("strategy", "reinforce")
     if isinstance(chosen, dict):
@@ -116,12 +157,8 @@ def resolve(cfg: dict, strategy: str | None = None) -> dict:
     for key in ("space",) if "enas" in cfg else ("space", "evaluator"):
         if not isinstance(cfg.get(key), dict) or "name" not in cfg[key]:
             raise ConfigError(f"config needs a '{key}' section with a 'name'")
-    budget = cfg.setdefault("budget", 100)
-    if not isinstance(budget, int) or budget < 1:
-        raise ConfigError(f"budget must be a positive number of architectures, got {budget!r}")
+    cfg.setdefault("budget", 100)
     cfg.setdefault("seed", 0)
-    if not isinstance(cfg["seed"], int):
-        raise ConfigError(f"seed must be an integer, got {cfg['seed']!r}")
     return cfg
 
 
@@ -211,7 +248,10 @@ def search_config(*, preset: str | None = None, config=None, set=(), queries: in
         cfg = load_file(config) if config else load_preset(preset or DEFAULT_PRESET)
     for assignment in set or []:
         apply_override(cfg, assignment)
+    check_top_level(cfg)                         # the shape first: the options below read sections
     if queries is not None:
+        if not _is_count(queries) or queries < 1:
+            raise ConfigError(f"--queries {queries!r}: the budget must be a positive whole number of architectures")
         if "enas" in cfg:
             raise ConfigError("--queries is a search's budget of architectures; an ENAS search runs for "
                               "enas.epochs instead (--set enas.epochs=N)")
