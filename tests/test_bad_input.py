@@ -7,6 +7,7 @@ made by :func:`scratch`) and ``{out}`` a run directory that must not come into b
 import hashlib
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +100,8 @@ CASES = [
     (["search", "--resume", "{T}/run", "--seed", "7"], r"--seed would change it"),
     (["search", "--resume", "{T}/run", "--set", "strategies.reinforce.lr=99"], r"--set would change it"),
     (["search", "--resume", "{T}/run", "--queries", "1"], r"--queries 1: .*already evaluated 2"),
+    (["search", "--resume", "{T}/run_data_moved", "--queries", "5"], r"gone"),     # config.yaml left as it was
+    (SEARCH + ["--config", "{T}/dup.yaml"], r"duplicate key 'seed' \(first on line 3\): keep one of them"),
     (["train", "--resume", "{T}/run"], r"not a retraining run"),
     # retraining
     (TRAIN + ["--arch", ARCH, "--epochs", "-3"], r"train.epochs = -3"),
@@ -178,6 +181,11 @@ def scratch(tmp_path_factory):
                        ("run_unknown_key", yaml.safe_dump({**cfg, "colour": "red"}))]:
         (t / name).mkdir()
         (t / name / "config.yaml").write_text(text)
+    moved = t / "run_data_moved"                 # a finished run whose data folder is gone
+    shutil.copytree(t / "run", moved)
+    (moved / "config.yaml").write_text(yaml.safe_dump(
+        {**cfg, "evaluator": {**cfg["evaluator"], "data": {"name": "folder", "path": str(t / "gone")}}}))
+    (t / "dup.yaml").write_text("space: {name: nb201}\nevaluator: {name: nb201}\nseed: 1\nseed: 2\n")
     garbage = t / "garbage_run"
     garbage.mkdir()
     (garbage / "config.yaml").write_text(yaml.safe_dump(cfg))

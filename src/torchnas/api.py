@@ -137,7 +137,9 @@ def search(*, preset: str | None = None, config=None, strategy: str | None = Non
             if queries is not None and queries != cfg.get("budget"):
                 _check_new_budget(run, run_kind(cfg), queries)
                 cfg["budget"] = queries
-                run.save_config(resolve(cfg))
+                cfg = resolve(cfg)
+                _check_only(cfg, data_dir)        # the data and settings still good: only then rewrite
+                run.save_config(cfg)
             return _search(cfg, run, None, data_dir, retrain and cfg.get("retrain", True), tensorboard, emit)
     cfg = search_config(preset=preset, config=config, set=_overrides(set), queries=queries, workers=workers,
                         seed=seed, data=data, data_dir=data_dir, strategy=strategy, device=device)
