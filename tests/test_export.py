@@ -207,6 +207,25 @@ def test_export_run_of_a_real_training_run(tmp_path):
     x = torch.randn(3, 1, 8, 8)
     with torch.no_grad():
         _close(model.eval()(x), import_file(out / "model.py").load()(x))
+    # a stopped export (Ctrl-C in the middle) leaves the finished one as it was and no partial folder
+    import torchnas.export as module
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real = module._write_formats
+
+    def stopped(ref, py, example, work, formats, vocab):
+        real(ref, py, example, work, ("python",), vocab)
+        raise KeyboardInterrupt
+    module._write_formats = stopped
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            export_run(run, formats=("python", "torchscript"))
+        with pytest.raises(KeyboardInterrupt):
+            export_run(run, tmp_path / "new" / "export", formats=("python",))
+    finally:
+        module._write_formats = real
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert [p.name for p in run.iterdir() if ".partial-" in p.name or ".old-" in p.name] == []
+    assert not (tmp_path / "new" / "export").exists() and list((tmp_path / "new").iterdir()) == []
 
 
 TOY_ARCH = "toy:op1,-,op1,0,0,op1,1,-"

@@ -24,11 +24,14 @@ next state)``; the state is ``(B, H)`` for the ENAS cell and ``(2, B, H)`` (h, c
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib.util
 import json
 import logging
+import os
 import re
+import shutil
 import sys
 import tempfile
 import uuid
@@ -473,13 +476,33 @@ def export_run(run_dir, out_dir=None, formats=FORMATS) -> dict:
     meta["result"] = {k: result[k] for k in ("test_acc", "valid_acc", "test_ppl", "valid_ppl", "epochs", "params")
                       if k in result}
     out = Path(out_dir) if out_dir else run.path / RunDir.EXPORT
-    model, example, more = task.export_network(space, arch, cfg, net, state, out)
-    meta.update(more)
+    with _staged(out) as work:
+        model, example, more = task.export_network(space, arch, cfg, net, state, work)
+        meta.update(more)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as e:
+            raise RunError(f"{model_path} does not fit the network rebuilt from {run.path / RunDir.CONFIG}: {e}") from None
+        return export_model(model, example, work, formats, meta=meta)
+
+
+@contextlib.contextmanager
+def _staged(out: Path):
+    """A folder to write an export into, which becomes ``out`` only once it is complete (then
+    it replaces an older export there); stopped or failed, it is removed and ``out`` is left as
+    it was, so a half-written export never looks complete."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise RunError(f"{model_path} does not fit the network rebuilt from {run.path / RunDir.CONFIG}: {e}") from None
-    return export_model(model, example, out, formats, meta=meta)
+        yield work
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    if out.exists():
+        out.rename(old)
+    work.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 __all__ = ["export_model", "export_run", "trace", "import_file", "LMWrapper", "ExportError", "FORMATS"]
