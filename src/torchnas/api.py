@@ -106,19 +106,21 @@ def search(*, preset: str | None = None, config=None, strategy: str | None = Non
            workers: int | str | None = None,
            out=None, resume=None, retrain: bool = True, tensorboard: bool = False, quiet: bool = True,
            on_event: Events | None = None, repair: bool = False, device: str | None = None,
-           check: bool = False) -> Run | None:
+           check: bool = False, plugins=None) -> Run | None:
     """``torchnas search``: a search (or an ENAS search) in a new run directory ``out``, or the
     run ``resume`` continued from its checkpoint (``queries`` then grows its budget; ``repair``
     sets a damaged log's tail aside and replays the records before it); with ``retrain`` the
     best architecture is then trained from scratch in ``RUN/retrain``. ``check``: build and check
-    everything (settings, data, executor; a resumed run's config) and stop, writing nothing."""
+    everything (settings, data, executor; a resumed run's config) and stop, writing nothing.
+    ``plugins``: Python files or modules that register the user's own spaces, evaluators, ...
+    (recorded in the run: a resume and ``torchnas show`` import them again)."""
     emit = _events(on_event, quiet)
     data_dir = _path(data_dir)
     if repair and not resume:
         raise ConfigError("--repair goes with --resume RUN: it mends a run's damaged log")
     if resume:
         _refuse_on_resume(preset=preset, config=config, strategy=strategy, seed=seed, set=set, data=data,
-                          workers=workers, out=out)
+                          workers=workers, out=out, plugin=plugins or None)
         run = RunDir(resume)
         _resumable_config(run)                    # not a run, or a broken one: say so before locking
         if check:
@@ -142,6 +144,7 @@ def search(*, preset: str | None = None, config=None, strategy: str | None = Non
                 run.save_config(cfg)
             return _search(cfg, run, None, data_dir, retrain and cfg.get("retrain", True), tensorboard, emit)
     cfg = search_config(preset=preset, config=config, set=_overrides(set), queries=queries, workers=workers,
+                        plugins=plugins,
                         seed=seed, data=data, data_dir=data_dir, strategy=strategy, device=device)
     out = _path(out) or f"runs/{cfg.get('preset', 'search')}-{cfg['strategy']['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
     if not retrain:

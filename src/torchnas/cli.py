@@ -62,13 +62,13 @@ def cmd_search(args) -> int:
     if args.check:
         api.search(preset=args.preset, config=args.config, strategy=args.strategy, queries=args.queries,
                    seed=args.seed, set=args.set, data=args.data, data_dir=args.data_dir, workers=args.workers,
-                   resume=args.resume, device=args.device, check=True)
+                   resume=args.resume, device=args.device, check=True, plugins=args.plugin)
         print("settings, data and workers check out; nothing was written")
         return 0
     api.search(preset=args.preset, config=args.config, strategy=args.strategy, queries=args.queries,
                seed=args.seed, set=args.set, data=args.data, data_dir=args.data_dir, workers=args.workers,
                out=args.out, resume=args.resume, retrain=not args.no_retrain, tensorboard=args.tensorboard,
-               repair=args.repair, device=args.device,
+               repair=args.repair, device=args.device, plugins=args.plugin,
                on_event=_printer(args))
     return 0
 
@@ -182,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("search", help="run an architecture search (resumable)")
     s.add_argument("--preset", help=f"preset name (default {DEFAULT_PRESET}); see `torchnas presets`")
     s.add_argument("--config", help="a YAML config file instead of a preset")
+    s.add_argument("--plugin", action="append", metavar="FILE|MODULE",
+                   help="a Python file or module that registers your own space, evaluator or strategy "
+                        "(@register); recorded in the run, so --resume and show find it again")
     s.add_argument("--strategy", help="reinforce, random or evolution (default: the preset's)")
     s.add_argument("--queries", type=int, help="budget: distinct architectures to evaluate")
     s.add_argument("--seed", type=int, help="seed of the strategy, the children's training and the data split "

@@ -24,7 +24,7 @@ import yaml
 
 TOP_KEYS = {"space", "evaluator", "strategy", "strategies", "budget", "max_proposals", "seed",
             "data_dir", "preset", "description", "executor", "train", "enas", "final_net", "final", "arch",
-            "retrain"}
+            "retrain", "plugins"}
 
 
 DEFAULT_PRESET = "nas-cnn-tiny"
@@ -135,6 +135,8 @@ TOP_TYPES = {
     "retrain": (lambda v: isinstance(v, bool), "true or false"),
     "data_dir": _NAME, "preset": _NAME, "description": (lambda v: isinstance(v, str), "text"),
     "final": _MAYBE_NAME, "arch": _NAME,
+    "plugins": (lambda v: isinstance(v, list) and all(isinstance(x, str) and x.strip() for x in v),
+                "a list of Python files or module names"),
 }
 
 
@@ -253,16 +255,25 @@ def data_config(name: str, data_dir: str | None, base: dict | None = None) -> di
 
 def search_config(*, preset: str | None = None, config=None, set=(), queries: int | None = None,
                   workers: int | None = None, seed: int | None = None, data: str | None = None,
-                  data_dir: str | None = None, strategy: str | None = None, device: str | None = None) -> dict:
+                  data_dir: str | None = None, strategy: str | None = None, device: str | None = None,
+                  plugins=()) -> dict:
     """The resolved configuration of a new search: a preset (default ``nas-cnn-tiny``) or a
-    config file, then the ``--set`` overrides, then the command's own options."""
+    config file, then the ``--set`` overrides, then the command's own options. ``plugins`` (and
+    the config's own ``plugins:``, files relative to the config file) are imported first and
+    recorded with absolute paths, so a resumed run and ``torchnas show`` import them again."""
+    from .registry import load_plugins, plugin_paths
     if isinstance(config, dict):                 # the Python API: a config as a dict
         cfg = copy.deepcopy(config)
     else:
         cfg = load_file(config) if config else load_preset(preset or DEFAULT_PRESET)
+    if isinstance(cfg.get("plugins"), list) and config is not None and not isinstance(config, dict):
+        cfg["plugins"] = plugin_paths(cfg["plugins"], Path(config).resolve().parent)
+    if plugins:
+        cfg["plugins"] = list(cfg.get("plugins") or []) + plugin_paths(plugins)
     for assignment in set or []:
         apply_override(cfg, assignment)
     check_top_level(cfg)                         # the shape first: the options below read sections
+    load_plugins(cfg.get("plugins"))
     if queries is not None:
         if not _is_count(queries) or queries < 1:
             raise ConfigError(f"--queries {queries!r}: the budget must be a positive whole number of architectures")

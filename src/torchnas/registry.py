@@ -12,7 +12,11 @@ so a new space or strategy is checked by the contract tests without being listed
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
+import importlib.util
+import sys
+from pathlib import Path
 
 HOMES = {"space": "torchnas.spaces", "strategy": "torchnas.strategies", "evaluator": "torchnas.evaluators",
          "task": "torchnas.tasks"}
@@ -50,3 +54,49 @@ def lookup(kind: str, name: str, error=ValueError):
     if name not in table:
         raise error(f"unknown {_NOUNS[kind]} {name!r}; known: {', '.join(sorted(table))}")
     return table[name]
+
+
+class PluginError(ValueError):
+    """A plugin named in a config (``plugins:``, ``--plugin``) cannot be imported."""
+
+
+def load_plugins(names) -> None:
+    """Import each plugin: a module name (``mypkg.spaces``) or a Python file (``my_space.py``), whose
+    ``@register`` lines add its spaces, strategies, evaluators or tasks. A file is imported once
+    per process under a name made from its absolute path, so a run that names it again (resume,
+    show) finds the same definitions."""
+    for name in names or ():
+        path = Path(name).expanduser()
+        try:
+            if name.endswith(".py") or path.is_file():
+                path = path.resolve()
+                mod = f"torchnas_plugin_{path.stem}_{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
+                if mod in sys.modules:
+                    continue
+                if not path.is_file():
+                    raise FileNotFoundError(f"no such file {path}")
+                spec = importlib.util.spec_from_file_location(mod, path)
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[mod] = module
+                try:
+                    spec.loader.exec_module(module)
+                except BaseException:
+                    del sys.modules[mod]
+                    raise
+            else:
+                importlib.import_module(name)
+        except Exception as e:                     # noqa: BLE001 - the user's code: any error, one line
+            raise PluginError(f"plugin {name!r} cannot be imported: {type(e).__name__}: {e}") from None
+
+
+def plugin_paths(names, base: Path | None = None) -> list[str]:
+    """``names`` as a run records them: files as absolute paths (relative to ``base``, else the
+    working folder), module names as they are."""
+    out = []
+    for name in names or ():
+        p = Path(name).expanduser()
+        if name.endswith(".py") or p.is_file():
+            out.append(str(((base or Path.cwd()) / p).resolve() if not p.is_absolute() else p))
+        else:
+            out.append(name)
+    return out

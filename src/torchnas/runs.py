@@ -145,6 +145,12 @@ class RunDir:
         if not isinstance(cfg, dict):
             raise RunError(f"{p} does not hold a run's settings (it is {'empty' if cfg is None else type(cfg).__name__}); "
                            f"the run cannot be read")
+        if cfg.get("plugins"):                     # the user's own spaces, evaluators, ...: import them again
+            from .registry import PluginError, load_plugins
+            try:
+                load_plugins(cfg["plugins"] if isinstance(cfg["plugins"], list) else [cfg["plugins"]])
+            except PluginError as e:
+                raise RunError(f"{p}: {e}") from None
         return cfg
 
     @contextlib.contextmanager
