@@ -381,7 +381,8 @@ def _retrain_best(cfg: dict, run: RunDir, arch: str, tensorboard: bool, emit: Ev
         emit("retrain_replaced", {"old": old, "new": arch, "kept": kept})
     sub, fresh = RunDir(out), not (out / RunDir.CONFIG).exists()
     if fresh:
-        sub.create(train_config(arch, cfg["space"], data, train_, cfg["seed"], net))
+        plugins = {"plugins": cfg["plugins"]} if cfg.get("plugins") else {}   # its space may be the user's own
+        sub.create({**train_config(arch, cfg["space"], data, train_, cfg["seed"], net), **plugins})
     emit("retrain_start", {"epochs": train_["epochs"]})
     with sub.new() if fresh else contextlib.nullcontext():
         return _retrain(sub, run.path / RunDir.TENSORBOARD if tensorboard else None, emit,
