@@ -37,11 +37,11 @@ CASES = [
     (SEARCH + ["--set", "evaluator.data.per_class=abc"], r"evaluator.data.per_class = 'abc'"),
     (SEARCH + ["--set", "evaluator.data.colour=1"], r"evaluator.data.colour is not a setting"),
     (SEARCH + ["--set", "evaluator.name=oracle"], r"unknown evaluator 'oracle'"),
-    (SEARCH + ["--set", "strategies.reinforce.lr=abc"], r"strategy.lr = 'abc': .*valid number"),
-    (SEARCH + ["--set", "strategies.reinforce.lrr=0.1"], r"strategy.lrr is not a setting of strategy 'reinforce'"),
-    (SEARCH + ["--set", "strategies.reinforce.batch_size=0"], r"strategy.batch_size = 0"),
-    (SEARCH + ["--set", "strategies.reinforce.controller.hidden_size=-4"], r"strategy.controller.hidden_size = -4"),
-    (SEARCH + ["--set", "strategies.reinforce.controller.hiden=4"], r"strategy.controller.hiden is not a setting"),
+    (SEARCH + ["--set", "strategies.reinforce.lr=abc"], r"^torchnas: error: strategies.reinforce.lr = 'abc': .*valid number"),
+    (SEARCH + ["--set", "strategies.reinforce.lrr=0.1"], r"strategies.reinforce.lrr is not a setting of strategy 'reinforce'"),
+    (SEARCH + ["--set", "strategies.reinforce.batch_size=0"], r"strategies.reinforce.batch_size = 0"),
+    (SEARCH + ["--set", "strategies.reinforce.controller.hidden_size=-4"], r"strategies.reinforce.controller.hidden_size = -4"),
+    (SEARCH + ["--set", "strategies.reinforce.controller.hiden=4"], r"strategies.reinforce.controller.hiden is not a setting"),
     (SEARCH + ["--set", "space.name=nope"], r"unknown search space 'nope'"),
     (SEARCH + ["--set", "space.layers=abc"], r"space.layers = 'abc'"),
     (SEARCH + ["--set", "space.colour=1"], r"space.colour is not a setting of space 'nas-cnn'"),
@@ -101,6 +101,9 @@ CASES = [
     (["search", "--resume", "{T}/run", "--set", "strategies.reinforce.lr=99"], r"--set would change it"),
     (["search", "--resume", "{T}/run", "--queries", "1"], r"--queries 1: .*already evaluated 2"),
     (["search", "--resume", "{T}/run_data_moved", "--queries", "5"], r"gone"),     # config.yaml left as it was
+    (SEARCH + ["--config", "{T}/empty_dir"], r"config file .*empty_dir is a folder; give a YAML file"),
+    (SEARCH + ["--config", "{T}/latin1.yaml"], r"config file .*latin1.yaml is not UTF-8 text"),
+    (TRAIN + ["--arch", "{T}/no_such_run/best.json", "--dry-run"], r"--arch .*no_such_run/best.json: no such run folder"),
     (SEARCH + ["--config", "{T}/dup.yaml"], r"duplicate key 'seed' \(first on line 3\): keep one of them"),
     (["train", "--resume", "{T}/run"], r"not a retraining run"),
     # retraining
@@ -185,6 +188,7 @@ def scratch(tmp_path_factory):
     shutil.copytree(t / "run", moved)
     (moved / "config.yaml").write_text(yaml.safe_dump(
         {**cfg, "evaluator": {**cfg["evaluator"], "data": {"name": "folder", "path": str(t / "gone")}}}))
+    (t / "latin1.yaml").write_bytes("seed: 1  # r\xe9sum\xe9\n".encode("latin-1"))
     (t / "dup.yaml").write_text("space: {name: nb201}\nevaluator: {name: nb201}\nseed: 1\nseed: 2\n")
     garbage = t / "garbage_run"
     garbage.mkdir()

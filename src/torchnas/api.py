@@ -548,6 +548,9 @@ def _arch_source(text: str):
         cfg_path = p.parent / RunDir.CONFIG
         cfg = RunDir(p.parent).config() if cfg_path.exists() else None
         return _best_arch(p), cfg
+    if ":" not in text and ("/" in text or p.suffix == ".json"):      # meant as a path: it is not there
+        raise RunError(f"--arch {text}: no such run folder or best.json; give an architecture string "
+                       f"(SPACE:v1,v2,...), a best.json or a search run")
     return text, None
 
 

@@ -84,10 +84,14 @@ def load_preset(name: str) -> dict:
 
 def load_file(path: str | Path) -> dict:
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"config file {p} is a folder; give a YAML file")
     if not p.is_file():
         raise ConfigError(f"config file {p} does not exist")
     try:
-        cfg = read_yaml(p.read_text())
+        cfg = read_yaml(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {p} is not UTF-8 text (byte {e.start}): is it a YAML file?") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"config file {p} is not valid YAML: {yaml_problem(e)}") from None
     if not isinstance(cfg, dict):

@@ -15,7 +15,7 @@ STRATEGIES: dict[str, type[Strategy]] = registered("strategy")   # every strateg
 def make_strategy(name: str, space, seed: int = 0, **kwargs) -> Strategy:
     cls = lookup("strategy", name)
     try:
-        return cls(space, seed=seed, **checked("strategy", cls, kwargs, fixed=("space", "seed"),
+        return cls(space, seed=seed, **checked(f"strategies.{name}", cls, kwargs, fixed=("space", "seed"),
                                                       owner=f"strategy {name!r}"))
     except TypeError as e:  # an option the strategy does not take
         raise ValueError(f"strategy {name!r}: {e}") from None

@@ -52,7 +52,7 @@ class Reinforce(Strategy):
             raise ValueError(f"reinforce baseline_update must be 'batch' or 'sample', not {baseline_update!r}")
         self.batch_size, self.baseline_decay, self.baseline_update = batch_size, baseline_decay, baseline_update
         self.entropy_weight, self.skip_weight, self.grad_clip = entropy_weight, skip_weight, grad_clip
-        controller = checked("strategy.controller", Controller, controller, fixed=("space", "seed"))
+        controller = checked(f"strategies.{self.name}.controller", Controller, controller, fixed=("space", "seed"))
         self.controller = Controller(space, seed=seed, **controller).to(device)
         self.optimizer = torch.optim.Adam(self.controller.parameters(), lr=lr,
                                           betas=tuple(adam_betas), eps=adam_eps)
