@@ -69,3 +69,51 @@ def test_log_prob_of_sampled_architectures_is_what_sampling_reported(name):
         torch.testing.assert_close(again.entropies, sample.entropies, rtol=1e-5, atol=1e-4)
         assert torch.all(sample.log_probs <= 0) and torch.all(torch.isfinite(sample.log_probs))
     check()
+
+
+def _setting_keys(cfg, prefix=""):
+    """Every setting of a preset as a dotted key, sections included."""
+    for k, v in cfg.items():
+        key = f"{prefix}{k}"
+        yield key
+        if isinstance(v, dict):
+            yield from _setting_keys(v, key + ".")
+
+
+_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
+                    st.text(max_size=8), st.lists(st.integers(-3, 3), max_size=3),
+                    st.dictionaries(st.sampled_from(["a", "name", "lr"]), st.integers(0, 3), max_size=2))
+
+
+@pytest.mark.parametrize("preset", ["nas-cnn-tiny", "nb201", "enas-micro-tiny", "enas-rnn-tiny"])
+def test_any_value_for_any_setting_is_checked_or_refused_in_one_line(preset, tmp_path_factory, capsys):
+    """Issue 27: a random value of any type, for any setting of a preset, by --set: the check
+    either passes or ends in one line (exit 2); never a traceback, and nothing is written."""
+    import os
+    import yaml
+    from torchnas.cli import main
+    from torchnas.config import load_preset
+    keys = sorted(set(_setting_keys(load_preset(preset))) - {"preset", "description"})
+    empty = tmp_path_factory.mktemp("data")
+    out = tmp_path_factory.mktemp("out") / "run"
+
+    @settings(max_examples=int(os.environ.get("TORCHNAS_HYPOTHESIS_EXAMPLES", 12)), deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+    @given(st.sampled_from(keys), _VALUES)
+    def check(key, value):
+        text = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+        code = main(["search", "--preset", preset, "--set", f"{key}={text}", "--check", "--quiet",
+                     "--data-dir", str(empty), "--out", str(out)])
+        err = capsys.readouterr().err
+        assert code in (0, 2), (key, text, err)
+        assert "Traceback" not in err and len(err.strip().splitlines()) <= 1, (key, text, err)
+        assert not out.exists()
+    old = os.environ.get("TORCHNAS_DATA")
+    os.environ["TORCHNAS_DATA"] = str(empty)
+    try:
+        check()
+    finally:
+        if old is None:
+            os.environ.pop("TORCHNAS_DATA")
+        else:
+            os.environ["TORCHNAS_DATA"] = old

@@ -298,6 +298,8 @@ def search_config(*, preset: str | None = None, config=None, set=(), queries: in
                           f"{cfg.get('preset')!r} evaluates with {cfg['evaluator'].get('name')!r}")
     if section is not None and (data or data_dir):
         base = section.get("data") or {"name": "digits"}
+        if not isinstance(base, dict):
+            raise ConfigError(f"data = {base!r}: must be a section (name: digits, cifar10, folder or ptb, ...)")
         section["data"] = data_config(data or base["name"], data_dir, base)
     cfg = resolve(cfg, strategy)
     if data_dir:

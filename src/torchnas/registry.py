@@ -51,6 +51,8 @@ def registered(kind: str) -> dict[str, object]:
 def lookup(kind: str, name: str, error=ValueError):
     """The definition registered as ``name``; ``error`` (naming the known ones) if none is."""
     table = registered(kind)
+    if not isinstance(name, str):
+        raise error(f"{_NOUNS[kind]} name must be a word, not {name!r}; known: {', '.join(sorted(table))}")
     if name not in table:
         raise error(f"unknown {_NOUNS[kind]} {name!r}; known: {', '.join(sorted(table))}")
     return table[name]

@@ -67,6 +67,8 @@ def checked(where: str, fn, settings: dict | None, fixed=(), required: bool = Tr
     ``required=False`` lets a setting without a default be missing (the code supplies it);
     ``owner`` names what takes them in the message (``strategy 'reinforce'``)."""
     from pydantic import ValidationError
+    if settings is not None and not isinstance(settings, dict):
+        raise SettingsError(f"{where} = {settings!r}: must be a section (key: value settings)")
     settings = dict(settings or {})
     if not all(isinstance(k, str) for k in settings):
         raise SettingsError(f"{where}: setting names must be words, got {sorted(map(repr, settings))}")
