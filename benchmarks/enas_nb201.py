@@ -119,6 +119,7 @@ def main(argv=None) -> int:
     p.add_argument("--strategies", nargs="+", default=["reinforce", "random"])
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--first-seed", type=int, default=0)
+    p.add_argument("--seed-list", type=int, nargs="+", help="these seeds instead of --first-seed/--seeds")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a preset setting")
     p.add_argument("--tag", default="default", help="name of this setting (a folder under --out)")
     p.add_argument("--out", default="runs/enas-nb201")
@@ -135,7 +136,7 @@ def main(argv=None) -> int:
           "| final entropy | search |")
     print("|---" * 15 + "|")
     for strategy in args.strategies:
-        for seed in range(args.first_seed, args.first_seed + args.seeds):
+        for seed in args.seed_list or range(args.first_seed, args.first_seed + args.seeds):
             r = run_one(torchnas, args.preset, strategy, seed, out, data, args.set, args.ws_samples)
             rows.append(r)
             cell = r["arch_str"].replace("|", "\\|")      # a pipe inside a markdown table cell
@@ -165,7 +166,7 @@ def main(argv=None) -> int:
         rs = [r for r in rows if r["strategy"] == strategy]
         worst = min(r["test_acc_200ep"] for r in rs)
         print(f"{strategy} {mean:.2f}: {beats(mean, b['largest_cell']['test_acc_200ep'])} the largest cell, "
-              f"{beats(mean, b['random_cell'])} a random cell, " + ", ".join(others)
+              f"{beats(mean, b['random_cell'])} a random cell" + "".join(", " + o for o in others)
               + f"; goal (mean >= {GOAL_MEAN}, every seed >= {GOAL_EVERY}) "
               + ("met" if mean >= GOAL_MEAN and worst >= GOAL_EVERY else f"missed (mean {mean:.2f}, worst {worst:.2f})"))
     (out / "summary.json").write_text(json.dumps({"preset": args.preset, "set": args.set, "runs": rows},
