@@ -161,18 +161,7 @@ def _print(summary: dict, console) -> None:
         where += "".join(f" ({m.replace('_', ' ')} {_metric(m, best[m])})" for m in ("valid_acc", "valid_ppl")
                          if best.get(m) is not None)
         console.print(f"[bold]best[/bold] reward {best['reward']:.4f}{where}: {escape(best['arch'])}", soft_wrap=True)
-    truth = summary.get("ground_truth")
-    if truth and (truth.get("table") or truth.get("verdict_table")):
-        from .ws_rank import verdict_line
-        console.print(f"[bold]benchmark table[/bold] {escape(truth['arch_str'])}: {escape(verdict_line(truth))}",
-                      soft_wrap=True)
-    rank = summary.get("ws_rank")
-    if rank:
-        from .ws_rank import ranking_lines
-        lines = ranking_lines(rank)
-        console.print(f"[bold]shared-weight ranking[/bold] {escape(lines[0])}", soft_wrap=True)
-        for line in lines[1:]:
-            console.print("  " + escape(line), soft_wrap=True)
+    _print_benchmark(summary, console, escape)
     for label, res in (("result", summary.get("result")), ("retrained", summary.get("retrain"))):
         if res:
             keys = ("test_acc", "valid_acc", "test_ppl", "valid_ppl", "params", "flops", "epochs", "train_seconds")
@@ -181,6 +170,21 @@ def _print(summary: dict, console) -> None:
             console.print(f"[bold]{label}[/bold] {escape(name)}: {vals}", soft_wrap=True)
     if summary["kind"] == "train" and not summary.get("result") and summary["arch"]:
         console.print(f"[bold]architecture[/bold] {escape(summary['arch'])} (training unfinished)", soft_wrap=True)
+
+
+def _print_benchmark(summary: dict, console, escape) -> None:
+    """What a benchmark's tables say of the derived cell, and the shared weights' ranking."""
+    from .ws_rank import ranking_lines, verdict_line
+    truth = summary.get("ground_truth")
+    if truth and (truth.get("table") or truth.get("verdict_table")):
+        console.print(f"[bold]benchmark table[/bold] {escape(truth['arch_str'])}: {escape(verdict_line(truth))}",
+                      soft_wrap=True)
+    rank = summary.get("ws_rank")
+    if rank:
+        lines = ranking_lines(rank)
+        console.print(f"[bold]shared-weight ranking[/bold] {escape(lines[0])}", soft_wrap=True)
+        for line in lines[1:]:
+            console.print("  " + escape(line), soft_wrap=True)
 
 
 def show_run(run_dir, figures: bool = True, top: int = 5, console=None) -> dict:

@@ -167,17 +167,8 @@ def ws_rank(run_dir, samples: int = 100, seed: int = 0, batches: int = 8, policy
         record[f"params_tau_{name}"], record[f"params_rho_{name}"] = rank_stats(params, target)
         record[f"within_size_tau_{name}"], pairs = within_group_tau(ws, target, params)
     record["within_size_pairs"], record["sizes"] = pairs, len(set(params))
-    baselines = space.baselines(data_dir)
-    draws = search.strategy.propose(policy_samples)           # the final policy (RSWS: the run's uniform draws)
-    rng = random.Random(seed)
-    uniform = [space.random(rng) for _ in range(policy_samples)]   # the run's own uniform sampler
-    largest = space.function_key(space.parse(baselines["largest_cell"]["arch_str"]))
-    mean = lambda archs: sum(truth_of(a)["test_acc_200ep"] for a in archs) / len(archs)
-    record["policy"] = {"draws": len(draws), "mean_200ep": mean(draws),
-                        "distinct": len({space.function_key(a) for a in draws}),
-                        "largest_cell_share": sum(space.function_key(a) == largest for a in draws) / len(draws),
-                        "uniform_draws_mean_200ep": mean(uniform), "distinct_cells_mean_200ep": mean(archs)}
-    record["baselines"] = baselines
+    record["baselines"] = baselines = space.baselines(data_dir)
+    record["policy"] = _policy(space, search, archs, baselines, policy_samples, seed, truth_of)
     record["cells"] = [{"arch": str(a), "shared_acc": s, "test_acc_200ep": v, "table_valid_acc": t,
                         "function_params": p} for a, s, v, t, p in zip(archs, ws, verdict, signal, params)]
     if derived:
@@ -189,6 +180,19 @@ def ws_rank(run_dir, samples: int = 100, seed: int = 0, batches: int = 8, policy
     run.write_json(RunDir.WS_RANK, record)
     record["figure"] = str(ws_rank_figure(record, run.path / RunDir.FIGURES / "ws_rank.png"))
     return record
+
+
+def _policy(space, search, archs, baselines: dict, n: int, seed: int, truth_of) -> dict:
+    """``n`` draws of the run's final policy (RSWS: its uniform draws) judged by the verdict,
+    beside as many draws of the run's own uniform sampler and the distinct ``archs``."""
+    draws = search.strategy.propose(n)
+    rng = random.Random(seed)
+    uniform = [space.random(rng) for _ in range(n)]
+    largest = space.function_key(space.parse(baselines["largest_cell"]["arch_str"]))
+    mean = lambda cells: sum(truth_of(a)["test_acc_200ep"] for a in cells) / len(cells)
+    return {"draws": len(draws), "mean_200ep": mean(draws), "distinct": len({space.function_key(a) for a in draws}),
+            "largest_cell_share": sum(space.function_key(a) == largest for a in draws) / len(draws),
+            "uniform_draws_mean_200ep": mean(uniform), "distinct_cells_mean_200ep": mean(archs)}
 
 
 def ranking_lines(r: dict) -> list[str]:
