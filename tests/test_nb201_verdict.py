@@ -155,10 +155,10 @@ class _StubSearch:
     """What ws_rank uses of a restored ENAS search: known shared-weight scores, a policy that
     draws the largest cell ``k`` times in ``n``."""
 
-    def __init__(self, scores, k, n):
+    def __init__(self, scores, k):
         import torch
         from types import SimpleNamespace
-        self.scores, self.k, self.n = scores, k, n
+        self.scores = scores
         self.shared = SimpleNamespace(generator=torch.Generator(), reward_bn="train")
         self.strategy = SimpleNamespace(propose=lambda m: [SPACE.parse(ALL_CONV3)] * k + [SPACE.parse(BAD)] * (m - k))
 
@@ -182,7 +182,7 @@ def test_ws_rank_statistics_on_known_scores(stand_in, tmp_path, monkeypatch):
     run = RunDir(tmp_path / "run")
     run.create({"test": True})
     scores = lambda a: rows[SPACE.to_arch_str(a)] / 100
-    monkeypatch.setattr(module, "search_from_run", lambda r: ({"data_dir": None}, SPACE, _StubSearch(scores, 3, 10)))
+    monkeypatch.setattr(module, "search_from_run", lambda r: ({"data_dir": None}, SPACE, _StubSearch(scores, 3)))
     r = module.ws_rank(run.path, samples=30, batches=2, policy_samples=10, data_dir=root)
     cells = r["cells"]
     ws = [c["shared_acc"] for c in cells]

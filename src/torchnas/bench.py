@@ -4,7 +4,8 @@ Each seed runs one search of ``queries`` distinct architectures against the tabu
 evaluator; the architecture a search returns is its best by reward (the 12-epoch
 validation accuracy by default). Once every search is over it is judged: its 200-epoch
 CIFAR-10 test accuracy and rank (the verdict) first, then every column of the 12-epoch
-table, as mean ± std over seeds, with the baselines (largest cell, random cell). Seeds run in parallel worker processes, one torch thread each.
+table, as mean ± std over seeds, with the baselines (largest cell, random cell). Seeds run in
+parallel worker processes, one torch thread each.
 """
 from __future__ import annotations
 

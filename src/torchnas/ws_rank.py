@@ -9,7 +9,8 @@ Spearman ρ against the verdict (NAS-Bench-201: the 200-epoch CIFAR-10 test accu
 12-epoch search signal; the same statistics for the parameter count on the same cells (the
 heuristic a ranking must beat; the parameters the cell's function uses, ``function_params``);
 τ-b within groups of equal parameter count, cells with the same convolutions at work that differ
-in where they sit and in their parameter-free edges (what size cannot explain); the top-10 % hit rate against the verdict (chance 0.1). It then draws from the run's
+in where they sit and in their parameter-free edges (what size cannot explain); the top-10 %
+hit rate against the verdict (chance 0.1). It then draws from the run's
 final policy: the draws' mean verdict against as many draws of the run's uniform sampler, and
 the share that is the largest cell. Writes ``RUN/ws_rank.json`` and ``RUN/figures/ws_rank.png``.
 
