@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_TESTS = ["tests/test_reference_maths.py"]
+DEFAULT_TESTS = ["tests/test_reference_maths.py", "tests/test_nb201_verdict.py"]
 
 R = "src/torchnas/strategies/reinforce.py"
 E = "src/torchnas/enas.py"
@@ -36,6 +36,12 @@ O = "src/torchnas/nn/ops.py"
 N = "src/torchnas/spaces/enas_rnn.py"
 TI = "src/torchnas/tasks/images.py"
 TL = "src/torchnas/tasks/language.py"
+NB = "src/torchnas/spaces/nb201.py"
+WS = "src/torchnas/ws_rank.py"
+DI = "src/torchnas/data/images.py"
+TR = "src/torchnas/training/images.py"
+SC = "src/torchnas/training/schedules.py"
+MI = "src/torchnas/spaces/enas_micro.py"
 
 # (id, description, file, old text, new text)
 MUTATIONS = [
@@ -92,6 +98,47 @@ MUTATIONS = [
     ("12b", "macro controller: skip inputs divided by |S|, not 1 + |S|", C,
      "                        inp = (chosen.unsqueeze(1) @ content).squeeze(1) / (1 + chosen.sum(1, keepdim=True))\n",
      "                        inp = (chosen.unsqueeze(1) @ content).squeeze(1) / chosen.sum(1, keepdim=True).clamp(min=1)\n"),
+    # issue 27 item 11: plausible one-line bugs in the newest modules
+    ("13", "NB201 cell: every edge reads the node before its own", NB,
+     "        terms = [op(nodes[j]) for e, (to, j) in enumerate(EDGES) if to == i\n",
+     "        terms = [op(nodes[i - 1]) for e, (to, j) in enumerate(EDGES) if to == i\n"),
+    ("14", "NB201 reduction block: stride 2 on the second convolution", NB,
+     "        self.conv_a = ReLUConvBN(c_in, c_out, 3, stride=2)\n        self.conv_b = ReLUConvBN(c_out, c_out, 3)\n",
+     "        self.conv_a = ReLUConvBN(c_in, c_out, 3)\n        self.conv_b = ReLUConvBN(c_out, c_out, 3, stride=2)\n"),
+    ("15", "NB201 head: ReLU before BN", NB,
+     "        self.lastact = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=True))\n",
+     "        self.lastact = nn.Sequential(nn.ReLU(inplace=False), nn.BatchNorm2d(c))\n"),
+    ("16", "ws-rank: correlations against the reversed column", WS,
+     "    return clean(kendalltau(x, y).statistic), clean(spearmanr(x, y).statistic)\n",
+     "    return clean(kendalltau(x, [-v for v in y]).statistic), clean(spearmanr(x, [-v for v in y]).statistic)\n"),
+    ("17", "ws-rank: top-10 % hit rate taken at the bottom", WS,
+     "    return set(sorted(range(len(scores)), key=lambda i: (-scores[i], i))[:k])\n",
+     "    return set(sorted(range(len(scores)), key=lambda i: (scores[i], i))[:k])\n"),
+    ("18", "ws-rank: each cell scored on batches of its own", WS,
+     "    score = lambda a: sum(search.reward(a, b) for b in val) / len(val)\n",
+     "    score = lambda a: sum(search.reward(a, search.valid_batch()) for b in val) / len(val)\n"),
+    ("19", "NB201 percentile counts ties as below", NB,
+     "    return round(100.0 * bisect_left(ranked, value) / len(ranked), 2)\n",
+     "    return round(100.0 * bisect_right(ranked, value) / len(ranked), 2)\n"),
+    ("20", "low-resolution proxy resampled bilinearly", DI,
+     'F.interpolate(c.to(wide), size=(size, size), mode="area")',
+     'F.interpolate(c.to(wide), size=(size, size), mode="bilinear")'),
+    ("21", "ENAS reward minibatch augmented", TI,
+     "        return self.training._input(self.data.valid_x[idx]), self.data.valid_y[idx].to(self.device)\n",
+     "        return (self.training._input(self.training.augment(self.data.valid_x[idx], self.generator)),\n"
+     "                self.data.valid_y[idx].to(self.device))\n"),
+    ("22", "drop-path keep probability from step, not step + 1", TR,
+     "                ratio = min(1.0, (self.step + 1) / self.total_steps)\n",
+     "                ratio = self.step / self.total_steps\n"),
+    ("23", "micro cell drops the identity's path too", MI,
+     '                self.drop.append(ops[op] != "identity")',
+     "                self.drop.append(True)"),
+    ("24", "SGDR periods grow by t_mul epochs, not t_mul times", SC,
+     "        t_i *= t_mul\n",
+     "        t_i += t_mul\n"),
+    ("25", "crop offsets never reach 2p", DI,
+     "        oy, ox = torch.randint(0, 2 * p + 1, (2, b, 1),",
+     "        oy, ox = torch.randint(0, 2 * p, (2, b, 1),"),
 ]
 
 IGNORE = shutil.ignore_patterns(".venv", ".git", "runs", "__pycache__", ".pytest_cache", "*.egg-info", "*.pyc")

@@ -33,6 +33,29 @@ def test_search_returns_the_run_and_its_records(digits_run):
         api.search(preset="nb201", querys=3)
 
 
+def test_a_search_resolves_its_configuration_once(tmp_path, monkeypatch):
+    """Issue 27 item 9: a search with its retraining resolves the configuration once (one
+    ``resolve``, one ``final_settings``: the layers below receive the RunConfig), and whether the
+    best is retrained follows the evaluator's ``trains_networks``, not its registered name."""
+    from torchnas import config, registry
+    from torchnas.evaluators import ChildTrainer
+    from torchnas.evaluators.trainer import _child_trainer
+    calls = {"resolve": 0, "final_settings": 0}
+    for name in calls:
+        real = getattr(config, name)
+        monkeypatch.setattr(config, name, lambda *a, _real=real, _name=name, **k: (
+            calls.__setitem__(_name, calls[_name] + 1), _real(*a, **k))[1])
+
+    def my_trainer(**settings) -> ChildTrainer:          # a user's evaluator under its own name
+        return _child_trainer(**settings)
+    registry.registered("evaluator")                     # the built-in ones first
+    monkeypatch.setitem(registry._TABLES["evaluator"], "my-trainer", my_trainer)   # gone after the test
+    run = api.search(preset="nas-cnn-tiny", queries=2, out=tmp_path / "run",
+                     set={**QUICK, "evaluator.name": "my-trainer", "train.max_batches": 2})
+    assert calls == {"resolve": 1, "final_settings": 1}
+    assert run.retrain is not None and run.result["arch"] == run.best["arch"]
+
+
 def test_show_writes_figures_and_export_reproduces_the_network(digits_run, tmp_path, capsys):
     shown = api.show(digits_run)
     for name in ("controller", "best_so_far", "best_arch"):

@@ -106,6 +106,11 @@ CASES = [
     (TRAIN + ["--arch", "{T}/no_such_run/best.json", "--dry-run"], r"--arch .*no_such_run/best.json: no such run folder"),
     (SEARCH + ["--config", "{T}/dup.yaml"], r"duplicate key 'seed' \(first on line 3\): keep one of them"),
     (["train", "--resume", "{T}/run"], r"not a retraining run"),
+    (["search", "--resume", "{T}/run_line_copied"],
+     r"evaluations.jsonl: line 3 has query 2 where 3 belongs, .*edited or damaged .*--repair"),
+    (["train", "--resume", "{T}/retrain_copied"], r"history.jsonl: line 2 has epoch 1 where 2 belongs: the log "
+                                                  r"was edited or damaged"),
+    (["search", "--resume", "{T}/run_line_copied", "--queries", "4"], r"line 3 has query 2 where 3 belongs"),
     # retraining
     (TRAIN + ["--arch", ARCH, "--epochs", "-3"], r"train.epochs = -3"),
     (TRAIN + ["--arch", ARCH, "--set", "train.lr=abc"], r"train.lr = 'abc'"),
@@ -188,6 +193,15 @@ def scratch(tmp_path_factory):
     shutil.copytree(t / "run", moved)
     (moved / "config.yaml").write_text(yaml.safe_dump(
         {**cfg, "evaluator": {**cfg["evaluator"], "data": {"name": "folder", "path": str(t / "gone")}}}))
+    copied = t / "run_line_copied"              # a line of evaluations.jsonl repeated by hand
+    shutil.copytree(t / "run", copied)
+    evals = (copied / "evaluations.jsonl").read_text().splitlines(keepends=True)
+    (copied / "evaluations.jsonl").write_text("".join(evals + evals[-1:]))
+    assert main(["train", "--arch", ARCH, "--epochs", "2", "--quiet", "--out", str(t / "retrain_copied"),
+                 "--set", "train.max_batches=2"]) == 0
+    history = (t / "retrain_copied" / "history.jsonl").read_text().splitlines(keepends=True)
+    (t / "retrain_copied" / "history.jsonl").write_text("".join(history[:1] + history))
+    (t / "retrain_copied" / "result.json").unlink()       # as if killed before its result was written
     (t / "latin1.yaml").write_bytes("seed: 1  # r\xe9sum\xe9\n".encode("latin-1"))
     (t / "dup.yaml").write_text("space: {name: nb201}\nevaluator: {name: nb201}\nseed: 1\nseed: 2\n")
     garbage = t / "garbage_run"

@@ -40,6 +40,21 @@ def test_bench_json_format(tmp_path, capsys):
         assert r["trajectory"][-1] == r["reward"] and r["trajectory"] == sorted(r["trajectory"])
 
 
+@needs_table
+def test_bench_writes_each_seed_as_it_finishes(tmp_path):
+    """Issue 27: ``--out`` holds every finished seed (judged) while later ones run, so a stopped
+    benchmark keeps what it computed; ``complete`` turns true with the last seed."""
+    from torchnas import api
+    f, seen = tmp_path / "deep" / "b.json", []
+
+    def on_event(kind, d):
+        if kind == "seeds":
+            data = json.loads(f.read_text())
+            seen.append((d["completed"], len(data["runs"]), data["complete"], "test_acc_200ep" in data["runs"][-1]["verdict"]))
+    api.bench_nb201("random", queries=5, seeds=3, data_dir=SHARED, workers=1, out=f, on_event=on_event)
+    assert seen == [(1, 1, False, True), (2, 2, False, True), (3, 3, True, True)]
+
+
 def test_clear_errors(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("TORCHNAS_DATA", str(tmp_path / "nowhere"))
     assert main(["search", "--preset", "nb201", "--out", str(tmp_path / "x"), "--quiet"]) == 2

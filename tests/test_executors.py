@@ -167,6 +167,6 @@ def test_bad_executor_settings(executor, pattern):
 def test_workers_auto_with_ray_is_a_task_per_child():
     import types
     from torchnas import api
-    cfg = {"executor": {"workers": "auto", "backend": "ray", "address": "auto"}}
-    api._size_workers(cfg, NB201Space(), types.SimpleNamespace(batch_size=6), None)
-    assert cfg["executor"] == {"workers": 6, "threads": 1, "backend": "ray", "address": "auto"}
+    executor = {"workers": "auto", "backend": "ray", "address": "auto"}
+    sized = api._size_workers(executor, NB201Space(), types.SimpleNamespace(batch_size=6), None)
+    assert sized == {"workers": 6, "threads": 1, "backend": "ray", "address": "auto"}

@@ -368,3 +368,20 @@ def test_describe_counts_the_network_for_its_data():
     assert 0 < aux < d["params"] and d["aux_params"] == aux and d["params"] == sum(p.numel() for p in model.parameters())
     with pytest.raises(ValueError, match="at least 5x5, got 2x2"):   # the head is built for 8x8 digits
         task.describe(space, arch, {"name": "digits"}, net)
+
+
+def test_the_flip_follows_the_data_sets_description_not_its_name(tmp_path):
+    """Issue 27 item 9: "auto" augmentation flips where the data says a mirrored image keeps its
+    class; digits say no (a mirrored 7 is no digit); a folder of images named "digits" says yes."""
+    from PIL import Image
+    from torchnas.data.images import load_image_data
+    from torchnas.training import make_augment
+    digits = load_image_data("digits")
+    assert digits.mirror_symmetric is False and make_augment("auto", digits).flip is False
+    folder = tmp_path / "digits"
+    for c in ("a", "b"):
+        (folder / c).mkdir(parents=True)
+        for i in range(5):
+            Image.fromarray(np.full((8, 8, 3), 50 * i, np.uint8)).save(folder / c / f"{i}.png")
+    data = load_image_data("folder", path=folder, valid_size=2)
+    assert data.name == "digits" and data.mirror_symmetric and make_augment("auto", data).flip is True

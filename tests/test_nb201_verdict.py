@@ -250,3 +250,39 @@ def test_param_free_dropout_only_while_the_shared_weights_train():
     assert torch.equal(net(x, skips), plain(x, skips))
     with pytest.raises(ValueError, match="param_free_dropout must be in"):
         SPACE.shared(3, 10, param_free_dropout=1.0)
+
+
+def test_ws_rank_scores_every_cell_on_the_same_batches_and_counts_top_hits_by_hand(stand_in, tmp_path, monkeypatch):
+    """Each cell is scored on the same validation batches (drawn once), so their scores compare;
+    the top-10 % hit rate is |top k by score ∩ top k by verdict| / k, counted here from the cells,
+    with scores that agree with the verdict at the top only (a ranking taken the wrong way, or
+    at the bottom, gives another number)."""
+    from torchnas import ws_rank as module
+    from torchnas.runs import RunDir
+    root, rows = stand_in
+    run = RunDir(tmp_path / "run")
+    run.create({"test": True})
+    seen = {}
+
+    class Search(_StubSearch):
+        drawn = 0
+
+        def valid_batch(self):
+            Search.drawn += 1
+            return None, [Search.drawn] * 4
+
+        def reward(self, arch, batch):
+            seen.setdefault(str(arch), []).append(batch[1][0])
+            v = rows[SPACE.to_arch_str(arch)]
+            return v if v >= 50.4 else -v          # right order above 50.4, reversed below
+    monkeypatch.setattr(module, "search_from_run", lambda r: ({"data_dir": None}, SPACE, Search(None, 1)))
+    r = module.ws_rank(run.path, samples=40, batches=3, policy_samples=5, data_dir=root)
+    assert Search.drawn == 3 and all(ids == [1, 2, 3] for ids in seen.values()) and len(seen) == 40
+    cells = r["cells"]
+    k = r["top_k"]
+    assert k == 4
+    top = lambda key: {c["arch"] for c in sorted(cells, key=lambda c: -c[key])[:k]}
+    by_score, by_verdict = top("shared_acc"), top("test_acc_200ep")
+    assert r["top10_hit_rate"] == len(by_score & by_verdict) / k
+    bottom = lambda key: {c["arch"] for c in sorted(cells, key=lambda c: c[key])[:k]}
+    assert len(bottom("shared_acc") & bottom("test_acc_200ep")) / k != r["top10_hit_rate"]

@@ -791,3 +791,193 @@ def test_drop_path_and_aux_head_by_hand():
     with pytest.raises(ValueError) as e:
         O.AuxHead(5, 7, input_size=4)
     assert str(e.value) == "the auxiliary head needs an input of at least 5x5, got 4x4"
+
+
+# --- issue 27 item 11: the newest modules against their definitions ------------------------------
+
+def _bn_eval(m, t):
+    return (t - m.running_mean[:, None, None]) / (m.running_var[:, None, None] + m.eps).sqrt() \
+        * m.weight[:, None, None] + m.bias[:, None, None]
+
+
+def _randomize_bn(net, seed):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.bias.copy_(torch.rand(m.num_features, generator=g) - 0.5)
+
+
+def test_nb201_network_against_the_benchmark_definition():
+    """AutoDL-Projects ``TinyNetwork`` / ``InferCell`` / ``ResNetBasicblock``, written out here with
+    F.conv2d: stem conv3x3 + BN; node i = Σ_{j<i} op(i←j) over the arch string's edges (each edge
+    a different op, so a wire to the wrong node shows); between stages ReLU-conv3x3(stride 2)-BN,
+    ReLU-conv3x3-BN, plus avgpool 2x2 and a 1x1 conv; the head BN, then ReLU, mean, linear."""
+    from torchnas.spaces.nb201 import NB201Net, ResidualReduction
+    ops = ["nor_conv_3x3", "nor_conv_1x1", "avg_pool_3x3", "skip_connect", "nor_conv_3x3", "nor_conv_1x1"]
+    net = NB201Net(ops, 3, 4, channels=2, num_cells=1).eval()
+    _randomize_bn(net, 0)
+    rcb = lambda seq, t, stride=1: _bn_eval(seq[2], F.conv2d(F.relu(t), seq[1].weight, stride=stride,
+                                                                padding=seq[1].kernel_size[0] // 2))
+
+    def cell(c, t):
+        e = c.edges
+        n1 = rcb(e[0], t)                                                     # 1 <- 0: conv 3x3
+        n2 = rcb(e[1], t) + F.avg_pool2d(n1, 3, 1, 1, count_include_pad=False)  # 2 <- 0: conv 1x1, 2 <- 1: pool
+        return t + rcb(e[4], n1) + rcb(e[5], n2)                              # 3 <- 0 skip, 3 <- 1, 3 <- 2
+
+    def reduction(r, t):
+        return F.conv2d(F.avg_pool2d(t, 2, 2), r.downsample[1].weight) + rcb(r.conv_b, rcb(r.conv_a, t, 2))
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    h = _bn_eval(net.stem[1], F.conv2d(x, net.stem[0].weight, padding=1))
+    for layer in net.layers:
+        h = reduction(layer, h) if isinstance(layer, ResidualReduction) else cell(layer, h)
+    h = F.relu(_bn_eval(net.lastact[0], h)).mean((2, 3))
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), h @ net.classifier.weight.t() + net.classifier.bias)
+    assert h.shape == (2, 8) and net.layers[1].conv_a[1].stride == (2, 2) and net.layers[1].conv_b[1].stride == (1, 1)
+
+
+def test_nb201_percentile_and_rank_with_ties_by_hand():
+    """A cell's rank counts the cells strictly better plus one (ties share the best rank); its
+    percentile is the share strictly worse. On a column with ties, by counting."""
+    from bisect import insort
+    from torchnas.spaces.nb201 import _percentile, _rank
+    column = []
+    for v in [5.0, 7.0, 7.0, 7.0, 9.0, 1.0, 7.0, 9.0]:
+        insort(column, v)
+    for v in (1.0, 5.0, 7.0, 9.0):
+        assert _rank(column, v) == 1 + sum(c > v for c in column)
+        assert _percentile(column, v) == round(100 * sum(c < v for c in column) / len(column), 2)
+    assert (_rank(column, 7.0), _percentile(column, 7.0)) == (3, 25.0)
+
+
+def test_low_resolution_proxy_is_area_averaging_by_hand():
+    """``downsample``: each output pixel the mean of its input block (PyTorch's area mode is
+    adaptive average pooling: rows floor(i·H/h) .. ceil((i+1)·H/h)), rounded half to even for
+    uint8; 8 → 4 (2x2 blocks) and 8 → 3 (overlapping blocks)."""
+    from torchnas.data.images import downsample
+    x = torch.randint(0, 256, (3, 2, 8, 8), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    for size in (4, 3):
+        bounds = [(math.floor(i * 8 / size), math.ceil((i + 1) * 8 / size)) for i in range(size)]
+        want = torch.empty(3, 2, size, size)
+        for i, (r0, r1) in enumerate(bounds):
+            for j, (c0, c1) in enumerate(bounds):
+                want[:, :, i, j] = x[:, :, r0:r1, c0:c1].double().mean((2, 3)).float()
+        assert torch.equal(downsample(x, size), torch.round(want).to(torch.uint8))
+        torch.testing.assert_close(downsample(x.float(), size), want)
+
+
+def test_enas_reward_minibatch_is_plain_validation_images():
+    """The reward is measured on validation images as they are (normalised, never augmented or
+    cut out: ``micro_child.py`` ``_build_valid_rl`` reads them without the training pipeline)."""
+    search = _nb201_images_search()
+    sh = search.shared
+    sh.generator.manual_seed(5)
+    x, y = sh.valid_batch()
+    data = sh.data
+    want = data.normalize(data.valid_x)
+    for xi, yi in zip(x, y):
+        hits = [i for i in range(len(want)) if torch.equal(xi, want[i])]
+        assert hits and any(int(data.valid_y[i]) == int(yi) for i in hits)
+
+
+def _nb201_images_search():
+    from torchnas.enas import make_enas
+    space = get_space("nb201")
+    return make_enas(space, Reinforce(space, seed=0, batch_size=2), seed=0,
+                     **{**TINY_IMAGES, "net": {"channels": 2, "num_cells": 1}, "reward_batch": 16})
+
+
+def test_drop_path_keep_probability_rises_linearly_with_the_step():
+    """``micro_child.py`` ``_apply_drop_path``: at global step s (0-based) of N,
+    keep = 1 − min(1, (s + 1) / N) · (1 − p), then cell l scales it to 1 − (l + 1)/(L + 2) · (1 − keep)."""
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(64, 10)
+            self.drop_path_keep_prob = 1.0
+
+        def forward(self, x):
+            seen.append(self.drop_path_keep_prob)
+            return self.fc(x.flatten(1))
+    from torchnas.data.images import load_image_data
+    data = load_image_data("digits", per_class=8)
+    t = Training(Probe(), data, epochs=2, batch_size=32, drop_path=0.6, augment=False, channels_last=False,
+                 device="cpu")
+    t.train_epoch()
+    t.train_epoch()
+    n = t.total_steps
+    assert len(seen) == n and seen == pytest.approx([1 - min(1, (s + 1) / n) * 0.4 for s in range(n)])
+    from torchnas.spaces.enas_micro import ENASMicroSpace
+    space = ENASMicroSpace()
+    net = space.child(space.random(random.Random(0)), 3, 10, channels=4, num_layers=3, image_size=8)
+    net.drop_path_keep_prob = 0.7
+    assert [net.layer_keep_prob(layer) for layer in range(5)] == pytest.approx(
+        [1 - (layer + 1) / 5 * 0.3 for layer in range(5)])
+
+
+def test_micro_cell_drops_paths_of_every_op_but_identity(monkeypatch):
+    """``micro_child.py`` ``_fixed_layer``: drop-path on an op's output when the op is not the
+    identity (x_op in [0, 1, 2, 3]), in training only, with the cell's keep probability."""
+    from torchnas.nn import ops as O
+    from torchnas.spaces.enas_micro import ENASMicroSpace
+    space = ENASMicroSpace()
+    calls = []
+    monkeypatch.setattr(O, "drop_path", lambda h, keep, training=True: (calls.append((h.shape, keep)), h)[1])
+    arch = space.random(random.Random(3))
+    net = space.child(arch, 3, 10, channels=4, num_layers=1, image_size=8)
+    cell = net.cells[0]
+    names = [space.ops[op] for node in cell.nodes for op in (node[1], node[3])]
+    assert "identity" in names and len(set(names)) > 1            # the drawn cell has both kinds
+    x = net.stem(torch.randn(2, 3, 8, 8))
+    cell.train()
+    cell(x, x, 0.8)
+    assert len(calls) == sum(n != "identity" for n in names) and all(k == 0.8 for _, k in calls)
+    calls.clear()
+    cell.eval()
+    cell(x, x, 0.8)
+    assert calls == []
+
+
+@pytest.mark.parametrize("t0, t_mul", [(10, 2), (3, 1), (2, 3)])
+def test_cosine_restart_periods_grow_by_t_mul_by_hand(t0, t_mul):
+    """SGDR (Loshchilov & Hutter 2017, eq. 5) per epoch: period k lasts t0·t_mul^k epochs; within
+    it lr = lr_min + ½(lr_max − lr_min)(1 + cos(π·t_cur/T_k)); 10, 20, 40, 80, 160 for ENAS."""
+    from torchnas.training import cosine_restart_lr
+    starts, length = [0], t0
+    while starts[-1] < 700:
+        starts.append(starts[-1] + length)
+        length *= t_mul
+    for epoch in range(0, 700, 7):
+        k = max(i for i, s in enumerate(starts) if s <= epoch)
+        period = starts[k + 1] - starts[k]
+        want = 0.001 + 0.5 * (0.1 - 0.001) * (1 + math.cos(math.pi * (epoch - starts[k]) / period))
+        assert cosine_restart_lr(epoch, 0.1, 0.001, t0, t_mul) == pytest.approx(want)
+    if t_mul == 2:
+        assert starts[:6] == [0, 10, 30, 70, 150, 310]
+
+
+def test_augment_crop_offsets_cover_every_shift_uniformly():
+    """Pad-and-crop (He et al. 2016): the crop's top-left corner is uniform over the 2p + 1
+    offsets of each axis, 0 and 2p included: read off the output of an image whose pixels hold
+    their own coordinates."""
+    from torchnas.data.images import Augment
+    p, h, w, n = 2, 6, 7, 4000
+    rows = torch.arange(1, h + 1).view(h, 1).expand(h, w)
+    cols = torch.arange(1, w + 1).view(1, w).expand(h, w)
+    img = torch.stack([rows, cols]).to(torch.uint8)                   # channel 0: row + 1, channel 1: col + 1
+    out = Augment(pad=p, flip=False)(img.expand(n, 2, h, w), torch.Generator().manual_seed(0))
+    # the output pixel (i, j) shows input (i + oy - p, j + ox - p) (0 where that is padding)
+    first_row = out[:, 0].max(dim=2).values                           # (n, h): row+1 of each output row, or 0
+    oy = torch.tensor([next(i - int(r[i]) + 1 + p for i in range(h) if r[i] > 0) for r in first_row])
+    first_col = out[:, 1].max(dim=1).values
+    ox = torch.tensor([next(j - int(c[j]) + 1 + p for j in range(w) if c[j] > 0) for c in first_col])
+    for o in (oy, ox):
+        counts = torch.bincount(o, minlength=2 * p + 1)
+        assert len(counts) == 2 * p + 1 and (counts > n / (2 * p + 1) * 0.85).all(), counts

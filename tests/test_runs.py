@@ -147,6 +147,46 @@ def test_restore_cuts_only_what_the_checkpoint_does_not_cover(tmp_path):
     assert (run.path / "a.jsonl").read_bytes() == before
 
 
+@pytest.mark.parametrize("where", ["last", "middle"])
+def test_a_log_line_repeated_by_hand_is_refused_not_counted(tmp_path, where):
+    """Issue 27: a finished search of 20 whose evaluations.jsonl has a line copied (by hand, or
+    by a bad merge) used to resume as "21 of 20 architectures" (the copy replayed as new) or,
+    copied in the middle, silently to drop the real 20th record. Each log's counter (query,
+    update, epoch) must equal its line number: the copy is named and nothing is cut; --repair
+    keeps the records before it and replays to the same log as the undamaged run."""
+    run = RunDir(tmp_path / "run").create({"test": 1})
+    _search("random", run, budget=20).resume().run()
+    good = (run.path / RunDir.EVALS).read_text()
+    lines = good.splitlines(keepends=True)
+    k = len(lines) if where == "last" else 5
+    damaged = "".join(lines[:k] + [lines[k - 1]] + lines[k:])
+    (run.path / RunDir.EVALS).write_text(damaged)
+    with pytest.raises(RunError, match=rf"evaluations.jsonl: line {k + 1} has query {k} where {k + 1} belongs, "
+                                       r"and the checkpoint covers 20 records.*--repair"):
+        _search("random", run, budget=20).resume()
+    assert (run.path / RunDir.EVALS).read_text() == damaged
+    assert len(run.records(RunDir.EVALS)) == k              # what show and --queries count: no copy
+    run.repair(RunDir.EVALS, (RunDir.STEPS,))
+    _search("random", run, budget=20).resume().run()
+    same = lambda recs: [(r["query"], r["arch"], r["reward"], r["proposal"]) for r in recs]  # noqa: E731
+    assert same(run.records(RunDir.EVALS)) == same(json.loads(line) for line in lines)
+
+
+def test_a_record_that_is_not_an_object_or_skips_a_number_is_damage(tmp_path):
+    run = RunDir(tmp_path / "r").create({"test": 1})
+    for e in (1, 2, 3):
+        run.append_jsonl(RunDir.HISTORY, {"epoch": e})
+    (run.path / RunDir.HISTORY).write_text('{"epoch": 1}\n[2]\n{"epoch": 3}\n')
+    with pytest.raises(RunError, match=r"history.jsonl: line 2 is not a record, and the checkpoint covers 3"):
+        run.restore({RunDir.HISTORY: 3})
+    (run.path / RunDir.HISTORY).write_text('{"epoch": 1}\n{"epoch": 3}\n{"epoch": 4}\n')
+    with pytest.raises(RunError, match=r"line 2 has epoch 3 where 2 belongs"):
+        run.restore({RunDir.HISTORY: 3})
+    # past what the checkpoint covers, a non-replayed log is cut back as after a kill
+    (run.path / RunDir.HISTORY).write_text('{"epoch": 1}\n{"epoch": 2}\n{"epoch": 2}\n')
+    assert run.restore({RunDir.HISTORY: 2})[RunDir.HISTORY] == [{"epoch": 1}, {"epoch": 2}]
+
+
 def test_a_run_has_one_writer(tmp_path):
     """While one process holds a run (a search, ENAS or retraining), a second gets one line
     naming the holder's PID and writes nothing (issue 13: two writers interleaved records)."""

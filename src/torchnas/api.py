@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .config import (DEFAULT_PRESET, ConfigError, apply_override, build, build_executor, build_space,
-                     build_strategy, check_executor, data_config, data_section, final_settings, load_preset, preset_names,
-                     resolve, retraining_data, search_config, set_device)
+from .config import (DEFAULT_PRESET, ConfigError, RunConfig, apply_override, build, build_executor, build_space,
+                     build_strategy, check_executor, data_config, data_section, final_settings, load_preset,
+                     preset_names, retraining_data, search_config, set_device)
 from .runs import RunDir, RunError, as_path, run_kind
 
 Events = Callable[[str, dict], None]
@@ -122,68 +122,67 @@ def search(*, preset: str | None = None, config=None, strategy: str | None = Non
         _refuse_on_resume(preset=preset, config=config, strategy=strategy, seed=seed, set=set, data=data,
                           workers=workers, out=out, plugin=plugins or None)
         run = RunDir(resume)
-        _resumable_config(run)                    # not a run, or a broken one: say so before locking
+        rc = _resumable_config(run)               # not a run, or a broken one: say so before locking
         if check:
-            _check_only(_resumable_config(run), data_dir)
+            _check_only(rc, data_dir)
             return None
         with run.owned():                         # one writer: checked before anything is read or cut
-            cfg = _resumable_config(run)
+            rc = _resumable_config(run)           # as it is now that this process holds the run
             if device is not None:                # continue it on another device
-                _move(run, cfg, device)
+                rc = _move(run, rc.raw, device)
             if repair:
-                if run_kind(cfg) != "search":
+                if rc.kind != "search":
                     raise RunError(f"--repair replays a search's evaluations; {run.path} is an ENAS search, which "
                                    f"resumes from its checkpoint: restore its logs from a copy")
                 for moved in run.repair(RunDir.EVALS, (RunDir.STEPS,)):
                     emit("set_aside", {"path": moved})
-            if queries is not None and queries != cfg.get("budget"):
-                _check_new_budget(run, run_kind(cfg), queries)
-                cfg["budget"] = queries
-                cfg = resolve(cfg)
-                _check_only(cfg, data_dir)        # the data and settings still good: only then rewrite
-                run.save_config(cfg)
-            return _search(cfg, run, None, data_dir, retrain and cfg.get("retrain", True), tensorboard, emit)
-    cfg = search_config(preset=preset, config=config, set=_overrides(set), queries=queries, workers=workers,
-                        plugins=plugins,
-                        seed=seed, data=data, data_dir=data_dir, strategy=strategy, device=device)
-    out = _path(out) or f"runs/{cfg.get('preset', 'search')}-{cfg['strategy']['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if not retrain:
-        cfg["retrain"] = False              # remembered: --resume does not retrain either
+            if queries is not None and queries != rc.budget:
+                _check_new_budget(run, rc.kind, queries)
+                rc = rc.with_budget(queries)
+                _check_only(rc, data_dir)         # the data and settings still good: only then rewrite
+                run.save_config(rc.raw)
+            return _search(rc, run, None, data_dir, retrain and rc.retrain, tensorboard, emit)
+    rc = search_config(preset=preset, config=config, set=_overrides(set), queries=queries, workers=workers,
+                       plugins=plugins, seed=seed, data=data, data_dir=data_dir, strategy=strategy, device=device,
+                       retrain=retrain)     # resolved once: what every step below reads
+    out = _path(out) or f"runs/{rc.preset or 'search'}-{rc.strategy['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
     if check:
-        _check_only(cfg, data_dir)
+        _check_only(rc, data_dir)
         return None
-    return _search(cfg, None, out, data_dir, retrain, tensorboard, emit)
+    return _search(rc, None, out, data_dir, retrain, tensorboard, emit)
 
 
-def _check_only(cfg: dict, data_dir) -> None:
+def _check_only(rc: RunConfig, data_dir) -> None:
     """``--check``: everything a search builds and checks before it writes, then nothing."""
-    if "enas" in cfg:
-        _prepare_enas(cfg)
+    if rc.kind == "enas":
+        _prepare_enas(rc)
     else:
-        _prepare_search(cfg, data_dir)[3].close()
+        _prepare_search(rc, data_dir)[3].close()
 
 
-def _move(run: RunDir, cfg: dict, device: str) -> None:
+def _move(run: RunDir, cfg: dict, device: str) -> RunConfig:
     """``--resume --device``: the run continues on ``device`` (checked first; recorded)."""
     from .training.device import default_device
     default_device(device)
+    cfg = json.loads(json.dumps(cfg))            # the recorded config is not changed in place
     set_device(cfg, device)
     run.save_config(cfg)
+    return RunConfig.of(cfg)
 
 
-def _prepare_search(cfg: dict, data_dir):
-    """(space, strategy, evaluator, executor), built and checked (settings, data, retraining
-    settings, workers) before a run directory exists."""
-    space, strategy_, evaluator = build(cfg, data_dir)
-    check_executor(cfg)
+def _prepare_search(rc: RunConfig, data_dir):
+    """(space, strategy, evaluator, executor, the config with its workers sized), built and
+    checked (settings, data, retraining settings, workers) before a run directory exists."""
+    space, strategy_, evaluator = build(rc, data_dir)
+    check_executor(rc)
     evaluator.check()
-    _check_final(cfg, space)
-    if (cfg.get("executor") or {}).get("workers") == "auto":
-        _size_workers(cfg, space, strategy_, evaluator)
-    return space, strategy_, evaluator, build_executor(cfg)      # last: a Ray cluster that is not there
+    _check_final(rc, space)
+    if rc.executor.get("workers") == "auto":
+        rc = rc.with_executor(_size_workers(rc.executor, space, strategy_, evaluator))
+    return space, strategy_, evaluator, build_executor(rc), rc      # last: a Ray cluster that is not there
 
 
-def _size_workers(cfg: dict, space, strategy_, evaluator) -> None:
+def _size_workers(executor: dict, space, strategy_, evaluator) -> dict:
     """``executor.workers: auto`` made numbers (recorded in the run, so a resumed run keeps
     them): a process per core for small children, else one process with every core's threads
     (:func:`~torchnas.evaluators.executors.auto_workers`), sized on 4 uniformly drawn children;
@@ -192,13 +191,12 @@ def _size_workers(cfg: dict, space, strategy_, evaluator) -> None:
     import random
     from .evaluators.executors import auto_workers
     batch = getattr(strategy_, "batch_size", 1)
-    if cfg["executor"].get("backend", "local") == "ray":       # the cluster places them: a task per child
-        cfg["executor"] = {**cfg["executor"], "workers": max(1, batch), "threads": 1}
-        return
+    if executor.get("backend", "local") == "ray":        # the cluster places them: a task per child
+        return {**executor, "workers": max(1, batch), "threads": 1}
     rng = random.Random(0)
     flops = evaluator.step_flops([space.random(rng) for _ in range(4)]) if _main_can_be_reimported() else None
     workers, threads = auto_workers(os.cpu_count() or 1, batch, flops)
-    cfg["executor"] = {**cfg["executor"], "workers": workers, "threads": threads}
+    return {**executor, "workers": workers, "threads": threads}
 
 
 def _main_can_be_reimported() -> bool:
@@ -217,12 +215,12 @@ def _main_can_be_reimported() -> bool:
     return re.search(r"__name__\s*==\s*['\"]__main__['\"]", text) is not None
 
 
-def _prepare_enas(cfg: dict):
+def _prepare_enas(rc: RunConfig):
     """(space, ENAS search), built (data loaded, shared weights made) and checked."""
     from .enas import make_enas
-    space = build_space(cfg)
-    search_ = make_enas(space, build_strategy(cfg, space), seed=cfg["seed"], **cfg["enas"])
-    _check_final(cfg, space)
+    space = build_space(rc)
+    search_ = make_enas(space, build_strategy(rc, space), seed=rc.seed, **rc.enas)
+    _check_final(rc, space)
     return space, search_
 
 
@@ -245,13 +243,13 @@ def _about(run: RunDir, resumed: bool, cfg: dict, budget) -> dict:
             "workers": workers}
 
 
-def _resumable_config(run: RunDir) -> dict:
+def _resumable_config(run: RunDir) -> RunConfig:
     """The config of a search run to resume, checked like a new one (it may have been edited)."""
     cfg = run.config()
     if run_kind(cfg) == "train":
         raise RunError(f"{run.path} is a retraining run: continue it with torchnas train --resume {run.path}")
     try:
-        return resolve(cfg)
+        return RunConfig.of(cfg)
     except ConfigError as e:
         raise RunError(f"{run.path / RunDir.CONFIG}: {e}") from None
 
@@ -271,45 +269,47 @@ def _check_new_budget(run: RunDir, kind: str, queries: int) -> None:
     if kind == "enas":
         raise ConfigError(f"{run.path} is an ENAS search: it runs for enas.epochs, not a budget of queries; "
                           f"drop --queries to continue it")
-    done = len(run.records(RunDir.EVALS))
+    done = len(run.check_log(RunDir.EVALS))
     if queries <= done:
         raise ConfigError(f"--queries {queries}: {run.path} has already evaluated {done} architectures; "
                           f"give more than {done} to extend it, or drop --queries to continue it")
 
 
 @contextlib.contextmanager
-def _new_or_held(run: RunDir | None, out, cfg: dict):
+def _new_or_held(run: RunDir | None, out, rc: RunConfig):
     """The run to write: ``run`` (resumed, its lock already held), or a new one in ``out``,
     created and held here."""
     if run is not None:
         yield run
         return
-    run = RunDir(out).create(cfg)
+    run = RunDir(out).create(rc.raw)
     with run.new(), run.owned():
         yield run
 
 
-def _search(cfg: dict, run: RunDir | None, out, data_dir, retrain: bool, tensorboard: bool, emit: Events) -> Run:
+def _search(rc: RunConfig, run: RunDir | None, out, data_dir, retrain: bool, tensorboard: bool,
+            emit: Events) -> Run:
     from .training.progress import listening
     with listening(lambda d: emit("step", d)):
-        return _search_steps(cfg, run, out, data_dir, retrain, tensorboard, emit)
+        return _search_steps(rc, run, out, data_dir, retrain, tensorboard, emit)
 
 
-def _search_steps(cfg: dict, run: RunDir | None, out, data_dir, retrain: bool, tensorboard: bool, emit: Events) -> Run:
-    if "enas" in cfg:
-        return _enas(cfg, run, out, retrain, tensorboard, emit)
-    space, strategy_, evaluator, executor = _prepare_search(cfg, data_dir)
+def _search_steps(rc: RunConfig, run: RunDir | None, out, data_dir, retrain: bool, tensorboard: bool,
+                  emit: Events) -> Run:
+    if rc.kind == "enas":
+        return _enas(rc, run, out, retrain, tensorboard, emit)
+    space, strategy_, evaluator, executor, rc = _prepare_search(rc, data_dir)
     resumed = run is not None
     try:
-        with _new_or_held(run, out, cfg) as run:
-            emit("run", _about(run, resumed, cfg, cfg["budget"]))
+        with _new_or_held(run, out, rc) as run:
+            emit("run", _about(run, resumed, rc.raw, rc.budget))
             from .search import Search
-            search_ = Search(space, strategy_, evaluator, cfg["budget"], run_dir=run,
-                             max_proposals=cfg.get("max_proposals"), executor=executor)
+            search_ = Search(space, strategy_, evaluator, rc.budget, run_dir=run,
+                             max_proposals=rc.max_proposals, executor=executor)
             search_.resume()
             with _tensorboard(run, tensorboard, emit):
-                emit("start", {"task": "search", "label": f"{cfg['strategy']['name']} on {space.name}",
-                               "total": cfg["budget"], "completed": len(search_.log), "best": search_.best,
+                emit("start", {"task": "search", "label": f"{rc.strategy['name']} on {space.name}",
+                               "total": rc.budget, "completed": len(search_.log), "best": search_.best,
                                "replay": len(search_._replay)})
                 search_.on_evaluation = lambda rec: emit("progress", {"completed": len(search_.log),
                                                                       "best": search_.best})
@@ -321,25 +321,25 @@ def _search_steps(cfg: dict, run: RunDir | None, out, data_dir, retrain: bool, t
             emit("search_done", {"path": run.path, "best": result.best, "stopped_early": result.stopped_early,
                                  "proposals": result.proposals, "distinct": len(result.evaluations)})
             best = result.best
-            if best and final_settings(cfg)[1] and cfg["evaluator"]["name"] == "trainer" and retrain:
-                _retrain_best(cfg, run, best["arch"], tensorboard, emit)
+            if best and rc.retrains and retrain:
+                _retrain_best(rc, run, best["arch"], tensorboard, emit)
             _figures(run, emit)
     finally:
         executor.close()                                 # idempotent; workers never outlive the search
     return Run(run.path)
 
 
-def _enas(cfg: dict, run: RunDir | None, out: str | None, retrain: bool, tensorboard: bool, emit: Events) -> Run:
+def _enas(rc: RunConfig, run: RunDir | None, out: str | None, retrain: bool, tensorboard: bool, emit: Events) -> Run:
     """ENAS: shared-weight search, derive, then (optionally) train the derived architecture."""
     from .ws_rank import report_ground_truth
-    space, search_ = _prepare_enas(cfg)
+    space, search_ = _prepare_enas(rc)
     resumed = run is not None
-    with _new_or_held(run, out, cfg) as run:
-        emit("run", _about(run, resumed, cfg, f"{search_.epochs} epochs"))
+    with _new_or_held(run, out, rc) as run:
+        emit("run", _about(run, resumed, rc.raw, f"{search_.epochs} epochs"))
         search_.run_dir = run
         search_.resume()
         with _tensorboard(run, tensorboard, emit):
-            emit("start", {"task": "enas", "label": f"ENAS {cfg['strategy']['name']} on {space.name}",
+            emit("start", {"task": "enas", "label": f"ENAS {rc.strategy['name']} on {space.name}",
                            "total": search_.epochs, "completed": search_.epoch, "metric": search_.metric})
             try:
                 derived = search_.run(on_epoch=lambda rec: emit("progress", {
@@ -348,31 +348,30 @@ def _enas(cfg: dict, run: RunDir | None, out: str | None, retrain: bool, tensorb
             finally:
                 emit("end", {"task": "enas"})
         emit("enas_done", {"path": run.path, "derived": derived})
-        truth = report_ground_truth(run, space, derived[0]["arch"], cfg.get("data_dir"))
+        truth = report_ground_truth(run, space, derived[0]["arch"], rc.data_dir)
         if truth is not None:
             emit("ground_truth", {"path": run.path, "truth": truth})
-        if final_settings(cfg)[1] and retrain:
-            _retrain_best(cfg, run, derived[0]["arch"], tensorboard, emit)
+        if rc.retrains and retrain:
+            _retrain_best(rc, run, derived[0]["arch"], tensorboard, emit)
         _figures(run, emit)
     return Run(run.path)
 
 
-def _check_final(cfg: dict, space) -> None:
+def _check_final(rc: RunConfig, space) -> None:
     """The retraining settings (``train``, ``final_net``), checked before the search starts, so
     that a typo in them cannot surface after hours of searching."""
     from .tasks import task_of
-    net, train_ = final_settings(cfg)
-    if train_:
+    if rc.final_train:
         task = task_of(space)
-        task.check_train_settings(train_)
-        task.check_net_settings(space, net)
+        task.check_train_settings(rc.final_train)
+        task.check_net_settings(space, rc.final_net)
 
 
-def _retrain_best(cfg: dict, run: RunDir, arch: str, tensorboard: bool, emit: Events) -> dict:
+def _retrain_best(rc: RunConfig, run: RunDir, arch: str, tensorboard: bool, emit: Events) -> dict:
     from .train import train_config
     out = run.path / RunDir.RETRAIN
-    data = retraining_data(cfg)
-    net, train_ = final_settings(cfg)
+    data = retraining_data(rc.raw)
+    net, train_ = rc.final_net, rc.final_train
     if (out / RunDir.CONFIG).exists() and RunDir(out).config().get("arch") != arch:
         # a search extended past its retraining found a new best: the old retraining is kept aside
         kept = _free_name(run.path / f"{RunDir.RETRAIN}.replaced")
@@ -381,8 +380,8 @@ def _retrain_best(cfg: dict, run: RunDir, arch: str, tensorboard: bool, emit: Ev
         emit("retrain_replaced", {"old": old, "new": arch, "kept": kept})
     sub, fresh = RunDir(out), not (out / RunDir.CONFIG).exists()
     if fresh:
-        plugins = {"plugins": cfg["plugins"]} if cfg.get("plugins") else {}   # its space may be the user's own
-        sub.create({**train_config(arch, cfg["space"], data, train_, cfg["seed"], net), **plugins})
+        plugins = {"plugins": rc.plugins} if rc.plugins else {}   # its space may be the user's own
+        sub.create({**train_config(arch, rc.space, data, train_, rc.seed, net), **plugins})
     emit("retrain_start", {"epochs": train_["epochs"]})
     with sub.new() if fresh else contextlib.nullcontext():
         return _retrain(sub, run.path / RunDir.TENSORBOARD if tensorboard else None, emit,
@@ -503,6 +502,7 @@ def train(*, arch=None, preset: str | None = None, epochs: int | None = None, se
         run = RunDir(resume)
         if run.kind != "train":
             raise RunError(f"{run.path} is not a retraining run: continue a search with torchnas search --resume {run.path}")
+        run.check_log(RunDir.HISTORY)             # damage named before any progress is shown
         if device is not None:                    # continue it on another device
             _move(run, run.config(), device)
         emit("run", _about(run, True, run.config(), None))
@@ -617,14 +617,22 @@ def ws_rank(run, samples: int = 100, seed: int = 0, batches: int = 8, policy_sam
 
 
 def bench_nb201(strategy: str, *, queries: int = 100, seeds: int = 10, first_seed: int = 0, preset: str = "nb201",
-                set=None, data_dir=None, workers: int | None = None, on_event: Events | None = None) -> dict:
-    """``torchnas bench nb201``: ``seeds`` seeded searches on the NAS-Bench-201 table."""
+                set=None, data_dir=None, workers: int | None = None, out=None, on_event: Events | None = None) -> dict:
+    """``torchnas bench nb201``: ``seeds`` seeded searches on the NAS-Bench-201 table. ``out``: a
+    JSON file, checked before anything runs and rewritten (whole, atomically) as each seed
+    finishes, with ``complete: false`` until the last one."""
     from .bench import run_nb201_bench
+    from .runs import atomic_write_bytes, writable_file
     emit = _events(on_event, quiet=True)
+    path = writable_file(str(out), "--out") if out else None
+
+    def on_seed(done, total, seconds, partial):
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(path, (json.dumps({**partial, "complete": done == total}, indent=1) + "\n").encode())
+        emit("seeds", {"completed": done, "total": total, "seconds": seconds})
     return run_nb201_bench(strategy, queries, seeds, preset=preset, overrides=_overrides(set),
-                           data_dir=_path(data_dir), workers=workers, first_seed=first_seed,
-                           on_seed=lambda done, total, seconds: emit("seeds", {"completed": done, "total": total,
-                                                                                "seconds": seconds}))
+                           data_dir=_path(data_dir), workers=workers, first_seed=first_seed, on_seed=on_seed)
 
 
 def presets() -> list[tuple[str, str]]:

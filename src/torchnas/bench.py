@@ -2,7 +2,7 @@
 
 Each seed runs one search of ``queries`` distinct architectures against the tabular
 evaluator; the architecture a search returns is its best by reward (the 12-epoch
-validation accuracy by default). Once every search is over it is judged: its 200-epoch
+validation accuracy by default). Once a search is over it is judged: its 200-epoch
 CIFAR-10 test accuracy and rank (the verdict) first, then every column of the 12-epoch
 table, as mean ± std over seeds, with the baselines (largest cell, random cell). Seeds run in
 parallel worker processes, one torch thread each.
@@ -15,24 +15,24 @@ import statistics
 import sys
 import time
 
-from .config import apply_override, build, build_evaluator, build_space, build_strategy, load_preset, resolve
+from .config import RunConfig, apply_override, build, build_evaluator, build_space, build_strategy, load_preset
 from .evaluators.executors import quiet_worker, sigint_ignored_in_children
 
 _EVALUATORS = {}
 
 
 def _one_seed(job):
-    cfg, seed, data_dir = job
+    rc, seed, data_dir = job
     import torch
     torch.set_num_threads(1)
-    key = (data_dir, repr(cfg["evaluator"]))
+    key = (data_dir, repr(rc.evaluator))
     if key not in _EVALUATORS:  # one table per worker process
-        _EVALUATORS[key] = build_evaluator(cfg, data_dir)
-    space = build_space(cfg)
-    strategy = build_strategy(cfg, space, seed)
+        _EVALUATORS[key] = build_evaluator(rc, data_dir)
+    space = build_space(rc)
+    strategy = build_strategy(rc, space, seed)
     evaluator = _EVALUATORS[key]
     from .search import Search
-    result = Search(space, strategy, evaluator, cfg["budget"], max_proposals=cfg.get("max_proposals")).run()
+    result = Search(space, strategy, evaluator, rc.budget, max_proposals=rc.max_proposals).run()
     best = result.best
     arch = space.parse(best["arch"])
     return {"seed": seed, "arch_str": space.to_arch_str(arch), "reward": best["reward"],
@@ -58,45 +58,42 @@ def _check_tabular(cfg: dict, preset: str) -> None:
 def run_nb201_bench(strategy: str, queries: int, seeds: int, preset: str = "nb201", overrides=(),
                     data_dir=None, workers=None, first_seed: int = 0, on_seed=None) -> dict:
     """``seeds`` searches (seeds ``first_seed``, ...) on worker processes; ``on_seed(done, total,
-    seconds)`` after each."""
+    seconds, result so far)`` after each, each finished search judged by the verdict at once."""
     cfg = load_preset(preset)
     for o in overrides:
         apply_override(cfg, o)
     _check_tabular(cfg, preset)
     cfg["budget"] = queries
-    cfg = resolve(cfg, strategy)
+    rc = RunConfig.of(cfg, strategy)
     if seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {seeds}")
-    _, _, evaluator = build(cfg, data_dir)  # fail fast, in this process, on bad config or missing data
-    _EVALUATORS[(data_dir, repr(cfg["evaluator"]))] = evaluator   # forked workers inherit the table
-    jobs = [(cfg, s, data_dir) for s in range(first_seed, first_seed + seeds)]
+    space, _, evaluator = build(rc, data_dir)  # fail fast, in this process, on bad config or missing data
+    _EVALUATORS[(data_dir, repr(rc.evaluator))] = evaluator   # forked workers inherit the table
+    jobs = [(rc, s, data_dir) for s in range(first_seed, first_seed + seeds)]
     workers = min(workers or os.cpu_count() or 1, seeds)
+    result = {"strategy": strategy, "queries": queries, "config": rc.strategy, "seconds": 0.0, "runs": []}
     t0 = time.perf_counter()
-    runs = []
-    if workers > 1:
-        ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-        with sigint_ignored_in_children():          # the pool starts its processes now
-            pool = ctx.Pool(workers, initializer=quiet_worker, initargs=(os.getpid(),))
-        with pool:
-            for r in pool.imap(_one_seed, jobs):
-                runs.append(r)
-                _tick(on_seed, len(runs), seeds, t0)
-    else:
-        for job in jobs:
-            runs.append(_one_seed(job))
-            _tick(on_seed, len(runs), seeds, t0)
-    seconds = round(time.perf_counter() - t0, 2)
-    space = build_space(cfg)        # the verdict, read once every search is over
-    for r in runs:
-        truth = space.ground_truth(space.parse(r["arch_str"]), data_dir) or {}
+    for r in _searches(jobs, workers):
+        result.setdefault("baselines", space.baselines(data_dir))
+        truth = space.ground_truth(space.parse(r["arch_str"]), data_dir) or {}    # the search is over
         r["verdict"] = {k: truth[k] for k in ("test_acc_200ep", "rank_200ep") if k in truth}
-    return {"strategy": strategy, "queries": queries, "config": cfg["strategy"], "seconds": seconds, "runs": runs,
-            "baselines": space.baselines(data_dir)}
+        result["runs"].append(r)
+        result["seconds"] = round(time.perf_counter() - t0, 2)
+        if on_seed is not None:
+            on_seed(len(result["runs"]), seeds, time.perf_counter() - t0, result)
+    return result
 
 
-def _tick(on_seed, done, total, t0):
-    if on_seed is not None:
-        on_seed(done, total, time.perf_counter() - t0)
+def _searches(jobs: list, workers: int):
+    """Each job's search result, in seed order, from ``workers`` processes (or this one)."""
+    if workers <= 1:
+        yield from map(_one_seed, jobs)
+        return
+    ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    with sigint_ignored_in_children():          # the pool starts its processes now
+        pool = ctx.Pool(workers, initializer=quiet_worker, initargs=(os.getpid(),))
+    with pool:
+        yield from pool.imap(_one_seed, jobs)
 
 
 def summarize(result: dict) -> dict:

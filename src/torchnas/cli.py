@@ -42,22 +42,6 @@ def _count(text: str) -> int:
     return value
 
 
-def _writable_file(path: str, option: str) -> Path:
-    """``path`` can be written as a file: checked before any work, so that an hour of it is not
-    lost to a folder in the way or a read-only place."""
-    p = Path(path)
-    if p.is_dir():
-        raise RunError(f"{option} {p}: is a folder; give a file name")
-    parent = p.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise RunError(f"{option} {p}: {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
-        raise RunError(f"{option} {p}: cannot write there (permission denied)")
-    return p
-
-
 def cmd_search(args) -> int:
     if args.check:
         api.search(preset=args.preset, config=args.config, strategy=args.strategy, queries=args.queries,
@@ -115,16 +99,11 @@ def cmd_ws_rank(args) -> int:
 
 def cmd_bench(args) -> int:
     from .bench import summarize
-    if args.out:
-        _writable_file(args.out, "--out")
     result = api.bench_nb201(args.strategy, queries=args.queries, seeds=args.seeds, first_seed=args.first_seed,
                              preset=args.preset, set=args.set, data_dir=args.data_dir, workers=args.workers,
-                             on_event=terminal.Printer(progress=not args.quiet))
+                             out=args.out, on_event=terminal.Printer(progress=not args.quiet))
     terminal.print_bench(result, summarize(result))
     if args.out:
-        import json
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
         print(f"wrote {args.out}")
     return 0
 

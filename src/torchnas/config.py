@@ -19,8 +19,10 @@ import copy
 import re
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict
 
 TOP_KEYS = {"space", "evaluator", "strategy", "strategies", "budget", "max_proposals", "seed",
             "data_dir", "preset", "description", "executor", "train", "enas", "final_net", "final", "arch",
@@ -193,13 +195,22 @@ def final_settings(cfg: dict) -> tuple[dict, dict | None]:
     return net, train
 
 
+def trains_networks(evaluator: dict | None) -> bool:
+    """Whether the evaluator a config names trains child networks on a ``data`` section (its
+    class says so: ``Evaluator.trains_networks``), rather than looking them up in a table."""
+    from .evaluators import evaluator_class
+    from .registry import registered
+    name = (evaluator or {}).get("name")
+    return name in registered("evaluator") and bool(getattr(evaluator_class(name), "trains_networks", False))
+
+
 def data_section(cfg: dict) -> dict | None:
-    """The config section whose ``data`` names the image or text data: ``enas`` or a trainer
-    evaluator (None for a tabular search)."""
+    """The config section whose ``data`` names the image or text data: ``enas`` or an evaluator
+    that trains networks (None for a tabular search)."""
     if "enas" in cfg:
         return cfg["enas"]
     ev = cfg.get("evaluator") or {}
-    return ev if ev.get("name") == "trainer" else None
+    return ev if trains_networks(ev) else None
 
 
 def retraining_data(cfg: dict) -> dict:
@@ -260,9 +271,10 @@ def data_config(name: str, data_dir: str | None, base: dict | None = None) -> di
 def search_config(*, preset: str | None = None, config=None, set=(), queries: int | None = None,
                   workers: int | None = None, seed: int | None = None, data: str | None = None,
                   data_dir: str | None = None, strategy: str | None = None, device: str | None = None,
-                  plugins=()) -> dict:
-    """The resolved configuration of a new search: a preset (default ``nas-cnn-tiny``) or a
-    config file, then the ``--set`` overrides, then the command's own options. ``plugins`` (and
+                  plugins=(), retrain: bool = True) -> "RunConfig":
+    """The configuration of a new search, resolved once: a preset (default ``nas-cnn-tiny``) or a
+    config file, then the ``--set`` overrides, then the command's own options (``retrain``
+    False is recorded, so --resume does not retrain either). ``plugins`` (and
     the config's own ``plugins:``, files relative to the config file) are imported first and
     recorded with absolute paths, so a resumed run and ``torchnas show`` import them again."""
     from .registry import load_plugins, plugin_paths
@@ -301,37 +313,43 @@ def search_config(*, preset: str | None = None, config=None, set=(), queries: in
         if not isinstance(base, dict):
             raise ConfigError(f"data = {base!r}: must be a section (name: digits, cifar10, folder or ptb, ...)")
         section["data"] = data_config(data or base["name"], data_dir, base)
-    cfg = resolve(cfg, strategy)
     if data_dir:
         cfg["data_dir"] = str(Path(data_dir).resolve())
-    return cfg
+    if not retrain:
+        cfg["retrain"] = False
+    return RunConfig.of(cfg, strategy)
 
 
-def build_space(cfg: dict):
+def _run_config(cfg) -> "RunConfig":
+    return cfg if isinstance(cfg, RunConfig) else RunConfig.of(cfg)
+
+
+def build_space(cfg: "RunConfig | dict"):
     from .spaces import space_from_config
-    return space_from_config(cfg["space"])
+    return space_from_config(cfg.space if isinstance(cfg, RunConfig) else cfg["space"])
 
 
-def build_strategy(cfg: dict, space, seed: int | None = None):
+def build_strategy(cfg: "RunConfig | dict", space, seed: int | None = None):
     from .strategies import make_strategy
-    strat = dict(cfg["strategy"])
-    return make_strategy(strat.pop("name"), space, seed=cfg["seed"] if seed is None else seed, **strat)
+    rc = _run_config(cfg)
+    strat = dict(rc.strategy)
+    return make_strategy(strat.pop("name"), space, seed=rc.seed if seed is None else seed, **strat)
 
 
-def build_evaluator(cfg: dict, data_dir: str | None = None, space=None):
+def build_evaluator(cfg: "RunConfig | dict", data_dir: str | None = None, space=None):
     from .evaluators import make_evaluator
-    ev = dict(cfg["evaluator"])
-    space = space or build_space(cfg)
-    return make_evaluator(ev.pop("name"), space=space, data_dir=data_dir or cfg.get("data_dir"),
-                          seed=cfg["seed"], **ev)
+    rc = _run_config(cfg)
+    ev = dict(rc.evaluator)
+    space = space or build_space(rc)
+    return make_evaluator(ev.pop("name"), space=space, data_dir=data_dir or rc.data_dir, seed=rc.seed, **ev)
 
 
-def check_executor(cfg: dict) -> dict:
+def check_executor(cfg: "RunConfig | dict") -> dict:
     """The ``executor`` section, checked: known keys, ``workers`` ``auto`` (sized from the
     children, :func:`~torchnas.evaluators.executors.auto_workers`; with Ray a task per child of
     a batch) or in 1 .. 4 × the CPU count (a bigger pool only thrashes), ``threads`` >= 1."""
     import os
-    ex = dict(cfg.get("executor") or {})
+    ex = dict((cfg.executor if isinstance(cfg, RunConfig) else cfg.get("executor")) or {})
     unknown = set(ex) - {"workers", "threads", "backend", "address", "gpus"}
     if unknown:
         raise ConfigError(f"executor takes workers, threads, backend (local or ray), address and gpus, "
@@ -354,12 +372,63 @@ def check_executor(cfg: dict) -> dict:
     return ex
 
 
-def build_executor(cfg: dict):
+def build_executor(cfg: "RunConfig | dict"):
     from .evaluators.executors import make_executor
     return make_executor(**check_executor(cfg))
 
 
-def build(cfg: dict, data_dir: str | None = None):
+def build(cfg: "RunConfig | dict", data_dir: str | None = None):
     """The space, strategy and evaluator a resolved config describes."""
-    space = build_space(cfg)
-    return space, build_strategy(cfg, space), build_evaluator(cfg, data_dir, space)
+    rc = _run_config(cfg)
+    space = build_space(rc)
+    return space, build_strategy(rc, space), build_evaluator(rc, data_dir, space)
+
+
+class RunConfig(BaseModel):
+    """A search's configuration, resolved once at the top (issue 27 item 9): ``raw`` is what the
+    run's config.yaml records (the top level checked, one strategy picked); every other field is
+    read from it here, once, and the layers below receive these instead of re-reading the dict
+    (the retraining's ``final`` preset is loaded once, the evaluator's kind is asked once)."""
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    raw: dict
+    kind: Literal["search", "enas"]
+    preset: str | None
+    space: dict
+    strategy: dict                      # {name: ..., settings}
+    seed: int
+    budget: int                         # distinct architectures (a search; ENAS runs enas.epochs)
+    max_proposals: int | None
+    evaluator: dict | None
+    enas: dict | None
+    executor: dict
+    data: dict | None                   # the section that names the data (ENAS, or a trainer): None for a table
+    final_net: dict
+    final_train: dict | None            # None: nothing to retrain
+    retrain: bool                       # the user's --no-retrain, recorded
+    data_dir: str | None
+    plugins: list[str]
+
+    @classmethod
+    def of(cls, cfg: dict, strategy: str | None = None) -> "RunConfig":
+        raw = resolve(cfg, strategy)
+        net, train = final_settings(raw)
+        return cls(raw=raw, kind="enas" if "enas" in raw else "search", preset=raw.get("preset"),
+                   space=raw["space"], strategy=raw["strategy"], seed=raw["seed"], budget=raw["budget"],
+                   max_proposals=raw.get("max_proposals"), evaluator=raw.get("evaluator"), enas=raw.get("enas"),
+                   executor=raw.get("executor") or {}, data=data_section(raw), final_net=net, final_train=train,
+                   retrain=raw.get("retrain", True), data_dir=raw.get("data_dir"), plugins=raw.get("plugins") or [])
+
+    @property
+    def retrains(self) -> bool:
+        """Whether the best architecture is trained from scratch after the search: the run has
+        retraining settings, trains networks (a table's cells have nothing to retrain on) and
+        the user did not say --no-retrain."""
+        return self.retrain and self.final_train is not None and self.data is not None
+
+    def with_executor(self, executor: dict) -> "RunConfig":
+        """The same run with its executor sized (``workers: auto`` made numbers, recorded)."""
+        return self.model_copy(update={"executor": executor, "raw": {**self.raw, "executor": executor}})
+
+    def with_budget(self, budget: int) -> "RunConfig":
+        """``--resume --queries N``: the same run with a larger budget."""
+        return RunConfig.of({**self.raw, "budget": budget})

@@ -101,6 +101,23 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
+def writable_file(path: str, option: str) -> Path:
+    """``path`` can be written as a file: checked before any work, so that an hour of it is not
+    lost to a folder in the way or a read-only place."""
+    p = Path(path)
+    if p.is_dir():
+        raise RunError(f"{option} {p}: is a folder; give a file name")
+    parent = p.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise RunError(f"{option} {p}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise RunError(f"{option} {p}: cannot write there (permission denied)")
+    return p
+
+
+
 class RunDir:
     CONFIG, CHECKPOINT, BEST, STEPS = "config.yaml", "checkpoint.pt", "best.json", "steps.jsonl"
     EVALS = "evaluations.jsonl"                                           # a search
@@ -109,6 +126,7 @@ class RunDir:
     RETRAIN, FIGURES, TENSORBOARD, EXPORT = "retrain", "figures", "tensorboard", "export"
     LOCK, OWNER = ".lock", ".owner"                                       # one writer at a time
     LOGS = (EVALS, STEPS, EPOCHS, HISTORY)
+    COUNTERS = {EVALS: "query", STEPS: "update", EPOCHS: "epoch", HISTORY: "epoch"}   # 1, 2, 3, ... by line
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -214,21 +232,29 @@ class RunDir:
         """The complete records of a log, read only (never cut): safe on a run still writing."""
         return self._scan(name)[0]
 
-    def _scan(self, name: str) -> tuple[list[dict], list[int], int | None]:
-        """(complete records up to the first bad line, the byte offset after each, the line number
-        of a bad line that more lines follow, i.e. damage rather than a write torn by a kill)."""
+    def _scan(self, name: str) -> tuple[list[dict], list[int], tuple[int, str] | None]:
+        """(complete records up to the first bad line, the byte offset after each, damage): damage
+        is (line number, what is wrong) for a bad line that more lines follow, or for a complete
+        line whose counter (``COUNTERS``: query, update, epoch) is not its line number, a line
+        repeated or edited by hand; a torn last line (a write cut by a kill) is not damage."""
         p = self.path / name
         if not p.exists():
             return [], [], None
         lines = p.read_bytes().splitlines(keepends=True)
         records, ends, end = [], [], 0
+        counter = self.COUNTERS.get(name)
         for k, line in enumerate(lines):
             try:
                 if not line.endswith(b"\n"):
                     raise ValueError
-                records.append(json.loads(line))
+                rec = json.loads(line)
             except ValueError:              # json.JSONDecodeError is a ValueError
-                return records, ends, (k + 1 if k + 1 < len(lines) else None)
+                return records, ends, ((k + 1, "is not a record") if k + 1 < len(lines) else None)
+            if not isinstance(rec, dict) or (counter and rec.get(counter) != k + 1):
+                got = rec.get(counter) if isinstance(rec, dict) else None
+                return records, ends, (k + 1, f"has {counter} {json.dumps(got)} where {k + 1} belongs"
+                                       if isinstance(rec, dict) and counter else "is not a record")
+            records.append(rec)
             end += len(line)
             ends.append(end)
         return records, ends, None
@@ -250,11 +276,7 @@ class RunDir:
         for name, n in covered.items():
             records, _, damaged = scans[name]
             if len(records) < n or (damaged and name in replay):
-                where = f"line {damaged} is not a record" if damaged else f"it has {len(records)} complete records"
-                hint = (", or resume with --repair to set the damage aside and replay the records before it"
-                        if damaged and name == self.EVALS else "")
-                raise RunError(f"{self.path / name}: {where}, and the checkpoint covers {n} records: the log was "
-                               f"edited or damaged (left as it is; restore it from a copy{hint})")
+                raise self._damage(name, records, damaged, f", and the checkpoint covers {n} records")
         out = {}
         for name, n in covered.items():
             records, ends, _ = scans[name]
@@ -262,6 +284,21 @@ class RunDir:
             self._cut(name, ends[keep - 1] if keep else 0)
             out[name] = records[:keep]
         return out
+
+    def _damage(self, name: str, records: list, damaged: tuple[int, str] | None, covers: str = "") -> RunError:
+        where = f"line {damaged[0]} {damaged[1]}" if damaged else f"it has {len(records)} complete records"
+        hint = (", or resume with --repair to set the damage aside and replay the records before it"
+                if damaged and name == self.EVALS else "")
+        return RunError(f"{self.path / name}: {where}{covers}: the log was edited or damaged (left as it is; "
+                        f"restore it from a copy{hint})")
+
+    def check_log(self, name: str) -> list[dict]:
+        """The complete records of a log that must be whole (a search's evaluations before its
+        budget grows): raises, naming the line, on damage anywhere but a torn last line."""
+        records, _, damaged = self._scan(name)
+        if damaged:
+            raise self._damage(name, records, damaged)
+        return records
 
     def set_aside(self, name: str, offset: int = 0, stamp: str | None = None) -> Path | None:
         """Move the bytes of ``name`` from ``offset`` on into ``name.damaged-STAMP`` (written and

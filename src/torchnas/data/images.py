@@ -32,7 +32,9 @@ TEST_SPLIT_SEED = 0  # fixed: the test set must not change with the search seed
 
 @dataclass
 class ImageData:
-    """Train/valid/test uint8 images (N, C, H, W) with labels and train-set channel statistics."""
+    """Train/valid/test uint8 images (N, C, H, W) with labels and train-set channel statistics.
+    ``mirror_symmetric``: a mirrored image is still of its class (so augmentation may flip it);
+    False for digits, where a mirrored 2 or 7 is no digit at all."""
     name: str
     train_x: torch.Tensor = field(repr=False)
     train_y: torch.Tensor = field(repr=False)
@@ -44,6 +46,7 @@ class ImageData:
     classes: list[str]
     mean: torch.Tensor
     std: torch.Tensor
+    mirror_symmetric: bool = True
 
     def normalize(self, x_uint8: torch.Tensor) -> torch.Tensor:
         """float32 ``(x/255 - mean) / std`` for a batch (B, C, H, W) or one image; keeps memory format."""
@@ -238,6 +241,7 @@ def load_image_data(name: str = "digits", data_dir: PathLike | None = None, path
     area averaging (a low-resolution proxy for a search; docs/design.md). mean/std come from the
     final training split.
     """
+    mirror_symmetric = name != "digits"        # a mirrored digit is no digit; photographs stay what they are
     if name == "digits":
         x, y, tx, ty, classes = load_digits_data()
     elif name == "cifar10":
@@ -268,7 +272,7 @@ def load_image_data(name: str = "digits", data_dir: PathLike | None = None, path
     train_x = x[train].contiguous()
     mean, std = _channel_stats(train_x)
     return ImageData(name, train_x, y[train], x[valid].contiguous(), y[valid], tx.contiguous(), ty,
-                     len(classes), list(classes), mean, std)
+                     len(classes), list(classes), mean, std, mirror_symmetric)
 
 
 def downsample(x: torch.Tensor, size: int) -> torch.Tensor:

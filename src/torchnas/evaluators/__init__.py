@@ -9,6 +9,20 @@ from .tabular import NB201Table
 from .trainer import ChildTrainer
 
 
+def evaluator_class(name: str) -> type | None:
+    """The Evaluator class registered as ``name``: the class itself, or the one its factory's
+    return annotation names (None if it names none)."""
+    import typing
+    factory = lookup("evaluator", name)
+    if isinstance(factory, type):
+        return factory
+    try:
+        cls = typing.get_type_hints(factory).get("return")
+    except Exception:               # noqa: BLE001 (an annotation that does not resolve)
+        return None
+    return cls if isinstance(cls, type) else None
+
+
 def make_evaluator(name: str, space=None, data_dir: str | None = None, seed: int = 0, **kwargs) -> Evaluator:
     """``nb201``: the NAS-Bench-201 table; ``trainer``: train each child on image data."""
     factory = lookup("evaluator", name)
@@ -20,4 +34,4 @@ def make_evaluator(name: str, space=None, data_dir: str | None = None, seed: int
         raise ValueError(f"evaluator {name!r}: {e}") from None
 
 
-__all__ = ["Evaluation", "Evaluator", "FunctionEvaluator", "NB201Table", "ChildTrainer", "make_evaluator"]
+__all__ = ["Evaluation", "Evaluator", "FunctionEvaluator", "NB201Table", "ChildTrainer", "evaluator_class", "make_evaluator"]

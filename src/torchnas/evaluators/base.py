@@ -16,6 +16,9 @@ class Evaluation:
 
 
 class Evaluator(ABC):
+    trains_networks = False     # True: trains child networks on a ``data`` section (--data, --device
+                                # and the retraining of the best apply); False: a table or a function
+
     @abstractmethod
     def evaluate(self, arch: Architecture) -> Evaluation:
         """Evaluate one architecture; must be deterministic for a given arch and seed."""

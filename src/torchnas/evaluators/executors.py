@@ -177,7 +177,10 @@ class LocalPool(Executor):
         token = os.urandom(4).hex()                 # keys of this call's children
 
         def submit(j):
-            with sigint_ignored_in_children():     # a submit may start the pool's processes
+            # a submit may start one of the pool's processes: only then is Ctrl-C held off (a
+            # Ctrl-C ignored at every submit was lost whenever it came as a batch began)
+            starting = len(getattr(self._pool, "_processes", None) or ()) < self.workers
+            with sigint_ignored_in_children() if starting else contextlib.nullcontext():
                 try:
                     return self._pool.submit(_evaluate, archs[j], (token, j))
                 except BrokenProcessPool:          # a worker died while the pool was idle: no child lost

@@ -25,6 +25,7 @@ from .base import Evaluation, Evaluator
 
 class ChildTrainer(Evaluator):
     """Evaluator that trains each child from scratch on an image data set."""
+    trains_networks = True
 
     def __init__(self, space: SearchSpace, data: dict | None = None, epochs: Count = 50, batch_size: Count = 128,
                  lr: Positive = 0.1, momentum: NonNegative = 0.9, nesterov: bool = True, weight_decay: NonNegative = 1e-4,

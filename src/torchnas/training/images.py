@@ -19,11 +19,12 @@ from ..settings import Count, Fraction, NonNegative, NonNegativeInt, Positive
 
 def make_augment(spec, data):
     """``auto``/True: the standard CIFAR recipe (pad 4, random crop, horizontal flip) scaled to
-    the image, pad H/8, and no flip for digits (a mirrored digit is another digit); a dict
+    the image, pad H/8, flipped only where the data set says a mirrored image keeps its class
+    (``ImageData.mirror_symmetric``: not digits); a dict
     gives Augment's arguments; False/None: no augmentation."""
     from ..data.images import Augment
     if spec in (True, "auto"):
-        spec = {"pad": max(1, data.shape[1] // 8), "flip": data.name != "digits"}
+        spec = {"pad": max(1, data.shape[1] // 8), "flip": data.mirror_symmetric}
     return Augment(**spec) if spec else None
 
 
@@ -134,8 +135,9 @@ class Training:
                 lr = self.lr
             for g in self.opt.param_groups:
                 g["lr"] = lr
-            if self.drop_path < 1:
-                self.model.drop_path_keep_prob = 1 - (1 - self.drop_path) * self.step / self.total_steps
+            if self.drop_path < 1:           # micro_child.py _apply_drop_path: min(1, (global_step + 1) / N)
+                ratio = min(1.0, (self.step + 1) / self.total_steps)
+                self.model.drop_path_keep_prob = 1 - (1 - self.drop_path) * ratio
             if self.augment is not None:
                 xb = self.augment(xb, self.generator)
             yb = yb.to(self.device)
