@@ -19,6 +19,7 @@ and how the command line prints them); ``quiet=False`` prints them as the comman
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import time
 from dataclasses import dataclass
@@ -334,19 +335,11 @@ def _enas(rc: RunConfig, run: RunDir | None, out: str | None, retrain: bool, ten
     from .ws_rank import report_ground_truth
     space, search_ = _prepare_enas(rc)
     resumed = run is not None
+    held = [search_]
+    del search_
     with _new_or_held(run, out, rc) as run:
-        emit("run", _about(run, resumed, rc.raw, f"{search_.epochs} epochs"))
-        search_.run_dir = run
-        search_.resume()
-        with _tensorboard(run, tensorboard, emit):
-            emit("start", {"task": "enas", "label": f"ENAS {rc.strategy['name']} on {space.name}",
-                           "total": search_.epochs, "completed": search_.epoch, "metric": search_.metric})
-            try:
-                derived = search_.run(on_epoch=lambda rec: emit("progress", {
-                    "completed": rec["epoch"], "valid": rec[search_.metric], "metric": search_.metric,
-                    "loss": rec["loss"]}))
-            finally:
-                emit("end", {"task": "enas"})
+        derived = _run_enas(held.pop(), rc, run, resumed, space, tensorboard, emit)
+        gc.collect()                   # the shared weights are freed before the retraining and the figures
         emit("enas_done", {"path": run.path, "derived": derived})
         truth = report_ground_truth(run, space, derived[0]["arch"], rc.data_dir)
         if truth is not None:
@@ -355,6 +348,24 @@ def _enas(rc: RunConfig, run: RunDir | None, out: str | None, retrain: bool, ten
             _retrain_best(rc, run, derived[0]["arch"], tensorboard, emit)
         _figures(run, emit)
     return Run(run.path)
+
+
+def _run_enas(search_, rc: RunConfig, run: RunDir, resumed: bool, space, tensorboard: bool, emit: Events) -> list:
+    """The search's epochs and derive step; returns the derived architectures. The caller keeps
+    no reference to ``search_``, so its shared weights go when this returns (at the recurrent
+    peer's size they are 2.1 GB: issue 27 item 8)."""
+    emit("run", _about(run, resumed, rc.raw, f"{search_.epochs} epochs"))
+    search_.run_dir = run
+    search_.resume()
+    metric = search_.metric
+    with _tensorboard(run, tensorboard, emit):
+        emit("start", {"task": "enas", "label": f"ENAS {rc.strategy['name']} on {space.name}",
+                       "total": search_.epochs, "completed": search_.epoch, "metric": metric})
+        try:
+            return search_.run(on_epoch=lambda rec: emit("progress", {
+                "completed": rec["epoch"], "valid": rec[metric], "metric": metric, "loss": rec["loss"]}))
+        finally:
+            emit("end", {"task": "enas"})
 
 
 def _check_final(rc: RunConfig, space) -> None:
