@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from tests.conftest import require_module
+from torchnas.config import build_space, load_preset
 from torchnas.controller import Controller
 from torchnas.nn import count_flops
 from torchnas.evaluators.trainer import ChildTrainer
@@ -14,7 +15,8 @@ from torchnas.viz import graph_of
 
 SPACES = [NASCNNSpace(layers=6), NASCNNSpace(layers=7, strides=(1, 2, 3)),
           NASCNNSpace(layers=8, num_filters=(4, 8), strides=(1, 2), pool_after=(2, 5)),
-          NASCNNSpace(layers=5, num_filters=(4, 8), strides=(1, 2, 3), stride_shape="separate")]
+          NASCNNSpace(layers=5, num_filters=(4, 8), strides=(1, 2, 3), stride_shape="separate"),
+          build_space(load_preset("nas-cnn-strides-tiny"))]     # Zoph & Le Table 1's v2 row, shrunk (issue 28)
 
 
 def _trace(model, x):

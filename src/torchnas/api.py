@@ -21,13 +21,14 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
+import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from .config import (DEFAULT_PRESET, ConfigError, RunConfig, apply_override, build, build_executor, build_space,
-                     build_strategy, check_executor, data_config, data_section, final_settings, load_preset,
+                     check_executor, data_config, data_section, final_settings, load_preset,
                      preset_names, retraining_data, search_config, set_device)
 from .runs import RunDir, RunError, as_path, run_kind
 
@@ -218,9 +219,8 @@ def _main_can_be_reimported() -> bool:
 
 def _prepare_enas(rc: RunConfig):
     """(space, ENAS search), built (data loaded, shared weights made) and checked."""
-    from .enas import make_enas
-    space = build_space(rc)
-    search_ = make_enas(space, build_strategy(rc, space), seed=rc.seed, **rc.enas)
+    from .enas import build_enas
+    space, search_ = build_enas(rc)
     _check_final(rc, space)
     return space, search_
 
@@ -457,15 +457,19 @@ def _tensorboard(run: RunDir, where, emit: Events, prefix: str = ""):
 
 
 # -- torchnas train ---------------------------------------------------------------------------
+RANDOM_ARCH = "random"     # torchnas train --arch random: an architecture drawn from the space
+
+
 def _train_settings(arch, preset, set, epochs, data, data_dir):
     """(space, arch string, data, train settings, net settings, source config); ``arch`` a
     string, a best.json, a search run or a :class:`Run`."""
     arch = arch.path if isinstance(arch, Run) else arch
-    arch, source_cfg = _arch_source(str(arch)) if arch else (None, None)
+    drawn = arch == RANDOM_ARCH
+    arch, source_cfg = _arch_source(str(arch)) if arch and not drawn else (None, None)
     if preset or source_cfg is None:
         source_cfg = load_preset(preset or DEFAULT_PRESET)
     arch = arch or source_cfg.get("arch")
-    if not arch:
+    if not arch and not drawn:
         raise ConfigError("torchnas train needs --arch ARCH (a string, a best.json or a search run), "
                           "a preset with an 'arch', or --resume RUN")
     for assignment in _overrides(set):
@@ -479,8 +483,10 @@ def _train_settings(arch, preset, set, epochs, data, data_dir):
     data_ = retraining_data(source_cfg)
     if data or data_dir:
         data_ = data_config(data or data_["name"], _path(data_dir), data_)
-    _check_arch_space(arch, source_cfg)
     space = build_space(source_cfg)
+    if drawn:                          # a random architecture of the space, from the config's seed
+        arch = str(space.random(random.Random(source_cfg.get("seed", 0))))
+    _check_arch_space(arch, source_cfg)
     arch = str(space.parse(arch))      # validates; a clear error names the bad decision
     return space, arch, data_, settings, net, source_cfg
 
@@ -541,8 +547,9 @@ def dry_run(*, arch=None, preset: str | None = None, set=None, data: str | None 
     architecture, parameter counts and the settings it was built with."""
     space, arch, data_, settings, net, _ = _train_settings(arch, preset, set, epochs, data, data_dir)
     from .tasks import task_of
-    task_of(space).check_train_settings(settings)         # a dry run refuses what the run would
-    return task_of(space).describe(space, space.parse(arch), data_, net)
+    task = task_of(space)
+    task.check_train_settings(settings)                   # a dry run refuses what the run would
+    return task.describe(space, space.parse(arch), data_, task.check_net_settings(space, net))
 
 
 def _arch_source(text: str):

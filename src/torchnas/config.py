@@ -24,10 +24,6 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict
 
-TOP_KEYS = {"space", "evaluator", "strategy", "strategies", "budget", "max_proposals", "seed",
-            "data_dir", "preset", "description", "executor", "train", "enas", "final_net", "final", "arch",
-            "retrain", "plugins"}
-
 
 DEFAULT_PRESET = "nas-cnn-tiny"
 
@@ -144,6 +140,7 @@ TOP_TYPES = {
     "plugins": (lambda v: isinstance(v, list) and all(isinstance(x, str) and x.strip() for x in v),
                 "a list of Python files or module names"),
 }
+TOP_KEYS = set(TOP_TYPES)
 
 
 def check_top_level(cfg) -> None:

@@ -187,3 +187,11 @@ def make_enas(space, strategy, seed: int = 0, **settings) -> ENASSearch:
     loop = checked("enas", ENASSearch, loop, fixed=("space", "strategy", "seed", "run_dir"))
     shared = checked("enas", task_of(space).SharedWeights, shared, fixed=("space", "seed", "epochs"))
     return ENASSearch(space, strategy, seed=seed, **loop, **shared)
+
+
+def build_enas(rc) -> tuple:
+    """``(space, ENAS search)`` of a resolved configuration (``config.RunConfig``): the one place
+    a run's space, strategy and ``enas:`` settings become a search (api, ws-rank)."""
+    from .config import build_space, build_strategy
+    space = build_space(rc)
+    return space, make_enas(space, build_strategy(rc, space), seed=rc.seed, **rc.enas)

@@ -130,6 +130,7 @@ class RunDir:
     EVALS = "evaluations.jsonl"                                           # a search
     EPOCHS, DERIVED, GROUND_TRUTH, WS_RANK = "epochs.jsonl", "derived.json", "ground_truth.json", "ws_rank.json"
     HISTORY, RESULT, MODEL = "history.jsonl", "result.json", "model.pt"  # a retraining
+    WHITENING = "whitening.pt"              # a retraining's ZCA whitening (augment: zoph_le)
     RETRAIN, FIGURES, TENSORBOARD, EXPORT = "retrain", "figures", "tensorboard", "export"
     LOCK, OWNER = ".lock", ".owner"                                       # one writer at a time
     LOGS = (EVALS, STEPS, EPOCHS, HISTORY)

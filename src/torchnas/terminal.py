@@ -215,8 +215,13 @@ def print_dry_run(d: dict) -> None:
     c, h, w = d["input"]
     aux = d.get("aux_params") or 0
     print(d["arch"])
+    if d.get("layers"):
+        print(", ".join(f"{kind}: {n}" for kind, n in d["layers"].items()))
     print(f"parameters: {d['params']:,}" + (f" ({d['params'] - aux:,} without the auxiliary head)" if aux else "")
           + f"; input {c}x{h}x{w}, {d['classes']} classes; network settings {d['net']}")
+    if "params_without_extra_filters" in d:
+        print(f"parameters without the {d['net']['extra_filters']} extra filters per layer: "
+              f"{d['params_without_extra_filters']:,}")
 
 
 def print_ws_rank(r: dict, path) -> None:

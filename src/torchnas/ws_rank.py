@@ -66,14 +66,13 @@ def baselines_line(b: dict) -> str:
 
 def search_from_run(run: RunDir):
     """(config, space, the ENAS search restored from the run's last checkpoint)."""
-    from .config import RunConfig, build_space, build_strategy
-    from .enas import make_enas
+    from .config import RunConfig
+    from .enas import build_enas
     cfg = run.config()
     if "enas" not in cfg:
         raise RunError(f"{run.path} is not an ENAS run: ws-rank needs the shared weights of one")
     rc = RunConfig.of(cfg)
-    space = build_space(rc)
-    search = make_enas(space, build_strategy(rc, space), seed=rc.seed, **rc.enas)
+    space, search = build_enas(rc)
     ckpt = run.load_checkpoint()
     if ckpt is None:
         raise RunError(f"{run.path} has no checkpoint yet: let the search finish an epoch first")

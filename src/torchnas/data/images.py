@@ -27,6 +27,7 @@ CIFAR_HOW_TO_GET = (
     "DIR = DATA_ROOT/cifar10), or unpack the official cifar-10-python.tar.gz "
     "(https://www.cs.toronto.edu/~kriz/cifar.html) there.")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp"}
+ZCA_EPSILON = 0.1    # ZCA's regulariser on [0, 1] pixels: not given by Zoph & Le (docs/reference-settings.md)
 TEST_SPLIT_SEED = 0  # fixed: the test set must not change with the search seed
 
 
@@ -47,6 +48,13 @@ class ImageData:
     mean: torch.Tensor
     std: torch.Tensor
     mirror_symmetric: bool = True
+    _zca: "ZCA | None" = field(default=None, repr=False, compare=False)
+
+    def zca(self) -> "ZCA":
+        """ZCA whitening fitted on this training split (once; ``augment: zoph_le``)."""
+        if self._zca is None:
+            self._zca = ZCA.fit(self.train_x)
+        return self._zca
 
     def normalize(self, x_uint8: torch.Tensor) -> torch.Tensor:
         """float32 ``(x/255 - mean) / std`` for a batch (B, C, H, W) or one image; keeps memory format."""
@@ -315,6 +323,62 @@ class Augment:
                                      rows[:, None, :, None], cols[:, None, None, :]]
         channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
         return out.contiguous(memory_format=torch.channels_last) if channels_last else out
+
+
+@dataclass
+class ZCA:
+    """ZCA whitening of images in [0, 1] (Zoph & Le 2017 §4.1: "whitening all the images"):
+    ``x -> W (x - mu)`` on the flattened image, ``W = U diag(1 / sqrt(lambda + epsilon)) U^T`` from
+    the eigendecomposition of the training split's covariance (Krizhevsky 2009 App. A; the
+    epsilon, unstated in the paper, is ours: docs/reference-settings.md)."""
+    mean: torch.Tensor        # (D,) of the training images, D = C * H * W
+    matrix: torch.Tensor      # (D, D), symmetric
+
+    @classmethod
+    def fit(cls, train_x: torch.Tensor, epsilon: float = ZCA_EPSILON) -> "ZCA":
+        """From uint8 training images (N, C, H, W) only; float64 for the covariance, summed over
+        chunks of 4,096 images (CIFAR-10's 45,000 whole in float64 would be 1.1 GB)."""
+        x = train_x.reshape(len(train_x), -1)
+        mean = sum(c.to(torch.float64).sum(0) for c in x.split(4096)) / (255.0 * len(x))
+        cov = torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64)
+        for c in x.split(4096):
+            d = c.to(torch.float64) / 255.0 - mean
+            cov.addmm_(d.T, d)
+        lam, u = torch.linalg.eigh(cov / len(x))
+        matrix = (u * (lam.clamp_min(0) + epsilon).rsqrt()) @ u.T
+        return cls(mean.float(), matrix.float())
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Whitened float32 images (B, C, H, W) from images in [0, 1] of the fitted shape."""
+        flat = x.reshape(len(x), -1).to(torch.float32) - self.mean.to(x.device)
+        return (flat @ self.matrix.to(x.device)).view(x.shape)      # W is symmetric
+
+    def state_dict(self) -> dict:
+        return {"mean": self.mean, "matrix": self.matrix}
+
+
+class UpsampleCrop:
+    """The rest of Zoph & Le's pipeline (§4.1), on whitened float images (B, C, H, W): "upsample
+    each image then choose a random 32x32 crop of this upsampled image. Finally, we use random
+    horizontal flips". Upsampled to ``round(H * 9 / 8)`` (36 for CIFAR-10; the paper gives no
+    size: ours, docs/reference-settings.md), bilinear."""
+
+    def __init__(self, flip: bool = True, ratio: float = 9 / 8):
+        self.flip, self.ratio = flip, ratio
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        (b, c, h, w), dev = x.shape, x.device
+        big = F.interpolate(x, size=(round(h * self.ratio), round(w * self.ratio)), mode="bilinear",
+                            align_corners=False)
+        oy = torch.randint(0, big.shape[2] - h + 1, (b, 1), generator=generator, device=generator.device).to(dev)
+        ox = torch.randint(0, big.shape[3] - w + 1, (b, 1), generator=generator, device=generator.device).to(dev)
+        cols = torch.arange(w, device=dev).expand(b, w)
+        if self.flip:
+            flip = torch.rand(b, 1, generator=generator, device=generator.device).to(dev) < 0.5
+            cols = torch.where(flip, w - 1 - cols, cols)
+        rows, cols = oy + torch.arange(h, device=dev), ox + cols
+        return big[torch.arange(b, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None],
+                   rows[:, None, :, None], cols[:, None, None, :]]
 
 
 def iterate_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int,

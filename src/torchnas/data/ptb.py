@@ -41,9 +41,9 @@ def _read(path: Path) -> list[str]:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise DataFormatError(f"{path}: not UTF-8 text ({e}); expected the PTB text files. {PTB_HOW}") from None
-    words = []
-    for line in text.splitlines():
-        words += line.split() + ["<eos>"]
+    words, seen = [], {"<eos>": "<eos>"}
+    for line in text.splitlines():      # one string object per distinct word: a million separate
+        words += [seen.setdefault(w, w) for w in line.split()] + ["<eos>"]  # ones left 50 MB behind
     if not words:
         raise DataFormatError(f"{path} is empty; expected one sentence per line. {PTB_HOW}")
     return words

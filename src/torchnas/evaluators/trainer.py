@@ -20,6 +20,7 @@ from ..settings import Count, NonNegative, Positive, checked
 from ..spaces import Architecture, SearchSpace
 from ..data.images import load_data_cached, load_image_data
 from ..training import Training, arch_seed
+from ..training.images import AugmentSpec
 from ..training.device import default_device
 from .base import Evaluation, Evaluator
 
@@ -29,7 +30,7 @@ class ChildTrainer(Evaluator):
 
     def __init__(self, space: SearchSpace, data: dict | None = None, epochs: Count = 50, batch_size: Count = 128,
                  lr: Positive = 0.1, momentum: NonNegative = 0.9, nesterov: bool = True, weight_decay: NonNegative = 1e-4,
-                 schedule: str = "cosine", reward: str = "acc3", last_k: Count = 5, augment: bool | str | dict = "auto",
+                 schedule: str = "cosine", reward: str = "acc3", last_k: Count = 5, augment: AugmentSpec = "auto",
                  seed: int = 0, channels_last: bool = True, device: str | None = "auto"):
         if reward not in ("acc3", "acc"):
             raise ValueError(f"trainer reward must be 'acc3' (Zoph & Le: max of last {last_k} "

@@ -261,3 +261,18 @@ def parse_op(name: str, space: str, kinds: tuple[str, ...]) -> tuple[str, int]:
         allowed = ", ".join(kd if kd == "identity" else f"{kd}_KxK" for kd in kinds)
         raise ValueError(f"{space}: unknown op {name!r}; use {allowed} with an odd K")
     return kind, k
+
+
+class Whitened(nn.Module):
+    """A network behind ZCA whitening (``augment: zoph_le``, Zoph & Le §4.1), for export and for a
+    retraining's ``model.pt``: ``forward(x)`` takes images in [0, 1] (``x_uint8 / 255``) and runs
+    ``net(W (x - mean))`` on the flattened image, as the training pipeline fed the network."""
+
+    def __init__(self, net: nn.Module, mean: torch.Tensor, matrix: torch.Tensor):
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", mean.detach().clone())
+        self.register_buffer("matrix", matrix.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(((x.flatten(1) - self.mean) @ self.matrix).unflatten(1, x.shape[1:]))

@@ -337,6 +337,11 @@ class SearchSpace:
         ``torchnas.viz.diagrams``); every space draws its own."""
         raise ValueError(f"space {self.name!r} has no diagram: define {type(self).__name__}.graph")
 
+    def layer_counts(self, arch: Architecture) -> dict[str, int] | None:
+        """The layers of ``arch``'s network by kind (``{"conv layers": 39, "pooling layers": 2}``),
+        where the space counts them (``torchnas train --dry-run`` prints them); else None."""
+        return None
+
     def ground_truth(self, arch: Architecture, data_dir=None) -> dict | None:
         """What a benchmark table of this space says of ``arch`` (NAS-Bench-201's does), or None
         for a space without one. Read only to report a finished search, never inside one."""

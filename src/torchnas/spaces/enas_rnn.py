@@ -15,8 +15,9 @@ output at its prev-index step, node 0 by a zero vector with a zero attention key
 leading ``Step(None, anchor="void")`` for node 0 (no LSTM step, zero content and key), then per
 node ``Step(prev, anchor="h")`` and ``Step(act)``. The reference's distance bias
 ``-(i - j)² / 6`` on the prev logits and the input scaling ``1 / (0.1 + i - j)`` are controller
-options (``anchor_distance_bias: 1/6``, ``anchor_input_offset: 0.1``). Not reproduced: the
-reference ties the function softmax to the function embedding and its LSTM has no biases.
+options (``anchor_distance_bias: 1/6``, ``anchor_input_offset: 0.1``), and its bias-free LSTM
+(``[x, h] @ w_lstm``) is ``lstm_bias: false`` in the ``enas-rnn`` preset. Not reproduced: the
+reference ties the function softmax to the function embedding.
 
 Cell (``enas_lm/src/child.py`` ``_rnn_fn``; one time step, no biases anywhere):
 
@@ -306,12 +307,10 @@ class ENASRNNSharedCell(_CellBase):
             raise ValueError(f"enas-rnn output must be one of {', '.join(OUTPUTS)}, not {output!r}")
         self.space, self.output, self.num_nodes = space, output, space.num_nodes
         A = self.num_activations = len(space.activations)
-        matrices = []
-        for l in range(1, space.num_nodes + 1):
-            layer = _init(torch.empty(A, l, hidden_size, 2 * hidden_size), init_range)
-            matrices += [layer[f, p].clone() for f in range(A) for p in range(l)]
-            del layer
-        self.w = nn.ParameterList(nn.Parameter(m) for m in matrices)
+        # drawn one matrix at a time in the layer tensor's order (the same draws: uniform_ is
+        # serial on a CPU), not as the tensor and then copied: its 0.35 GB stayed in the heap
+        self.w = nn.ParameterList(nn.Parameter(_init(torch.empty(hidden_size, 2 * hidden_size), init_range))
+                                  for l in range(1, space.num_nodes + 1) for f in range(A) for p in range(l))
 
     def index(self, l: int, f: int, p: int) -> int:
         """Position in ``w`` of node ``l``'s matrix for activation ``f`` and prev node ``p``."""

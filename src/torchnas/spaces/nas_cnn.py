@@ -17,10 +17,21 @@ A child network follows the paper's rules (§3.3):
 * every layer that no later layer uses is concatenated into the classifier's input, which
   is global average pooling and a linear layer.
 
-Fixed max-pooling (the paper's "v3 max pooling" variant) is ``pool_after``: a 2×2 max pool
-(stride 2) is applied to the output of each listed layer. The space can be deepened
-(:meth:`NASCNNSpace.resized`) for Zoph & Le's progressive depth; an architecture string's
-length tells its depth.
+The paper's "v3 max pooling" row (§4.1: "we have our model predict 13 layers where each layer
+prediction is a fully connected block of 3 layers", filters from [6, 12, 24, 36], "2 pooling
+layers at layer 13 and layer 24") is three settings, read as docs/reference-settings.md says:
+
+* ``block_layers``: each predicted layer (a *unit*) is a block of that many convolutions with its
+  height, width and filters, densely connected: block convolution k reads the unit's input and
+  the outputs of convolutions 0..k-1, concatenated; the unit's output is the concatenation of its
+  convolutions (``block_output: concat``) or its last one (``last``);
+* ``pool_after``: a 2×2 max pool (stride 2) on the output of each listed unit;
+* ``pooled_skips``: inputs of different sizes are zero-padded to the largest (``pad``, the rule
+  above) or the larger ones max-pooled down to the smallest (``pool``: a skip crosses the same
+  pooling layers as the main path).
+
+The space can be deepened (:meth:`NASCNNSpace.resized`) for Zoph & Le's progressive depth; an
+architecture string's length tells its depth.
 """
 from __future__ import annotations
 
@@ -31,11 +42,13 @@ from torch import nn
 from ..registry import register
 from .base import AnchorSet, Architecture, ArchitectureError, Choice, SearchSpace, Step
 from .graph import Graph, Node, stack_graph
-from ..settings import Count
+from ..settings import Count, NonNegativeInt
 
 PAPER_SIZES = (1, 3, 5, 7)
 PAPER_FILTERS = (24, 36, 48, 64)
 PAPER_STRIDES = (1, 2, 3)
+BLOCK_OUTPUTS = ("concat", "last")
+POOLED_SKIPS = ("pad", "pool")
 
 
 @register("space")
@@ -43,9 +56,16 @@ class NASCNNSpace(SearchSpace):
     name = "nas-cnn"
 
     def __init__(self, layers: Count = 6, filter_sizes=PAPER_SIZES, num_filters=PAPER_FILTERS,
-                 strides=None, pool_after=(), stride_shape: str = "square"):
-        if layers < 1:
-            raise ValueError(f"nas-cnn needs layers >= 1, got {layers}")
+                 strides=None, pool_after=(), stride_shape: str = "square", block_layers: Count = 1,
+                 block_output: str = "concat", pooled_skips: str = "pad"):
+        if layers < 1 or block_layers < 1:
+            raise ValueError(f"nas-cnn needs layers >= 1 and block_layers >= 1, got {layers} and {block_layers}")
+        if block_output not in BLOCK_OUTPUTS or pooled_skips not in POOLED_SKIPS:
+            raise ValueError(f"nas-cnn block_output must be one of {', '.join(BLOCK_OUTPUTS)} and pooled_skips one "
+                             f"of {', '.join(POOLED_SKIPS)}; got {block_output!r} and {pooled_skips!r}")
+        if strides and (block_layers > 1 or pooled_skips == "pool"):
+            raise ValueError("nas-cnn: strides are searched with block_layers 1 and pooled_skips 'pad' only (the "
+                             "paper's v2 row); its blocks and pooling (v3) predict no strides")
         for k in filter_sizes:
             if int(k) < 1 or int(k) % 2 == 0:
                 raise ValueError(f"nas-cnn filter sizes must be odd and >= 1 ('same' padding), got {k}")
@@ -65,6 +85,7 @@ class NASCNNSpace(SearchSpace):
         self.strides = None if strides is None else tuple(int(s) for s in strides)
         self.pool_after = tuple(sorted(set(int(p) for p in pool_after)))
         self.stride_shape = stride_shape
+        self.block_layers, self.block_output, self.pooled_skips = int(block_layers), block_output, pooled_skips
         decisions, steps = [], []
         for i in range(layers):
             fields = [("fh", self.filter_sizes), ("fw", self.filter_sizes)]
@@ -86,7 +107,8 @@ class NASCNNSpace(SearchSpace):
         """Zoph & Le (2017, Fig. 7; §3.3): each layer's inputs are the layers its anchor point
         picked (none: the image); the layers no layer uses feed GAP + softmax."""
         layers = self.layers_of(arch)
-        labels = [f"layer {i}: {l['fh']}x{l['fw']}, {l['nf']} filters, stride {_stride_text(l['stride'])}"
+        block = (lambda l: "" if l["block"] == 1 else f"{l['block']} x ")
+        labels = [f"layer {i}: {block(l)}{l['fh']}x{l['fw']}, {l['nf']} filters, stride {_stride_text(l['stride'])}"
                   + ("\n+ max pool 2x2" if l["pool"] else "") for i, l in enumerate(layers)]
         used = {j for l in layers for j in l["inputs"]}
         return stack_graph(f"Zoph & Le CNN ({len(layers)} layers)", [Node("image", "image", "input")], labels,
@@ -98,7 +120,9 @@ class NASCNNSpace(SearchSpace):
         return {"name": self.name, "layers": self.layers, "filter_sizes": list(self.filter_sizes),
                 "num_filters": list(self.num_filters),
                 "strides": None if self.strides is None else list(self.strides),
-                "pool_after": list(self.pool_after), "stride_shape": self.stride_shape}
+                "pool_after": list(self.pool_after), "stride_shape": self.stride_shape,
+                "block_layers": self.block_layers, "block_output": self.block_output,
+                "pooled_skips": self.pooled_skips}
 
     def resized(self, layers: int) -> "NASCNNSpace":
         cfg = self.config()
@@ -137,8 +161,8 @@ class NASCNNSpace(SearchSpace):
 
     # -- the child network -------------------------------------------------------------------
     def layers_of(self, arch: Architecture) -> list[dict]:
-        """Per layer: fh, fw, stride (height, width), nf and inputs (the layers feeding it; empty =
-        image)."""
+        """Per predicted layer: fh, fw, stride (height, width), nf, inputs (the layers feeding it;
+        empty = image), pool (a max pool after it), block (its convolutions) and block_output."""
         space = self._for_length(len(arch.values))
         space.check(arch)
         out = []
@@ -148,11 +172,20 @@ class NASCNNSpace(SearchSpace):
             out.append({"fh": space.filter_sizes[v["fh"]], "fw": space.filter_sizes[v["fw"]],
                         "stride": _stride(space, v),
                         "nf": space.num_filters[v["nf"]], "inputs": list(v["inputs"]),
-                        "pool": i in space.pool_after})
+                        "pool": i in space.pool_after, "block": space.block_layers,
+                        "block_output": space.block_output})
         return out
 
-    def child(self, arch: Architecture, in_channels: int, num_classes: int) -> "NASCNNChild":
-        return NASCNNChild(self.layers_of(arch), in_channels, num_classes)
+    def layer_counts(self, arch: Architecture) -> dict[str, int]:
+        layers = self.layers_of(arch)
+        return {"conv layers": sum(l["block"] for l in layers), "pooling layers": sum(l["pool"] for l in layers)}
+
+    def child(self, arch: Architecture, in_channels: int, num_classes: int,
+              extra_filters: NonNegativeInt = 0) -> "NASCNNChild":
+        """The child network; ``extra_filters`` adds that many filters to every layer (Zoph & Le
+        §4.1, Table 1's last row: "adding 40 more filters to each layer")."""
+        layers = [{**l, "nf": l["nf"] + int(extra_filters)} for l in self.layers_of(arch)]
+        return NASCNNChild(layers, in_channels, num_classes, self.pooled_skips)
 
 
 def _stride(space: NASCNNSpace, v: dict) -> tuple[int, int]:
@@ -174,42 +207,89 @@ def pad_to(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return x if dh == dw == 0 else F.pad(x, (0, dw, 0, dh))
 
 
-def concat_padded(xs: list[torch.Tensor]) -> torch.Tensor:
+def pool_to(x: torch.Tensor, h: int) -> torch.Tensor:
+    """``x`` through 2×2 max pools (stride 2, ``ceil_mode`` as the pooling layers) until its height
+    is ``h``: a map from before ``n`` pooling layers, made the size of one after them."""
+    while x.shape[2] > h:
+        x = F.max_pool2d(x, 2, 2, ceil_mode=True)
+    return x
+
+
+def concat_padded(xs: list[torch.Tensor], pooled_skips: str = "pad") -> torch.Tensor:
+    """Inputs concatenated along depth, of one size: the smaller zero-padded to the largest (§3.3)
+    or, with ``pooled_skips='pool'``, the larger max-pooled down to the smallest."""
     if len(xs) == 1:
         return xs[0]
+    if pooled_skips == "pool":
+        h = min(x.shape[2] for x in xs)
+        return torch.cat([pool_to(x, h) for x in xs], dim=1)
     h = max(x.shape[2] for x in xs)
     w = max(x.shape[3] for x in xs)
     return torch.cat([pad_to(x, h, w) for x in xs], dim=1)
 
 
+class ConvBNReLU(nn.Sequential):
+    def __init__(self, cin: int, cout: int, kernel: tuple[int, int], stride=(1, 1)):
+        super().__init__(nn.Conv2d(cin, cout, kernel, stride=stride, padding=(kernel[0] // 2, kernel[1] // 2),
+                                   bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+
+
+class Unit(nn.Module):
+    """One predicted layer: ``block`` convolutions (conv → BN → ReLU) of its height, width, filters
+    and stride, densely connected (convolution k reads the input and convolutions 0..k-1); the
+    output concatenates them (``block_output='concat'``) or is the last one's."""
+
+    def __init__(self, layer: dict, cin: int):
+        super().__init__()
+        nf, k = layer["nf"], (layer["fh"], layer["fw"])
+        self.convs = nn.ModuleList(ConvBNReLU(cin + j * nf, nf, k, layer["stride"]) for j in range(layer["block"]))
+        self.concat = layer["block_output"] == "concat" and layer["block"] > 1
+        self.pool = nn.MaxPool2d(2, 2, ceil_mode=True) if layer["pool"] else None
+        self.out_channels = nf * (layer["block"] if self.concat else 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs = []
+        for j, conv in enumerate(self.convs):
+            outs.append(conv(torch.cat([x, *outs], 1) if j else x))
+        y = torch.cat(outs, 1) if self.concat else outs[-1]
+        return y if self.pool is None else self.pool(y)
+
+
 class NASCNNChild(nn.Module):
     """A standalone child network of the Zoph & Le space (rules in the module docstring)."""
 
-    def __init__(self, layers: list[dict], in_channels: int, num_classes: int):
+    def __init__(self, layers: list[dict], in_channels: int, num_classes: int, pooled_skips: str = "pad"):
         super().__init__()
-        self.spec = layers
+        self.spec, self.pooled_skips = layers, pooled_skips
         used = {j for layer in layers for j in layer["inputs"]}
         self.loose_ends = [i for i in range(len(layers)) if i not in used]
-        self.convs = nn.ModuleList()
-        self.bns = nn.ModuleList()
+        self.units = nn.ModuleList()
         for layer in layers:
-            cin = sum(layers[j]["nf"] for j in layer["inputs"]) if layer["inputs"] else in_channels
-            self.convs.append(nn.Conv2d(cin, layer["nf"], (layer["fh"], layer["fw"]), stride=layer["stride"],
-                                        padding=(layer["fh"] // 2, layer["fw"] // 2), bias=False))
-            self.bns.append(nn.BatchNorm2d(layer["nf"]))
-        self.classifier = nn.Linear(sum(layers[i]["nf"] for i in self.loose_ends), num_classes)
+            cin = sum(self.units[j].out_channels for j in layer["inputs"]) if layer["inputs"] else in_channels
+            self.units.append(Unit(layer, cin))
+        self.classifier = nn.Linear(sum(self.units[i].out_channels for i in self.loose_ends), num_classes)
+        self._register_load_state_dict_pre_hook(_renamed_keys)
+
+    @property
+    def convs(self) -> list[nn.Conv2d]:
+        """Every convolution, in order (units, then each unit's block)."""
+        return [m for m in self.modules() if isinstance(m, nn.Conv2d)]
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         outs: list[torch.Tensor] = []
-        for layer, conv, bn in zip(self.spec, self.convs, self.bns):
-            inp = concat_padded([outs[j] for j in layer["inputs"]]) if layer["inputs"] else x
-            y = F.relu(bn(conv(inp)))
-            if layer["pool"]:
-                y = F.max_pool2d(y, 2, 2, ceil_mode=True)
-            outs.append(y)
+        for layer, unit in zip(self.spec, self.units):
+            outs.append(unit(concat_padded([outs[j] for j in layer["inputs"]], self.pooled_skips)
+                             if layer["inputs"] else x))
         return outs
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outs = self.features(x)
-        h = concat_padded([outs[i] for i in self.loose_ends])
+        h = concat_padded([outs[i] for i in self.loose_ends], self.pooled_skips)
         return self.classifier(h.mean((2, 3)))
+
+
+def _renamed_keys(state, prefix, *args) -> None:
+    """Weights saved before units had blocks (``convs.i``, ``bns.i``) load as block convolution 0."""
+    for key in [k for k in state if k.startswith((prefix + "convs.", prefix + "bns."))]:
+        kind, i, rest = key[len(prefix):].split(".", 2)
+        state[f"{prefix}units.{i}.convs.0.{0 if kind == 'convs' else 1}.{rest}"] = state.pop(key)

@@ -8,11 +8,12 @@ import time
 import torch
 
 from ..data.images import load_data_cached, load_image_data
-from ..nn import count_flops
+from ..nn import Whitened, count_flops
 from ..registry import register
 from ..runs import RunDir, RunError
 from ..settings import Count, NonNegative, Positive, checked
 from ..training import Training, arch_seed, run_epochs
+from ..training.images import AugmentSpec
 from .base import SharedWeights, Task
 
 # input shape and classes of the named data sets, for building a network without its data
@@ -28,9 +29,13 @@ class ImageClassification(Task):
     def describe(self, space, arch, data: dict, net: dict) -> dict:
         (c, h, w), k = IMAGE_SHAPES.get(data.get("name"), ((3, 32, 32), 10))
         model = space.child(arch, c, k, **_sized(net, h))
-        return {"arch": str(arch), "params": sum(p.numel() for p in model.parameters()),
-                "aux_params": sum(p.numel() for n, p in model.named_parameters() if "aux" in n),
-                "input": (c, h, w), "classes": k, "net": net}
+        out = {"arch": str(arch), "params": sum(p.numel() for p in model.parameters()),
+               "aux_params": sum(p.numel() for n, p in model.named_parameters() if "aux" in n),
+               "input": (c, h, w), "classes": k, "net": net, "layers": space.layer_counts(arch)}
+        if net.get("extra_filters"):            # the count before "40 more filters" (Zoph & Le §4.1)
+            plain = space.child(arch, c, k, **_sized({**net, "extra_filters": 0}, h))
+            out["params_without_extra_filters"] = sum(p.numel() for p in plain.parameters())
+        return out
 
     def retrain(self, run, cfg: dict, space, arch, on_epoch=None) -> dict:
         data = load_data_cached(cfg["data"])
@@ -39,6 +44,8 @@ class ImageClassification(Task):
         net = _sized(cfg.get("net") or {}, data.shape[1])
         model = space.child(arch, data.shape[0], data.num_classes, **net)
         training = Training(model, data, seed=seed, **cfg["train"])
+        if training.whitening is not None:
+            _keep_whitening(run, training)
         history = run_epochs(run, training, lambda out: {
             "loss": out["loss"], "valid_acc": training.accuracy("valid"), "lr": out["lr"],
             "seconds": round(out["seconds"], 3)}, on_epoch)
@@ -47,14 +54,40 @@ class ImageClassification(Task):
                   "params": sum(p.numel() for p in model.parameters()), "flops": count_flops(model, data.shape),
                   "train_seconds": round(sum(h["seconds"] for h in history), 2),
                   "data": data.name, "test_images": len(data.test_y), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
-        torch.save(training.model.state_dict(), run.path / RunDir.MODEL)
+        torch.save(_saved(training).state_dict(), run.path / RunDir.MODEL)
         return result
 
     def export_network(self, space, arch, cfg: dict, net: dict, state: dict, out):
         shape, classes, info = _image_data(cfg["data"])
         model = space.child(arch, shape[0], classes, **_sized(net, shape[1]))
         example = (torch.randn((2,) + tuple(shape), generator=torch.Generator().manual_seed(0)),)
+        if "matrix" in state:                 # trained on whitened images: the whitening is exported too
+            d = state["matrix"].shape[0]
+            model = Whitened(model, torch.zeros(d), torch.zeros(d, d))
+            example = (torch.rand((2,) + tuple(shape), generator=torch.Generator().manual_seed(0)),)
+            info = {**info, "normalize": {"x": "x_uint8 / 255; the network whitens it (ZCA of the training "
+                                               "split, Zoph & Le 2017 §4.1: buffers mean and matrix)"}}
         return model, example, {"input": info}
+
+
+def _keep_whitening(run, training) -> None:
+    """The retraining's whitening, stored with the run (``whitening.pt``) when it starts and read
+    back when it resumes, so the run and its export apply one transform."""
+    from ..data.images import ZCA
+    from ..runs import atomic_write
+    path = run.path / RunDir.WHITENING
+    if path.exists():
+        stored = torch.load(path, map_location="cpu", weights_only=True)
+        training.whitening = ZCA(stored["mean"].to(training.device), stored["matrix"].to(training.device))
+    else:
+        state = {k: v.cpu() for k, v in training.whitening.state_dict().items()}
+        atomic_write(path, lambda f: torch.save(state, f))
+
+
+def _saved(training):
+    """What ``model.pt`` holds: the network, behind its whitening where it was trained on one."""
+    w = training.whitening
+    return training.model if w is None else Whitened(training.model, w.mean, w.matrix)
 
 
 def _sized(net: dict, size: int) -> dict:
@@ -111,7 +144,7 @@ class ImageSharedWeights(SharedWeights):
     def __init__(self, space, data: dict, seed: int = 0, epochs: int = 10, net: dict | None = None,
                  batch_size: Count = 128, lr_max: Positive = 0.05, lr_min: NonNegative = 0.0005, lr_t0: Count = 10,
                  lr_t_mul: Count = 2, momentum: NonNegative = 0.9, nesterov: bool = True, weight_decay: NonNegative = 1e-4,
-                 grad_clip: Positive | None = 5.0, augment="auto", aux_weight: NonNegative = 0.0,
+                 grad_clip: Positive | None = 5.0, augment: AugmentSpec = "auto", aux_weight: NonNegative = 0.0,
                  aux_train_head: bool = True, reward_batch: Count | None = None, reward_bn: str = "train",
                  channels_last: bool = True,
                  max_train_batches: Count | None = None, device: str | None = "auto"):

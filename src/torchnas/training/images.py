@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -17,12 +18,18 @@ from .state import load_training_state, training_state
 from ..settings import Count, Fraction, NonNegative, NonNegativeInt, Positive
 
 
+AugmentSpec = bool | Literal["auto", "zoph_le"] | dict | None
+
+
 def make_augment(spec, data):
     """``auto``/True: the standard CIFAR recipe (pad 4, random crop, horizontal flip) scaled to
     the image, pad H/8, flipped only where the data set says a mirrored image keeps its class
-    (``ImageData.mirror_symmetric``: not digits); a dict
-    gives Augment's arguments; False/None: no augmentation."""
-    from ..data.images import Augment
+    (``ImageData.mirror_symmetric``: not digits); ``zoph_le``: Zoph & Le's (§4.1) upsampling,
+    random crop and flip, applied after their whitening (``Training``); a dict gives Augment's
+    arguments; False/None: no augmentation."""
+    from ..data.images import Augment, UpsampleCrop
+    if spec == "zoph_le":
+        return UpsampleCrop(flip=data.mirror_symmetric)
     if spec in (True, "auto"):
         spec = {"pad": max(1, data.shape[1] // 8), "flip": data.mirror_symmetric}
     return Augment(**spec) if spec else None
@@ -73,7 +80,7 @@ class Training:
 
     def __init__(self, model, data, epochs: Count, batch_size: Count = 128, lr: Positive = 0.1, momentum: NonNegative = 0.9,
                  nesterov: bool = True, weight_decay: NonNegative = 1e-4, schedule: str = "cosine",
-                 augment: bool | str | dict = "auto", seed: int = 0, channels_last: bool = True,
+                 augment: AugmentSpec = "auto", seed: int = 0, channels_last: bool = True,
                  lr_min: NonNegative = 0.0, lr_t0: Count = 10, lr_t_mul: Count = 2, aux_weight: NonNegative = 0.0,
                  aux_train_head: bool = True, drop_path: Fraction = 1.0, cutout: NonNegativeInt = 0,
                  cutout_at: str = "center",
@@ -104,12 +111,25 @@ class Training:
         self.opt = torch.optim.SGD(self.params, lr=lr, momentum=momentum, nesterov=nesterov,
                                    weight_decay=weight_decay)
         self.augment = make_augment(augment, data)
+        # Zoph & Le's whitening replaces the per-channel normalisation, before the augmentation
+        self.whitening = None
+        if augment == "zoph_le":
+            from ..data.images import ZCA
+            zca = data.zca()
+            self.whitening = ZCA(zca.mean.to(self.device), zca.matrix.to(self.device))
         self.generator = torch.Generator().manual_seed(seed)
         self.total_steps = epochs * self.batches_per_epoch()
         self.epoch = self.step = 0
 
-    def _input(self, xb):
-        xb = self.data.normalize(xb).to(self.device, non_blocking=True)
+    def _input(self, xb, generator: torch.Generator | None = None):
+        """The network's input from a uint8 batch: normalised (or whitened), then augmented with
+        ``generator`` where the augmentation runs on the whitened images (``zoph_le``)."""
+        if self.whitening is not None:
+            xb = self.whitening(xb.to(self.device, non_blocking=True).float().div_(255.0))
+            if generator is not None:
+                xb = self.augment(xb, generator)
+        else:
+            xb = self.data.normalize(xb).to(self.device, non_blocking=True)
         return xb.contiguous(memory_format=torch.channels_last) if self.channels_last else xb
 
     def batches_per_epoch(self) -> int:
@@ -138,10 +158,10 @@ class Training:
             if self.drop_path < 1:           # micro_child.py _apply_drop_path: min(1, (global_step + 1) / N)
                 ratio = min(1.0, (self.step + 1) / self.total_steps)
                 self.model.drop_path_keep_prob = 1 - (1 - self.drop_path) * ratio
-            if self.augment is not None:
+            if self.augment is not None and self.whitening is None:
                 xb = self.augment(xb, self.generator)
             yb = yb.to(self.device)
-            xb = self._input(xb)
+            xb = self._input(xb, self.generator if self.augment is not None else None)
             if self.cutout:
                 xb = cutout(xb, self.cutout, self.generator, self.cutout_at)
             self.opt.zero_grad(set_to_none=True)      # before the forward pass: the last step's gradients are freed
