@@ -15,12 +15,15 @@ from torchnas.spaces.nas_cnn import concat_padded
 V3 = build_space(load_preset("nas-cnn-pool"))
 
 
-def _conv_inputs(model, x):
-    """Each block convolution's (conv → BN → ReLU) input and output, and each unit's input, from
-    one forward pass in eval mode."""
-    seen, unit_in = [], []
+def _conv_inputs(model, x, unit_out=None):
+    """Each block convolution's (conv → BN → ReLU) input and output, and each unit's input (and
+    output, into ``unit_out``), from one forward pass in eval mode."""
+    seen, unit_in, unit_out = [], [], unit_out if unit_out is not None else []
     hooks = [c.register_forward_hook(lambda m, i, o: seen.append((i[0], o))) for u in model.units for c in u.convs]
-    hooks += [u.register_forward_hook(lambda m, i, o: unit_in.append(i[0])) for u in model.units]
+    def record(m, i, o):                    # (a hook that returns something replaces the output)
+        unit_in.append(i[0])
+        unit_out.append(o)
+    hooks += [u.register_forward_hook(record) for u in model.units]
     model.eval()
     with torch.no_grad():
         model(x)
@@ -50,7 +53,8 @@ def test_a_block_is_densely_connected(block_output):
         arch = space.random(random.Random(seed))
         layers = space.layers_of(arch)
         model = space.child(arch, 3, 10)
-        seen, unit_in = _conv_inputs(model, torch.randn(2, 3, 16, 16))
+        unit_out = []
+        seen, unit_in = _conv_inputs(model, torch.randn(2, 3, 16, 16), unit_out)
         for u, layer in enumerate(layers):
             convs = seen[3 * u:3 * u + 3]
             for j, (inp, out) in enumerate(convs):
@@ -62,9 +66,7 @@ def test_a_block_is_densely_connected(block_output):
             block = torch.cat(outs, 1) if block_output == "concat" else outs[-1]
             if layer["pool"]:
                 block = torch.nn.functional.max_pool2d(block, 2, 2, ceil_mode=True)
-            readers = [v for v, l in enumerate(layers) if l["inputs"] == [u]]
-            for v in readers:                   # a unit reading only u gets u's output as is
-                assert torch.equal(unit_in[v], block)
+            assert torch.equal(unit_out[u], block)
         assert [l["pool"] for l in layers] == [False, True, False, True, False]
 
 
@@ -77,10 +79,15 @@ def test_skips_across_a_pool_are_padded_or_pooled():
     pooled = concat_padded([a, b], "pool")
     assert pooled.shape == (1, 3, 2, 2)
     assert torch.equal(pooled[:, :2], torch.nn.functional.max_pool2d(a, 2)) and torch.equal(pooled[:, 2:], b)
-    space = NASCNNSpace(layers=3, num_filters=(4,), pool_after=(0,), pooled_skips="pool")
-    arch = space.parse("nas-cnn:3,3,4,-,3,3,4,0,3,3,4,0+1")
-    _, unit_in = _conv_inputs(space.child(arch, 3, 10), torch.randn(1, 3, 8, 8))
-    assert unit_in[2].shape == (1, 8, 4, 4)                 # unit 0 pooled, unit 1 after the pool
+    x = torch.randn(1, 3, 8, 8)
+    for mode, size in [("pad", 8), ("pool", 4)]:         # unit 2 reads unit 0 (8x8) and unit 1 (pooled: 4x4)
+        space = NASCNNSpace(layers=3, num_filters=(4,), pool_after=(1,), pooled_skips=mode)
+        model = space.child(space.parse("nas-cnn:3,3,4,-,3,3,4,0,3,3,4,0+1"), 3, 10)
+        seen, unit_in = _conv_inputs(model, x)
+        assert unit_in[2].shape == (1, 8, size, size)
+        a, b = seen[0][1], torch.nn.functional.max_pool2d(seen[1][1], 2, 2, ceil_mode=True)
+        assert torch.equal(unit_in[2], concat_padded([a, b], mode))
+        assert model(x).shape == (1, 10)
 
 
 def test_strides_and_blocks_are_separate_rows():
@@ -174,8 +181,8 @@ def test_upsample_crop_and_flip():
 
 
 def test_retraining_and_export_apply_the_stored_whitening(tmp_path):
-    """``augment: zoph_le``: the retraining stores its whitening and resumes with it; model.pt and
-    the exported network take x_uint8 / 255 and whiten it as the training pipeline did."""
+    """``augment: zoph_le``: the retraining stores its whitening; model.pt and the exported network
+    take x_uint8 / 255 and whiten it as the training pipeline did."""
     from torchnas.cli import main
     from torchnas.data.images import load_image_data
     from torchnas.export import export_run, import_file
@@ -218,3 +225,83 @@ def test_dry_run_of_a_random_v3_network(capsys):
     assert plain.splitlines()[0] == wide.splitlines()[0]             # the same drawn architecture
     assert count(wide, "parameters:") > count(plain, "parameters:")
     assert count(wide, "per layer:") == count(plain, "parameters:")
+
+
+def test_a_resumed_retraining_reads_its_stored_whitening(tmp_path):
+    """``whitening.pt`` read back (not fitted again) when a retraining resumes; a damaged one, or
+    one for images of another size, is refused by name."""
+    from types import SimpleNamespace
+    from torchnas.data.images import load_image_data
+    from torchnas.runs import RunDir, RunError
+    from torchnas.tasks.images import _keep_whitening
+    from torchnas.training import Training
+    data = load_image_data("digits")
+    space = build_space(load_preset("nas-cnn-tiny"))
+    child = space.child(space.random(random.Random(0)), 1, 10)
+    run = SimpleNamespace(path=tmp_path)
+    fresh = Training(child, data, epochs=1, augment="zoph_le", device="cpu")
+    _keep_whitening(run, fresh)                               # the start: written
+    stored = torch.load(tmp_path / RunDir.WHITENING, weights_only=True)
+    assert torch.equal(stored["matrix"], data.zca().matrix)
+    torch.save({"mean": stored["mean"] + 1, "matrix": stored["matrix"] * 2}, tmp_path / RunDir.WHITENING)
+    resumed = Training(child, data, epochs=1, augment="zoph_le", device="cpu")
+    _keep_whitening(run, resumed)                             # a resume: read back as stored
+    assert torch.equal(resumed.whitening.matrix, stored["matrix"] * 2)
+    assert torch.equal(resumed.whitening.mean, stored["mean"] + 1)
+    for bad, message in [(b"not a tensor file", "is not a whitening this run wrote"),
+                         ({"mean": torch.zeros(3), "matrix": torch.zeros(3, 3)}, "another size")]:
+        path = tmp_path / RunDir.WHITENING
+        path.write_bytes(bad) if isinstance(bad, bytes) else torch.save(bad, path)
+        with pytest.raises(RunError, match=message):
+            _keep_whitening(run, Training(child, data, epochs=1, augment="zoph_le", device="cpu"))
+
+
+def test_zoph_le_refuses_images_too_large_to_whiten():
+    from torchnas.data.images import ImageData
+    x = torch.zeros(2, 3, 96, 96, dtype=torch.uint8)
+    y = torch.zeros(2, dtype=torch.long)
+    data = ImageData("big", x, y, x, y, x, y, 2, ["a", "b"], torch.zeros(3), torch.ones(3))
+    with pytest.raises(ValueError, match=r"27,648 values here .* \(data.image_size: 64 or less\)"):
+        data.zca()
+
+
+def test_augment_arguments_are_checked_up_front(capsys):
+    from torchnas.cli import main
+    assert main(["train", "--preset", "nas-cnn-tiny", "--arch", "random", "--dry-run",
+                 "--set", "train.augment={pda: 3}"]) == 2
+    assert "train.augment" in capsys.readouterr().err
+
+
+def test_a_retraining_checkpointed_before_blocks_resumes():
+    """A checkpoint of the layout before units had blocks: model keys ``convs.i``/``bns.i`` and the
+    optimizer's momentum kept in that layout's parameter order (all convs, then all BNs): it
+    resumes with each momentum on its own parameter."""
+    from torchnas.data.images import load_image_data
+    from torchnas.spaces.nas_cnn import current_key
+    from torchnas.training import Training
+    data = load_image_data("digits")
+    space = NASCNNSpace(layers=3, num_filters=(4, 8))
+    arch = space.parse("nas-cnn:3,3,4,-,1,3,8,0,3,1,4,0+1")
+    make = (lambda: Training(space.child(arch, 1, 10), data, epochs=2, batch_size=64, device="cpu",
+                             channels_last=False, max_batches=2))
+    t = make()
+    t.train_epoch()
+    now = t.state_dict()
+    # the old layout's state dict, in its order: every conv, then every BN, then the classifier
+    old_keys = [f"convs.{i}.weight" for i in range(3)] + [
+        f"bns.{i}.{b}" for i in range(3) for b in ("weight", "bias", "running_mean", "running_var",
+                                                   "num_batches_tracked")] + ["classifier.weight", "classifier.bias"]
+    assert sorted(map(current_key, old_keys)) == sorted(now["model"])
+    names = [n for n, _ in t.model.named_parameters()]
+    old_order = [current_key(k) for k in old_keys if current_key(k) in names]
+    assert old_order != names and sorted(old_order) == sorted(names)
+    old = dict(now)
+    old["model"] = {k: now["model"][current_key(k)] for k in old_keys}
+    old["optimizer"] = {**now["optimizer"], "state": {i: now["optimizer"]["state"][names.index(n)]
+                                                      for i, n in enumerate(old_order)}}
+    resumed = make()
+    resumed.load_state_dict(old)
+    momentum = resumed.opt.state_dict()["state"]
+    for i, p in enumerate(names):
+        assert torch.equal(momentum[i]["momentum_buffer"], now["optimizer"]["state"][i]["momentum_buffer"]), p
+    resumed.train_epoch()                                      # the step runs (it crashed before)

@@ -460,9 +460,10 @@ def _tensorboard(run: RunDir, where, emit: Events, prefix: str = ""):
 RANDOM_ARCH = "random"     # torchnas train --arch random: an architecture drawn from the space
 
 
-def _train_settings(arch, preset, set, epochs, data, data_dir):
+def _train_settings(arch, preset, set, epochs, data, data_dir, seed=None):
     """(space, arch string, data, train settings, net settings, source config); ``arch`` a
-    string, a best.json, a search run or a :class:`Run`."""
+    string, a best.json, a search run, a :class:`Run` or ``random`` (drawn with ``seed``, else
+    the config's)."""
     arch = arch.path if isinstance(arch, Run) else arch
     drawn = arch == RANDOM_ARCH
     arch, source_cfg = _arch_source(str(arch)) if arch and not drawn else (None, None)
@@ -485,7 +486,7 @@ def _train_settings(arch, preset, set, epochs, data, data_dir):
         data_ = data_config(data or data_["name"], _path(data_dir), data_)
     space = build_space(source_cfg)
     if drawn:                          # a random architecture of the space, from the config's seed
-        arch = str(space.random(random.Random(source_cfg.get("seed", 0))))
+        arch = str(space.random(random.Random(seed if seed is not None else source_cfg.get("seed", 0))))
     _check_arch_space(arch, source_cfg)
     arch = str(space.parse(arch))      # validates; a clear error names the bad decision
     return space, arch, data_, settings, net, source_cfg
@@ -528,7 +529,7 @@ def train(*, arch=None, preset: str | None = None, epochs: int | None = None, se
             _retrain(run, tensorboard, emit)
         return Run(run.path)
     from .train import train_config
-    space, arch, data_, settings, net, source_cfg = _train_settings(arch, preset, set, epochs, data, data_dir)
+    space, arch, data_, settings, net, source_cfg = _train_settings(arch, preset, set, epochs, data, data_dir, seed)
     if device is not None:
         settings["device"] = device
     seed = seed if seed is not None else source_cfg.get("seed", 0)

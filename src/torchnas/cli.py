@@ -191,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="retrain an architecture from scratch and report test accuracy")
     t.add_argument("--arch", "--arc", dest="arch",
                    help="an architecture string (or the authors' arc), a best.json, a search run directory, or "
-                        "'random' (one drawn from the space with the config's seed)")
+                        "'random' (one drawn from the space with --seed, else the config's seed)")
     t.add_argument("--dry-run", action="store_true", help="build the network, print its parameter count, exit")
     t.add_argument("--preset", help="settings (space, data, train) from this preset instead of the run's")
     t.add_argument("--epochs", type=int, help="training epochs (default: the run's or preset's train.epochs)")

@@ -204,12 +204,13 @@ class RunDir:
     def new(self):
         """Around the first work of a run this process just created: if it fails (an error, not
         Ctrl-C) before writing anything but its config, the run directory is removed again, so
-        a failed start leaves nothing behind. A run with any record, log line or checkpoint stays."""
+        a failed start leaves nothing behind (its whitening, fitted at the start, goes too). A run
+        with any record, log line or checkpoint stays."""
         try:
             yield self
         except Exception:
             names = {p.name for p in self.path.iterdir()} if self.path.is_dir() else {None}
-            if getattr(self, "held", False) and names <= {self.CONFIG, self.LOCK, self.OWNER}:
+            if getattr(self, "held", False) and names <= {self.CONFIG, self.LOCK, self.OWNER, self.WHITENING}:
                 for name in names:
                     (self.path / name).unlink(missing_ok=True)
                 if getattr(self, "made", False):

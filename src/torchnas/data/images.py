@@ -27,6 +27,7 @@ CIFAR_HOW_TO_GET = (
     "DIR = DATA_ROOT/cifar10), or unpack the official cifar-10-python.tar.gz "
     "(https://www.cs.toronto.edu/~kriz/cifar.html) there.")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp"}
+ZCA_MAX_DIM = 3 * 64 * 64   # the largest image ZCA whitens (its float64 covariance: 1.2 GB)
 ZCA_EPSILON = 0.1    # ZCA's regulariser on [0, 1] pixels: not given by Zoph & Le (docs/reference-settings.md)
 TEST_SPLIT_SEED = 0  # fixed: the test set must not change with the search seed
 
@@ -52,6 +53,11 @@ class ImageData:
 
     def zca(self) -> "ZCA":
         """ZCA whitening fitted on this training split (once; ``augment: zoph_le``)."""
+        d = self.shape[0] * self.shape[1] * self.shape[2]
+        if d > ZCA_MAX_DIM:
+            raise ValueError(f"augment: zoph_le whitens the whole flattened image, {d:,} values here (a "
+                             f"{d:,} x {d:,} matrix, {d * d * 8 / 1e9:,.0f} GB to fit); shrink the images "
+                             f"(data.image_size: 64 or less) or use augment: auto")
         if self._zca is None:
             self._zca = ZCA.fit(self.train_x)
         return self._zca
@@ -360,16 +366,16 @@ class ZCA:
 class UpsampleCrop:
     """The rest of Zoph & Le's pipeline (§4.1), on whitened float images (B, C, H, W): "upsample
     each image then choose a random 32x32 crop of this upsampled image. Finally, we use random
-    horizontal flips". Upsampled to ``round(H * 9 / 8)`` (36 for CIFAR-10; the paper gives no
-    size: ours, docs/reference-settings.md), bilinear."""
+    horizontal flips". Upsampled to 9/8 of the size, rounded half up and at least one pixel more
+    (36 for CIFAR-10; the paper gives no size: ours, docs/reference-settings.md), bilinear."""
 
     def __init__(self, flip: bool = True, ratio: float = 9 / 8):
         self.flip, self.ratio = flip, ratio
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         (b, c, h, w), dev = x.shape, x.device
-        big = F.interpolate(x, size=(round(h * self.ratio), round(w * self.ratio)), mode="bilinear",
-                            align_corners=False)
+        size = [max(n + 1, int(n * self.ratio + 0.5)) for n in (h, w)]      # at least one row and column more
+        big = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
         oy = torch.randint(0, big.shape[2] - h + 1, (b, 1), generator=generator, device=generator.device).to(dev)
         ox = torch.randint(0, big.shape[3] - w + 1, (b, 1), generator=generator, device=generator.device).to(dev)
         cols = torch.arange(w, device=dev).expand(b, w)

@@ -177,6 +177,8 @@ class NASCNNSpace(SearchSpace):
         return out
 
     def layer_counts(self, arch: Architecture) -> dict[str, int]:
+        """Convolutions and the ``pool_after`` pools (a skip pooled down with ``pooled_skips:
+        pool`` passes through those same pooling layers: not counted again)."""
         layers = self.layers_of(arch)
         return {"conv layers": sum(l["block"] for l in layers), "pooling layers": sum(l["pool"] for l in layers)}
 
@@ -269,6 +271,7 @@ class NASCNNChild(nn.Module):
             self.units.append(Unit(layer, cin))
         self.classifier = nn.Linear(sum(self.units[i].out_channels for i in self.loose_ends), num_classes)
         self._register_load_state_dict_pre_hook(_renamed_keys)
+        self.current_key = current_key          # training/state.py: an old checkpoint's optimizer state
 
     @property
     def convs(self) -> list[nn.Conv2d]:
@@ -288,8 +291,16 @@ class NASCNNChild(nn.Module):
         return self.classifier(h.mean((2, 3)))
 
 
+def current_key(key: str, prefix: str = "") -> str:
+    """The name today of a weight saved before units had blocks: ``convs.i.*`` and ``bns.i.*`` are
+    block convolution 0's conv and BN (``units.i.convs.0.{0,1}.*``); other names are unchanged."""
+    if not key.startswith((prefix + "convs.", prefix + "bns.")):
+        return key
+    kind, i, rest = key[len(prefix):].split(".", 2)
+    return f"{prefix}units.{i}.convs.0.{0 if kind == 'convs' else 1}.{rest}"
+
+
 def _renamed_keys(state, prefix, *args) -> None:
-    """Weights saved before units had blocks (``convs.i``, ``bns.i``) load as block convolution 0."""
-    for key in [k for k in state if k.startswith((prefix + "convs.", prefix + "bns."))]:
-        kind, i, rest = key[len(prefix):].split(".", 2)
-        state[f"{prefix}units.{i}.convs.0.{0 if kind == 'convs' else 1}.{rest}"] = state.pop(key)
+    """Weights saved before units had blocks load as block convolution 0 (``current_key``)."""
+    for key in [k for k in state if current_key(k, prefix) != k]:
+        state[current_key(key, prefix)] = state.pop(key)

@@ -77,7 +77,16 @@ def _keep_whitening(run, training) -> None:
     from ..runs import atomic_write
     path = run.path / RunDir.WHITENING
     if path.exists():
-        stored = torch.load(path, map_location="cpu", weights_only=True)
+        d = training.whitening.mean.numel()
+        try:
+            stored = torch.load(path, map_location="cpu", weights_only=True)
+            ok = stored["mean"].shape == (d,) and stored["matrix"].shape == (d, d)
+        except Exception as e:                                  # noqa: BLE001 (any damage: one line)
+            raise RunError(f"{path} is not a whitening this run wrote ({type(e).__name__}: {e}); delete it to "
+                           f"fit the whitening again from the training split") from None
+        if not ok:
+            raise RunError(f"{path} whitens images of another size than this run's data ({d:,} values); "
+                           f"delete it to fit the whitening again from the training split")
         training.whitening = ZCA(stored["mean"].to(training.device), stored["matrix"].to(training.device))
     else:
         state = {k: v.cpu() for k, v in training.whitening.state_dict().items()}

@@ -8,6 +8,9 @@ import math
 import time
 from typing import Literal
 
+from pydantic import ConfigDict
+from typing_extensions import TypedDict
+
 import torch
 import torch.nn.functional as F
 
@@ -15,10 +18,17 @@ from . import progress
 from .device import default_device
 from .schedules import cosine_lr, cosine_restart_lr
 from .state import load_training_state, training_state
-from ..settings import Count, Fraction, NonNegative, NonNegativeInt, Positive
+from ..settings import Count, Fraction, NonNegative, NonNegativeInt, Positive, checked
 
 
-AugmentSpec = bool | Literal["auto", "zoph_le"] | dict | None
+class AugmentArgs(TypedDict, total=False):
+    """``augment: {pad: N, flip: bool}``: :class:`torchnas.data.images.Augment`'s arguments."""
+    __pydantic_config__ = ConfigDict(extra="forbid")      # a misspelt key is refused up front
+    pad: NonNegativeInt
+    flip: bool
+
+
+AugmentSpec = bool | Literal["auto", "zoph_le"] | AugmentArgs | None
 
 
 def make_augment(spec, data):
@@ -32,7 +42,7 @@ def make_augment(spec, data):
         return UpsampleCrop(flip=data.mirror_symmetric)
     if spec in (True, "auto"):
         spec = {"pad": max(1, data.shape[1] // 8), "flip": data.mirror_symmetric}
-    return Augment(**spec) if spec else None
+    return Augment(**checked("train.augment", Augment, spec)) if spec else None
 
 
 def loss_with_aux(out, y: torch.Tensor, aux_weight: float):
