@@ -170,3 +170,30 @@ def test_workers_auto_with_ray_is_a_task_per_child():
     executor = {"workers": "auto", "backend": "ray", "address": "auto"}
     sized = api._size_workers(executor, NB201Space(), types.SimpleNamespace(batch_size=6), None)
     assert sized == {"workers": 6, "threads": 1, "backend": "ray", "address": "auto"}
+
+
+def test_a_ctrl_c_while_a_worker_starts_is_held_not_lost():
+    """Issue 27: SIGINT was ignored while a submit started a worker, so a Ctrl-C that came then was
+    lost and the search ran on. Now it is blocked for that moment and raised right after, and the
+    started process begins with SIGINT blocked (quiet until its worker set-up ignores it)."""
+    import multiprocessing
+    import threading
+    from torchnas.evaluators.executors import sigint_blocked_in_children
+    ctx = multiprocessing.get_context("spawn")
+    q = ctx.Queue()
+    reached = []
+    with pytest.raises(KeyboardInterrupt):
+        with sigint_blocked_in_children():
+            p = ctx.Process(target=_report_sigint_mask, args=(q,))
+            p.start()
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)   # Ctrl-C mid-start
+            reached.append("after the Ctrl-C, inside")        # held: not raised here
+        reached.append("after the block")                    # raised as the block ends: not here
+    assert reached == ["after the Ctrl-C, inside"]
+    assert q.get(timeout=60) is True
+    p.join(timeout=60)
+
+
+def _report_sigint_mask(q):
+    import signal
+    q.put(signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []))

@@ -16,7 +16,7 @@ import sys
 import time
 
 from .config import RunConfig, apply_override, build, build_evaluator, build_space, build_strategy, load_preset
-from .evaluators.executors import quiet_worker, sigint_ignored_in_children
+from .evaluators.executors import quiet_worker, sigint_blocked_in_children
 
 _EVALUATORS = {}
 
@@ -90,7 +90,7 @@ def _searches(jobs: list, workers: int):
         yield from map(_one_seed, jobs)
         return
     ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    with sigint_ignored_in_children():          # the pool starts its processes now
+    with sigint_blocked_in_children():          # the pool starts its processes now
         pool = ctx.Pool(workers, initializer=quiet_worker, initargs=(os.getpid(),))
     with pool:
         yield from pool.imap(_one_seed, jobs)

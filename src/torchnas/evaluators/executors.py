@@ -71,6 +71,7 @@ def quiet_worker(parent: int) -> None:
     worker at once, without a traceback; and the worker ends when its parent does, whatever
     killed it (a SIGKILLed parent tells nobody: a daemon thread sees the worker re-parented)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})     # blocked since the start: now ignored
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     def watch():
@@ -83,18 +84,20 @@ def quiet_worker(parent: int) -> None:
 
 
 @contextlib.contextmanager
-def sigint_ignored_in_children():
-    """Processes started inside begin with SIGINT ignored (exec keeps SIG_IGN, and Python then
-    installs no KeyboardInterrupt handler), so a Ctrl-C during their start-up prints nothing.
-    The parent ignores SIGINT for those milliseconds too; off the main thread, nothing changes."""
+def sigint_blocked_in_children():
+    """Processes started inside begin with SIGINT blocked (the signal mask survives fork and exec),
+    so a Ctrl-C during their start-up prints nothing; ``quiet_worker`` then ignores it for good.
+    The parent's main thread blocks SIGINT for those milliseconds too: a Ctrl-C then waits and is
+    raised when they end (ignoring it instead lost it: issue 27). Off the main thread, nothing
+    changes."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, old)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def _init_worker(evaluator: Evaluator, threads: int, started=None, parent: int | None = None) -> None:
@@ -177,10 +180,10 @@ class LocalPool(Executor):
         token = os.urandom(4).hex()                 # keys of this call's children
 
         def submit(j):
-            # a submit may start one of the pool's processes: only then is Ctrl-C held off (a
-            # Ctrl-C ignored at every submit was lost whenever it came as a batch began)
+            # a submit may start one of the pool's processes: only then is Ctrl-C held back, and
+            # raised once the process has started (ignored instead, it was lost)
             starting = len(getattr(self._pool, "_processes", None) or ()) < self.workers
-            with sigint_ignored_in_children() if starting else contextlib.nullcontext():
+            with sigint_blocked_in_children() if starting else contextlib.nullcontext():
                 try:
                     return self._pool.submit(_evaluate, archs[j], (token, j))
                 except BrokenProcessPool:          # a worker died while the pool was idle: no child lost
