@@ -199,13 +199,28 @@ def test_ws_rank_statistics_on_known_scores(stand_in, tmp_path, monkeypatch):
     assert r["policy"]["largest_cell_share"] == pytest.approx(0.3)
     assert r["policy"]["mean_200ep"] == pytest.approx((3 * rows[ALL_CONV3] + 7 * rows[BAD]) / 10)
     assert r["policy"]["distinct_cells_mean_200ep"] == pytest.approx(sum(verdict) / 30)
+    assert (r["policy"]["draws"], r["policy"]["distinct"]) == (10, 2)      # 3 all-conv3 cells, 7 of BAD
+    assert set(r["policy"]) == {"draws", "mean_200ep", "distinct", "largest_cell_share",
+                                "uniform_draws_mean_200ep", "distinct_cells_mean_200ep"}
     assert json.loads((run.path / "ws_rank.json").read_text())["tau_200ep"] == r["tau_200ep"]
 
 
 def test_ws_rank_draws_distinct_cells():
     cells = distinct_cells(SPACE, 100, seed=3)
     assert len({SPACE.function_key(a) for a in cells}) == 100
-    assert cells == distinct_cells(SPACE, 100, seed=3)
+    assert cells == distinct_cells(SPACE, 100, seed=3) != distinct_cells(SPACE, 100, seed=4)
+
+
+def test_top_k_by_score_ties_by_position_and_undefined_correlations():
+    """The top-10 % hit rate's sets: the k best scores, a tie broken by position; a correlation
+    with a constant column is undefined: None, not NaN (ws_rank.json is JSON)."""
+    from torchnas.ws_rank import _top, rank_stats
+    assert _top([0.1, 0.9, 0.5, 0.9, 0.7], 2) == {1, 3}
+    assert _top([0.1, 0.9, 0.5, 0.9, 0.7], 3) == {1, 3, 4}
+    assert _top([0.2, 0.2, 0.2], 1) == {0}
+    assert rank_stats([1.0, 2.0, 3.0], [5.0, 5.0, 5.0]) == (None, None)
+    tau, rho = rank_stats([1.0, 2.0, 3.0, 4.0], [1.0, 3.0, 2.0, 4.0])
+    assert tau == pytest.approx(4 / 6) and rho == pytest.approx(0.8)
     with pytest.raises(ValueError, match="distinct cells"):
         distinct_cells(SPACE, 6467, seed=0)
 

@@ -981,3 +981,16 @@ def test_augment_crop_offsets_cover_every_shift_uniformly():
     for o in (oy, ox):
         counts = torch.bincount(o, minlength=2 * p + 1)
         assert len(counts) == 2 * p + 1 and (counts > n / (2 * p + 1) * 0.85).all(), counts
+
+
+def test_cosine_annealing_by_hand():
+    """Cosine annealing without restarts (Loshchilov & Hutter 2017, eq. 5 with one period and
+    η_min = 0), per step: lr at step 0, half of it midway, lr·(1 + cos(π/4))/2 a quarter of the
+    way, 0 at the end; symmetric about the middle in its distance from lr / 2."""
+    from torchnas.training.schedules import cosine_lr
+    assert cosine_lr(0, 400, 0.2) == pytest.approx(0.2)
+    assert cosine_lr(100, 400, 0.2) == pytest.approx(0.1 * (1 + math.sqrt(0.5)))
+    assert cosine_lr(200, 400, 0.2) == pytest.approx(0.1)
+    assert cosine_lr(400, 400, 0.2) == pytest.approx(0.0, abs=1e-12)
+    assert cosine_lr(300, 400, 0.2) == pytest.approx(0.2 - cosine_lr(100, 400, 0.2))
+    assert cosine_lr(37, 100, 1.0) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.37)))

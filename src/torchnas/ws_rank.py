@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import random
+import warnings
 
 from .runs import RunDir, RunError
 
@@ -105,10 +106,13 @@ def within_group_tau(x: list[float], y: list[float], groups: list) -> tuple[floa
 
 
 def rank_stats(x: list[float], y: list[float]) -> tuple[float | None, float | None]:
-    """Kendall τ (τ-b) and Spearman ρ of ``x`` against ``y`` (SciPy); None where undefined."""
+    """Kendall τ (τ-b) and Spearman ρ of ``x`` against ``y`` (SciPy); None where undefined (a
+    constant column: SciPy's warning is not passed on, the None says it)."""
     from scipy.stats import kendalltau, spearmanr
     clean = lambda v: None if math.isnan(v) else float(v)
-    return clean(kendalltau(x, y).statistic), clean(spearmanr(x, y).statistic)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return clean(kendalltau(x, y).statistic), clean(spearmanr(x, y).statistic)
 
 
 def distinct_cells(space, samples: int, seed: int) -> list:
