@@ -200,6 +200,9 @@ def test_ws_rank_statistics_on_known_scores(stand_in, tmp_path, monkeypatch):
     assert r["policy"]["mean_200ep"] == pytest.approx((3 * rows[ALL_CONV3] + 7 * rows[BAD]) / 10)
     assert r["policy"]["distinct_cells_mean_200ep"] == pytest.approx(sum(verdict) / 30)
     assert (r["policy"]["draws"], r["policy"]["distinct"]) == (10, 2)      # 3 all-conv3 cells, 7 of BAD
+    rng = random.Random(0)                                 # ws_rank's seed: the uniform sampler's own draws
+    uniform = [rows[SPACE.to_arch_str(SPACE.random(rng))] for _ in range(10)]
+    assert r["policy"]["uniform_draws_mean_200ep"] == pytest.approx(sum(uniform) / 10)
     assert set(r["policy"]) == {"draws", "mean_200ep", "distinct", "largest_cell_share",
                                 "uniform_draws_mean_200ep", "distinct_cells_mean_200ep"}
     assert json.loads((run.path / "ws_rank.json").read_text())["tau_200ep"] == r["tau_200ep"]
