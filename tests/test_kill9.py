@@ -215,8 +215,11 @@ def test_workers_end_when_the_search_is_killed_and_stay_quiet_on_ctrl_c(tmp_path
         if p.poll() is None:
             p.kill()
     run = tmp_path / "ctrl-c"
+    # a suite started in the background (nohup ... &) hands its children SIGINT ignored: restore it,
+    # as a terminal's Ctrl-C would find it
     p = subprocess.Popen(_cli(*args, "--out", str(run)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                         text=True, env=_env(), start_new_session=True)
+                         text=True, env=_env(), start_new_session=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         _wait_records(run, 1, p)
         children = _descendants(p.pid)
