@@ -43,7 +43,7 @@ def _read(path: Path) -> list[str]:
         raise DataFormatError(f"{path}: not UTF-8 text ({e}); expected the PTB text files. {PTB_HOW}") from None
     words, seen = [], {"<eos>": "<eos>"}
     for line in text.splitlines():      # one string object per distinct word: a million separate
-        words += [seen.setdefault(w, w) for w in line.split()] + ["<eos>"]  # ones left 50 MB behind
+        words += [seen.setdefault(w, w) for w in line.split()] + ["<eos>"]  # ones fragment the heap
     if not words:
         raise DataFormatError(f"{path} is empty; expected one sentence per line. {PTB_HOW}")
     return words

@@ -132,14 +132,16 @@ class Training:
         self.epoch = self.step = 0
 
     def _input(self, xb, generator: torch.Generator | None = None):
-        """The network's input from a uint8 batch: normalised (or whitened), then augmented with
-        ``generator`` where the augmentation runs on the whitened images (``zoph_le``)."""
-        if self.whitening is not None:
-            xb = self.whitening(xb.to(self.device, non_blocking=True).float().div_(255.0))
-            if generator is not None:
-                xb = self.augment(xb, generator)
-        else:
+        """The network's input from a uint8 batch, augmented with ``generator`` when one is given
+        (training): pad-and-crop on the uint8 images, then the per-channel normalisation; or
+        Zoph & Le's order, whitening first, then the upsampling and crop (``zoph_le``)."""
+        augment = self.augment if generator is not None else None
+        if self.whitening is None:
+            xb = xb if augment is None else augment(xb, generator)
             xb = self.data.normalize(xb).to(self.device, non_blocking=True)
+        else:
+            xb = self.whitening(xb.to(self.device, non_blocking=True).float().div_(255.0))
+            xb = xb if augment is None else augment(xb, generator)
         return xb.contiguous(memory_format=torch.channels_last) if self.channels_last else xb
 
     def batches_per_epoch(self) -> int:
@@ -168,10 +170,8 @@ class Training:
             if self.drop_path < 1:           # micro_child.py _apply_drop_path: min(1, (global_step + 1) / N)
                 ratio = min(1.0, (self.step + 1) / self.total_steps)
                 self.model.drop_path_keep_prob = 1 - (1 - self.drop_path) * ratio
-            if self.augment is not None and self.whitening is None:
-                xb = self.augment(xb, self.generator)
             yb = yb.to(self.device)
-            xb = self._input(xb, self.generator if self.augment is not None else None)
+            xb = self._input(xb, self.generator)
             if self.cutout:
                 xb = cutout(xb, self.cutout, self.generator, self.cutout_at)
             self.opt.zero_grad(set_to_none=True)      # before the forward pass: the last step's gradients are freed

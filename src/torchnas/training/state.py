@@ -37,7 +37,8 @@ def _in_parameter_order(model, saved_model: dict, opt_state: dict) -> dict:
     groups = opt_state["param_groups"]
     if rename is None or len(groups) != 1 or groups[0]["params"] != list(range(len(names))):
         return opt_state
-    saved = [k for k in map(rename, saved_model) if k in set(names)]        # parameters, in the saved order
+    params = set(names)
+    saved = [k for k in map(rename, saved_model) if k in params]            # parameters, in the saved order
     if saved == names or sorted(saved) != sorted(names):
         return opt_state
     old = {n: i for i, n in enumerate(saved)}
