@@ -103,12 +103,14 @@ class LMSharedWeights(SharedWeights):
                  reward_batch: Count | None = None, reward_constant: Positive = 80.0,
                  max_train_batches: Count | None = None, device: str | None = "auto"):
         from ..data.ptb import batchify, load_ptb, load_ptb_cached
+        from ..training.device import fix_heap_threshold
         net = LanguageModeling().check_net_settings(space, net, "enas.net")
         data = checked("enas.data", load_ptb, data)
         if reward_constant <= 0:
             raise ValueError(f"ENAS needs reward_constant > 0, got {reward_constant}")
         self.reward_constant = reward_constant
         torch.manual_seed(seed)
+        fix_heap_threshold()             # before the shared weights: their freed buffers go back (peak -0.1 GB)
         self.corpus = load_ptb_cached(dict(data))
         self.training = LMTraining(space.language_model(None, len(self.corpus), **net), self.corpus, epochs=epochs,
                                    batch_size=batch_size, bptt=bptt, variable_bptt=variable_bptt,
