@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from torchnas.evaluators.base import Evaluation, Evaluator
-from torchnas.evaluators.executors import LocalPool, RayPool, WorkerDied
+from torchnas.evaluators.executors import LocalPool, RayPool
 from torchnas.spaces import NB201Space
 
 from .conftest import require_module
@@ -54,12 +54,14 @@ def test_a_dead_worker_is_restarted_and_counted(backend, tmp_path):
     assert [e.metrics.get("worker_retries", 0) for e in evs] == [int(str(a) in victims) for a in archs]
 
 
-def test_local_pool_gives_up_on_a_child_that_always_kills_its_worker(tmp_path):
+def test_a_child_that_always_kills_its_worker_gets_reward_0_and_its_reason(tmp_path):
     archs = _archs(3)
     pool = LocalPool(workers=2, threads=1, retries=2)
     try:
-        with pytest.raises(WorkerDied, match=rf"evaluating {archs[0]} died 3 times"):
-            list(pool.map(KillsItsWorker(tmp_path, {str(archs[0])}, always=True), archs))
+        evs = list(pool.map(KillsItsWorker(tmp_path, {str(archs[0])}, always=True), archs))
+        assert evs[0].reward == 0.0 and "its worker died 3 times" in evs[0].metrics["failed"]
+        assert evs[0].metrics["worker_retries"] == 2             # started 3 times: 2 restarts
+        assert [e.reward for e in evs[1:]] == [float(sum(a.values)) for a in archs[1:]]
     finally:
         pool.close()
 

@@ -16,7 +16,7 @@ LAYERS = [
     ["torchnas.__main__", "torchnas.cli"],
     ["torchnas.api"],
     ["torchnas.terminal"],
-    ["torchnas.bench", "torchnas.ws_rank", "torchnas.show", "torchnas.tensorboard", "torchnas.export",
+    ["torchnas.bench", "torchnas.scale", "torchnas.ws_rank", "torchnas.show", "torchnas.tensorboard", "torchnas.export",
      "torchnas.train", "torchnas.search", "torchnas.enas"],
     ["torchnas.config"],
     ["torchnas.strategies"],

@@ -103,6 +103,60 @@ def test_reinforce_loss_and_gradient_by_hand(mode, entropy_weight, skip_weight):
         assert stats["baseline"] == pytest.approx(b, rel=1e-6)
 
 
+def test_asynchronous_reinforce_uses_the_sampling_weights_and_updates_the_current_ones():
+    """Zoph & Le §3.3, two replicas: A and B both sample at version 0; A is told first (version
+    0 -> 1), then B, whose gradient is (1) under the version-0 weights θ0 (not θ1), with the
+    learner's baseline after A, applied to θ1 by the one optimizer (SGD here, so the update is
+    θ2 = θ1 − lr·g_B by hand)."""
+    torch.manual_seed(0)
+    space = get_space("toy", layers=3, options=3)
+    s = Reinforce(space, seed=3, batch_size=3, lr=0.5, baseline_decay=0.8)
+    s.optimizer = torch.optim.SGD(s.controller.parameters(), lr=0.5)       # an update checkable by hand
+    a, va = s.ask_versioned()
+    b, vb = s.ask_versioned()
+    assert va == vb == 0 and a != b
+    theta0 = copy.deepcopy(s.controller)
+    ra, rb = [0.2, 0.9, 0.5], [0.7, 0.1, 0.6]
+    s.tell(a, ra, version=va)
+    assert s.version == 1
+    theta1 = copy.deepcopy(s.controller)
+    baseline = s.baseline                         # the learner's, after A: 0.8·mean(A) + 0.2·mean(A)
+    assert baseline == pytest.approx(sum(ra) / 3)
+    lp = theta0.log_prob(b).log_probs
+    loss = -(lp * torch.tensor([r - baseline for r in rb])).sum() / 3
+    g_b = torch.autograd.grad(loss, list(theta0.parameters()), allow_unused=True)
+    stats = s.tell(b, rb, version=vb)
+    assert stats["staleness"] == 1 and s.version == 2
+    assert stats["loss"] == pytest.approx(loss.item(), rel=1e-5)
+    assert s.baseline == pytest.approx(0.8 * baseline + 0.2 * sum(rb) / 3)
+    moved = 0.0
+    for p1, p2, g in zip(theta1.parameters(), s.controller.parameters(), g_b):
+        want = p1.detach() if g is None else p1.detach() - 0.5 * g
+        torch.testing.assert_close(p2.detach(), want)
+        moved += 0.0 if g is None else g.abs().sum().item()
+    assert moved > 1e-3                            # the test has something to compare
+    lp1 = theta1.log_prob(b).log_probs            # under the current weights the gradient differs
+    g_now = torch.autograd.grad(-(lp1 * torch.tensor([r - baseline for r in rb])).sum() / 3,
+                                list(theta1.parameters()), allow_unused=True)
+    assert any(g is not None and not torch.allclose(g, h) for g, h in zip(g_b, g_now))
+    assert s._weights == {}                       # both versions' weights released
+
+
+def test_a_gradient_staler_than_the_bound_is_dropped_and_counted():
+    space = get_space("toy", layers=2, options=3)
+    s = Reinforce(space, seed=0, batch_size=2, max_staleness=1)
+    batches = [s.ask_versioned() for _ in range(3)]            # all at version 0
+    before = [p.detach().clone() for p in s.controller.parameters()]
+    assert s.tell(*batches[0][:1], [0.1, 0.2], version=0)["staleness"] == 0
+    assert s.tell(batches[1][0], [0.3, 0.4], version=0)["staleness"] == 1
+    after = [p.detach().clone() for p in s.controller.parameters()]
+    stats = s.tell(batches[2][0], [0.5, 0.6], version=0)          # two versions old: dropped
+    assert stats == {"staleness": 2, "dropped": 1, "reward": pytest.approx(0.55)}
+    assert s.version == 2 and s.dropped == 1 and s._weights == {}
+    assert all(torch.equal(p.detach(), q) for p, q in zip(s.controller.parameters(), after))
+    assert not all(torch.equal(p, q) for p, q in zip(before, after))
+
+
 def test_skip_penalty_is_the_bernoulli_kl_per_sample():
     """ENAS general_controller.py: KL(p ‖ target) summed over one decision's anchors, per sample."""
     from torch.distributions import Bernoulli, kl_divergence

@@ -177,11 +177,26 @@ def _prepare_search(rc: RunConfig, data_dir):
     checked (settings, data, retraining settings, workers) before a run directory exists."""
     space, strategy_, evaluator = build(rc, data_dir)
     check_executor(rc)
+    _search_settings(rc)
     evaluator.check()
     _check_final(rc, space)
     if rc.executor.get("workers") == "auto":
         rc = rc.with_executor(_size_workers(rc.executor, space, strategy_, evaluator))
     return space, strategy_, evaluator, build_executor(rc), rc      # last: a Ray cluster that is not there
+
+
+def _search_settings(rc: RunConfig) -> dict:
+    """The ``search:`` section checked (mode, replicas)."""
+    from .search import loop_settings
+    from .settings import checked
+    return loop_settings(**checked("search", loop_settings, rc.search))
+
+
+def _replicas(rc: RunConfig, strategy_) -> int:
+    from .search import replicas_for
+    workers = rc.executor.get("workers", 1)
+    return replicas_for(_search_settings(rc), workers if isinstance(workers, int) else 1,
+                        getattr(strategy_, "batch_size", 1))
 
 
 def _size_workers(executor: dict, space, strategy_, evaluator) -> dict:
@@ -306,7 +321,7 @@ def _search_steps(rc: RunConfig, run: RunDir | None, out, data_dir, retrain: boo
             emit("run", _about(run, resumed, rc.raw, rc.budget))
             from .search import Search
             search_ = Search(space, strategy_, evaluator, rc.budget, run_dir=run,
-                             max_proposals=rc.max_proposals, executor=executor)
+                             max_proposals=rc.max_proposals, executor=executor, replicas=_replicas(rc, strategy_))
             search_.resume()
             with _tensorboard(run, tensorboard, emit):
                 emit("start", {"task": "search", "label": f"{rc.strategy['name']} on {space.name}",
@@ -654,9 +669,33 @@ def bench_nb201(strategy: str, *, queries: int = 100, seeds: int = 10, first_see
                            data_dir=_path(data_dir), workers=workers, first_seed=first_seed, on_seed=on_seed)
 
 
+def bench_scale(*, workers=(8, 64, 800), children: int = 12_800, m: int = 8, replicas: int | None = None,
+                seeds: int = 1, first_seed: int = 0, modes=("sync", "async"), strategy: str = "reinforce",
+                sigma: float = 0.5, data_dir=None, out=None, on_event: Events | None = None) -> dict:
+    """``torchnas bench scale``: synchronous against asynchronous search on simulated clusters of
+    ``workers`` (the real search loop and strategies on NAS-Bench-201; :mod:`torchnas.scale`).
+    ``out``: the rows as JSON lines (checked before anything runs)."""
+    from .runs import atomic_write_bytes, writable_file
+    from .scale import run_scale
+    path = writable_file(str(out), "--out") if out else None
+    if min(workers) < 1 or children < 1 or m < 1 or (replicas is not None and replicas < 1) or sigma < 0:
+        raise ConfigError("bench scale needs workers, children, m and replicas >= 1 and sigma >= 0")
+    bad = sorted(set(modes) - {"sync", "async"})
+    if bad:
+        raise ConfigError(f"bench scale --modes: {bad[0]!r} is not a mode; choose sync and/or async")
+    emit = _events(on_event, quiet=True)
+    result = run_scale(list(workers), children, m, replicas, list(range(first_seed, first_seed + seeds)),
+                       list(modes), strategy=strategy, sigma=sigma, data_dir=_path(data_dir),
+                       on_run=lambda done, total: emit("seeds", {"completed": done, "total": total, "seconds": 0}))
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in result["rows"]).encode())
+    return result
+
+
 def presets() -> list[tuple[str, str]]:
     """(name, description) of every preset."""
     return [(name, load_preset(name).get("description", "")) for name in preset_names()]
 
 
-__all__ = ["Run", "search", "train", "dry_run", "show", "export", "architecture", "draw", "ws_rank", "bench_nb201", "presets"]
+__all__ = ["Run", "search", "train", "dry_run", "show", "export", "architecture", "draw", "ws_rank", "bench_nb201", "bench_scale", "presets"]

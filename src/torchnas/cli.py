@@ -97,6 +97,16 @@ def cmd_ws_rank(args) -> int:
     return 0
 
 
+def cmd_scale(args) -> int:
+    result = api.bench_scale(workers=args.workers, children=args.children, m=args.m, replicas=args.replicas,
+                             seeds=args.seeds, first_seed=args.first_seed, modes=args.modes, strategy=args.strategy,
+                             sigma=args.sigma, data_dir=args.data_dir, out=args.out)
+    terminal.print_scale(result)
+    if args.out:
+        print(f"wrote {args.out}")
+    return 0
+
+
 def cmd_bench(args) -> int:
     from .bench import summarize
     result = api.bench_nb201(args.strategy, queries=args.queries, seeds=args.seeds, first_seed=args.first_seed,
@@ -232,6 +242,22 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", help="write results as JSON here")
     b.add_argument("--quiet", action="store_true", help="no progress line")
     b.set_defaults(func=cmd_bench)
+
+    c = bench_sub.add_parser("scale", help="synchronous against asynchronous search on simulated clusters "
+                                           "(the real search loop on NAS-Bench-201; Zoph & Le's 800 workers)")
+    c.add_argument("--workers", type=_count, nargs="+", default=[8, 64, 800], help="cluster sizes (default 8 64 800)")
+    c.add_argument("--children", type=_count, default=12_800, help="children per search (default 12,800, Zoph & Le's)")
+    c.add_argument("--m", type=_count, default=8, help="children per asynchronous replica (default 8, Zoph & Le's)")
+    c.add_argument("--replicas", type=_count, default=None,
+                   help="asynchronous replicas K (default: workers / m, Zoph & Le's 100 at 800)")
+    c.add_argument("--modes", nargs="+", default=["sync", "async"], help="sync and/or async (default both)")
+    c.add_argument("--seeds", type=_count, default=1, help="searches per mode and size (default 1)")
+    c.add_argument("--first-seed", type=int, default=0, help="seed of the first (default 0)")
+    c.add_argument("--strategy", default="reinforce", help="reinforce, random or evolution (default reinforce)")
+    c.add_argument("--sigma", type=float, default=0.5, help="shape of the log-normal noise on child times (default 0.5)")
+    c.add_argument("--data-dir", help="data root holding nasbench201/ (default $TORCHNAS_DATA)")
+    c.add_argument("--out", help="also write the rows as JSON lines here")
+    c.set_defaults(func=cmd_scale)
 
     sub.add_parser("presets", help="list presets").set_defaults(func=cmd_presets)
 

@@ -123,7 +123,8 @@ _MAYBE_SECTION = (lambda v: v is None or isinstance(v, dict), "a section (key: v
 _NAME = (lambda v: isinstance(v, str) and v.strip() != "", "a name")
 _MAYBE_NAME = (lambda v: v is None or (isinstance(v, str) and v.strip() != ""), "a name or null")
 TOP_TYPES = {
-    "space": _SECTION, "evaluator": _SECTION, "executor": _MAYBE_SECTION, "train": _MAYBE_SECTION,
+    "space": _SECTION, "evaluator": _SECTION, "executor": _MAYBE_SECTION, "search": _MAYBE_SECTION,
+    "train": _MAYBE_SECTION,
     "enas": _SECTION, "final_net": _MAYBE_SECTION,
     "strategy": (lambda v: isinstance(v, dict) or (isinstance(v, str) and v.strip() != ""),
                  "a strategy's name or a section with its name"),
@@ -398,6 +399,7 @@ class RunConfig(BaseModel):
     evaluator: dict | None
     enas: dict | None
     executor: dict
+    search: dict                        # the search loop's settings: mode (sync | async), replicas
     data: dict | None                   # the section that names the data (ENAS, or a trainer): None for a table
     final_net: dict
     final_train: dict | None            # None: nothing to retrain
@@ -412,7 +414,7 @@ class RunConfig(BaseModel):
         return cls(raw=raw, kind="enas" if "enas" in raw else "search", preset=raw.get("preset"),
                    space=raw["space"], strategy=raw["strategy"], seed=raw["seed"], budget=raw["budget"],
                    max_proposals=raw.get("max_proposals"), evaluator=raw.get("evaluator"), enas=raw.get("enas"),
-                   executor=raw.get("executor") or {}, data=data_section(raw), final_net=net, final_train=train,
+                   executor=raw.get("executor") or {}, search=raw.get("search") or {}, data=data_section(raw), final_net=net, final_train=train,
                    retrain=raw.get("retrain", True), data_dir=raw.get("data_dir"), plugins=raw.get("plugins") or [])
 
     @property

@@ -5,24 +5,51 @@ and costs nothing (the strategy still learns from it). A strategy that keeps pro
 architectures it has already seen stops the search after ``max_proposals`` proposals
 (default ``10 × budget``) so that a collapsed policy cannot loop forever.
 
-Resumption is exact: the checkpoint is written after a ``tell`` (at most every
-``checkpoint_every`` seconds, and at the end) and records how many log lines it covers. On resume the strategy is restored and asks its interrupted batch again;
-evaluations logged after the checkpoint are taken from the log instead of being recomputed,
-so a run stopped at any point and resumed writes the same evaluation log as one that never
-stopped.
+``replicas`` (K, Zoph & Le §3.3) is how many asked batches may be in flight at once. With one
+(synchronous: the default) the loop asks a batch, waits for every child of it, tells, and asks
+again. With K > 1 (asynchronous) a replica asks again as soon as its own batch is told, while the
+others' children still train; the strategy gets each batch with the version it was asked at
+(:meth:`Strategy.ask_versioned`). Each child is logged when it finishes, in its batch's order: a
+child finished before an earlier one of its own batch waits for it. An architecture already in
+flight for another replica is not trained twice: its batch waits for that result.
+
+Resumption: the checkpoint is written after a ``tell`` (at most every ``checkpoint_every``
+seconds, and at the end) and records how many log lines it covers. A synchronous search resumes
+exactly: the strategy is restored and asks its interrupted batch again; evaluations logged after
+the checkpoint are taken from the log instead of being recomputed, so a run stopped at any point
+and resumed writes the same evaluation log as one that never stopped. An asynchronous search keeps
+every logged child (none is lost or logged twice) and samples the children that were in flight
+again from the restored strategy; which children finish first depends on timing, so it is not
+bit-identical to a run that never stopped (docs/design.md).
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Literal
 
 
 from .evaluators import Evaluator
 from .evaluators.executors import Executor, Serial
 from .runs import RunDir, RunError, rng_states, set_rng_states
+from .settings import Count, SettingsError
 from .spaces import Architecture, SearchSpace
 from .strategies import Strategy
+
+
+def loop_settings(mode: Literal["sync", "async"] = "sync", replicas: Count | None = None) -> dict:
+    """The ``search:`` section: ``mode: sync`` (one batch in flight) or ``async`` (Zoph & Le
+    §3.3: ``replicas`` batches in flight; by default enough to fill the workers)."""
+    if mode == "sync" and replicas not in (None, 1):
+        raise SettingsError(f"search.replicas = {replicas}: replicas in flight need search.mode: async")
+    return {"mode": mode, "replicas": replicas}
+
+
+def replicas_for(settings: dict, workers: int, batch: int) -> int:
+    """K: 1 when synchronous; else ``replicas``, or as many batches as fill ``workers``."""
+    if settings.get("mode", "sync") == "sync":
+        return 1
+    return settings.get("replicas") or max(1, -(-workers // max(1, batch)))
 
 
 @dataclass
@@ -38,9 +65,13 @@ class Search:
     def __init__(self, space: SearchSpace, strategy: Strategy, evaluator: Evaluator, budget: int,
                  run_dir: RunDir | None = None, max_proposals: int | None = None,
                  on_evaluation: Callable[[dict], None] | None = None, checkpoint_every: float = 5.0,
-                 executor: Executor | None = None):
+                 executor: Executor | None = None, replicas: int = 1,
+                 on_update: Callable[[dict], None] | None = None):
         if budget < 1:
             raise ValueError(f"budget must be >= 1 distinct architectures, got {budget}")
+        if replicas < 1:
+            raise ValueError(f"replicas must be >= 1 batches in flight, got {replicas}")
+        self.replicas = replicas
         self.space, self.strategy, self.evaluator = space, strategy, evaluator
         self.budget = budget
         self.max_proposals = max_proposals or 10 * budget
@@ -48,7 +79,7 @@ class Search:
         self.checkpoint_every = checkpoint_every
         self.executor = executor or Serial()
         self._last_checkpoint = -float("inf")
-        self.on_evaluation = on_evaluation
+        self.on_evaluation, self.on_update = on_evaluation, on_update
         self.cache: dict[Architecture, dict] = {}
         self.log: list[dict] = []
         self.trajectory: list[float] = []
@@ -72,9 +103,10 @@ class Search:
             self.strategy.load_state_dict(ckpt["strategy"])
             self.proposals, self.updates, self.elapsed = ckpt["proposals"], ckpt["updates"], ckpt["elapsed"]
             set_rng_states(ckpt["rng"])
-        for rec in all_evals[:n_evals]:
+        exact = self.replicas == 1          # a synchronous search asks the same batches again
+        for rec in all_evals[:n_evals] if exact else all_evals:
             self._admit(rec)
-        for rec in all_evals[n_evals:]:
+        for rec in all_evals[n_evals:] if exact else ():
             self._replay[self.space.parse(rec["arch"])] = rec
         return self
 
@@ -106,53 +138,85 @@ class Search:
             self.run_dir.append_jsonl(RunDir.EVALS, rec)
         return rec
 
-    def _evaluate_batch(self, batch: list[Architecture]) -> tuple[list[Architecture], list[float]]:
-        """Rewards for the prefix of ``batch`` that fits the budget. New architectures go to
-        the executor together (in parallel where it can) and are logged in batch order."""
-        taken, todo, new = [], [], set()
-        distinct = len(self.log)
+    def _launch(self, batch: list[Architecture], version: int) -> "_Flight":
+        """The prefix of ``batch`` that fits the budget (counting the children in flight), its
+        new architectures sent to the executor (or taken from the log on a resume)."""
+        flight = _Flight(version)
+        distinct = len(self.log) + len(self._inflight)
         for arch in batch:
-            fresh = arch not in self.cache and arch not in new
+            fresh = arch not in self.cache and arch not in self._inflight
             if fresh and distinct >= self.budget:
                 break
-            taken.append(arch)
+            flight.archs.append(arch)
             if fresh:
-                new.add(arch)
                 distinct += 1
-                if arch not in self._replay:
-                    todo.append(arch)
-        results = iter(self.executor.map(self.evaluator, todo))
-        rewards = []
-        for arch in taken:
-            self.proposals += 1
+                rec = self._replay.pop(arch, None)
+                self._inflight[arch] = rec if rec is not None else self.executor.submit(self.evaluator, arch)
+        self._planned += len(flight.archs)
+        return flight
+
+    def _advance(self, flight: "_Flight") -> bool:
+        """Log what ``flight`` can log in its batch's order; whether all of it is known."""
+        while flight.next < len(flight.archs):
+            arch = flight.archs[flight.next]
             if arch not in self.cache:
-                rec = self._replay.pop(arch, None) or self._record(arch, next(results), self.proposals)
+                job = self._inflight.get(arch)
+                if not isinstance(job, dict) and (job is None or not job.done):
+                    return False                   # still training (here or for another replica)
+                del self._inflight[arch]
+                rec = job if isinstance(job, dict) else self._record(arch, job.evaluation, self.proposals + 1)
                 improved = self.best is None or rec["reward"] > self.best["reward"]
                 self._admit(rec)
                 if improved and self.run_dir is not None:
                     self.run_dir.write_json(RunDir.BEST, self.best)
                 if self.on_evaluation is not None:
                     self.on_evaluation(rec)
-            rewards.append(self.cache[arch]["reward"])
-        return taken, rewards
+            self.proposals += 1
+            self._planned -= 1
+            flight.rewards.append(self.cache[arch]["reward"])
+            flight.next += 1
+        return True
+
+    def _tell(self, flight: "_Flight") -> None:
+        stats = self.strategy.tell(flight.archs, flight.rewards, flight.version)
+        self.updates += 1
+        if self.on_update is not None:
+            self.on_update(stats)
+        if self.run_dir is not None:   # one line per update, so the checkpoint's count cuts the log right
+            self.run_dir.append_jsonl(RunDir.STEPS, {"update": self.updates, "queries": len(self.log),
+                                                     "proposals": self.proposals, **(stats or {})})
+            if time.perf_counter() - self._last_checkpoint >= self.checkpoint_every:
+                self._checkpoint()
 
     def run(self) -> SearchResult:
         self._t0 = time.perf_counter()
         stopped_early = False
-        while len(self.log) < self.budget:
-            if self.proposals >= self.max_proposals:
-                stopped_early = True
+        flights: list[_Flight] = []
+        self._inflight, self._planned = {}, 0
+        while True:
+            while len(flights) < self.replicas and len(self.log) + len(self._inflight) < self.budget:
+                if self.proposals + self._planned >= self.max_proposals:
+                    stopped_early = True
+                    break
+                flights.append(self._launch(*self.strategy.ask_versioned()))
+            if not flights:
                 break
-            archs, rewards = self._evaluate_batch(self.strategy.ask())
-            stats = self.strategy.tell(archs, rewards)
-            self.updates += 1
-            if self.run_dir is not None:   # one line per update, so the checkpoint's count cuts the log right
-                self.run_dir.append_jsonl(RunDir.STEPS, {"update": self.updates, "queries": len(self.log),
-                                                         "proposals": self.proposals, **(stats or {})})
-                if time.perf_counter() - self._last_checkpoint >= self.checkpoint_every:
-                    self._checkpoint()
+            told = [f for f in flights if self._advance(f)]
+            for f in told:
+                flights.remove(f)
+                self._tell(f)
+            if not told:
+                self.executor.wait([j for j in self._inflight.values() if not isinstance(j, dict) and not j.done])
         if self.run_dir is not None:
             self._checkpoint()
         self.elapsed = self._elapsed()
         self._t0 = time.perf_counter()
         return SearchResult(self.best, self.log, self.trajectory, self.proposals, stopped_early)
+
+
+class _Flight:
+    """One replica's batch in flight: the architectures taken, the rewards known so far (in
+    order), and the strategy's version when it was asked."""
+
+    def __init__(self, version: int):
+        self.version, self.archs, self.rewards, self.next = version, [], [], 0

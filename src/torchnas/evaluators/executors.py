@@ -1,16 +1,20 @@
 """Executors: where evaluations run. Zoph & Le train children in parallel on many workers.
 
-``map(evaluator, archs)`` yields the evaluations *in the order of archs*, so the search loop
-logs them in the same order whatever the executor, and a seeded search gives the same log
-serially and in parallel. ``LocalPool`` runs a pool of worker processes on this machine, each
+An executor runs children as jobs: ``submit(evaluator, arch)`` starts one (or queues it for a
+free worker) and ``wait(jobs)`` blocks until one of them has its evaluation, so a search can
+keep several controller replicas' children in flight (Zoph & Le §3.3). ``map(evaluator,
+archs)`` submits them all and yields the evaluations *in the order of archs*, so a synchronous
+search logs them in the same order whatever the executor, and a seeded search gives the same
+log serially and in parallel. ``LocalPool`` runs a pool of worker processes on this machine, each
 with ``threads`` torch threads (workers × threads should not exceed the cores). ``RayPool``
 sends each child to a Ray cluster (``executor: {backend: ray, address: auto}``), where Ray's
 scheduler places it on any node with ``threads`` free CPUs (and ``gpus`` GPUs).
 
 A worker process that dies (killed, out of memory) loses only its children: both pools start
-them again, at most ``retries`` times each (:class:`WorkerDied` after that), and count the
-restarts in the evaluation's ``metrics["worker_retries"]``; a search never stalls on a dead
-worker. A worker never outlives its search, whatever kills the search (:func:`quiet_worker`),
+them again, at most ``retries`` times each, and count the restarts in the evaluation's
+``metrics["worker_retries"]``. A child whose workers die more often than that gets reward 0 and
+the reason in ``metrics["failed"]`` (Zoph & Le's search goes on past a failed child; issue 29),
+and a search never stalls on a dead worker. A worker never outlives its search, whatever kills the search (:func:`quiet_worker`),
 and leaves Ctrl-C to it.
 """
 from __future__ import annotations
@@ -21,11 +25,11 @@ import os
 import signal
 import threading
 import time
+from concurrent import futures
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Iterable, Iterator
 
-from ..runs import RunError
 from ..spaces import Architecture
 from .base import Evaluation, Evaluator
 
@@ -37,28 +41,73 @@ def timed(evaluator: Evaluator, arch: Architecture) -> Evaluation:
     return ev
 
 
-class WorkerDied(RunError):
-    """A child's worker process died more often than the executor retries."""
+class Job:
+    """One child submitted to an executor: ``evaluation`` is None until it is done; ``tries``
+    counts the restarts after its worker died."""
+    __slots__ = ("arch", "evaluation", "tries", "handle", "evaluator", "key")
+
+    def __init__(self, arch: Architecture, evaluator: Evaluator, key=None):
+        self.arch, self.evaluator, self.key, self.handle = arch, evaluator, key, None
+        self.evaluation: Evaluation | None = None
+        self.tries = 0
+
+    @property
+    def done(self) -> bool:
+        return self.evaluation is not None
+
+    def finish(self, ev: Evaluation) -> "Job":
+        self.evaluation, self.handle = _with_retries(ev, self.tries), None
+        return self
 
 
 class Executor:
-    def map(self, evaluator: Evaluator, archs: Iterable[Architecture]) -> Iterator[Evaluation]:
+    def submit(self, evaluator: Evaluator, arch: Architecture) -> Job:
+        """Start evaluating ``arch`` (or queue it for the next free worker)."""
         raise NotImplementedError
+
+    def wait(self, jobs: list[Job]) -> Job:
+        """Block until one of ``jobs`` is done; the first of them that is."""
+        raise NotImplementedError
+
+    def map(self, evaluator: Evaluator, archs: Iterable[Architecture]) -> Iterator[Evaluation]:
+        """Every arch submitted now; the evaluations in the order of ``archs``."""
+        jobs = [self.submit(evaluator, a) for a in archs]
+
+        def in_order():
+            for job in jobs:
+                while not job.done:
+                    self.wait([job])
+                yield job.evaluation
+        return in_order()
 
     def close(self) -> None:
         pass
 
 
+def _first_done(jobs: list[Job]) -> Job | None:
+    return next((j for j in jobs if j.done), None)
+
+
 class Serial(Executor):
+    """Children evaluated in this process, one at a time, in the order they were submitted."""
+
     def __init__(self, threads: int | None = None):
         self.threads = threads
+        self._queue: list[Job] = []
 
-    def map(self, evaluator, archs):
+    def submit(self, evaluator, arch):
+        job = Job(arch, evaluator)
+        self._queue.append(job)
+        return job
+
+    def wait(self, jobs):
         import torch
         if self.threads:
             torch.set_num_threads(self.threads)
-        for arch in archs:
-            yield timed(evaluator, arch)
+        while (done := _first_done(jobs)) is None:
+            job = self._queue.pop(0)
+            job.finish(timed(job.evaluator, job.arch))
+        return done
 
 
 _WORKER_EVALUATOR: Evaluator | None = None
@@ -121,9 +170,11 @@ def _with_retries(ev: Evaluation, tries: int) -> Evaluation:
     return ev
 
 
-def _gave_up(arch, tries: int, why: str) -> WorkerDied:
-    return WorkerDied(f"the worker evaluating {arch} died {tries} times ({why}); is the child running "
-                      f"out of memory? Lower executor.workers or the child's size")
+def _gave_up(job: "Job", why: str) -> "Job":
+    """A child given up on: reward 0, and why in its metrics (the search goes on)."""
+    job.tries -= 1                                   # the last death is not a restart
+    return job.finish(Evaluation(0.0, {"failed": f"its worker died {job.tries + 1} times ({why}); is the child "
+                                                 f"running out of memory? Lower executor.workers or the child's size"}))
 
 
 class LocalPool(Executor):
@@ -144,9 +195,10 @@ class LocalPool(Executor):
                              f"machine; lower executor.workers or executor.threads")
         self.workers, self.threads, self.retries = workers, threads, retries
         self._pool, self._evaluator, self._started = None, None, None
+        self._jobs: dict[str, Job] = {}               # key -> child in flight
 
     def _start(self, evaluator) -> None:
-        self.close()
+        self._stop()
         ctx = mp.get_context("spawn")
         self._started = ctx.SimpleQueue()             # unbuffered: a put is in the pipe before a kill
         self._running = {}                            # pid -> key of the child it last started
@@ -168,53 +220,73 @@ class LocalPool(Executor):
         time.sleep(0.05)
         return {key for pid, key in list(self._running.items()) if pid in dead}
 
-    def map(self, evaluator, archs):
-        archs = list(archs)
-        if not archs:
-            return iter(())
+    def submit(self, evaluator, arch):
         if self._pool is None or self._evaluator is not evaluator:
+            if any(not j.done for j in self._jobs.values()):
+                raise RuntimeError("LocalPool: one evaluator at a time (children of another are in flight)")
             self._start(evaluator)
-        return self._in_order(evaluator, archs)
+        job = Job(arch, evaluator, os.urandom(6).hex())
+        self._jobs[job.key] = job
+        self._send(job)
+        return job
 
-    def _in_order(self, evaluator, archs):
-        token = os.urandom(4).hex()                 # keys of this call's children
+    def _send(self, job: Job) -> None:
+        key = job.key
+        # a submit may start one of the pool's processes: only then is Ctrl-C held back, and
+        # raised once the process has started (ignored instead, it was lost)
+        starting = len(getattr(self._pool, "_processes", None) or ()) < self.workers
+        with sigint_blocked_in_children() if starting else contextlib.nullcontext():
+            try:
+                job.handle = self._pool.submit(_evaluate, job.arch, key)
+            except BrokenProcessPool:              # a worker died while the pool was idle: no child lost
+                self._start(job.evaluator)
+                job.handle = self._pool.submit(_evaluate, job.arch, key)
 
-        def submit(j):
-            # a submit may start one of the pool's processes: only then is Ctrl-C held back, and
-            # raised once the process has started (ignored instead, it was lost)
-            starting = len(getattr(self._pool, "_processes", None) or ()) < self.workers
-            with sigint_blocked_in_children() if starting else contextlib.nullcontext():
-                try:
-                    return self._pool.submit(_evaluate, archs[j], (token, j))
-                except BrokenProcessPool:          # a worker died while the pool was idle: no child lost
-                    self._start(evaluator)
-                    return self._pool.submit(_evaluate, archs[j], (token, j))
-        futures, tries = [submit(j) for j in range(len(archs))], [0] * len(archs)
-        for i in range(len(archs)):
-            while True:
-                try:
-                    ev = futures[i].result()
-                    break
-                except BrokenProcessPool:
-                    died = self._died()
-                    self._start(evaluator)
-                    for j in range(i, len(archs)):
-                        if futures[j].done() and futures[j].exception() is None:
-                            continue                # finished before the break: kept
-                        if (token, j) in died or not died:     # no culprit known: all count (bounded)
-                            tries[j] += 1
-                            if tries[j] > self.retries:
-                                raise _gave_up(archs[j], tries[j], "its worker process was killed") from None
-                        futures[j] = submit(j)
-            yield _with_retries(ev, tries[i])
+    def wait(self, jobs):
+        while (done := _first_done(jobs)) is None:
+            futures.wait([j.handle for j in jobs], return_when=futures.FIRST_COMPLETED)
+            try:
+                for j in jobs:
+                    if j.handle.done():
+                        self._collect(j)
+            except BrokenProcessPool:
+                self._recover()
+        return done
 
-    def close(self):
+    def _collect(self, job: Job) -> None:
+        job.finish(job.handle.result())
+        del self._jobs[job.key]
+
+    def _recover(self) -> None:
+        """A worker died and broke the pool: keep what finished before, start the pool again and
+        send every other child in flight again; only the children whose own worker died count
+        a try (all of them when no culprit is known), up to ``retries``."""
+        died = self._died()
+        self._start(self._evaluator)
+        for key, job in list(self._jobs.items()):
+            h = job.handle
+            if h.done() and not h.cancelled() and h.exception() is None:
+                self._collect(job)                 # finished before the break: kept
+                continue
+            if key in died or not died:
+                job.tries += 1
+                if job.tries > self.retries:
+                    _gave_up(job, "its worker process was killed")
+                    del self._jobs[key]
+                    continue
+            self._send(job)
+
+    def _stop(self) -> None:
         if self._pool is not None:
             for p in list((getattr(self._pool, "_processes", None) or {}).values()):
                 p.terminate()               # a child in the middle of training stops now, not at its end
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
             self._started.close()           # ends its listener thread
+
+    def close(self):
+        self._stop()
+        self._jobs = {}
 
 
 def _listen(started, running: dict) -> None:
@@ -250,8 +322,9 @@ def _ray_evaluate(evaluator: Evaluator, arch: Architecture, threads: int) -> Eva
 class RayPool(Executor):
     """Children as Ray tasks, each with ``threads`` CPUs and ``gpus`` GPUs. ``address``: a
     running cluster (``"auto"``, ``"ray://host:10001"``), or None for a local instance of
-    ``workers`` × ``threads`` CPUs. The evaluator is sent once per batch; its data must be
-    readable at the same path on every node. Results come back in order (as ``LocalPool``)."""
+    ``workers`` × ``threads`` CPUs. The evaluator is sent to the cluster once; its data must be
+    readable at the same path on every node. ``map`` gives results in order (as ``LocalPool``);
+    ``wait`` takes whichever child Ray finishes first."""
 
     def __init__(self, workers: int | None = None, threads: int = 1, address: str | None = None, gpus: float = 0.0,
                  retries: int = 3):
@@ -275,29 +348,28 @@ class RayPool(Executor):
         # Ray's own retries are off: a dead worker's child is started again here, and counted
         self._task = ray.remote(num_cpus=threads, num_gpus=gpus, max_retries=0)(_ray_evaluate)
 
-    def map(self, evaluator, archs):
-        archs = list(archs)
-        if not archs:
-            return iter(())
-        ref = self._ray.put(evaluator)
-        return self._in_order(ref, archs)
+    def submit(self, evaluator, arch):
+        if getattr(self, "_sent", None) is not evaluator:     # the evaluator goes to the cluster once
+            self._ref, self._sent = self._ray.put(evaluator), evaluator
+        job = Job(arch, evaluator, self._ref)
+        job.handle = self._task.remote(self._ref, arch, self.threads)   # queued; Ray schedules
+        return job
 
-    def _in_order(self, ref, archs):
+    def wait(self, jobs):
         died = tuple(getattr(self._ray.exceptions, name) for name in
                      ("WorkerCrashedError", "NodeDiedError", "OutOfMemoryError") if hasattr(self._ray.exceptions, name))
-        futures = [self._task.remote(ref, a, self.threads) for a in archs]   # all queued; Ray schedules
-        for i, arch in enumerate(archs):
-            tries = 0
-            while True:                             # a Ray task's failure is its own worker's
-                try:
-                    ev = self._ray.get(futures[i])
-                    break
-                except died as e:
-                    tries += 1
-                    if tries > self.retries:
-                        raise _gave_up(arch, tries, type(e).__name__) from None
-                    futures[i] = self._task.remote(ref, arch, self.threads)
-            yield _with_retries(ev, tries)
+        while (done := _first_done(jobs)) is None:
+            ready, _ = self._ray.wait([j.handle for j in jobs], num_returns=1)
+            job = next(j for j in jobs if j.handle == ready[0])
+            try:                                    # a Ray task's failure is its own worker's
+                job.finish(self._ray.get(job.handle))
+            except died as e:
+                job.tries += 1
+                if job.tries > self.retries:
+                    _gave_up(job, type(e).__name__)
+                    continue
+                job.handle = self._task.remote(job.key, job.arch, self.threads)
+        return done
 
     def close(self):
         if self._owner and self._ray.is_initialized():

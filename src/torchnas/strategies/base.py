@@ -1,9 +1,17 @@
 """The strategy contract: propose architectures, learn from their rewards, checkpoint.
 
-A search loop (:mod:`torchnas.search`) calls :meth:`Strategy.ask` for a batch, has each new
-architecture evaluated (a repeat is answered from the cache and costs no budget), then calls
-:meth:`Strategy.tell` with the batch and its rewards. ``state_dict()`` holds everything
-needed to continue exactly where the strategy stopped, random-number state included.
+A search loop (:mod:`torchnas.search`) calls :meth:`Strategy.ask_versioned` for a batch, has
+each new architecture evaluated (a repeat is answered from the cache and costs no budget), then
+calls :meth:`Strategy.tell` with the batch, its rewards and the version it was asked at.
+``state_dict()`` holds everything needed to continue exactly where the strategy stopped,
+random-number state included.
+
+Asynchronous search (Zoph & Le §3.3) asks again while earlier batches are still in flight, so a
+batch may be told after other batches' updates: ``version`` counts the updates a strategy has
+applied, and a strategy whose update depends on the state it asked with (REINFORCE's gradient
+under the sampling weights) keeps that state from ``ask_versioned`` until the batch is told.
+Random search and regularized evolution need nothing kept (evolution is asynchronous in its own
+paper, Real et al. 2019 §3).
 """
 from __future__ import annotations
 
@@ -17,6 +25,8 @@ from ..spaces import Architecture, SearchSpace
 class Strategy(ABC):
     name = ""
 
+    version = 0      # updates applied so far (a strategy whose state learns counts them)
+
     def __init__(self, space: SearchSpace, seed: int = 0):
         self.space = space
         self.seed = seed
@@ -27,9 +37,19 @@ class Strategy(ABC):
         """The next batch of architectures to evaluate."""
 
     @abstractmethod
-    def tell(self, archs: Sequence[Architecture], rewards: Sequence[float]) -> dict:
-        """Learn from rewards of ``archs`` (a prefix of the last batch asked); returns
-        statistics for the run's step log."""
+    def tell(self, archs: Sequence[Architecture], rewards: Sequence[float], version: int | None = None) -> dict:
+        """Learn from rewards of ``archs`` (a prefix of a batch asked); ``version``: the one
+        :meth:`ask_versioned` returned with it (None: the last batch asked, synchronously).
+        Returns statistics for the run's step log."""
+
+    def ask_versioned(self) -> tuple[list[Architecture], int]:
+        """The next batch and the version it is asked at, kept (:meth:`hold`) until it is told."""
+        archs, version = self.ask(), self.version
+        self.hold(version)
+        return archs, version
+
+    def hold(self, version: int) -> None:
+        """Keep what a batch asked at ``version`` needs when it is told (nothing, by default)."""
 
     def propose(self, n: int = 1) -> list[Architecture]:
         """Architectures to try without a tell (weight-sharing training, deriving)."""

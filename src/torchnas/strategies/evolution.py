@@ -34,7 +34,7 @@ class RegularizedEvolution(Strategy):
         parent = max(tournament, key=lambda member: member[1])[0]
         return [self.space.mutate(parent, self.rng)]
 
-    def tell(self, archs, rewards):
+    def tell(self, archs, rewards, version=None):
         for arch, reward in zip(archs, rewards):
             self.population.append((arch, float(reward)))
             if len(self.population) > self.population_size:

@@ -19,5 +19,5 @@ class RandomSearch(Strategy):
     def ask(self):
         return [self.space.random(self.rng) for _ in range(self.batch_size)]
 
-    def tell(self, archs, rewards):
+    def tell(self, archs, rewards, version=None):
         return {}

@@ -19,13 +19,22 @@ Choices made here where the papers leave room, each a constructor argument:
 * ``baseline_update="sample"`` follows the ENAS code instead: b moves once per sample and the
   sample's advantage uses the moved b (``main.py`` runs one baseline update per sampled
   architecture; the loss reads b after the update).
+
+Asynchronous updates (Zoph & Le §3.3): with several controller replicas in flight, a batch is
+told with the ``version`` (updates applied so far) of the weights it was sampled with. Its
+gradient is that of (1) under *those* weights, kept until every batch sampled with them is told,
+and it is applied to the *current* weights by the one optimizer (the parameter server's role);
+the baseline is the learner's. ``max_staleness`` drops (and counts) a gradient more than that
+many versions old.
 """
 from __future__ import annotations
+
+import copy
 
 import torch
 
 from ..controller import Controller
-from ..settings import Count, Fraction, NonNegative, Positive, checked
+from ..settings import Count, Fraction, NonNegative, NonNegativeInt, Positive, checked
 from ..spaces import AnchorSet
 from ..registry import register
 from .base import Strategy
@@ -40,7 +49,8 @@ class Reinforce(Strategy):
                  skip_weight: NonNegative = 0.0, grad_clip: Positive | None = None,
                  adam_betas: tuple[float, float] = (0.9, 0.999), adam_eps: Positive = 1e-8,
                  controller: dict | None = None, depth_schedule: dict | None = None,
-                 baseline_update: str = "batch", device: str = "cpu"):
+                 baseline_update: str = "batch", max_staleness: NonNegativeInt | None = None,
+                 device: str = "cpu"):
         super().__init__(space, seed)
         if batch_size < 1:
             raise ValueError(f"reinforce batch_size must be >= 1, got {batch_size}")
@@ -58,11 +68,15 @@ class Reinforce(Strategy):
                                           betas=tuple(adam_betas), eps=adam_eps)
         self.generator = torch.Generator(device=device).manual_seed(seed)
         self.baseline: float | None = None
-        self._pending = None
+        self._pending, self._pending_version = None, 0
         self.samples = 0
         self.full_space = space
         self.depth_schedule = _check_depth_schedule(depth_schedule, space)
         self._has_skips = any(isinstance(d, AnchorSet) and d.num_anchors for d in space.decisions)
+        self.max_staleness = max_staleness
+        self.version = self.dropped = 0       # updates applied; stale gradients dropped
+        self._weights: dict[int, list] = {}   # version -> [its weights, its space, batches not yet told]
+        self._shadow: Controller | None = None
 
     def depth(self) -> int | None:
         """Zoph & Le §4.1 progressive depth: ``start`` layers, ``+step`` every ``every``
@@ -77,7 +91,26 @@ class Reinforce(Strategy):
         if depth is not None and depth != self.controller.space.layers:
             self.controller.set_space(self.full_space.resized(depth))
         self._pending = self.controller.sample(self.batch_size, self.generator)
+        self._pending_version = self.version
         return list(self._pending.archs)
+
+    def hold(self, version: int) -> None:
+        """A batch sampled with ``version`` is in flight: keep those weights until it is told."""
+        if version not in self._weights:
+            self._weights[version] = [{k: v.detach().clone() for k, v in self.controller.state_dict().items()},
+                                      self.controller.space, 0]
+        self._weights[version][2] += 1
+
+    def _release(self, version: int):
+        """The weights of ``version`` for one told batch (forgotten after its last batch)."""
+        held = self._weights.get(version)
+        if held is None:
+            raise ValueError(f"reinforce: no batch sampled with controller version {version} is in flight "
+                             f"(the current version is {self.version})")
+        held[2] -= 1
+        if held[2] == 0:
+            del self._weights[version]
+        return held
 
     @torch.no_grad()
     def propose(self, n: int = 1):
@@ -85,13 +118,35 @@ class Reinforce(Strategy):
         per shared-weight minibatch, and many when deriving)."""
         return self.controller.sample(n, self.generator).archs
 
-    def tell(self, archs, rewards):
+    def _scored(self, archs, version: int | None):
+        """``(log-probabilities of archs, the controller they are under, staleness)``: the last
+        ask's when it is these architectures at the current version, else rescored, under the
+        weights of ``version`` when those are older than the current ones."""
+        k, stale = len(archs), 0 if version is None else self.version - version
+        held = None if version is None or version not in self._weights else self._release(version)
+        if stale and held is None:
+            raise ValueError(f"reinforce: a batch told with version {version} was not held (ask_versioned)")
+        pending, learner, self._pending = self._pending, self.controller, None
+        if stale:                                   # the gradient under the weights it sampled with
+            if self._shadow is None:
+                self._shadow = copy.deepcopy(self.controller)
+            learner = self._shadow
+            learner.set_space(held[1])
+            learner.load_state_dict(held[0])
+            pending = learner.log_prob(archs)
+        elif pending is None or pending.archs[:k] != list(archs) or self._pending_version != self.version:
+            pending = self.controller.log_prob(archs)      # not the last ask, or asked before an update
+        return pending, learner, stale
+
+    def tell(self, archs, rewards, version: int | None = None):
         k = len(archs)
         self.samples += k
-        pending = self._pending
-        if pending is None or pending.archs[:k] != list(archs):   # not from the last ask: rescore
-            pending = self.controller.log_prob(archs)
-        self._pending = None
+        stale = 0 if version is None else self.version - version
+        if self.max_staleness is not None and stale > self.max_staleness:
+            self._release(version)
+            self.dropped, self._pending = self.dropped + 1, None
+            return {"staleness": stale, "dropped": self.dropped, "reward": float(sum(rewards) / k)}
+        pending, learner, stale = self._scored(archs, version)
         log_probs, entropies = pending.log_probs[:k], pending.entropies[:k]
         rewards = torch.as_tensor(rewards, dtype=torch.float32, device=log_probs.device)
         raw_reward = rewards.mean().item()
@@ -112,10 +167,14 @@ class Reinforce(Strategy):
             loss = loss + self.skip_weight * pending.skip_penalties[:k].mean()
         self.optimizer.zero_grad()
         loss.backward()
+        if learner is not self.controller:          # the stale gradient, applied to the current weights
+            for p, q in zip(self.controller.parameters(), learner.parameters()):
+                p.grad, q.grad = q.grad, None
         grad_norm = None
         if self.grad_clip:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.controller.parameters(), self.grad_clip).item()
         self.optimizer.step()
+        self.version += 1
         if self.baseline_update == "batch":
             self.baseline = self.baseline_decay * self.baseline + (1 - self.baseline_decay) * mean_reward
         stats = {"loss": loss.item(), "baseline": self.baseline, "reward": raw_reward,
@@ -123,6 +182,8 @@ class Reinforce(Strategy):
                  "entropy": entropies.mean().item(), "log_prob": log_probs.mean().item()}
         if grad_norm is not None:
             stats["grad_norm"] = grad_norm
+        if version is not None:
+            stats["staleness"] = stale
         if self.depth_schedule:
             stats["layers"] = self.controller.space.layers
         if self._has_skips:
@@ -132,7 +193,8 @@ class Reinforce(Strategy):
     def state_dict(self):
         return {**super().state_dict(), "controller": self.controller.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state(),
-                "baseline": self.baseline, "samples": self.samples}
+                "baseline": self.baseline, "samples": self.samples, "version": self.version,
+                "dropped": self.dropped}
 
     def load_state_dict(self, state):
         super().load_state_dict(state)
@@ -141,7 +203,8 @@ class Reinforce(Strategy):
         self.generator.set_state(state["generator"])
         self.baseline = state["baseline"]
         self.samples = state["samples"]
-        self._pending = None
+        self.version, self.dropped = state.get("version", 0), state.get("dropped", 0)
+        self._pending, self._weights = None, {}      # batches in flight are sampled again
 
 
 def _check_depth_schedule(schedule, space):

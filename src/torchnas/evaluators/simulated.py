@@ -1,0 +1,66 @@
+"""A discrete-event simulation of a cluster: the executor and the clock, nothing else.
+
+``SimulatedPool`` stands where ``LocalPool`` or ``RayPool`` stand, so the search loop, the
+strategies and the controller that use it are the real ones (issue 29: Zoph & Le's 800 workers
+on one machine). A submitted child waits in submission order for a free worker; once a worker
+takes it, it finishes ``duration(arch)`` simulated seconds later, with the evaluation its
+evaluator gives (a table look-up or a scripted reward, computed at once). ``wait`` moves the
+clock to the next finish. ``utilisation()`` is the workers' busy time over ``workers × now``.
+"""
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from typing import Callable
+
+from ..spaces import Architecture
+from .executors import Executor, Job, _first_done
+
+
+class SimulatedPool(Executor):
+    """``workers`` simulated workers; ``duration(arch) -> seconds`` is called when a worker takes
+    the child (so a seeded duration model draws in the order children start)."""
+
+    def __init__(self, workers: int, duration: Callable[[Architecture], float]):
+        if workers < 1:
+            raise ValueError(f"a simulated cluster needs workers >= 1, got {workers}")
+        self.workers, self.duration = workers, duration
+        self.now = self.busy = 0.0
+        self.idle = workers
+        self.started = 0
+        self._queue: deque[Job] = deque()
+        self._events: list[tuple[float, int, Job]] = []          # (finish time, start order, job)
+
+    def submit(self, evaluator, arch):
+        job = Job(arch, evaluator)
+        self._queue.append(job)
+        self._dispatch()
+        return job
+
+    def _dispatch(self) -> None:
+        while self.idle and self._queue:
+            job = self._queue.popleft()
+            seconds = float(self.duration(job.arch))
+            if not seconds >= 0:
+                raise ValueError(f"a simulated child's duration must be >= 0 seconds, got {seconds}")
+            ev = job.evaluator.evaluate(job.arch)
+            ev.seconds = seconds
+            job.handle = ev
+            self.idle -= 1
+            self.busy += seconds
+            self.started += 1
+            heapq.heappush(self._events, (self.now + seconds, self.started, job))
+
+    def wait(self, jobs):
+        while (done := _first_done(jobs)) is None:
+            if not self._events:
+                raise RuntimeError("the simulated cluster has nothing running: a job waited for was never submitted")
+            self.now, _, job = heapq.heappop(self._events)
+            job.finish(job.handle)
+            self.idle += 1
+            self._dispatch()
+        return done
+
+    def utilisation(self) -> float:
+        """Busy worker-seconds over ``workers × now`` (children still running count in full)."""
+        return self.busy / (self.workers * self.now) if self.now else 0.0

@@ -1,0 +1,171 @@
+"""The search at cluster scale, simulated (``torchnas bench scale``; issue 29, Zoph & Le §3.3).
+
+Every run is the real :class:`~torchnas.search.Search` with the real strategy and controller on
+NAS-Bench-201; only the executor and the clock are simulated (:class:`SimulatedPool`). A child's
+reward is the table's 12-epoch validation accuracy (the search signal); its training time is
+``seconds(flops) × noise``: ``seconds`` a line fitted on this machine (training steps of the
+benchmark's network for a small and the largest cell, times the steps of the table's 12-epoch
+protocol), ``noise`` a heavy-tailed log-normal factor of mean 1. The synchronous search asks one
+batch of W children (one controller update per W children, every worker waiting for the slowest);
+the asynchronous one keeps K replicas of m children in flight (Zoph & Le: m = 8, K = 100 for
+800 workers). The 200-epoch table only judges the best cell afterwards.
+"""
+from __future__ import annotations
+
+import math
+import random
+import statistics
+import time
+from dataclasses import dataclass
+
+from .evaluators.simulated import SimulatedPool
+
+PROTOCOL_IMAGES = 12 * 25_000       # NAS-Bench-201's 12-epoch protocol: 12 epochs of the 25,000-image train split
+STEP_BATCH = 64                     # the batch the calibration times
+
+
+@dataclass
+class DurationModel:
+    """``seconds = base_s + per_gflop_s × GFLOPs of one training image``, times log-normal noise
+    of mean 1 and shape ``sigma`` (drawn from ``rng`` as children start)."""
+    base_s: float
+    per_gflop_s: float
+    sigma: float = 0.5
+
+    def seconds(self, gflops: float) -> float:
+        return self.base_s + self.per_gflop_s * gflops
+
+    def sampler(self, flops_of, rng: random.Random):
+        mu = -self.sigma ** 2 / 2
+        return lambda arch: self.seconds(flops_of(arch)) * math.exp(rng.gauss(mu, self.sigma))
+
+    def describe(self) -> str:
+        return (f"child seconds = {self.base_s:.1f} + {self.per_gflop_s:.1f} x GFLOPs per image "
+                f"(12-epoch protocol), x log-normal noise (sigma {self.sigma}, mean 1)")
+
+
+class CellFlops:
+    """Forward FLOPs per image of the benchmark's network (16 channels, 5 cells a stage) for any
+    cell: every edge of a cell sees the same tensor sizes and the cell sums its edges, so the
+    network's FLOPs are those of the all-``none`` cell plus one sixth of (all-``op`` − all-``none``)
+    for each edge's op (six networks counted once)."""
+
+    def __init__(self, space):
+        import torch
+        from .nn.flops import count_flops
+        n = len(space.decisions)
+        with torch.no_grad():
+            whole = [count_flops(space.child(space.make(tuple([v] * n)), 3, 10), (3, 32, 32))
+                     for v in range(len(space.decisions[0].options))]
+        self.base = whole[0]
+        self.per_edge = [(f - whole[0]) / n for f in whole]
+
+    def __call__(self, arch) -> float:
+        """GFLOPs per image."""
+        return (self.base + sum(self.per_edge[v] for v in arch.values)) / 1e9
+
+
+def calibrate(space, flops: CellFlops, sigma: float = 0.5, steps: int = 3) -> DurationModel:
+    """Time SGD steps (batch 64, this machine's threads) of the network of the all-``none`` cell
+    and of the largest cell; the line through the two, scaled to the 12-epoch protocol."""
+    import torch
+    n, points, cost = len(space.decisions), [], flops.per_edge
+    for v in (cost.index(min(cost)), cost.index(max(cost))):
+        arch = space.make(tuple([v] * n))
+        net = space.child(arch, 3, 10)
+        opt = torch.optim.SGD(net.parameters(), lr=0.01)
+        x, y = torch.randn(STEP_BATCH, 3, 32, 32), torch.randint(0, 10, (STEP_BATCH,))
+        times = []
+        for _ in range(steps + 1):
+            t0 = time.perf_counter()
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(x), y).backward()
+            opt.step()
+            times.append(time.perf_counter() - t0)
+        points.append((flops(arch), statistics.median(times[1:])))
+    (g0, s0), (g1, s1) = points
+    per_step_gflop = (s1 - s0) / (g1 - g0)
+    scale = PROTOCOL_IMAGES / STEP_BATCH
+    return DurationModel(base_s=(s0 - per_step_gflop * g0) * scale, per_gflop_s=per_step_gflop * scale, sigma=sigma)
+
+
+def simulate(space, table, strategy_factory, mode: str, workers: int, children: int, m: int, replicas: int | None,
+             model: DurationModel, flops, seed: int) -> dict:
+    """One search on ``workers`` simulated workers; returns its figures and the best-so-far
+    trajectory against simulated time."""
+    from .search import Search
+    rng = random.Random(seed * 7919 + workers)
+    pool = SimulatedPool(workers, model.sampler(flops, rng))
+    batch = workers if mode == "sync" else m
+    k = 1 if mode == "sync" else (replicas or -(-workers // m))
+    strategy = strategy_factory(batch, seed)
+    staleness: list[int] = []
+    best: list[tuple[float, str, float]] = []                      # (time, arch, reward) at each new best
+
+    def on_evaluation(rec):
+        if not best or rec["reward"] > best[-1][2]:
+            best.append((pool.now, rec["arch"], rec["reward"]))
+    search = Search(space, strategy, table, children, executor=pool, replicas=k, on_evaluation=on_evaluation,
+                    on_update=lambda stats: staleness.append((stats or {}).get("staleness", 0)))
+    t0 = time.perf_counter()
+    search.run()
+    return {"mode": mode, "workers": workers, "replicas": k, "batch": batch, "seed": seed,
+            "utilisation": pool.utilisation(), "hours": pool.now / 3600,
+            "children_per_hour": children / (pool.now / 3600), "updates": len(staleness),
+            "staleness": staleness, "best": best, "seconds": time.perf_counter() - t0}
+
+
+def verdict_at(space, best: list, hours: float, data_dir) -> float | None:
+    """The 200-epoch test accuracy of the best cell found by ``hours`` of simulated time."""
+    found = [arch for t, arch, _ in best if t <= hours * 3600]
+    if not found:
+        return None
+    return space.ground_truth(space.parse(found[-1]), data_dir).get("test_acc_200ep")
+
+
+def summary_row(space, run: dict, common_hours: float, data_dir) -> dict:
+    st = sorted(run["staleness"])
+    q = (lambda f: st[min(len(st) - 1, int(f * len(st)))]) if st else (lambda f: 0)
+    return {"mode": run["mode"], "workers": run["workers"], "replicas": run["replicas"], "batch": run["batch"],
+            "seed": run["seed"], "utilisation": round(run["utilisation"], 4),
+            "children_per_hour": round(run["children_per_hour"], 1), "updates": run["updates"],
+            "staleness_median": q(0.5), "staleness_p90": q(0.9), "staleness_max": st[-1] if st else 0,
+            "hours": round(run["hours"], 2), "best_test_200ep": verdict_at(space, run["best"], run["hours"], data_dir),
+            "best_test_200ep_at_common_time": verdict_at(space, run["best"], common_hours, data_dir),
+            "common_hours": round(common_hours, 2), "wall_seconds": round(run["seconds"], 1)}
+
+
+def run_scale(workers: list[int], children: int, m: int, replicas: int | None, seeds: list[int], modes: list[str],
+              strategy: str = "reinforce", preset: str = "nb201", sigma: float = 0.5, data_dir=None,
+              model: DurationModel | None = None, on_run=None) -> dict:
+    """Every (seed, workers, mode) search, its figures, and the best cell judged at the simulated
+    time both modes reached (the shorter of the two)."""
+    import copy
+    from .config import RunConfig, build_evaluator, build_space, build_strategy, load_preset
+    cfg = load_preset(preset)
+    rc = RunConfig.of(cfg, strategy)
+    space = build_space(rc)
+    table = build_evaluator(rc, data_dir, space)
+    table.check()
+    space.baselines(data_dir)                    # the verdict table is there before anything runs
+    flops = CellFlops(space)
+    model = model or calibrate(space, flops, sigma)
+
+    def factory(batch: int, seed: int):
+        c = copy.deepcopy(cfg)
+        settings = c.setdefault("strategies", {}).setdefault(strategy, {}) or {}
+        c["strategies"][strategy] = settings
+        if strategy != "evolution":
+            settings["batch_size"] = batch
+        return build_strategy(RunConfig.of(c, strategy), space, seed)
+    rows = []
+    for seed in seeds:
+        for w in workers:
+            runs = []
+            for mode in modes:
+                runs.append(simulate(space, table, factory, mode, w, children, m, replicas, model, flops, seed))
+                if on_run is not None:
+                    on_run(len(rows) + len(runs), len(seeds) * len(workers) * len(modes))
+            common = min(r["hours"] for r in runs)
+            rows += [summary_row(space, r, common, data_dir) for r in runs]
+    return {"model": model.describe(), "children": children, "m": m, "strategy": strategy, "rows": rows}

@@ -1,0 +1,108 @@
+"""Asynchronous search (issue 29, Zoph & Le §3.3): K controller replicas in flight on a simulated
+cluster (the real search loop and strategies; only the executor and the clock are simulated)."""
+import itertools
+import random
+
+import pytest
+
+from torchnas.evaluators import FunctionEvaluator
+from torchnas.evaluators.executors import Serial
+from torchnas.evaluators.simulated import SimulatedPool
+from torchnas.search import Search
+from torchnas.spaces import NB201Space
+from torchnas.strategies import make_strategy
+
+from .conftest import NB201_CSV, SHARED, needs
+
+
+def _reward(arch):
+    return sum(arch.values) / 24
+
+
+def _scripted(durations):
+    """Durations in the order the children start (the pool asks when a worker takes a child)."""
+    it = iter(durations)
+    return lambda arch: next(it)
+
+
+def test_utilisation_of_a_hand_checkable_schedule_synchronous_and_asynchronous():
+    """2 workers. Synchronous, batches of 2 with durations 1 and 3: each batch takes 3 seconds
+    and keeps the workers busy 4 of 6 worker-seconds, so 8 / 12 = 2/3 over two batches.
+    Asynchronous, 2 replicas of one child (durations 1, 3, 1, 1 as they start): replica A's
+    children run 0-1, 1-2, 2-3 on one worker while B's runs 0-3 on the other: 6 / 6 = 1."""
+    space = NB201Space()
+    sync = SimulatedPool(2, _scripted([1, 3, 1, 3]))
+    Search(space, make_strategy("random", space, seed=0, batch_size=2), FunctionEvaluator(_reward), budget=4,
+           executor=sync).run()
+    assert (sync.now, sync.busy, sync.utilisation()) == (6.0, 8.0, pytest.approx(2 / 3))
+    asyn = SimulatedPool(2, _scripted([1, 3, 1, 1]))
+    res = Search(space, make_strategy("random", space, seed=0, batch_size=1), FunctionEvaluator(_reward), budget=4,
+                 executor=asyn, replicas=2).run()
+    assert (asyn.now, asyn.busy, asyn.utilisation()) == (3.0, 6.0, 1.0)
+    # logged as they finish: A's first (t=1) and second (t=2), then at t=3 B's (it started first)
+    # and A's third
+    assert [r["time_s"] for r in res.evaluations] == [1.0, 1.0, 3.0, 1.0]
+
+
+@pytest.mark.parametrize("strategy, settings", [("reinforce", {"batch_size": 3}), ("random", {"batch_size": 2}),
+                                                ("evolution", {"population_size": 5, "sample_size": 2})])
+def test_an_asynchronous_search_logs_every_child_once_and_spends_the_budget_exactly(strategy, settings):
+    space, rng = NB201Space(), random.Random(5)
+    pool = SimulatedPool(6, lambda arch: rng.lognormvariate(0, 1))
+    res = Search(space, make_strategy(strategy, space, seed=1, **settings), FunctionEvaluator(_reward),
+                 budget=60, executor=pool, replicas=4).run()
+    archs = [r["arch"] for r in res.evaluations]
+    assert len(archs) == 60 == len(set(archs))
+    assert [r["query"] for r in res.evaluations] == list(range(1, 61))
+    assert res.best["reward"] == max(r["reward"] for r in res.evaluations)
+    assert pool.started == 60                      # nothing trained twice, nothing left out
+
+
+def test_stale_gradients_are_logged_and_the_replicas_keep_the_workers_busy(tmp_path):
+    from torchnas.runs import RunDir
+    space, rng = NB201Space(), random.Random(0)
+    pool = SimulatedPool(8, lambda arch: rng.lognormvariate(0, 1))
+    run = RunDir(tmp_path / "run").create({"kind": "search"})
+    strategy = make_strategy("reinforce", space, seed=0, batch_size=2)
+    Search(space, strategy, FunctionEvaluator(_reward), budget=80, executor=pool, replicas=4, run_dir=run).run()
+    steps = run.records(RunDir.STEPS)
+    staleness = [s["staleness"] for s in steps]
+    assert len(steps) == strategy.version == 40 and max(staleness) >= 1 and min(staleness) == 0
+    assert strategy._weights == {}                 # every held version released
+    sync_rng = random.Random(0)
+    sync = SimulatedPool(8, lambda arch: sync_rng.lognormvariate(0, 1))
+    Search(space, make_strategy("reinforce", space, seed=0, batch_size=8), FunctionEvaluator(_reward), budget=80,
+           executor=sync).run()
+    assert pool.utilisation() > sync.utilisation()
+
+
+def test_one_replica_on_the_simulator_gives_the_serial_log():
+    """K = 1 is the synchronous search: the same children, rewards and order as in process."""
+    space = NB201Space()
+
+    def run(executor):
+        s = make_strategy("reinforce", space, seed=3, batch_size=4)
+        return [(r["arch"], r["reward"], r["proposal"]) for r in
+                Search(space, s, FunctionEvaluator(_reward), budget=30, executor=executor).run().evaluations]
+    counter = itertools.count()
+    assert run(SimulatedPool(3, lambda arch: 1 + next(counter) % 5)) == run(Serial())
+
+
+@needs(NB201_CSV, "NAS-Bench-201 table")
+def test_bench_scale_runs_the_real_search_on_a_simulated_cluster_and_prints_json_lines(capsys, tmp_path):
+    from torchnas import api
+    from torchnas.cli import main
+    from torchnas.scale import DurationModel, run_scale
+    res = run_scale([4], children=24, m=2, replicas=None, seeds=[0], modes=["sync", "async"],
+                    data_dir=SHARED, model=DurationModel(base_s=600, per_gflop_s=3600, sigma=0.5))
+    sync, asyn = res["rows"]
+    assert (sync["replicas"], sync["batch"], asyn["replicas"], asyn["batch"]) == (1, 4, 2, 2)
+    assert sync["updates"] == 6 and asyn["updates"] == 12 and asyn["staleness_max"] >= 1
+    for r in (sync, asyn):
+        assert 0 < r["utilisation"] <= 1 and 40 < r["best_test_200ep"] <= 94.38
+        assert r["common_hours"] == min(sync["hours"], asyn["hours"])
+    assert main(["bench", "scale", "--modes", "fast", "--data-dir", str(SHARED)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'fast' is not a mode" in err
+    with pytest.raises(Exception, match="--out"):
+        api.bench_scale(workers=[2], children=4, out=tmp_path, data_dir=SHARED)      # a folder: refused first
