@@ -39,6 +39,7 @@ def test_utilisation_of_a_hand_checkable_schedule_synchronous_and_asynchronous()
     res = Search(space, make_strategy("random", space, seed=0, batch_size=1), FunctionEvaluator(_reward), budget=4,
                  executor=asyn, replicas=2).run()
     assert (asyn.now, asyn.busy, asyn.utilisation()) == (3.0, 6.0, 1.0)
+    assert (sync.last_start, sync.utilisation(sync.last_start)) == (3.0, pytest.approx(4 / 6))   # 0-3: 1 + 3 busy
     # logged as they finish: A's first (t=1) and second (t=2), then at t=3 B's (it started first)
     # and A's third
     assert [r["time_s"] for r in res.evaluations] == [1.0, 1.0, 3.0, 1.0]

@@ -669,7 +669,7 @@ def bench_nb201(strategy: str, *, queries: int = 100, seeds: int = 10, first_see
                            data_dir=_path(data_dir), workers=workers, first_seed=first_seed, on_seed=on_seed)
 
 
-def bench_scale(*, workers=(8, 64, 800), children: int = 12_800, m: int = 8, replicas: int | None = None,
+def bench_scale(*, workers=(8, 64, 800), children: int = 12_800, m=(8,), replicas=None,
                 seeds: int = 1, first_seed: int = 0, modes=("sync", "async"), strategy: str = "reinforce",
                 sigma: float = 0.5, data_dir=None, out=None, on_event: Events | None = None) -> dict:
     """``torchnas bench scale``: synchronous against asynchronous search on simulated clusters of
@@ -678,7 +678,8 @@ def bench_scale(*, workers=(8, 64, 800), children: int = 12_800, m: int = 8, rep
     from .runs import atomic_write_bytes, writable_file
     from .scale import run_scale
     path = writable_file(str(out), "--out") if out else None
-    if min(workers) < 1 or children < 1 or m < 1 or (replicas is not None and replicas < 1) or sigma < 0:
+    replicas, m = (list(replicas) if replicas else None), ([m] if isinstance(m, int) else list(m))
+    if min(workers) < 1 or children < 1 or min(m) < 1 or (replicas and min(replicas) < 1) or sigma < 0:
         raise ConfigError("bench scale needs workers, children, m and replicas >= 1 and sigma >= 0")
     bad = sorted(set(modes) - {"sync", "async"})
     if bad:

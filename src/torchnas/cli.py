@@ -247,9 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
                                            "(the real search loop on NAS-Bench-201; Zoph & Le's 800 workers)")
     c.add_argument("--workers", type=_count, nargs="+", default=[8, 64, 800], help="cluster sizes (default 8 64 800)")
     c.add_argument("--children", type=_count, default=12_800, help="children per search (default 12,800, Zoph & Le's)")
-    c.add_argument("--m", type=_count, default=8, help="children per asynchronous replica (default 8, Zoph & Le's)")
-    c.add_argument("--replicas", type=_count, default=None,
-                   help="asynchronous replicas K (default: workers / m, Zoph & Le's 100 at 800)")
+    c.add_argument("--m", type=_count, nargs="+", default=[8],
+                   help="children per asynchronous replica, one search each (default 8, Zoph & Le's)")
+    c.add_argument("--replicas", type=_count, nargs="+", default=None,
+                   help="asynchronous replicas K, one search each (default: workers / m, Zoph & Le's 100 at 800)")
     c.add_argument("--modes", nargs="+", default=["sync", "async"], help="sync and/or async (default both)")
     c.add_argument("--seeds", type=_count, default=1, help="searches per mode and size (default 1)")
     c.add_argument("--first-seed", type=int, default=0, help="seed of the first (default 0)")

@@ -84,9 +84,10 @@ def calibrate(space, flops: CellFlops, sigma: float = 0.5, steps: int = 3) -> Du
             times.append(time.perf_counter() - t0)
         points.append((flops(arch), statistics.median(times[1:])))
     (g0, s0), (g1, s1) = points
-    per_step_gflop = (s1 - s0) / (g1 - g0)
+    per_step_gflop = max(s1 - s0, 0.0) / (g1 - g0)
     scale = PROTOCOL_IMAGES / STEP_BATCH
-    return DurationModel(base_s=(s0 - per_step_gflop * g0) * scale, per_gflop_s=per_step_gflop * scale, sigma=sigma)
+    base = max(s0 - per_step_gflop * g0, 0.0)        # a busy machine's timings can tilt the line below 0
+    return DurationModel(base_s=base * scale, per_gflop_s=per_step_gflop * scale, sigma=sigma)
 
 
 def simulate(space, table, strategy_factory, mode: str, workers: int, children: int, m: int, replicas: int | None,
@@ -108,10 +109,11 @@ def simulate(space, table, strategy_factory, mode: str, workers: int, children: 
     search = Search(space, strategy, table, children, executor=pool, replicas=k, on_evaluation=on_evaluation,
                     on_update=lambda stats: staleness.append((stats or {}).get("staleness", 0)))
     t0 = time.perf_counter()
-    search.run()
+    result = search.run()
     return {"mode": mode, "workers": workers, "replicas": k, "batch": batch, "seed": seed,
-            "utilisation": pool.utilisation(), "hours": pool.now / 3600,
-            "children_per_hour": children / (pool.now / 3600), "updates": len(staleness),
+            "utilisation": pool.utilisation(), "utilisation_steady": pool.utilisation(pool.last_start),
+            "hours": pool.now / 3600, "trained": pool.started, "stopped_early": result.stopped_early,
+            "children_per_hour": pool.started / (pool.now / 3600), "updates": len(staleness),
             "staleness": staleness, "best": best, "seconds": time.perf_counter() - t0}
 
 
@@ -128,14 +130,17 @@ def summary_row(space, run: dict, common_hours: float, data_dir) -> dict:
     q = (lambda f: st[min(len(st) - 1, int(f * len(st)))]) if st else (lambda f: 0)
     return {"mode": run["mode"], "workers": run["workers"], "replicas": run["replicas"], "batch": run["batch"],
             "seed": run["seed"], "utilisation": round(run["utilisation"], 4),
+            "utilisation_steady": round(run["utilisation_steady"], 4),
             "children_per_hour": round(run["children_per_hour"], 1), "updates": run["updates"],
+            "trained": run["trained"], "stopped_early": run["stopped_early"],
             "staleness_median": q(0.5), "staleness_p90": q(0.9), "staleness_max": st[-1] if st else 0,
             "hours": round(run["hours"], 2), "best_test_200ep": verdict_at(space, run["best"], run["hours"], data_dir),
             "best_test_200ep_at_common_time": verdict_at(space, run["best"], common_hours, data_dir),
             "common_hours": round(common_hours, 2), "wall_seconds": round(run["seconds"], 1)}
 
 
-def run_scale(workers: list[int], children: int, m: int, replicas: int | None, seeds: list[int], modes: list[str],
+def run_scale(workers: list[int], children: int, m: int | list[int], replicas: list[int] | None, seeds: list[int],
+              modes: list[str],
               strategy: str = "reinforce", preset: str = "nb201", sigma: float = 0.5, data_dir=None,
               model: DurationModel | None = None, on_run=None) -> dict:
     """Every (seed, workers, mode) search, its figures, and the best cell judged at the simulated
@@ -162,10 +167,13 @@ def run_scale(workers: list[int], children: int, m: int, replicas: int | None, s
     for seed in seeds:
         for w in workers:
             runs = []
-            for mode in modes:
-                runs.append(simulate(space, table, factory, mode, w, children, m, replicas, model, flops, seed))
+            ms = m if isinstance(m, list) else [m]
+            plan = [(mode, mm, k) for mode in modes for mm in (ms[:1] if mode == "sync" else ms)
+                    for k in ([None] if mode == "sync" else (replicas or [None]))]
+            for mode, mm, k in plan:
+                runs.append(simulate(space, table, factory, mode, w, children, mm, k, model, flops, seed))
                 if on_run is not None:
-                    on_run(len(rows) + len(runs), len(seeds) * len(workers) * len(modes))
+                    on_run(len(rows) + len(runs), len(seeds) * len(workers) * len(plan))
             common = min(r["hours"] for r in runs)
             rows += [summary_row(space, r, common, data_dir) for r in runs]
     return {"model": model.describe(), "children": children, "m": m, "strategy": strategy, "rows": rows}

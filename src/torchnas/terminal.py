@@ -234,20 +234,22 @@ def print_ws_rank(r: dict, path) -> None:
 def print_scale(result: dict) -> None:
     """``bench scale``: one row per simulated search, then one JSON line per search."""
     import json
-    print(f"simulated: {result['children']:,} children per search, {result['strategy']}, "
-          f"asynchronous replicas of m = {result['m']}; {result['model']}")
-    print("| mode | workers | replicas x batch | utilisation | children / h | updates | staleness median / p90 / max "
-          "| simulated h | best 200-ep test % | at the common time |")
+    print(f"simulated: {result['children']:,} distinct children per search, {result['strategy']}; {result['model']}")
+    print("| mode | workers | replicas x batch | utilisation (until the last child starts) | children / h | updates "
+          "| staleness median / p90 / max | simulated h | best 200-ep test % | at the common time |")
     print("|---|---|---|---|---|---|---|---|---|---|")
+    def trained(r):         # a converged policy that keeps proposing known cells stops at max_proposals
+        return "" if r["trained"] == result["children"] else f" ({r['trained']:,} trained)"
     for r in result["rows"]:
         fmt = lambda v: "-" if v is None else f"{v:.2f}"
-        print(f"| {r['mode']} | {r['workers']} | {r['replicas']} x {r['batch']} | {r['utilisation']:.1%} | "
-              f"{r['children_per_hour']:,.1f} | {r['updates']} | {r['staleness_median']} / {r['staleness_p90']} / "
+        print(f"| {r['mode']} | {r['workers']} | {r['replicas']} x {r['batch']} | {r['utilisation']:.1%} "
+              f"({r['utilisation_steady']:.1%}) | "
+              f"{r['children_per_hour']:,.1f}{trained(r)} | {r['updates']} | {r['staleness_median']} / {r['staleness_p90']} / "
               f"{r['staleness_max']} | {r['hours']:.1f} | {fmt(r['best_test_200ep'])} | "
               f"{fmt(r['best_test_200ep_at_common_time'])} ({r['common_hours']:.1f} h) |")
     for r in result["rows"]:
-        print(json.dumps({k: r[k] for k in ("mode", "workers", "utilisation", "children_per_hour",
-                                            "best_test_200ep")} | {"seed": r["seed"]}))
+        print(json.dumps({k: r[k] for k in ("mode", "workers", "utilisation", "children_per_hour", "best_test_200ep",
+                                            "replicas", "utilisation_steady", "seed")}))
 
 
 def print_bench(result: dict, stats: dict) -> None:

@@ -28,6 +28,8 @@ class SimulatedPool(Executor):
         self.now = self.busy = 0.0
         self.idle = workers
         self.started = 0
+        self.last_start = 0.0                                      # when the last child was taken
+        self._spans: list[tuple[float, float]] = []               # (start, finish) of every child
         self._queue: deque[Job] = deque()
         self._events: list[tuple[float, int, Job]] = []          # (finish time, start order, job)
 
@@ -49,6 +51,8 @@ class SimulatedPool(Executor):
             self.idle -= 1
             self.busy += seconds
             self.started += 1
+            self.last_start = self.now
+            self._spans.append((self.now, self.now + seconds))
             heapq.heappush(self._events, (self.now + seconds, self.started, job))
 
     def wait(self, jobs):
@@ -61,6 +65,11 @@ class SimulatedPool(Executor):
             self._dispatch()
         return done
 
-    def utilisation(self) -> float:
-        """Busy worker-seconds over ``workers × now`` (children still running count in full)."""
-        return self.busy / (self.workers * self.now) if self.now else 0.0
+    def utilisation(self, until: float | None = None) -> float:
+        """Busy worker-seconds over ``workers × until`` (default: ``now``, the whole run; a search
+        ends by draining its last children, so ``until=last_start`` measures the workers while
+        the search still had children to give them)."""
+        until = self.now if until is None else until
+        if until <= 0:
+            return 0.0
+        return sum(max(0.0, min(b, until) - a) for a, b in self._spans) / (self.workers * until)
