@@ -5,7 +5,7 @@ NAS-Bench-201 table's reward, and on ``SimulatedPool``; their utilisations side 
     python benchmarks/scale_check.py [--workers 16] [--children 96] [--mean 2.0] [--data-dir DIR]
 
 Each child's duration is a deterministic function of its cell (the ``bench scale`` line in the
-cell's FLOPs as this machine's ``bench scale`` fitted it, 212 s + 180,000 s a GFLOP, scaled so
+cell's FLOPs, 212 s + 180,000 s a GFLOP (the shape of one ``bench scale`` fit here), scaled so
 that a uniformly drawn cell takes ``--mean`` seconds on average, times log-normal noise drawn from a
 hash of the cell), so both engines give the same child the same time. Ray gets W logical
 CPUs whatever the machine's cores: a sleeping child uses none; its W worker processes are started
@@ -32,7 +32,7 @@ class Duration:
 
     def __init__(self, space, flops, mean_s: float, sigma: float = 0.5):
         from torchnas.scale import DurationModel
-        self.flops, self.sigma, self.line = flops, sigma, DurationModel(212.0, 180_000.0)   # bench scale's fit
+        self.flops, self.sigma, self.line = flops, sigma, DurationModel(212.0, 180_000.0)   # a shape; scaled below
         rng = random.Random(0)
         typical = sum(self.line.seconds(flops(space.random(rng))) for _ in range(1000)) / 1000
         self.scale = mean_s / typical

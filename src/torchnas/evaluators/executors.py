@@ -231,16 +231,15 @@ class LocalPool(Executor):
         return job
 
     def _send(self, job: Job) -> None:
-        key = job.key
         # a submit may start one of the pool's processes: only then is Ctrl-C held back, and
         # raised once the process has started (ignored instead, it was lost)
         starting = len(getattr(self._pool, "_processes", None) or ()) < self.workers
         with sigint_blocked_in_children() if starting else contextlib.nullcontext():
             try:
-                job.handle = self._pool.submit(_evaluate, job.arch, key)
+                job.handle = self._pool.submit(_evaluate, job.arch, job.key)
             except BrokenProcessPool:              # a worker died while the pool was idle: no child lost
                 self._start(job.evaluator)
-                job.handle = self._pool.submit(_evaluate, job.arch, key)
+                job.handle = self._pool.submit(_evaluate, job.arch, job.key)
 
     def wait(self, jobs):
         while (done := _first_done(jobs)) is None:

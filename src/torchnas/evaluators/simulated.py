@@ -25,7 +25,7 @@ class SimulatedPool(Executor):
         if workers < 1:
             raise ValueError(f"a simulated cluster needs workers >= 1, got {workers}")
         self.workers, self.duration = workers, duration
-        self.now = self.busy = 0.0
+        self.now = 0.0
         self.idle = workers
         self.started = 0
         self.last_start = 0.0                                      # when the last child was taken
@@ -49,7 +49,6 @@ class SimulatedPool(Executor):
             ev.seconds = seconds
             job.handle = ev
             self.idle -= 1
-            self.busy += seconds
             self.started += 1
             self.last_start = self.now
             self._spans.append((self.now, self.now + seconds))
@@ -64,6 +63,11 @@ class SimulatedPool(Executor):
             self.idle += 1
             self._dispatch()
         return done
+
+    @property
+    def busy(self) -> float:
+        """Worker-seconds of every child taken so far (running ones in full)."""
+        return sum(b - a for a, b in self._spans)
 
     def utilisation(self, until: float | None = None) -> float:
         """Busy worker-seconds over ``workers × until`` (default: ``now``, the whole run; a search

@@ -75,7 +75,7 @@ class Reinforce(Strategy):
         self._has_skips = any(isinstance(d, AnchorSet) and d.num_anchors for d in space.decisions)
         self.max_staleness = max_staleness
         self.version = self.dropped = 0       # updates applied; stale gradients dropped
-        self._weights: dict[int, list] = {}   # version -> [its weights, its space, batches not yet told]
+        self._weights: dict[int, list] = {}   # version -> [its weights (once updated), its space, batches in flight]
         self._shadow: Controller | None = None
 
     def depth(self) -> int | None:
@@ -95,11 +95,16 @@ class Reinforce(Strategy):
         return list(self._pending.archs)
 
     def hold(self, version: int) -> None:
-        """A batch sampled with ``version`` is in flight: keep those weights until it is told."""
-        if version not in self._weights:
-            self._weights[version] = [{k: v.detach().clone() for k, v in self.controller.state_dict().items()},
-                                      self.controller.space, 0]
-        self._weights[version][2] += 1
+        """A batch sampled with ``version`` is in flight: its weights are copied only if an update
+        comes before it is told (:meth:`_keep_held`), so a synchronous search copies nothing."""
+        held = self._weights.setdefault(version, [None, self.controller.space, 0])
+        held[2] += 1
+
+    def _keep_held(self) -> None:
+        """Before the weights change: copy them for the batches in flight that were sampled with them."""
+        held = self._weights.get(self.version)
+        if held is not None and held[0] is None:
+            held[0] = {k: v.detach().clone() for k, v in self.controller.state_dict().items()}
 
     def _release(self, version: int):
         """The weights of ``version`` for one told batch (forgotten after its last batch)."""
@@ -173,6 +178,7 @@ class Reinforce(Strategy):
         grad_norm = None
         if self.grad_clip:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.controller.parameters(), self.grad_clip).item()
+        self._keep_held()
         self.optimizer.step()
         self.version += 1
         if self.baseline_update == "batch":
