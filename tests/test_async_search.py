@@ -107,3 +107,55 @@ def test_bench_scale_runs_the_real_search_on_a_simulated_cluster_and_prints_json
     assert err.count("\n") == 1 and "'fast' is not a mode" in err
     with pytest.raises(Exception, match="--out"):
         api.bench_scale(workers=[2], children=4, out=tmp_path, data_dir=SHARED)      # a folder: refused first
+
+
+class _Scripted:
+    """A strategy that asks the given batches in order (then the last one again) and records
+    every tell."""
+
+    def __new__(cls, space, batches):
+        from torchnas.strategies.base import Strategy
+
+        class Scripted(Strategy):
+            name = "scripted"
+
+            def __init__(self):
+                super().__init__(space)
+                self.batches, self.told, self.asked, self.asked_by_tell = list(batches), [], 0, []
+
+            def ask(self):
+                self.asked += 1
+                return list(self.batches.pop(0) if len(self.batches) > 1 else self.batches[0])
+
+            def tell(self, archs, rewards, version=None):
+                self.told.append([str(a) for a in archs])
+                self.asked_by_tell.append(self.asked)
+                return {}
+        return Scripted()
+
+
+def test_a_replica_waiting_on_another_replicas_child_leaves_its_worker_to_a_new_batch():
+    """2 workers, K = 2 replicas of one child. Both replicas ask X (3 s); the second waits on the
+    first's X and holds no worker, so a third batch is asked: Y (1 s), then Z (1 s) on the worker
+    Y frees. Busy 3 + 1 + 1 of 2 × 3 worker-seconds; X's two batches are told when it ends."""
+    space = NB201Space()
+    x, y, z = (space.make((v,) * 6) for v in (1, 2, 3))
+    seconds = {x: 3.0, y: 1.0, z: 1.0}
+    strategy = _Scripted(space, [[x], [x], [y], [z]])
+    pool = SimulatedPool(2, lambda arch: seconds[arch])
+    res = Search(space, strategy, FunctionEvaluator(_reward), budget=3, executor=pool, replicas=2).run()
+    assert (pool.now, pool.busy, pool.utilisation()) == (3.0, 5.0, pytest.approx(5 / 6))
+    assert [r["arch"] for r in res.evaluations] == [str(y), str(z), str(x)]
+    assert strategy.told == [[str(y)], [str(z)], [str(x)], [str(x)]]
+
+
+def test_batches_in_flight_are_capped_at_k_times_m_plus_four():
+    """A policy that asks only the child in flight: 2 replicas of one child may have
+    2 × (1 + 4) = 10 batches in flight, no more; all are told when the child ends."""
+    space = NB201Space()
+    x = space.make((1,) * 6)
+    strategy = _Scripted(space, [[x]])
+    pool = SimulatedPool(2, lambda arch: 5.0)
+    Search(space, strategy, FunctionEvaluator(_reward), budget=2, executor=pool, replicas=2, max_proposals=20).run()
+    assert Search.FLIGHTS_PER_REPLICA == 4 and strategy.asked_by_tell[:10] == [10] * 10
+    assert strategy.asked == 20 and pool.started == 1

@@ -11,7 +11,9 @@ again. With K > 1 (asynchronous) a replica asks again as soon as its own batch i
 others' children still train; the strategy gets each batch with the version it was asked at
 (:meth:`Strategy.ask_versioned`). Each child is logged when it finishes, in its batch's order: a
 child finished before an earlier one of its own batch waits for it. An architecture already in
-flight for another replica is not trained twice: its batch waits for that result.
+flight for another replica is not trained twice: its batch waits for that result. Such a batch,
+like one of cached children, holds no worker, so while fewer than K × m children train the loop
+asks further batches (at most K × (m + 4) in flight) and the workers stay busy.
 
 Resumption: the checkpoint is written after a ``tell`` (at most every ``checkpoint_every``
 seconds, and at the end) and records how many log lines it covers. A synchronous search resumes
@@ -62,6 +64,8 @@ class SearchResult:
 
 
 class Search:
+    FLIGHTS_PER_REPLICA = 4             # batches holding no worker, at most, per replica (K) in flight
+
     def __init__(self, space: SearchSpace, strategy: Strategy, evaluator: Evaluator, budget: int,
                  run_dir: RunDir | None = None, max_proposals: int | None = None,
                  on_evaluation: Callable[[dict], None] | None = None, checkpoint_every: float = 5.0,
@@ -188,17 +192,36 @@ class Search:
             if time.perf_counter() - self._last_checkpoint >= self.checkpoint_every:
                 self._checkpoint()
 
+    def _room(self, flights: list["_Flight"]) -> bool:
+        """Whether another batch may be asked. Synchronous: when none is in flight. Asynchronous:
+        the first K batches, then more while fewer than K × m children train (m the batch size),
+        up to K × (m + ``FLIGHTS_PER_REPLICA``) batches. A batch's cached children, and those
+        another replica is training, hold no worker, and a batch whose fast children are done
+        holds only its slowest one's: waiting on them would leave workers idle. At most K × m
+        batches hold a training child, so the bound leaves 4 K for batches that hold none (a
+        policy that asks only what is training cannot grow the flights without end)."""
+        if self.replicas == 1:
+            return not flights
+        if len(flights) < self.replicas:
+            return True
+        if len(flights) >= self.replicas * (self._batch + self.FLIGHTS_PER_REPLICA):
+            return False
+        training = sum(1 for j in self._inflight.values() if not isinstance(j, dict) and not j.done)
+        return training < self.replicas * self._batch
+
     def run(self) -> SearchResult:
         self._t0 = time.perf_counter()
         stopped_early = False
         flights: list[_Flight] = []
-        self._inflight, self._planned = {}, 0
+        self._inflight, self._planned, self._batch = {}, 0, 1
         while True:
-            while len(flights) < self.replicas and len(self.log) + len(self._inflight) < self.budget:
+            while self._room(flights) and len(self.log) + len(self._inflight) < self.budget:
                 if self.proposals + self._planned >= self.max_proposals:
                     stopped_early = True
                     break
-                flights.append(self._launch(*self.strategy.ask_versioned()))
+                batch, version = self.strategy.ask_versioned()
+                self._batch = max(self._batch, len(batch))
+                flights.append(self._launch(batch, version))
             if not flights:
                 break
             told = [f for f in flights if self._advance(f)]
