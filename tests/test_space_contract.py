@@ -29,6 +29,7 @@ SMALL = {
     "enas-micro": ({"num_nodes": 1, "ops": ["identity", "sep_conv_3x3"]}, {"channels": 4, "num_layers": 1}, 8),
     "enas-macro": ({"num_layers": 2}, {"channels": 4}, 8),
     "enas-rnn": ({"num_nodes": 2}, {"hidden_size": 6}, None),
+    "nas-rnn": ({"base": 2, "activations": ["tanh", "relu"]}, {"hidden_size": 6}, None),
 }
 VOCAB = 11
 

@@ -215,7 +215,11 @@ def _lm_source(lm, meta, state_name: str) -> str:
     from .spaces.enas_rnn import ENASRNNCell, loose_ends
     cell, V, H = lm.cell, lm.vocab_size, lm.hidden_size
     init = [f"        self.embedding = nn.Parameter(torch.zeros({V}, {H}))", "        self.cell = nn.Module()"]
-    if isinstance(cell, LSTMCell):
+    if hasattr(cell, "export_source"):          # a cell that writes its own code (nas-rnn's tree)
+        src = cell.export_source()
+        init += ["        " + line for line in src["init"]]
+        zero, shape, pre, step, last, what = (src[k] for k in ("zero", "shape", "pre", "step", "last", "what"))
+    elif isinstance(cell, LSTMCell):
         init += [f"        self.cell.w_ih = nn.Parameter(torch.zeros({H}, {4 * H}))",
                  f"        self.cell.w_hh = nn.Parameter(torch.zeros({H}, {4 * H}))",
                  f"        self.cell.bias = nn.Parameter(torch.zeros({4 * H}))"]

@@ -44,17 +44,10 @@ def check_dropout(dropout: dict | None) -> dict:
     return d
 
 
-class LSTMCell(nn.Module):
-    """A plain LSTM cell with the interface of the ENAS cells, for baselines:
-    ``project_inputs(x)`` then ``run(xp, state, plan, h_mask) -> (outputs, (h_t, c_t))``, one
-    ``recur`` a step."""
-
-    def __init__(self, input_size: int, hidden_size: int, init_range: float = 0.04):
-        super().__init__()
-        self.input_size, self.hidden_size = input_size, hidden_size
-        self.w_ih = nn.Parameter(torch.empty(input_size, 4 * hidden_size).uniform_(-init_range, init_range))
-        self.w_hh = nn.Parameter(torch.empty(hidden_size, 4 * hidden_size).uniform_(-init_range, init_range))
-        self.bias = nn.Parameter(torch.zeros(4 * hidden_size))
+class MemoryCell(nn.Module):
+    """A standalone cell with a memory state beside its output, state ``(h, c)``: the interface
+    of the ENAS cells (``project_inputs(x)`` then ``run(xp, state, plan, h_mask) -> (outputs,
+    (h_t, c_t))``, one ``recur`` a step), for cells that are not searched with shared weights."""
 
     def init_state(self, batch_size: int, like: torch.Tensor):
         z = like.new_zeros(batch_size, self.hidden_size)
@@ -62,6 +55,24 @@ class LSTMCell(nn.Module):
 
     def plan(self, arch=None):
         return None
+
+    def run(self, xp, state, plan=None, h_mask=None):
+        outs = []
+        for xp_t in xp.unbind(0):
+            out, state = self.recur(xp_t, state, plan, h_mask)
+            outs.append(out)
+        return torch.stack(outs), state
+
+
+class LSTMCell(MemoryCell):
+    """A plain LSTM cell, for baselines."""
+
+    def __init__(self, input_size: int, hidden_size: int, init_range: float = 0.04):
+        super().__init__()
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.w_ih = nn.Parameter(torch.empty(input_size, 4 * hidden_size).uniform_(-init_range, init_range))
+        self.w_hh = nn.Parameter(torch.empty(hidden_size, 4 * hidden_size).uniform_(-init_range, init_range))
+        self.bias = nn.Parameter(torch.zeros(4 * hidden_size))
 
     def project_inputs(self, x: torch.Tensor, x_mask: torch.Tensor | None = None) -> torch.Tensor:
         return (x if x_mask is None else x * x_mask) @ self.w_ih + self.bias
@@ -72,13 +83,6 @@ class LSTMCell(nn.Module):
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)
         return h, (h, c)
-
-    def run(self, xp, state, plan=None, h_mask=None):
-        outs = []
-        for xp_t in xp.unbind(0):
-            out, state = self.recur(xp_t, state, plan, h_mask)
-            outs.append(out)
-        return torch.stack(outs), state
 
 
 class _TiedCrossEntropy(torch.autograd.Function):

@@ -7,6 +7,7 @@ from .enas_macro import ENASMacroSpace
 from .enas_micro import ENASMicroSpace
 from .enas_rnn import ENASRNNSpace
 from .nas_cnn import NASCNNSpace
+from .nas_rnn import NASRNNSpace
 from .nb201 import NB201Space
 from .toy import ToySpace
 
@@ -31,4 +32,4 @@ def space_from_config(cfg: dict) -> SearchSpace:
 
 
 __all__ = ["Anchor", "AnchorSet", "Architecture", "ArchitectureError", "Choice", "SearchSpace",
-           "Step", "iter_all", "get_space", "space_from_config", "SPACES", "ENASMacroSpace", "ENASMicroSpace", "ENASRNNSpace", "NASCNNSpace", "NB201Space", "ToySpace"]
+           "Step", "iter_all", "get_space", "space_from_config", "SPACES", "ENASMacroSpace", "ENASMicroSpace", "ENASRNNSpace", "NASCNNSpace", "NASRNNSpace", "NB201Space", "ToySpace"]

@@ -29,7 +29,8 @@ class LanguageModeling(Task):
 
     def describe(self, space, arch, data: dict, net: dict) -> dict:
         model = space.language_model(arch, PTB_VOCAB, **net)
-        return {"arch": str(arch), "arc": space.to_arc(arch), "params": sum(p.numel() for p in model.parameters()),
+        arc = {"arc": space.to_arc(arch)} if hasattr(space, "to_arc") else {}         # the authors' arc format, where the space has one
+        return {"arch": str(arch), **arc, "params": sum(p.numel() for p in model.parameters()),
                 "cell_params": sum(p.numel() for p in model.cell.parameters()),
                 "embedding_params": model.embedding.numel(), "vocab": PTB_VOCAB, "net": net}
 
