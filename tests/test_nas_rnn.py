@@ -104,18 +104,41 @@ def test_base_8_space_has_the_papers_size_and_decision_order():
     assert (t.cell_index, t.inject_index, t.inject) == (12, 8, ("add", "tanh"))
 
 
-def test_a_language_model_runs_the_cell_over_time():
+def test_a_two_layer_language_model_runs_the_cells_over_time_one_above_the_other():
+    """Zoph & Le's children have two layers: layer 2 reads layer 1's outputs; the state is
+    (h1, c1, h2, c2); the softmax is tied to the embedding."""
     space = get_space("nas-rnn", base=2)
     lm = space.language_model(space.parse(FIG5), 13, hidden_size=5).eval()
-    tokens = torch.randint(0, 13, (6, 2))
+    tokens = torch.randint(0, 13, (6, 2), generator=torch.Generator().manual_seed(0))
     out = lm(tokens)
-    assert out.logits.shape == (6, 2, 13) and torch.isfinite(out.logits).all()
-    h, c = lm.init_state(2)          # the same steps by hand through the cell
+    assert out.logits.shape == (6, 2, 13) and len(out.state) == 4
+    h1, c1, h2, c2 = lm.init_state(2)                  # the same steps by hand
     x = torch.nn.functional.embedding(tokens, lm.embedding)
+    first, second = lm.cell.cells
+    ys = []
     for t in range(6):
-        o, (h, c) = lm.cell.recur(lm.cell.project_inputs(x[t]), (h, c))
-    torch.testing.assert_close(out.state[0], h)
-    torch.testing.assert_close(out.state[1], c)
+        y1, (h1, c1) = first.recur(first.project_inputs(x[t]), (h1, c1))
+        y2, (h2, c2) = second.recur(second.project_inputs(y1), (h2, c2))
+        ys.append(y2)
+    for got, want in zip(out.state, (h1, c1, h2, c2)):
+        torch.testing.assert_close(got, want)
+    torch.testing.assert_close(out.logits, torch.stack(ys) @ lm.embedding.t())
+    one = space.language_model(space.parse(FIG5), 13, hidden_size=5, num_layers=1)
+    assert sum(p.numel() for p in lm.parameters()) - sum(p.numel() for p in one.parameters()) == 2 * 5 * 10
+
+
+def test_dropout_between_layers_is_one_mask_a_window_in_training_only():
+    space = get_space("nas-rnn", base=2)
+    lm = space.language_model(space.parse(FIG5), 13, hidden_size=5, layer_dropout=0.5)
+    tokens = torch.randint(0, 13, (4, 3))
+    torch.manual_seed(0)
+    a = lm(tokens).logits
+    torch.manual_seed(1)
+    assert not torch.allclose(a, lm(tokens).logits)      # a new mask each window
+    lm.eval()
+    torch.testing.assert_close(lm(tokens).logits, lm(tokens).logits)
+    with pytest.raises(ValueError, match="between layers"):
+        space.language_model(space.parse(FIG5), 13, hidden_size=5, layer_dropout=1.0)
 
 
 @pytest.mark.parametrize("settings, match", [
@@ -130,3 +153,40 @@ def test_bad_space_settings_are_named(settings, match):
 def test_a_wrong_index_names_the_decision():
     with pytest.raises(ArchitectureError, match="inject_index"):
         get_space("nas-rnn", base=2).parse("nas-rnn:add,tanh,elem_mult,relu,elem_mult,sigmoid,add,relu,1,3")
+
+
+def test_final_preset_dry_run_prints_the_papers_54m_model_and_its_arithmetic(capsys):
+    """Zoph & Le Table 2: 54 M parameters with shared embeddings; two layers of H = 1,152."""
+    from torchnas.cli import main
+    assert main(["train", "--preset", "nas-rnn-final", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    total = 10_000 * 1152 + 2 * 8 * 1152 * 2 * 1152
+    assert total == 53_987_328 and f"parameters: {total:,}" in out and NAS_CELL in out
+    assert f"= 10,000 x 1,152 (the embedding, tied to the softmax) + 2 layers x 8 leaves x 1,152 x (1,152 + 1,152)" in out
+
+
+def test_final_preset_trains_the_nas_cell_and_enas_models_take_it_as_a_baseline(tmp_path, capsys, one_thread):
+    import json
+    from torchnas.cli import main
+    from tests.test_lm import _write_corpus
+    ptb = _write_corpus(tmp_path / "ptb")
+    small = ["--data-dir", str(ptb), "--set", "final_net.hidden_size=8", "--set", "train.batch_size=8",
+             "--set", "train.epochs=3", "--quiet"]
+    # at width 8 two stacked NAS cells learn only from large weights: their products of small
+    # values vanish (with the preset's 0.04 the toy corpus stays at the uniform 17)
+    learnable = ["--set", "final_net.init_range=1.0", "--set", "final_net.dropout={}", "--set", "final_net.layer_dropout=0"]
+    assert main(["train", "--preset", "nas-rnn-final", "--out", str(tmp_path / "nas")] + small + learnable) == 0
+    res = json.loads((tmp_path / "nas" / "result.json").read_text())
+    assert res["cell"] == "nas-rnn" and res["arch"] == NAS_CELL and 1 < res["test_ppl"] < 14
+    space = get_space("nas-rnn")
+    model = space.language_model(space.parse(NAS_CELL), 17, hidden_size=8)
+    model.load_state_dict(torch.load(tmp_path / "nas" / "model.pt"))        # two stacked NAS cells, whole
+    assert res["params"] == sum(p.numel() for p in model.parameters()) == parameter_count(8, 8, 8) * 2 + 17 * 8
+    assert main(["train", "--preset", "enas-rnn-tiny", "--arc", "0 0 1 1 1 2 3 3 2 0 5 1 6 2 7 3", "--set",
+                 "final_net.cell=nas", "--set", "final_net.init_range=0.3", "--out", str(tmp_path / "baseline")]
+                + small) == 0
+    base = json.loads((tmp_path / "baseline" / "result.json").read_text())
+    assert base["cell"] == "nas" and base["params"] == parameter_count(8, 8, 8) + 17 * 8 and base["test_ppl"] < 14
+    capsys.readouterr()
+    assert main(["show", str(tmp_path / "baseline")]) == 0
+    assert "NAS cell (baseline)" in capsys.readouterr().out

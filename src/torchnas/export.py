@@ -215,11 +215,9 @@ def _lm_source(lm, meta, state_name: str) -> str:
     from .spaces.enas_rnn import ENASRNNCell, loose_ends
     cell, V, H = lm.cell, lm.vocab_size, lm.hidden_size
     init = [f"        self.embedding = nn.Parameter(torch.zeros({V}, {H}))", "        self.cell = nn.Module()"]
-    if hasattr(cell, "export_source"):          # a cell that writes its own code (nas-rnn's tree)
-        src = cell.export_source()
-        init += ["        " + line for line in src["init"]]
-        zero, shape, pre, step, last, what = (src[k] for k in ("zero", "shape", "pre", "step", "last", "what"))
-    elif isinstance(cell, LSTMCell):
+    if hasattr(cell, "export_source"):          # a cell that writes its own code (nas-rnn's tree, stacked cells)
+        return _lm_own_source(lm, cell.export_source(), meta, state_name)
+    if isinstance(cell, LSTMCell):
         init += [f"        self.cell.w_ih = nn.Parameter(torch.zeros({H}, {4 * H}))",
                  f"        self.cell.w_hh = nn.Parameter(torch.zeros({H}, {4 * H}))",
                  f"        self.cell.bias = nn.Parameter(torch.zeros({4 * H}))"]
@@ -261,6 +259,27 @@ def _lm_source(lm, meta, state_name: str) -> str:
             + "\n".join(init + fwd) + "\n" + _LOAD.format(state=state_name))
 
 
+def _lm_own_source(lm, src: dict, meta, state_name: str) -> str:
+    """The python file of a language model whose cell writes its own code (``export_source``:
+    parameters, a loop over the window per layer, the outputs and the last state's names)."""
+    V, H, n = lm.vocab_size, lm.hidden_size, src["states"]
+    doc = (f"A word-level language model ({src['what']}; tied {V} x {H} embedding). forward(tokens (L, B) "
+           f"int64, state ({n}, B, {H}) or None) -> (logits (L, B, {V}), next state); any length and batch size.")
+    layers = {line.split(".w_")[0] for line in src["init"] if ".cells[" in line}      # stacked cells' modules
+    init = [f"self.embedding = nn.Parameter(torch.zeros({V}, {H}))", "self.cell = nn.Module()"]
+    if layers:
+        init.append(f"self.cell.cells = nn.ModuleList([nn.Module() for _ in range({len(layers)})])")
+    init = ["        " + line for line in init + src["init"]]
+    fwd = ["", "    def forward(self, tokens: torch.Tensor, state: Optional[torch.Tensor] = None"
+           ") -> Tuple[torch.Tensor, torch.Tensor]:", "        E = self.embedding", "        if state is None:",
+           f"            state = torch.zeros({n}, tokens.shape[1], {H}, dtype=E.dtype, device=E.device)"]
+    fwd += ["        " + line for line in src["body"]]
+    fwd.append(f"        return {src['out']} @ E.t(), torch.stack([{', '.join(src['last'])}])")
+    return (_header(doc, meta) + "import os\nfrom typing import List, Optional, Tuple\n\nimport torch\nfrom torch "
+            "import nn\n\n\nclass Model(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+            + "\n".join(init + fwd) + "\n" + _LOAD.format(state=state_name))
+
+
 class LMWrapper(nn.Module):
     """A language model as ``forward(tokens, state) -> (logits, next state)`` of tensors only
     (the LSTM's (h, c) stacked into one ``(2, B, H)`` tensor)."""
@@ -270,9 +289,9 @@ class LMWrapper(nn.Module):
         self.lm = lm
 
     def forward(self, tokens, state):
-        lstm = state.dim() == 3
-        out = self.lm(tokens, (state[0], state[1]) if lstm else state)
-        return out.logits, (torch.stack(list(out.state)) if lstm else out.state)
+        stacked = state.dim() == 3                  # a state of several tensors, stacked
+        out = self.lm(tokens, tuple(state.unbind(0)) if stacked else state)
+        return out.logits, (torch.stack(list(out.state)) if stacked else out.state)
 
 
 def import_file(path: Path, name: str | None = None):

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from .runs import RunDir, run_kind
 
+BASELINE_CELLS = {"lstm": "plain LSTM (baseline)", "nas": "Zoph & Le's NAS cell (baseline)"}   # final_net.cell
+
 
 def _settings_text(section: dict | None, skip=("name",)) -> str:
     """``name (k=v, ...)`` of a config section's scalar settings (nested ones left out)."""
@@ -68,8 +70,8 @@ def summarize(run_dir, top: int = 5) -> dict:
         out["progress"] = {"epochs": len(history), "of": (cfg.get("train") or {}).get("epochs")}
         out["time_s"] = sum(h.get("seconds") or 0 for h in history)
     out["arch"] = cfg["arch"] if kind == "train" else (out["best"] or {}).get("arch")
-    if kind == "train" and (cfg.get("net") or {}).get("cell") == "lstm":
-        out["arch"] = None          # an LSTM baseline: the arch string in its config was not trained
+    if kind == "train" and (cfg.get("net") or {}).get("cell") in BASELINE_CELLS:
+        out["arch"] = None          # a baseline cell: the arch string in its config was not trained
     out["retrain"] = RunDir(run.path / RunDir.RETRAIN).read_json(RunDir.RESULT)
     return out
 
@@ -166,7 +168,7 @@ def _print(summary: dict, console) -> None:
         if res:
             keys = ("test_acc", "valid_acc", "test_ppl", "valid_ppl", "params", "flops", "epochs", "train_seconds")
             vals = ", ".join(f"{k.replace('_', ' ')} {_num(res[k])}" for k in keys if k in res)
-            name = "plain LSTM (baseline)" if res.get("cell") == "lstm" else res["arch"]
+            name = BASELINE_CELLS.get(res.get("cell"), res["arch"])
             console.print(f"[bold]{label}[/bold] {escape(name)}: {vals}", soft_wrap=True)
     if summary["kind"] == "train" and not summary.get("result") and summary["arch"]:
         console.print(f"[bold]architecture[/bold] {escape(summary['arch'])} (training unfinished)", soft_wrap=True)

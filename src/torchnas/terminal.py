@@ -208,9 +208,11 @@ class Printer:
 def print_dry_run(d: dict) -> None:
     """``torchnas train --dry-run``: the architecture and its parameter count."""
     if "vocab" in d:
-        print(f"{d['arch']}\narc (enas_lm format): {d['arc']}")
+        print(d["arch"] + (f"\narc (enas_lm format): {d['arc']}" if "arc" in d else ""))
         print(f"parameters: {d['params']:,} ({d['cell_params']:,} in the cell, {d['embedding_params']:,} in the "
               f"tied embedding); vocabulary {d['vocab']:,}; network settings {d['net']}")
+        if "arithmetic" in d:
+            print(f"  = {d['arithmetic']}")
         return
     c, h, w = d["input"]
     aux = d.get("aux_params") or 0

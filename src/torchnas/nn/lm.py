@@ -150,6 +150,53 @@ class LMOutput:
         return tied_cross_entropy(self.top.flatten(0, 1), self.embedding, targets.reshape(-1), reduction)
 
 
+class StackedCells(nn.Module):
+    """Cells one above the other (Zaremba et al. 2014's two-layer models; Zoph & Le §4.2 train
+    such children): layer l's outputs are layer l + 1's inputs, with a variational dropout mask
+    (rate ``between``, drawn once a window) on each connection between layers. The state is the
+    layers' states one after the other, flat: ``(h_1, c_1, h_2, c_2, ...)`` for memory cells."""
+
+    def __init__(self, cells: list[nn.Module], between: float = 0.0):
+        super().__init__()
+        if not 0 <= between < 1:
+            raise ValueError(f"dropout between layers must be a rate in [0, 1), got {between!r}")
+        self.cells, self.between = nn.ModuleList(cells), between
+        self.input_size, self.hidden_size = cells[0].input_size, cells[-1].hidden_size
+        probe = (c.init_state(1, torch.zeros(1)) for c in cells)
+        self._sizes = [len(s) if isinstance(s, tuple) else 1 for s in probe]     # state tensors per layer
+
+    def init_state(self, batch_size: int, like: torch.Tensor):
+        states = (c.init_state(batch_size, like) for c in self.cells)
+        return tuple(t for s in states for t in (s if isinstance(s, tuple) else (s,)))
+
+    def plan(self, arch=None):
+        return None
+
+    def project_inputs(self, x: torch.Tensor, x_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.cells[0].project_inputs(x, x_mask)
+
+    def run(self, xp, state, plan=None, h_mask=None):
+        new, k = [], 0
+        for l, (cell, n) in enumerate(zip(self.cells, self._sizes)):
+            s = tuple(state[k:k + n]) if n > 1 else state[k]
+            k += n
+            if l:
+                xp = cell.project_inputs(out, _mask(out.shape[1:], self.between, out) if self.training else None)
+            out, s = cell.run(xp, s, None, h_mask)
+            new += list(s) if isinstance(s, tuple) else [s]
+        return out, tuple(new)
+
+    def export_source(self, prefix: str = "self.cell", layer: int = 0) -> dict:
+        """Each layer's code in turn (``torchnas.export``), over the whole window."""
+        parts, first = [], 0
+        for l, c in enumerate(self.cells):
+            parts.append(c.export_source(f"{prefix}.cells[{l}]", layer + l, first))
+            first += parts[-1]["states"]
+        return {"init": [line for p in parts for line in p["init"]], "states": first,
+                "body": [line for p in parts for line in p["body"]], "out": parts[-1]["out"],
+                "last": [n for p in parts for n in p["last"]], "what": f"{len(parts)} layers of {parts[0]['what']}"}
+
+
 class LanguageModel(nn.Module):
     """Embedding, a recurrent ``cell`` (standalone, or shared: then pass ``arch``), tied softmax."""
 
@@ -207,4 +254,4 @@ def select_state(state, index):
     return state[index]
 
 
-__all__ = ["LanguageModel", "LMOutput", "LSTMCell", "DROPOUTS", "check_dropout", "detach_state", "select_state"]
+__all__ = ["LanguageModel", "LMOutput", "LSTMCell", "MemoryCell", "StackedCells", "DROPOUTS", "check_dropout", "detach_state", "select_state"]

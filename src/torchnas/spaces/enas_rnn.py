@@ -433,13 +433,17 @@ class ENASRNNSpace(SearchSpace):
         """The word-level language model around a cell (:class:`torchnas.nn.lm.LanguageModel`;
         embedding size = hidden size, tied softmax): the standalone child of ``arch``, or with
         ``arch=None`` the shared-weight model (``model(tokens, state, arch)``). ``cell="lstm"``
-        puts a plain LSTM cell of the same size in place of the searched one (a baseline;
-        ``arch`` is then ignored)."""
+        puts a plain LSTM cell of the same size in place of the searched one, ``cell="nas"`` Zoph &
+        Le's NAS cell (baselines; ``arch`` is then ignored)."""
         from ..nn.lm import LanguageModel, LSTMCell
         if cell == "lstm":
             rnn = LSTMCell(hidden_size, hidden_size, init_range)
+        elif cell == "nas":                         # Zoph & Le's cell (TensorFlow's NASCell)
+            from .nas_rnn import NAS_CELL, NASRNNSpace
+            tree = NASRNNSpace()
+            rnn = tree.child(tree.parse(NAS_CELL), hidden_size, hidden_size, init_range)
         elif cell != "enas":
-            raise ValueError(f"language-model cell must be 'enas' (the searched cell) or 'lstm', not {cell!r}")
+            raise ValueError(f"language-model cell must be 'enas' (the searched cell), 'lstm' or 'nas', not {cell!r}")
         elif arch is None:
             rnn = self.shared(hidden_size, hidden_size, output=output, init_range=init_range)
         else:

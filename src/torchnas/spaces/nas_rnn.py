@@ -107,32 +107,36 @@ class NASRNNCell(MemoryCell):
         h, c = step(self.tree, xp_t.chunk(self.tree.base, -1), hw.chunk(self.tree.base, -1), c)
         return h, (h, c)
 
-    def export_source(self) -> dict:
-        """The lines of a standalone python file's model (``torchnas.export``): parameters, the
-        state's zero and shape, the code before the time loop, one step, and the last state."""
-        H, n, t = self.hidden_size, self.tree.base * self.hidden_size, self.tree
-        init = [f"self.cell.w_x = nn.Parameter(torch.zeros({self.input_size}, {n}))",
-                f"self.cell.w_h = nn.Parameter(torch.zeros({H}, {n}))"]
+    def export_source(self, prefix: str = "self.cell", layer: int = 0, first: int = 0) -> dict:
+        """This cell's code in a standalone python file (``torchnas.export``): its parameters
+        (under ``prefix``), and a loop over the window that reads layer ``layer``'s input (the
+        embedded tokens, or ``y{layer-1}``) and its state ``state[first], state[first + 1]``
+        and leaves the outputs in ``y{layer}``."""
+        H, n, t, k = self.hidden_size, self.tree.base * self.hidden_size, self.tree, layer
+        init = [f"{prefix}.w_x = nn.Parameter(torch.zeros({self.input_size}, {n}))",
+                f"{prefix}.w_h = nn.Parameter(torch.zeros({H}, {n}))"]
         if self.bias is not None:
-            init.append(f"self.cell.bias = nn.Parameter(torch.zeros({n}))")
+            init.append(f"{prefix}.bias = nn.Parameter(torch.zeros({n}))")
         fn = {"add": "({} + {})", "elem_mult": "({} * {})", "max": "torch.maximum({}, {})"}
         act = {"identity": "{}", "tanh": "torch.tanh({})", "sigmoid": "torch.sigmoid({})", "relu": "torch.relu({})",
                "sin": "torch.sin({})"}
-        lines = [f"xw = xp[t].chunk({t.base}, -1)",
-                 "hw = (h @ self.cell.w_h" + (" + self.cell.bias" if self.bias is not None else "") +
-                 f").chunk({t.base}, -1)"]
+        step = [f"xw = xp[t].chunk({t.base}, -1)",
+                f"hw = (h{k} @ {prefix}.w_h" + (f" + {prefix}.bias" if self.bias is not None else "") +
+                f").chunk({t.base}, -1)"]
         for i, (comb, a) in enumerate(t.nodes):
-            args = (f"xw[{i}]", f"hw[{i}]") if i < t.base else tuple(f"o{k}" for k in t.inputs[i])
-            lines.append(f"v{i} = " + fn[comb].format(*args))
+            args = (f"xw[{i}]", f"hw[{i}]") if i < t.base else tuple(f"o{j}" for j in t.inputs[i])
+            step.append(f"v{i} = " + fn[comb].format(*args))
             if i == t.cell_index:
-                lines.append(f"c_new = v{i}")
-            lines.append(f"o{i} = " + act[a].format(f"v{i}"))
+                step.append(f"c_new = v{i}")
+            step.append(f"o{i} = " + act[a].format(f"v{i}"))
             if i == t.inject_index:
-                lines.append(f"o{i} = " + act[t.inject[1]].format(fn[t.inject[0]].format(f"o{i}", "c")))
-        lines += [f"h, c = o{t.root}, c_new", "outs.append(h)"]
-        return {"init": init, "zero": f"torch.zeros(2, tokens.shape[1], {H}, dtype=E.dtype, device=E.device)",
-                "shape": f"(2, B, {H}) (h, c)", "pre": ["h, c = state[0], state[1]", "xp = E[tokens] @ self.cell.w_x"],
-                "step": lines, "last": "torch.stack([h, c])",
+                step.append(f"o{i} = " + act[t.inject[1]].format(fn[t.inject[0]].format(f"o{i}", f"c{k}")))
+        step += [f"h{k}, c{k} = o{t.root}, c_new", f"outs{k}.append(h{k})"]
+        inp = "E[tokens]" if k == 0 else f"y{k - 1}"
+        body = [f"h{k}, c{k} = state[{first}], state[{first + 1}]", f"xp = {inp} @ {prefix}.w_x",
+                f"outs{k}: List[torch.Tensor] = []", "for t in range(tokens.shape[0]):"]
+        body += ["    " + line for line in step] + [f"y{k} = torch.stack(outs{k})"]
+        return {"init": init, "states": 2, "body": body, "out": f"y{k}", "last": [f"h{k}", f"c{k}"],
                 "what": f"Zoph & Le tree cell, base {t.base}, {describe(t)}"}
 
 
@@ -183,15 +187,30 @@ class NASRNNSpace(SearchSpace):
         """The standalone cell of ``arch``."""
         return NASRNNCell(self.tree(arch), input_size, hidden_size, init_range=init_range, bias=bias)
 
-    def language_model(self, arch: Architecture, vocab_size: int, hidden_size: int = 200, *,
-                       init_range: float = 0.04, dropout: dict | None = None, bias: bool = False):
+    def language_model(self, arch: Architecture, vocab_size: int, hidden_size: int = 200, *, num_layers: int = 2,
+                       init_range: float = 0.04, dropout: dict | None = None, layer_dropout: float = 0.0,
+                       bias: bool = False):
         """The word-level language model around the cell of ``arch``
-        (:class:`torchnas.nn.lm.LanguageModel`: embedding size = hidden size, tied softmax)."""
+        (:class:`torchnas.nn.lm.LanguageModel`: embedding size = hidden size, tied softmax):
+        ``num_layers`` cells stacked (Zoph & Le's children have two), ``layer_dropout`` the
+        variational dropout between them."""
         if arch is None:
             raise ArchitectureError("nas-rnn children are trained from scratch (Zoph & Le): give an architecture")
-        from ..nn.lm import LanguageModel
-        return LanguageModel(self.child(arch, hidden_size, hidden_size, init_range, bias), vocab_size,
-                             dropout=dropout, init_range=init_range)
+        if num_layers < 1:
+            raise ValueError(f"a nas-rnn language model needs num_layers >= 1, got {num_layers}")
+        from ..nn.lm import LanguageModel, StackedCells
+        cells = [self.child(arch, hidden_size, hidden_size, init_range, bias) for _ in range(num_layers)]
+        rnn = cells[0] if num_layers == 1 else StackedCells(cells, between=layer_dropout)
+        return LanguageModel(rnn, vocab_size, dropout=dropout, init_range=init_range)
+
+    def parameter_arithmetic(self, vocab_size: int, net: dict) -> tuple[int, str]:
+        """The language model's parameter count as a sum a reader can check (``--dry-run``)."""
+        H, L, bias = net.get("hidden_size", 200), net.get("num_layers", 2), bool(net.get("bias", False))
+        per_layer = self.base * H * (2 * H + bias)
+        total = vocab_size * H + L * per_layer
+        b = f" + {H:,} bias" if bias else ""
+        return total, (f"{vocab_size:,} x {H:,} (the embedding, tied to the softmax) + {L} layers x {self.base} leaves "
+                       f"x {H:,} x ({H:,} + {H:,}{b}) (each leaf's W x and W h) = {total:,}")
 
     def graph(self, arch, **options) -> Graph:
         """The tree as in Zoph & Le's Fig. 5: leaves fed by x[t] and h[t-1], each node labelled

@@ -32,7 +32,8 @@ class LanguageModeling(Task):
         arc = {"arc": space.to_arc(arch)} if hasattr(space, "to_arc") else {}         # the authors' arc format, where the space has one
         return {"arch": str(arch), **arc, "params": sum(p.numel() for p in model.parameters()),
                 "cell_params": sum(p.numel() for p in model.cell.parameters()),
-                "embedding_params": model.embedding.numel(), "vocab": PTB_VOCAB, "net": net}
+                "embedding_params": model.embedding.numel(), "vocab": PTB_VOCAB, "net": net,
+                **({"arithmetic": space.parameter_arithmetic(PTB_VOCAB, net)[1]} if hasattr(space, "parameter_arithmetic") else {})}
 
     def retrain(self, run, cfg: dict, space, arch, on_epoch=None) -> dict:
         """Valid and test perplexity, exact (:func:`torchnas.training.perplexity`); the saved
@@ -54,7 +55,7 @@ class LanguageModeling(Task):
         valid, test = training.evaluate("valid"), training.evaluate("test")
         result = {"arch": cfg["arch"], "valid_ppl": valid["ppl"], "test_ppl": test["ppl"], "epochs": training.epochs,
                   "params": sum(p.numel() for p in model.parameters()), "test_tokens": test["tokens"],
-                  "cell": net.get("cell", "enas"), "hidden_size": model.hidden_size,
+                  "cell": net.get("cell", _default_cell(space)), "hidden_size": model.hidden_size,
                   "train_seconds": round(sum(h["seconds"] for h in history), 2),
                   "data": "ptb", "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
         training.swap_average()        # save the weights that were evaluated
@@ -164,3 +165,11 @@ class LMSharedWeights(SharedWeights):
 
 
 LanguageModeling.SharedWeights = LMSharedWeights
+
+
+def _default_cell(space) -> str:
+    """The cell a space's language model runs unless ``final_net.cell`` names a baseline: its
+    builder's default (``enas``), or the space's own name for a space with one kind of cell."""
+    import inspect
+    p = inspect.signature(space.language_model).parameters.get("cell")
+    return p.default if p is not None else space.name
