@@ -2,7 +2,8 @@
 
 Each line runs as written, with three substitutions that keep the suite fast: a search gets
 `--check` (settings, data and workers are built and checked; nothing is trained), a `train` gets
-`--dry-run` (the network is built and counted), and `bench nb201` runs 2 seeds instead of 100.
+`--dry-run` (the network is built and counted), `bench nb201` runs 2 seeds instead of 100 and
+`bench scale` 200 children a search instead of 12,800.
 `PATH` is a data root with the shared CIFAR-10, NAS-Bench-201 table and Penn Treebank,
 `my_images/` a small image folder, and `runs/RUN` a finished run of the line's space. The NB201
 lines that make and resume `runs/rea` run in full (the table makes them fast). `bench ws-rank`
@@ -47,6 +48,8 @@ def _adapted(line: str, root: Path) -> list[str]:
         args.append("--dry-run")
     if args[:2] == ["bench", "nb201"]:
         args[args.index("--seeds") + 1] = "2"
+    if args[:2] == ["bench", "scale"]:
+        args += ["--children", "200"]
     return args
 
 
