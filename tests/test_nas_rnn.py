@@ -190,3 +190,28 @@ def test_final_preset_trains_the_nas_cell_and_enas_models_take_it_as_a_baseline(
     capsys.readouterr()
     assert main(["show", str(tmp_path / "baseline")]) == 0
     assert "NAS cell (baseline)" in capsys.readouterr().out
+
+
+def test_a_search_trains_each_child_from_scratch_and_rewards_it_80_over_its_perplexity_squared(tmp_path, one_thread):
+    """Zoph & Le §4.2: children trained from scratch, reward c / ppl² (c = 80); the run's best
+    cell is retrained by the preset's final settings."""
+    import json
+    from torchnas.cli import main
+    from torchnas.evaluators import make_evaluator
+    from tests.test_lm import _write_corpus
+    ptb = _write_corpus(tmp_path / "ptb")
+    run = tmp_path / "run"
+    assert main(["search", "--preset", "nas-rnn-tiny", "--data-dir", str(ptb), "--queries", "3", "--out", str(run),
+                 "--set", "evaluator.net.hidden_size=6", "--set", "evaluator.batch_size=8",
+                 "--set", "final_net.hidden_size=6", "--set", "train.epochs=1", "--set", "train.batch_size=8",
+                 "--set", "strategies.reinforce.batch_size=3", "--quiet"]) == 0
+    evals = [json.loads(line) for line in (run / "evaluations.jsonl").read_text().splitlines()]
+    assert len(evals) == 3
+    for e in evals:
+        assert e["reward"] == pytest.approx(80.0 / e["metrics"]["valid_ppl"] ** 2) and 1 < e["metrics"]["valid_ppl"] < 100
+    again = make_evaluator("lm-trainer", get_space("nas-rnn"), None, 0, data={"name": "ptb", "path": str(ptb)},
+                           net={"hidden_size": 6, "num_layers": 2, "init_range": 0.3}, epochs=1, batch_size=8)
+    assert again.evaluate(get_space("nas-rnn").parse(evals[0]["arch"])).reward == evals[0]["reward"]   # seeded by the cell
+    best = json.loads((run / "best.json").read_text())
+    assert best["reward"] == max(e["reward"] for e in evals)
+    assert json.loads((run / "retrain" / "result.json").read_text())["arch"] == best["arch"]

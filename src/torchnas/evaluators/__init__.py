@@ -7,6 +7,7 @@ from ..settings import checked
 from .base import Evaluation, Evaluator, FunctionEvaluator
 from .tabular import NB201Table
 from .trainer import ChildTrainer
+from .lm_trainer import LMChildTrainer
 
 
 def evaluator_class(name: str) -> type | None:
@@ -34,4 +35,4 @@ def make_evaluator(name: str, space=None, data_dir: str | None = None, seed: int
         raise ValueError(f"evaluator {name!r}: {e}") from None
 
 
-__all__ = ["Evaluation", "Evaluator", "FunctionEvaluator", "NB201Table", "ChildTrainer", "evaluator_class", "make_evaluator"]
+__all__ = ["Evaluation", "Evaluator", "FunctionEvaluator", "NB201Table", "ChildTrainer", "LMChildTrainer", "evaluator_class", "make_evaluator"]

@@ -42,3 +42,12 @@ class FunctionEvaluator(Evaluator):
 
     def evaluate(self, arch):
         return Evaluation(float(self.fn(arch)))
+
+
+def data_with_root(data: dict | None, data_dir: str | None, default: str) -> dict:
+    """An evaluator's data config (``{name: default}`` if none) in the run's data root, unless
+    it names its own (``data_dir`` or ``path``)."""
+    data = dict(data or {"name": default})
+    if data_dir and not data.get("data_dir") and not data.get("path"):
+        data["data_dir"] = data_dir
+    return data

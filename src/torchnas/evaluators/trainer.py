@@ -22,7 +22,7 @@ from ..data.images import load_data_cached, load_image_data
 from ..training import Training, arch_seed
 from ..training.images import AugmentSpec
 from ..training.device import default_device
-from .base import Evaluation, Evaluator
+from .base import Evaluation, Evaluator, data_with_root
 
 class ChildTrainer(Evaluator):
     """Evaluator that trains each child from scratch on an image data set."""
@@ -85,9 +85,7 @@ class ChildTrainer(Evaluator):
 @register("evaluator", "trainer")
 def _child_trainer(space=None, data_dir: str | None = None, seed: int = 0, **settings) -> ChildTrainer:
     """``data`` defaults to digits; the data root is the run's unless the data names its own."""
-    data = dict(settings.pop("data", None) or {"name": "digits"})
-    if data_dir and not data.get("data_dir") and not data.get("path"):
-        data["data_dir"] = data_dir
+    data = data_with_root(settings.pop("data", None), data_dir, "digits")
     return ChildTrainer(space, data=checked("evaluator.data", load_image_data, data), seed=seed,
                         **checked("evaluator", ChildTrainer, settings, fixed=("space", "data", "seed"),
                                    owner="evaluator 'trainer'"))
