@@ -1048,3 +1048,50 @@ def test_cosine_annealing_by_hand():
     assert cosine_lr(400, 400, 0.2) == pytest.approx(0.0, abs=1e-12)
     assert cosine_lr(300, 400, 0.2) == pytest.approx(0.2 - cosine_lr(100, 400, 0.2))
     assert cosine_lr(37, 100, 1.0) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.37)))
+
+
+def test_nb201_percentile_is_rounded_to_two_decimals():
+    """1 of 3 cells strictly below: 33.33 (not 33.333)."""
+    from torchnas.spaces.nb201 import _percentile
+    assert _percentile([1.0, 2.0, 3.0], 2.0) == 33.33
+
+
+def test_nb201_ops_batch_norm_and_the_network_defaults_are_the_benchmarks():
+    """NAS-Bench-201's ReLU-conv-BN: a child's BN learns its affine and tracks statistics (the
+    benchmark's training); the shared-weight cell's does neither (the search setting, as
+    AutoDL-Projects' weight-sharing cells); the default network is the benchmark's: 16 channels,
+    5 cells a stage. Mutation-testing survivors (issue 27, item 11)."""
+    from torchnas.spaces.nb201 import NB201Net, SharedCell, make_op
+    bns = lambda m: [b for b in m.modules() if isinstance(b, torch.nn.BatchNorm2d)]
+    (bn,) = bns(make_op("nor_conv_3x3", 4))
+    assert bn.affine and bn.track_running_stats
+    (bn,) = bns(make_op("nor_conv_1x1", 4, affine=False, track_running_stats=False))
+    assert not bn.affine and not bn.track_running_stats
+    (bn,) = bns(make_op("nor_conv_1x1", 4, affine=True, track_running_stats=False))
+    assert bn.affine and not bn.track_running_stats
+    assert all(not b.affine and not b.track_running_stats for b in bns(SharedCell(4)))
+    from torchnas.spaces.nb201 import NB201Cell
+    assert all(b.affine and b.track_running_stats for b in bns(NB201Cell(["nor_conv_3x3"] * 6, 4)))
+    net = NB201Net(["nor_conv_3x3"] * 6, 3, 10)
+    assert net.stem[0].out_channels == 16 and sum(isinstance(m, NB201Cell) for m in net.layers) == 15
+    with pytest.raises(ValueError, match="channels >= 1"):
+        NB201Net(["none"] * 6, 3, 10, channels=0)
+    with pytest.raises(ValueError, match="num_cells >= 1"):
+        NB201Net(["none"] * 6, 3, 10, num_cells=0)
+    NB201Net(["none"] * 6, 3, 10, channels=1, num_cells=1)      # the smallest network is allowed
+
+
+def test_nb201_parameter_free_dropout_has_the_set_rate():
+    """P-DARTS's dropout on parameter-free edges at rate p: in training, a skip edge's output is
+    0 or x / (1 - p), zero in about p of its elements."""
+    from torchnas.spaces.nb201 import SharedCell
+    cell = SharedCell(2)
+    cell.drop = 0.2
+    cell.train()
+    torch.manual_seed(0)
+    x = torch.ones(4, 2, 16, 16)
+    skip_only = [0, 0, 0, 1, 0, 0]           # the edge 0 -> 3 skip_connect, every other edge none
+    out = cell(x, skip_only)
+    nonzero = out[out != 0]
+    assert torch.allclose(nonzero, torch.full_like(nonzero, 1 / 0.8))
+    assert abs((out == 0).float().mean().item() - 0.2) < 0.03
