@@ -265,3 +265,18 @@ def test_an_asynchronous_search_killed_and_resumed_loses_no_child_and_logs_none_
 def yaml_of(run: Path) -> dict:
     import yaml
     return yaml.safe_load((run / "config.yaml").read_text())
+
+
+def test_nas_rnn_search_killed_and_resumed_exactly(tmp_path):
+    """Issue 30: Zoph & Le's recurrent-cell search (children trained from scratch on a toy
+    corpus, then the best retrained) resumes to the uninterrupted run's logs."""
+    from .test_lm import _write_corpus
+    ptb = _write_corpus(tmp_path / "ptb")
+    start = ["search", "--preset", "nas-rnn-tiny", "--data-dir", str(ptb), "--queries", "4", "--quiet"]
+    for s in ["evaluator.net.hidden_size=6", "evaluator.batch_size=8", "strategies.reinforce.batch_size=2",
+              "final_net.hidden_size=6", "train.epochs=2", "train.batch_size=8"]:
+        start += ["--set", s]
+    files = ["evaluations.jsonl", "steps.jsonl", "best.json", "retrain/history.jsonl", "retrain/result.json"]
+    kills = _kill_and_resume(tmp_path, start, [], ["evaluations.jsonl", "steps.jsonl", "retrain/history.jsonl"],
+                             files, total=4 + 2 + 2, points=2, env=_env())
+    assert kills >= 2
