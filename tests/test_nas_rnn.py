@@ -215,3 +215,20 @@ def test_a_search_trains_each_child_from_scratch_and_rewards_it_80_over_its_perp
     best = json.loads((run / "best.json").read_text())
     assert best["reward"] == max(e["reward"] for e in evals)
     assert json.loads((run / "retrain" / "result.json").read_text())["arch"] == best["arch"]
+
+
+@pytest.mark.parametrize("ppl, reward", [(1e200, 0.0), (float("inf"), 0.0), (float("nan"), 0.0), (4.0, 5.0)])
+def test_a_child_whose_perplexity_overflows_gets_reward_0_not_an_error(ppl, reward, tmp_path, monkeypatch):
+    """Found by the first nas-rnn-tiny search on PTB: a child's validation perplexity of about
+    1e200 made c / ppl² overflow and ended the search. c / ppl / ppl underflows to 0 instead;
+    an infinite or undefined perplexity is reward 0 with the reason."""
+    from torchnas.evaluators import make_evaluator
+    from torchnas.training.language import LMTraining
+    from tests.test_lm import _write_corpus
+    ptb = _write_corpus(tmp_path / "ptb", n_lines=40)
+    monkeypatch.setattr(LMTraining, "evaluate", lambda self, split: {"ppl": ppl})
+    ev = make_evaluator("lm-trainer", get_space("nas-rnn", base=2), None, 0, data={"name": "ptb", "path": str(ptb)},
+                        net={"hidden_size": 4}, epochs=1, batch_size=4, reward_constant=80.0).evaluate(
+        get_space("nas-rnn", base=2).parse(FIG5))
+    assert ev.reward == reward
+    assert ev.metrics.get("diverged", False) == (not ppl < float("inf"))

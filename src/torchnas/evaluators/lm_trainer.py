@@ -10,6 +10,8 @@ becomes non-finite gets reward 0 and the reason in its metrics.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..data.ptb import load_ptb, load_ptb_cached
@@ -66,7 +68,10 @@ class LMChildTrainer(Evaluator):
         valid = training.evaluate("valid")["ppl"]
         metrics.update(epochs=training.epoch, valid_ppl=valid, train_ppl=out["train_ppl"],
                        train_seconds=round(seconds, 3), tokens_per_s=round(tokens / max(seconds, 1e-9), 1))
-        return Evaluation(self.reward_constant / valid ** 2, metrics)
+        if not valid < math.inf:                   # inf or nan: the child learned nothing a reward can say
+            metrics.update(diverged=True, reason=f"validation perplexity {valid}")
+            return Evaluation(0.0, metrics)
+        return Evaluation(self.reward_constant / valid / valid, metrics)     # c / ppl², without overflow
 
 
 @register("evaluator", "lm-trainer")
