@@ -475,10 +475,24 @@ def _tensorboard(run: RunDir, where, emit: Events, prefix: str = ""):
 RANDOM_ARCH = "random"     # torchnas train --arch random: an architecture drawn from the space
 
 
-def _train_settings(arch, preset, set, epochs, data, data_dir, seed=None):
-    """(space, arch string, data, train settings, net settings, source config); ``arch`` a
-    string, a best.json, a search run, a :class:`Run` or ``random`` (drawn with ``seed``, else
-    the config's)."""
+@dataclass(frozen=True)
+class TrainConfig:
+    """A retraining's configuration, resolved and checked once at the top of ``torchnas train``
+    (issue 27 item 9), before anything is written: the space, the architecture (a string the
+    space parsed), the data, the typed ``train`` and ``final_net`` settings, the seed, and the
+    config they came from (a preset or a search run's). ``train`` and ``dry_run`` read these."""
+    space: object
+    arch: str
+    data: dict
+    train: dict
+    net: dict
+    seed: int
+    source: dict
+
+
+def _train_settings(arch, preset, set, epochs, data, data_dir, seed=None, device=None) -> TrainConfig:
+    """The :class:`TrainConfig` of ``torchnas train``: ``arch`` a string, a best.json, a search
+    run, a :class:`Run` or ``random`` (drawn with ``seed``, else the config's)."""
     arch = arch.path if isinstance(arch, Run) else arch
     drawn = arch == RANDOM_ARCH
     arch, source_cfg = _arch_source(str(arch)) if arch and not drawn else (None, None)
@@ -496,15 +510,20 @@ def _train_settings(arch, preset, set, epochs, data, data_dir, seed=None):
     settings = dict(settings)
     if epochs is not None:
         settings["epochs"] = epochs
+    if device is not None:
+        settings["device"] = device
     data_ = retraining_data(source_cfg)
     if data or data_dir:
         data_ = data_config(data or data_["name"], _path(data_dir), data_)
     space = build_space(source_cfg)
+    seed = seed if seed is not None else source_cfg.get("seed", 0)
     if drawn:                          # a random architecture of the space, from the config's seed
-        arch = str(space.random(random.Random(seed if seed is not None else source_cfg.get("seed", 0))))
+        arch = str(space.random(random.Random(seed)))
     _check_arch_space(arch, source_cfg)
     arch = str(space.parse(arch))      # validates; a clear error names the bad decision
-    return space, arch, data_, settings, net, source_cfg
+    from .tasks import task_of
+    settings = task_of(space).check_train_settings(settings)     # typed and range-checked before anything runs
+    return TrainConfig(space, arch, data_, settings, net, seed, source_cfg)
 
 
 def _check_arch_space(arch: str, cfg: dict) -> None:
@@ -544,13 +563,10 @@ def train(*, arch=None, preset: str | None = None, epochs: int | None = None, se
             _retrain(run, tensorboard, emit)
         return Run(run.path)
     from .train import train_config
-    space, arch, data_, settings, net, source_cfg = _train_settings(arch, preset, set, epochs, data, data_dir, seed)
-    if device is not None:
-        settings["device"] = device
-    seed = seed if seed is not None else source_cfg.get("seed", 0)
+    tc = _train_settings(arch, preset, set, epochs, data, data_dir, seed, device)     # resolved once
     out = _path(out) or f"runs/train-{time.strftime('%Y%m%d-%H%M%S')}"
-    run = RunDir(out).create(train_config(arch, source_cfg["space"], data_, settings, seed, net))
-    emit("run", _about(run, False, run.config(), f"{settings['epochs']} epochs"))
+    run = RunDir(out).create(train_config(tc.arch, tc.source["space"], tc.data, tc.train, tc.seed, tc.net))
+    emit("run", _about(run, False, run.config(), f"{tc.train['epochs']} epochs"))
     from .training.progress import listening
     with run.new(), listening(lambda d: emit("step", d)):
         _retrain(run, tensorboard, emit)
@@ -561,11 +577,10 @@ def dry_run(*, arch=None, preset: str | None = None, set=None, data: str | None 
             epochs: int | None = None) -> dict:
     """``torchnas train --dry-run``: build the network without loading data; returns its
     architecture, parameter counts and the settings it was built with."""
-    space, arch, data_, settings, net, _ = _train_settings(arch, preset, set, epochs, data, data_dir)
+    tc = _train_settings(arch, preset, set, epochs, data, data_dir)      # refuses what the run would
     from .tasks import task_of
-    task = task_of(space)
-    task.check_train_settings(settings)                   # a dry run refuses what the run would
-    return task.describe(space, space.parse(arch), data_, task.check_net_settings(space, net))
+    task = task_of(tc.space)
+    return task.describe(tc.space, tc.space.parse(tc.arch), tc.data, task.check_net_settings(tc.space, tc.net))
 
 
 def _arch_source(text: str):
