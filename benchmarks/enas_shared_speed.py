@@ -1,6 +1,6 @@
 """ENAS shared-weight training step vs a standalone child of the same size, on CPU.
 
-    python benchmarks/enas_shared_speed.py [--batch 64] [--steps 8]
+    python benchmarks/enas_shared_speed.py [--batch 64] [--steps 8] [--data-dir DATA]
 
 For the micro and macro spaces (the -tiny presets' widths and the search presets' widths) it
 times one SGD step of the shared network on a freshly sampled architecture per step (what
@@ -8,6 +8,10 @@ the ENAS loop does), of the shared network on one fixed architecture, and of the
 standalone search-time child of that architecture (``child_from_shared``: same sub-graph, no
 unused weights), in NCHW and channels_last, with 1 and 2 torch threads. A ratio
 standalone/shared near 1 means weight sharing costs nothing per step.
+
+With ``--data-dir`` it then prints ``benchmarks/enas_step_ops.py``'s table for the four ENAS search
+presets: the operators of one step of the loop itself (shared-weight step, controller draw,
+controller update, one reward) and its time (issue 31).
 """
 from __future__ import annotations
 
@@ -56,6 +60,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--data-dir", default=None, help="also count the loop's operators (needs cifar10/ and ptb/)")
     args = p.parse_args()
     print(f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, batch {args.batch}, "
           f"median of {args.steps} steps (img/s)")
@@ -77,6 +82,12 @@ def main():
                 t_child = step_time(child, lambda m, x, i: m(x), args.batch, args.steps, cl)
                 print(f"| {label} | {threads} | {'channels_last' if cl else 'NCHW'} | {args.batch / t_varying:.0f} | "
                       f"{args.batch / t_shared:.0f} | {args.batch / t_child:.0f} | {t_shared / t_child:.2f} |")
+    if args.data_dir:
+        import sys
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import enas_step_ops
+        sys.argv = [sys.argv[0], "--data-dir", args.data_dir, "--steps", str(args.steps), "--batch", str(args.batch)]
+        enas_step_ops.main()
 
 
 if __name__ == "__main__":

@@ -272,7 +272,7 @@ def test_controller_step_records_the_mean_metric_and_epochs_their_own_time(tmp_p
     assert s.sampler()(4) == [s.space.random(ref) for _ in range(4)]
     s.epoch = 0
     scripted = itertools.cycle([0.2, 0.5, 0.8, 0.1, 0.3, 0.9])
-    monkeypatch.setattr(s, "reward", lambda arch, batch: next(scripted))
+    monkeypatch.setattr(s, "rewards", lambda pairs: [next(scripted) for _ in pairs])
     steps = s.train_controller()
     assert [x[s.metric] for x in steps] == [pytest.approx(0.5), pytest.approx(13 / 30)]
     ticks = itertools.count(0, 10.0)

@@ -152,12 +152,13 @@ def test_image_shared_weights_by_hand(seen, digits):
     assert seen["kw"] == {"epochs": 10, "batch_size": 128, "lr": 0.05, "momentum": 0.9, "nesterov": True,
                           "weight_decay": 1e-4, "schedule": "cosine_restarts", "augment": "auto", "seed": 0,
                           "channels_last": True, "lr_min": 0.0005, "lr_t0": 10, "lr_t_mul": 2, "aux_weight": 0.0,
-                          "aux_train_head": True, "grad_clip": 5.0, "device": "cpu", "max_batches": None}
+                          "aux_train_head": True, "grad_clip": 5.0, "precision": "auto", "cudnn_benchmark": False,
+                          "device": "cpu", "max_batches": None}
     assert (w.batch_size, w.reward_batch, w.reward_bn) == (128, 128, "train")
     settings = dict(epochs=3, batch_size=32, lr_max=0.1, lr_min=0.001, lr_t0=2, lr_t_mul=3, momentum=0.5,
                     nesterov=False, weight_decay=1e-3, grad_clip=None, augment=False, aux_weight=0.4,
                     aux_train_head=False, reward_batch=50, reward_bn="eval", channels_last=False,
-                    max_train_batches=4, seed=5)
+                    max_train_batches=4, precision="fp32", cudnn_benchmark=True, seed=5)
     space.built.clear()
     w = ImageSharedWeights(space, {"name": "digits", "valid_size": 0.3}, net={"width": 2, "aux_head": True},
                            device="cpu", **settings)
@@ -165,7 +166,8 @@ def test_image_shared_weights_by_hand(seen, digits):
     assert seen["kw"] == {"epochs": 3, "batch_size": 32, "lr": 0.1, "momentum": 0.5, "nesterov": False,
                           "weight_decay": 1e-3, "schedule": "cosine_restarts", "augment": False, "seed": 5,
                           "channels_last": False, "lr_min": 0.001, "lr_t0": 2, "lr_t_mul": 3, "aux_weight": 0.4,
-                          "aux_train_head": False, "grad_clip": None, "device": "cpu", "max_batches": 4}
+                          "aux_train_head": False, "grad_clip": None, "precision": "fp32", "cudnn_benchmark": True,
+                          "device": "cpu", "max_batches": 4}
     assert (w.batch_size, w.reward_batch, w.reward_bn) == (32, 50, "eval")
     assert len(w.data.valid_y) == round(0.3 * (len(digits.train_y) + len(digits.valid_y)))
     # the reward minibatch: reward_batch validation images by a permutation of w.generator

@@ -422,7 +422,8 @@ def test_lm_training_defaults_are_the_references():
     assert {k: p.default for k, p in params.items() if k not in ("model", "corpus")} == {
         "epochs": 1, "batch_size": 64, "bptt": 35, "variable_bptt": True, "bptt_sampler": "awd-lstm", "lr": 20.0,
         "grad_clip": 0.25, "weight_decay": 0.0, "alpha": 0.0, "beta": 0.0, "average": None, "nonmono": 10,
-        "eval_batch_size": 64, "test_batch_size": 1, "max_batches": None, "seed": 0, "device": "auto"}
+        "eval_batch_size": 64, "test_batch_size": 1, "max_batches": None, "seed": 0, "precision": "auto",
+        "device": "auto"}
     corpus = Corpus(["a", "b"], {"a": 0, "b": 1}, _stream(400, 2), _stream(50, 2), _stream(50, 2))
     t = LMTraining(SPACE.language_model(ARC, 2, 4), corpus, device="cpu")
     assert t.opt.param_groups[0]["lr"] == 20.0 and t.avg is None and t.avg_steps == 0 and t.valid_history == []
@@ -612,16 +613,23 @@ def test_lm_shared_weights_by_hand(tmp_path):
     for k in [0, 1, 2, 0, 1]:
         x, y = w.valid_batch()
         assert torch.equal(x, valid[37 * k:37 * k + 37]) and torch.equal(y, valid[37 * k + 1:37 * k + 38])
-    # one epoch: one cell drawn per window (sample(1)), the record's keys and rounding
+    # one epoch: a cell per window, in the order drawn, SAMPLE_CHUNK drawn at once; the record's
+    # keys and rounding
+    from torchnas.tasks.language import SAMPLE_CHUNK
     w = LMSharedWeights(SPACE, data, net=net, batch_size=4, bptt=6, variable_bptt=False, reward_batch=4,
                         max_train_batches=3, device="cpu")
-    asked = []
+    asked, drawn, used = [], [], []
 
     def sample(k):
         asked.append(k)
-        return [SPACE.random(random.Random(len(asked)))]
+        cells = [SPACE.random(random.Random(len(drawn) + i)) for i in range(k)]
+        drawn.extend(cells)
+        return cells
+    forward = w.net.forward
+    w.net.forward = lambda x, state, arch=None: used.append(arch) or forward(x, state, arch)
     rec = w.train_epoch(sample)
-    assert asked == [1, 1, 1]
+    del w.net.forward
+    assert asked == [SAMPLE_CHUNK] and used == drawn[:3] and len(set(map(str, drawn[:3]))) == 3
     loop = w.training.train_epoch
     w.training.train_epoch = lambda arch_fn: {"lr": 2.5, "loss": 1.5, "train_ppl": 4.48, "tokens": 12,
                                               "tokens_per_s": 1234.5678, "seconds": 0.123456}

@@ -269,11 +269,11 @@ def test_child_trainer_defaults_are_the_papers():
     assert {k: p.default for k, p in params.items() if k not in ("space", "data")} == {
         "epochs": 50, "batch_size": 128, "lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4,
         "schedule": "cosine", "reward": "acc3", "last_k": 5, "augment": "auto", "seed": 0, "channels_last": True,
-        "device": "auto"}
+        "precision": "auto", "device": "auto"}
     ev = ChildTrainer(NASCNNSpace())
     assert (ev.epochs, ev.batch_size, ev.lr, ev.momentum, ev.nesterov, ev.weight_decay, ev.schedule, ev.reward,
-            ev.last_k, ev.augment, ev.seed, ev.channels_last, ev.device) == (
-        50, 128, 0.1, 0.9, True, 1e-4, "cosine", "acc3", 5, "auto", 0, True, "auto")
+            ev.last_k, ev.augment, ev.seed, ev.channels_last, ev.precision, ev.device) == (
+        50, 128, 0.1, 0.9, True, 1e-4, "cosine", "acc3", 5, "auto", 0, True, "auto", "auto")
     assert ChildTrainer(NASCNNSpace()).data_cfg == {"name": "digits"}
     assert ChildTrainer(NASCNNSpace(), {"name": "cifar10"}).data_cfg == {"name": "cifar10"}
 
@@ -325,7 +325,7 @@ def test_child_trainer_evaluate_by_hand(monkeypatch):
                       channels_last=False, device="cpu")
     out = ev.evaluate(arch)
     assert built["args"] == (5, 16, 0.03, 0.5, False, 3e-4, "constant", False, arch_seed(7, arch), False)
-    assert built["kwargs"] == {"device": "cpu"}
+    assert built["kwargs"] == {"device": "cpu", "precision": "auto"}
     model = built["model"]
     assert out.reward == pytest.approx(0.6 ** 3)                          # best of epochs 3-5, cubed; not 0.9
     assert built["validated"] == [3, 4, 5]                                # validation costs only the last k

@@ -220,13 +220,13 @@ def test_controller_entropy_is_the_categorical_entropy(monkeypatch, space_kw):
     seen = []
     real_cat, real_bern = controller_mod._categorical, controller_mod._bernoulli
 
-    def cat(logits, chosen, generator):
-        out = real_cat(logits, chosen, generator)
+    def cat(logits, chosen, generator, *stats):
+        out = real_cat(logits, chosen, generator, *stats)
         seen.append(("cat", logits.detach().clone(), out[0]))
         return out
 
-    def bern(logits, chosen, generator, target):
-        out = real_bern(logits, chosen, generator, target)
+    def bern(logits, chosen, generator, target, *stats):
+        out = real_bern(logits, chosen, generator, target, *stats)
         seen.append(("bern", logits.detach().clone(), out[0]))
         return out
     monkeypatch.setattr(controller_mod, "_categorical", cat)
@@ -642,7 +642,7 @@ def test_derive_reports_the_mean_reward_over_its_batches():
     s = ENASSearch(space, Reinforce(space, seed=0), seed=0, net={"channels": 4, "num_cells": 1}, derive_batches=3,
                    **{**TINY_IMAGES, "derive_samples": 4, "keep": 4})
     seen = []
-    s.shared.reward = lambda arch, batch: seen.append((str(arch), id(batch))) or (len(seen) % 3) / 10
+    s.shared.rewards = lambda pairs: [seen.append((str(a), id(b))) or (len(seen) % 3) / 10 for a, b in pairs]
     derived = s.derive()
     for d in derived:                   # each candidate scored on 3 batches: rewards 0.1, 0.2, 0.0
         assert d["reward"] == pytest.approx(0.1) and d["valid_acc"] == d["reward"]

@@ -78,6 +78,23 @@ def test_controller_probabilities_sum_to_one_over_the_space(name):
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
+def test_controller_draw_is_sample_without_its_statistics(name):
+    """``draw`` (the shared phase's and derive's draws: no log-probabilities, entropies or
+    penalty computed) gives exactly ``sample``'s architectures from the same generator state, with
+    fewer operators."""
+    from torch.profiler import ProfilerActivity, profile
+    kw, _, _ = SMALL[name]
+    c = Controller(get_space(name, **kw), hidden_size=8, init_range=0.8, seed=3)
+    ops = {}
+    for how in ("sample", "draw"):
+        with torch.no_grad(), profile(activities=[ProfilerActivity.CPU]) as prof:
+            out = getattr(c, how)(7, torch.Generator().manual_seed(5))
+        ops[how] = (out.archs if how == "sample" else out, len(prof.events()))
+    assert ops["draw"][0] == ops["sample"][0]
+    assert ops["draw"][1] < ops["sample"][1]
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
 def test_diagram_task_and_dry_run(name):
     space = _space(name)
     arch = space.random(random.Random(1))

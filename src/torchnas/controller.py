@@ -109,8 +109,10 @@ class Controller(nn.Module):
             logits = c * torch.tanh(logits)
         return logits
 
-    def _run(self, m: int, given: list[torch.Tensor] | None, generator: torch.Generator | None):
-        """Run the program for a batch of m; sample each decision or score the given values.
+    def _run(self, m: int, given: list[torch.Tensor] | None, generator: torch.Generator | None,
+             stats: bool = True):
+        """Run the program for a batch of m; sample each decision or score the given values
+        (``stats=False``: sample only, without the log-probabilities, entropies and penalty).
         Long: one pass over the space's steps with the LSTM state, the anchor list and the next
         input threaded through every branch (choice, anchor, anchor set); split up, that state
         would have to travel through every piece."""
@@ -147,7 +149,7 @@ class Controller(nn.Module):
                     logits = self._squash(logits, op=True)
                     if d.bias is not None:
                         logits = logits + logits.new_tensor(d.bias)
-                    chosen, lp, ent = _categorical(logits, chosen, generator)
+                    chosen, lp, ent = _categorical(logits, chosen, generator, stats)
                     inp = self.w_emb[d.kind](chosen)
                 elif d.num_anchors > 0:
                     n = d.num_anchors
@@ -160,20 +162,22 @@ class Controller(nn.Module):
                         distance = n - torch.arange(n, device=dev, dtype=logits.dtype)     # n - j
                         if self.anchor_distance_bias:
                             logits = logits - self.anchor_distance_bias * distance ** 2
-                        chosen, lp, ent = _categorical(logits, chosen, generator)
+                        chosen, lp, ent = _categorical(logits, chosen, generator, stats)
                         inp = content[torch.arange(m, device=dev), chosen]
                         if self.anchor_input_offset is not None:
                             inp = inp / (self.anchor_input_offset + distance[chosen]).unsqueeze(1)
                     else:
-                        chosen, lp, ent, kl = _bernoulli(logits, chosen, generator, self.skip_target)
-                        penalty = penalty + kl
+                        chosen, lp, ent, kl = _bernoulli(logits, chosen, generator, self.skip_target, stats)
+                        if stats:
+                            penalty = penalty + kl
                         n_skip_decisions += 1
                         inp = (chosen.unsqueeze(1) @ content).squeeze(1) / (1 + chosen.sum(1, keepdim=True))
                 else:  # an AnchorSet over no anchors: nothing to decide
-                    lp = ent = torch.zeros(m, device=dev)
+                    lp = ent = None
                     chosen = torch.zeros(m, 0, device=dev)
-                log_prob = log_prob + lp
-                entropy = entropy + ent
+                if lp is not None:
+                    log_prob = log_prob + lp
+                    entropy = entropy + ent
                 values[step.decision] = chosen
             if step.anchor is not None:
                 anchors.append(h if step.anchor == "h" else torch.zeros_like(h))
@@ -187,6 +191,12 @@ class Controller(nn.Module):
         """Sample m architectures as one batch; the returned tensors carry gradients."""
         values, lp, ent, pen = self._run(m, None, generator)
         return Sample(self._to_archs(values, m), lp, ent, pen)
+
+    def draw(self, m: int = 1, generator: torch.Generator | None = None) -> list[Architecture]:
+        """m architectures from the policy, nothing else computed: the same draws as :meth:`sample`
+        from the same generator state, with fewer operations (ENAS's shared phase and derive)."""
+        values, _, _, _ = self._run(m, None, generator, stats=False)
+        return self._to_archs(values, m)
 
     def log_prob(self, archs: Sequence[Architecture]) -> Sample:
         """Score given architectures (teacher forcing); agrees with :meth:`sample`."""
@@ -219,23 +229,27 @@ class Controller(nn.Module):
         return out
 
 
-def _categorical(logits, chosen, generator):
+def _categorical(logits, chosen, generator, stats: bool = True):
     logp_all = F.log_softmax(logits, -1)
     if chosen is None:
         with torch.no_grad():
             chosen = torch.multinomial(logp_all.exp(), 1, generator=generator).squeeze(1)
+    if not stats:
+        return chosen, None, None
     lp = logp_all.gather(1, chosen[:, None]).squeeze(1)
     ent = -(logp_all.exp() * logp_all).sum(-1)
     return chosen, lp, ent
 
 
-def _bernoulli(logits, chosen, generator, target):
+def _bernoulli(logits, chosen, generator, target, stats: bool = True):
     """Independent sigmoids per anchor (Zoph & Le §3.3). The skip penalty is the ENAS code's
     KL(p ‖ target) summed over the anchors of one decision (``general_controller.py``)."""
     p = torch.sigmoid(logits)
     if chosen is None:
         with torch.no_grad():
             chosen = torch.bernoulli(p, generator=generator)
+    if not stats:
+        return chosen, None, None, None
     logp1, logp0 = F.logsigmoid(logits), F.logsigmoid(-logits)
     lp = (chosen * logp1 + (1 - chosen) * logp0).sum(1)
     ent = -(p * logp1 + (1 - p) * logp0).sum(1)

@@ -89,11 +89,18 @@ class ENASSearch:
     def reward(self, arch, batch) -> float:
         return self.shared.reward(arch, batch)
 
+    def rewards(self, pairs) -> list[float]:
+        """Rewards of (architecture, validation batch) pairs, read back from the device at once."""
+        return self.shared.rewards(pairs)
+
     def train_controller(self) -> list[dict]:
+        """``train_steps`` REINFORCE updates. Each reads its samples' rewards back from the device
+        once: the controller's next samples depend on them (it lives on the host, where the
+        architectures steer Python; docs/design.md)."""
         stats = []
         for _ in range(self.train_steps):
             archs = self.strategy.ask()
-            rewards = [self.reward(a, self.valid_batch()) for a in archs]
+            rewards = self.rewards([(a, self.valid_batch()) for a in archs])
             s = self.strategy.tell(archs, rewards)
             self.updates += 1
             stats.append({"update": self.updates, "epoch": self.epoch, **(s or {}),
@@ -115,7 +122,8 @@ class ENASSearch:
         val = [self.valid_batch() for _ in range(batches or self.derive_batches)]
         drawn = self.strategy.propose(self.derive_samples)
         archs = list(dict.fromkeys(drawn))
-        return drawn, archs, [[self.reward(a, b) for b in val] for a in archs]
+        flat = self.rewards([(a, b) for a in archs for b in val])       # one read-back for all
+        return drawn, archs, [flat[i * len(val):(i + 1) * len(val)] for i in range(len(archs))]
 
     # -- checkpoints and the loop ---------------------------------------------------------------
     def state_dict(self) -> dict:

@@ -19,7 +19,7 @@ from ..registry import register
 from ..settings import Count, NonNegative, Positive, checked
 from ..spaces import Architecture, SearchSpace
 from ..training import arch_seed
-from ..training.device import default_device
+from ..training.device import Precision, default_device
 from .base import Evaluation, Evaluator, data_with_root
 
 
@@ -30,7 +30,7 @@ class LMChildTrainer(Evaluator):
     def __init__(self, space: SearchSpace, data: dict | None = None, net: dict | None = None, epochs: Count = 35,
                  batch_size: Count = 20, bptt: Count = 35, lr: Positive = 20.0, grad_clip: Positive | None = 0.25,
                  weight_decay: NonNegative = 0.0, reward_constant: Positive = 80.0, max_batches: Count | None = None,
-                 seed: int = 0, device: str | None = "auto"):
+                 seed: int = 0, precision: Precision = "auto", device: str | None = "auto"):
         if not hasattr(space, "language_model"):
             raise ValueError(f"evaluator 'lm-trainer' trains language models; space {space.name!r} builds none")
         from ..tasks.language import LanguageModeling
@@ -38,7 +38,7 @@ class LMChildTrainer(Evaluator):
         self.net = LanguageModeling().check_net_settings(space, net, "evaluator.net")
         self.epochs, self.batch_size, self.bptt, self.lr = epochs, batch_size, bptt, lr
         self.grad_clip, self.weight_decay, self.reward_constant = grad_clip, weight_decay, reward_constant
-        self.max_batches, self.seed, self.device = max_batches, seed, device
+        self.max_batches, self.seed, self.precision, self.device = max_batches, seed, precision, device
         default_device(device)                       # a device that is not here: an error now
 
     def data(self):
@@ -56,7 +56,7 @@ class LMChildTrainer(Evaluator):
         metrics = {"params": sum(p.numel() for p in model.parameters())}
         training = LMTraining(model, corpus, epochs=self.epochs, batch_size=self.batch_size, bptt=self.bptt,
                               lr=self.lr, grad_clip=self.grad_clip, weight_decay=self.weight_decay,
-                              max_batches=self.max_batches, seed=seed, device=self.device)
+                              max_batches=self.max_batches, seed=seed, precision=self.precision, device=self.device)
         seconds = tokens = 0.0
         for _ in range(self.epochs):
             out = training.train_epoch()

@@ -21,7 +21,7 @@ from ..spaces import Architecture, SearchSpace
 from ..data.images import load_data_cached, load_image_data
 from ..training import Training, arch_seed
 from ..training.images import AugmentSpec
-from ..training.device import default_device
+from ..training.device import Precision, default_device
 from .base import Evaluation, Evaluator, data_with_root
 
 class ChildTrainer(Evaluator):
@@ -31,7 +31,7 @@ class ChildTrainer(Evaluator):
     def __init__(self, space: SearchSpace, data: dict | None = None, epochs: Count = 50, batch_size: Count = 128,
                  lr: Positive = 0.1, momentum: NonNegative = 0.9, nesterov: bool = True, weight_decay: NonNegative = 1e-4,
                  schedule: str = "cosine", reward: str = "acc3", last_k: Count = 5, augment: AugmentSpec = "auto",
-                 seed: int = 0, channels_last: bool = True, device: str | None = "auto"):
+                 seed: int = 0, channels_last: bool = True, precision: Precision = "auto", device: str | None = "auto"):
         if reward not in ("acc3", "acc"):
             raise ValueError(f"trainer reward must be 'acc3' (Zoph & Le: max of last {last_k} "
                              f"validation accuracies, cubed) or 'acc', not {reward!r}")
@@ -42,7 +42,7 @@ class ChildTrainer(Evaluator):
         self.epochs, self.batch_size, self.lr = epochs, batch_size, lr
         self.momentum, self.nesterov, self.weight_decay = momentum, nesterov, weight_decay
         self.schedule, self.reward, self.last_k, self.augment = schedule, reward, last_k, augment
-        self.seed, self.channels_last, self.device = seed, channels_last, device
+        self.seed, self.channels_last, self.precision, self.device = seed, channels_last, precision, device
         default_device(device)                       # a device that is not here: an error now
 
     def data(self):
@@ -65,7 +65,8 @@ class ChildTrainer(Evaluator):
         model = self.space.child(arch, data.shape[0], data.num_classes)
         metrics = {"params": sum(p.numel() for p in model.parameters()), "flops": count_flops(model, data.shape)}
         run = Training(model, data, self.epochs, self.batch_size, self.lr, self.momentum, self.nesterov,
-                       self.weight_decay, self.schedule, self.augment, seed, self.channels_last, device=self.device)
+                       self.weight_decay, self.schedule, self.augment, seed, self.channels_last, device=self.device,
+                       precision=self.precision)
         accs, images, seconds = [], 0, 0.0
         for _ in range(self.epochs):
             out = run.train_epoch()

@@ -121,7 +121,7 @@ class Reinforce(Strategy):
     def propose(self, n: int = 1):
         """Architectures from the current policy, without learning from them (ENAS samples one
         per shared-weight minibatch, and many when deriving)."""
-        return self.controller.sample(n, self.generator).archs
+        return self.controller.draw(n, self.generator)
 
     def _scored(self, archs, version: int | None):
         """``(log-probabilities of archs, the controller they are under, staleness)``: the last

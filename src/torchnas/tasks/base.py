@@ -65,6 +65,22 @@ class SharedWeights:
     def metric_of(self, reward: float) -> float:
         return reward
 
+    def reward_tensor(self, arch, batch) -> "torch.Tensor":
+        """The reward of ``arch`` on one validation ``batch``, as a 0-d tensor on the device."""
+        raise NotImplementedError
+
+    def rewards(self, pairs) -> list[float]:
+        """The rewards of ``(architecture, validation batch)`` pairs: computed on the device and
+        read back in one transfer (a controller update's samples, derive's candidates), so the
+        device never waits for the host between them (issue 31)."""
+        import torch
+        pairs = list(pairs)
+        return torch.stack([self.reward_tensor(a, b) for a, b in pairs]).tolist() if pairs else []
+
+    def reward(self, arch, batch) -> float:
+        """One architecture's reward on one batch (a read-back each: :meth:`rewards` for many)."""
+        return self.rewards([(arch, batch)])[0]
+
     def extra_state(self):
         """What the checkpoint needs beyond ω, its optimizer and ``generator``."""
         return None

@@ -13,6 +13,7 @@ from ..registry import register
 from ..runs import RunDir, RunError
 from ..settings import Count, NonNegative, Positive, checked
 from ..training import Training, arch_seed, run_epochs
+from ..training.device import Precision, autocast
 from ..training.images import AugmentSpec
 from .base import SharedWeights, Task
 
@@ -155,7 +156,7 @@ class ImageSharedWeights(SharedWeights):
                  lr_t_mul: Count = 2, momentum: NonNegative = 0.9, nesterov: bool = True, weight_decay: NonNegative = 1e-4,
                  grad_clip: Positive | None = 5.0, augment: AugmentSpec = "auto", aux_weight: NonNegative = 0.0,
                  aux_train_head: bool = True, reward_batch: Count | None = None, reward_bn: str = "train",
-                 channels_last: bool = True,
+                 channels_last: bool = True, precision: Precision = "auto", cudnn_benchmark: bool = False,
                  max_train_batches: Count | None = None, device: str | None = "auto"):
         if reward_bn not in ("train", "eval"):
             raise ValueError(f"reward_bn must be 'train' (minibatch statistics) or 'eval', not {reward_bn!r}")
@@ -171,7 +172,8 @@ class ImageSharedWeights(SharedWeights):
                                  nesterov=nesterov, weight_decay=weight_decay, schedule="cosine_restarts",
                                  augment=augment, seed=seed, channels_last=channels_last, lr_min=lr_min,
                                  lr_t0=lr_t0, lr_t_mul=lr_t_mul, aux_weight=aux_weight, aux_train_head=aux_train_head,
-                                 grad_clip=grad_clip, device=device, max_batches=max_train_batches)
+                                 grad_clip=grad_clip, precision=precision, cudnn_benchmark=cudnn_benchmark,
+                                 device=device, max_batches=max_train_batches)
         self.opt, self.generator, self.device = self.training.opt, self.training.generator, self.training.device
 
     def train_epoch(self, sample) -> dict:
@@ -193,26 +195,27 @@ class ImageSharedWeights(SharedWeights):
         return self.training._input(self.data.valid_x[idx]), self.data.valid_y[idx].to(self.device)
 
     @torch.no_grad()
-    def reward(self, arch, batch) -> float:
-        """Accuracy of ``arch`` with the shared weights on one validation minibatch."""
+    def reward_tensor(self, arch, batch) -> torch.Tensor:
+        """Accuracy of ``arch`` with the shared weights on one validation minibatch (on the device)."""
         x, y = batch
         aux = getattr(self.net, "compute_aux", None)
         if aux is not None:
             self.net.compute_aux = False      # the auxiliary head's output would be discarded
         try:
-            if self.reward_bn == "train":
-                self.net.train()
-                with frozen_bn_stats(self.net):
+            with autocast(self.device, self.training.precision):
+                if self.reward_bn == "train":
+                    self.net.train()
+                    with frozen_bn_stats(self.net):
+                        logits = self.net(x, arch)
+                else:
+                    self.net.eval()
                     logits = self.net(x, arch)
-            else:
-                self.net.eval()
-                logits = self.net(x, arch)
         finally:
             if aux is not None:
                 self.net.compute_aux = aux
         if isinstance(logits, tuple):
             logits = logits[0]
-        return (logits.argmax(1) == y).float().mean().item()
+        return (logits.argmax(1) == y).float().mean()
 
 
 

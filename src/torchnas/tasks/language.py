@@ -2,7 +2,6 @@
 (google-research enas_lm; the model is :class:`torchnas.nn.lm.LanguageModel`)."""
 from __future__ import annotations
 
-import math
 import time
 
 import torch
@@ -12,6 +11,7 @@ from ..registry import register
 from ..runs import RunDir, RunError
 from ..settings import Count, NonNegative, Positive, checked
 from ..training import LMTraining, arch_seed, run_epochs
+from ..training.device import Precision, autocast
 from .base import SharedWeights, Task
 
 PTB_VOCAB = 10000      # Penn Treebank's vocabulary: the dry run builds the model without the corpus
@@ -84,6 +84,9 @@ def _write_vocab(data_cfg: dict, out, size: int) -> str:
     return "vocab.txt: token id = line number (from 0)"
 
 
+SAMPLE_CHUNK = 64     # cells drawn at once for the shared phase's windows (unused ones are discarded)
+
+
 class LMSharedWeights(SharedWeights):
     """ENAS's shared weights for the recurrent cell on a word-level corpus (google-research
     ``enas_lm`` ``search.py``, ``child.py``; values in the ``enas-rnn`` preset).
@@ -103,7 +106,7 @@ class LMSharedWeights(SharedWeights):
                  bptt_sampler: BPTTSampler = "awd-lstm", lr: Positive = 20.0,
                  grad_clip: Positive | None = 0.1, weight_decay: NonNegative = 0.0, alpha: NonNegative = 0.0, beta: NonNegative = 1.0,
                  reward_batch: Count | None = None, reward_constant: Positive = 80.0,
-                 max_train_batches: Count | None = None, device: str | None = "auto"):
+                 precision: Precision = "auto", max_train_batches: Count | None = None, device: str | None = "auto"):
         from ..data.ptb import batchify, load_ptb, load_ptb_cached
         from ..training.device import fix_heap_threshold
         net = LanguageModeling().check_net_settings(space, net, "enas.net")
@@ -118,7 +121,7 @@ class LMSharedWeights(SharedWeights):
                                    batch_size=batch_size, bptt=bptt, variable_bptt=variable_bptt,
                                    bptt_sampler=bptt_sampler, lr=lr,
                                    grad_clip=grad_clip, weight_decay=weight_decay, alpha=alpha, beta=beta,
-                                   max_batches=max_train_batches, seed=seed, device=device)
+                                   max_batches=max_train_batches, seed=seed, precision=precision, device=device)
         self.opt = self.training.opt
         self.bptt, self.reward_batch = bptt, reward_batch or batch_size
         if len(self.corpus.valid) < 2 * self.reward_batch:
@@ -133,8 +136,16 @@ class LMSharedWeights(SharedWeights):
         return self.reward_constant / reward
 
     def train_epoch(self, sample) -> dict:
-        """One pass over the training stream; ``sample(1)`` gives each window's cell."""
-        out = self.training.train_epoch(lambda: sample(1)[0])
+        """One pass over the training stream, each window with its own cell; the cells are drawn
+        ``SAMPLE_CHUNK`` at a time (``sample(n)``: one controller pass for many windows, where
+        one per window cost a pass of small operations per step; issue 31)."""
+        cells: list = []
+
+        def next_cell():
+            if not cells:
+                cells.extend(reversed(sample(SAMPLE_CHUNK)))
+            return cells.pop()
+        out = self.training.train_epoch(next_cell)
         if "diverged" in out:
             raise RunError(f"shared-weight training diverged: {out['diverged']}; lower enas.lr or enas.grad_clip")
         return {"lr": out["lr"], "loss": out["loss"], "train_ppl": out["train_ppl"], "tokens": out["tokens"],
@@ -147,12 +158,15 @@ class LMSharedWeights(SharedWeights):
         return self.valid[i:i + n], self.valid[i + 1:i + 1 + n]
 
     @torch.no_grad()
-    def reward(self, arch, batch) -> float:
-        """``reward_constant`` / perplexity of ``arch`` on one validation window."""
+    def reward_tensor(self, arch, batch) -> torch.Tensor:
+        """``reward_constant`` / perplexity of ``arch`` on one validation window (on the device,
+        in float64: a perplexity of e^700 still gives a reward above 0)."""
         x, y = batch
         self.net.eval()
-        ce = self.net(x, None, arch).cross_entropy(y).item()
-        return self.reward_constant / math.exp(min(ce, 700.0))
+        with autocast(self.training.device, self.training.precision):
+            ce = self.net(x, None, arch).cross_entropy(y)
+        wide = torch.float32 if ce.device.type == "mps" else torch.float64      # MPS has no float64
+        return self.reward_constant / torch.exp(ce.to(wide).clamp(max=700.0))
 
     def extra_state(self):
         return {"valid_pos": self.valid_pos, "bptt_generator": self.training.generator.get_state(),

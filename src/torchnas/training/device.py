@@ -1,6 +1,10 @@
 """The device a network trains on: CUDA when present, else the CPU (``device: auto``)."""
 from __future__ import annotations
 
+import contextlib
+import math
+from typing import Literal
+
 import torch
 
 
@@ -48,3 +52,55 @@ def fix_heap_threshold(nbytes: int = HEAP_BLOCKS_UP_TO) -> bool:
         return bool(libc.mallopt(-3, int(nbytes)))        # M_MMAP_THRESHOLD
     except (OSError, AttributeError):
         return False
+
+
+READ_EVERY = 32      # training steps between read-backs of the losses (the loops' "log interval")
+
+
+class StepLosses:
+    """A training epoch's per-step losses, kept on the device and read back in one transfer every
+    ``every`` steps and at the epoch's end, so that no step waits for the device (issue 31).
+    Read back, they are summed on the host in float64 in step order, exactly as a per-step
+    ``.item()`` would sum them, and the first non-finite loss is named with its step.
+
+    ``add(value, weight, (epoch, step), check=None)``: the step's loss ``value`` (weighted by
+    ``weight`` in the total) and, when it differs, the loss ``check`` whose finiteness decides
+    divergence; returns the divergence's reason when a read finds a non-finite loss, else None
+    (also :meth:`read`)."""
+
+    def __init__(self, every: int | None = None):
+        self.every, self.total, self._pending = every or READ_EVERY, 0.0, []
+
+    def add(self, value: torch.Tensor, weight: float, step, check: torch.Tensor | None = None):
+        self._pending.append((value.detach(), (value if check is None else check).detach(), weight, step))
+        return self.read() if len(self._pending) >= self.every else None
+
+    def read(self):
+        if not self._pending:
+            return None
+        pending, self._pending = self._pending, []
+        values = torch.stack([t for v, c, _, _ in pending for t in (v, c)]).tolist()   # the one read-back
+        for (_, _, weight, (epoch, step)), value, check in zip(pending, values[0::2], values[1::2]):
+            if not math.isfinite(check):
+                return f"non-finite loss ({check}) at epoch {epoch}, step {step}"
+            self.total += value * weight
+        return None
+
+
+Precision = Literal["auto", "bf16", "fp32"]
+
+
+def precision_of(precision: str, device: torch.device) -> str:
+    """``auto``: bf16 on a CUDA device that has it, fp32 elsewhere (a CPU's bf16 is slower)."""
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"precision must be auto, bf16 or fp32, not {precision!r}")
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    return precision
+
+
+def autocast(device: torch.device, precision: str):
+    """The forward pass's context: bf16 autocast (weights, optimizer and loss stay fp32), or none."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from . import progress
-from .device import default_device
+from .device import Precision, StepLosses, autocast, default_device, precision_of
 from .schedules import cosine_lr, cosine_restart_lr
 from .state import load_training_state, training_state
 from ..settings import Count, Fraction, NonNegative, NonNegativeInt, Positive, checked
@@ -86,7 +86,9 @@ class Training:
     l2-decayed list), ``drop_path`` (the
     final keep probability, reached linearly over training as in ``micro_child.py``),
     ``cutout`` (the side of the zeroed square, 16; DeVries & Taylor 2017) and ``grad_clip``.
-    """
+    On a GPU: ``precision`` (``auto``: bf16 autocast on CUDA, fp32 on a CPU) and
+    ``cudnn_benchmark`` (cuDNN's autotuner, for runs whose shapes repeat; ENAS's search turns it
+    off, as each step draws new shapes)."""
 
     def __init__(self, model, data, epochs: Count, batch_size: Count = 128, lr: Positive = 0.1, momentum: NonNegative = 0.9,
                  nesterov: bool = True, weight_decay: NonNegative = 1e-4, schedule: str = "cosine",
@@ -94,7 +96,7 @@ class Training:
                  lr_min: NonNegative = 0.0, lr_t0: Count = 10, lr_t_mul: Count = 2, aux_weight: NonNegative = 0.0,
                  aux_train_head: bool = True, drop_path: Fraction = 1.0, cutout: NonNegativeInt = 0,
                  cutout_at: str = "center",
-                 grad_clip: Positive | None = None,
+                 grad_clip: Positive | None = None, precision: Precision = "auto", cudnn_benchmark: bool = True,
                  device: str | None = "auto", max_batches: Count | None = None):
         if schedule not in ("cosine", "cosine_restarts", "constant"):
             raise ValueError(f"training schedule must be 'cosine', 'cosine_restarts' or 'constant', not {schedule!r}")
@@ -104,6 +106,7 @@ class Training:
             raise ValueError(f"training needs 0 < drop_path <= 1 (a keep probability), cutout >= 0 and "
                              f"aux_weight >= 0 (got {drop_path}, {cutout}, {aux_weight})")
         self.channels_last, self.device = channels_last, default_device(device)
+        self.precision, self.cudnn_benchmark = precision_of(precision, self.device), cudnn_benchmark
         model = model.to(self.device)     # the data stay on the CPU; each batch is moved
         self.model = model.to(memory_format=torch.channels_last) if channels_last else model
         self.data, self.epochs, self.batch_size, self.lr, self.schedule = data, epochs, batch_size, lr, schedule
@@ -119,7 +122,7 @@ class Training:
             head.requires_grad_(False)      # still back-propagates its loss into the trunk
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.opt = torch.optim.SGD(self.params, lr=lr, momentum=momentum, nesterov=nesterov,
-                                   weight_decay=weight_decay)
+                                   weight_decay=weight_decay, foreach=True)    # one batched update, not one per tensor
         self.augment = make_augment(augment, data)
         # Zoph & Le's whitening replaces the per-channel normalisation, before the augmentation
         self.whitening = None
@@ -154,8 +157,10 @@ class Training:
         the learning rate, or a ``diverged`` reason."""
         from ..data.images import iterate_batches
         self.model.train()
-        running, seen, t0 = 0.0, 0, time.perf_counter()
-        correct = torch.zeros((), dtype=torch.long, device=self.device)    # summed on the device: no extra sync
+        if self.device.type == "cuda":        # autotune only where shapes repeat (not ENAS's search)
+            torch.backends.cudnn.benchmark = self.cudnn_benchmark
+        losses, seen, t0 = StepLosses(), 0, time.perf_counter()
+        correct = torch.zeros((), dtype=torch.long, device=self.device)    # summed on the device: no sync
         batches = iterate_batches(self.data.train_x, self.data.train_y, self.batch_size, self.generator)
         first, per_epoch = self.step, self.batches_per_epoch()
         for xb, yb in itertools.islice(batches, per_epoch):
@@ -170,35 +175,42 @@ class Training:
             if self.drop_path < 1:           # micro_child.py _apply_drop_path: min(1, (global_step + 1) / N)
                 ratio = min(1.0, (self.step + 1) / self.total_steps)
                 self.model.drop_path_keep_prob = 1 - (1 - self.drop_path) * ratio
-            yb = yb.to(self.device)
+            yb = yb.to(self.device, non_blocking=True)
             xb = self._input(xb, self.generator)
             if self.cutout:
                 xb = cutout(xb, self.cutout, self.generator, self.cutout_at)
             self.opt.zero_grad(set_to_none=True)      # before the forward pass: the last step's gradients are freed
-            out = self.model(xb) if arch_fn is None else self.model(xb, arch_fn())
-            loss, logits = loss_with_aux(out, yb, self.aux_weight)
-            if not torch.isfinite(loss):
-                return {"diverged": f"non-finite loss ({loss.item()}) at epoch {self.epoch + 1}, step {self.step + 1}"}
+            with autocast(self.device, self.precision):
+                out = self.model(xb) if arch_fn is None else self.model(xb, arch_fn())
+                loss, logits = loss_with_aux(out, yb, self.aux_weight)
             loss.backward()
             if self.grad_clip:
-                torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
+                torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip, foreach=True)
             self.opt.step()
-            running += loss.item() * len(yb)
+            bad = losses.add(loss, len(yb), (self.epoch + 1, self.step + 1))    # read every READ_EVERY steps
+            if bad:
+                return {"diverged": bad}
             correct += (logits.argmax(1) == yb).sum()
             seen += len(yb)
             self.step += 1
             progress.step(self.step - first, per_epoch, seen, "img", time.perf_counter() - t0)
+        bad = losses.read()
+        if bad:
+            return {"diverged": bad}
         self.epoch += 1
-        return {"loss": running / max(seen, 1), "train_acc": correct.item() / max(seen, 1), "images": seen,
+        return {"loss": losses.total / max(seen, 1), "train_acc": correct.item() / max(seen, 1), "images": seen,
                 "seconds": time.perf_counter() - t0, "lr": self.opt.param_groups[0]["lr"]}
 
     @torch.no_grad()
     def accuracy(self, split: str = "valid", batch_size: int = 500) -> float:
         x, y = (self.data.valid_x, self.data.valid_y) if split == "valid" else (self.data.test_x, self.data.test_y)
         self.model.eval()
-        correct = sum((self.model(self._input(x[i:i + batch_size])).argmax(1).cpu() == y[i:i + batch_size]).sum().item()
-                      for i in range(0, len(x), batch_size))
-        return correct / max(len(x), 1)
+        correct = torch.zeros((), dtype=torch.long, device=self.device)       # one read-back, at the end
+        with autocast(self.device, self.precision):
+            for i in range(0, len(x), batch_size):
+                labels = y[i:i + batch_size].to(self.device, non_blocking=True)
+                correct += (self.model(self._input(x[i:i + batch_size])).argmax(1) == labels).sum()
+        return correct.item() / max(len(x), 1)
 
     def state_dict(self) -> dict:
         return training_state(self)

@@ -33,7 +33,7 @@ import torch
 from ..data.ptb import BPTTSampler, batchify, bptt_windows, check_bptt_sampler
 from ..nn.lm import detach_state, select_state
 from . import progress
-from .device import default_device
+from .device import Precision, StepLosses, autocast, default_device, precision_of
 from .state import load_training_state, training_state
 from ..settings import Count, NonNegative, Positive
 
@@ -52,20 +52,21 @@ def perplexity(model, stream: torch.Tensor, batch_size: int = 1, bptt: int = 35,
     n = n_targets // B
     inp = stream[:n * B].view(B, n).t()
     tgt = stream[1:n * B + 1].view(B, n).t()
-    total, state = 0.0, model.init_state(B)
+    wide = torch.float32 if dev.type == "mps" else torch.float64      # MPS has no float64
+    total, state = torch.zeros((), dtype=wide, device=dev), model.init_state(B)       # read once, at the end
     for i in range(0, n, bptt):
         out = model(inp[i:i + bptt], state, arch)
         state = out.state
-        total += out.cross_entropy(tgt[i:i + bptt], reduction="sum").item()
+        total += out.cross_entropy(tgt[i:i + bptt], reduction="sum").to(wide)
     if n * B < n_targets:          # the tail continues the last stream
         state = select_state(state, slice(B - 1, B))
         rest_in, rest_tgt = stream[n * B:n_targets].view(-1, 1), stream[n * B + 1:].view(-1, 1)
         for i in range(0, len(rest_in), bptt):
             out = model(rest_in[i:i + bptt], state, arch)
             state = out.state
-            total += out.cross_entropy(rest_tgt[i:i + bptt], reduction="sum").item()
+            total += out.cross_entropy(rest_tgt[i:i + bptt], reduction="sum").to(wide)
     model.train(was_training)
-    loss = total / n_targets
+    loss = total.item() / n_targets
     return {"loss": loss, "ppl": math.exp(min(loss, 700.0)), "tokens": n_targets}
 
 
@@ -79,7 +80,8 @@ class LMTraining:
                  grad_clip: Positive | None = 0.25,
                  weight_decay: NonNegative = 0.0, alpha: NonNegative = 0.0, beta: NonNegative = 0.0, average: str | None = None,
                  nonmono: Count = 10, eval_batch_size: Count = 64, test_batch_size: Count = 1,
-                 max_batches: Count | None = None, seed: int = 0, device: str | None = "auto"):
+                 max_batches: Count | None = None, seed: int = 0, precision: Precision = "auto",
+                 device: str | None = "auto"):
         if epochs < 1 or batch_size < 1 or bptt < 1 or lr <= 0:
             raise ValueError(f"language-model training needs epochs >= 1, batch_size >= 1, bptt >= 1 and lr > 0 "
                              f"(got {epochs}, {batch_size}, {bptt}, {lr})")
@@ -88,6 +90,7 @@ class LMTraining:
         if min(weight_decay, alpha, beta) < 0 or nonmono < 1:
             raise ValueError("weight_decay, alpha and beta must be >= 0 and nonmono >= 1")
         self.device = default_device(device)
+        self.precision = precision_of(precision, self.device)
         self.model = model.to(self.device)
         self.corpus, self.epochs, self.batch_size, self.bptt = corpus, epochs, batch_size, bptt
         check_bptt_sampler(bptt_sampler)
@@ -96,7 +99,7 @@ class LMTraining:
         self.average, self.nonmono = average, nonmono
         self.eval_batch_size, self.test_batch_size, self.max_batches = eval_batch_size, test_batch_size, max_batches
         self.train_data = batchify(corpus.train, batch_size).to(self.device)
-        self.opt = torch.optim.SGD(model.parameters(), lr=lr)
+        self.opt = torch.optim.SGD(model.parameters(), lr=lr, foreach=True)    # one batched update
         self.generator = torch.Generator().manual_seed(seed)
         self.epoch = self.step = 0
         self.valid_history: list[float] = []
@@ -118,7 +121,7 @@ class LMTraining:
         weights). Returns mean cross-entropy, train perplexity, tokens, tokens/s, or ``diverged``."""
         self.model.train()
         state = self.model.init_state(self.batch_size)
-        ce_sum, tokens, windows, t0 = 0.0, 0, 0, time.perf_counter()
+        losses, tokens, windows, t0 = StepLosses(), 0, 0, time.perf_counter()
         params = [p for p in self.model.parameters() if p.requires_grad]
         expected = -(-(len(self.train_data) - 1) // self.bptt)        # windows at the mean BPTT length
         if self.max_batches is not None:
@@ -130,32 +133,36 @@ class LMTraining:
             for g in self.opt.param_groups:
                 g["lr"] = self.lr * len(x) / self.bptt
             self.opt.zero_grad(set_to_none=True)      # before the forward pass: the last step's gradients are freed
-            out = self.model(x, state, arch_fn() if arch_fn is not None else None)
+            with autocast(self.device, self.precision):
+                out = self.model(x, state, arch_fn() if arch_fn is not None else None)
+                loss, ce = self.loss(out, y)
             state = detach_state(out.state)
-            loss, ce = self.loss(out, y)
-            if not torch.isfinite(loss):
-                return {"diverged": f"non-finite loss ({loss.item()}) at epoch {self.epoch + 1}, step {self.step + 1}"}
             loss.backward()
             if self.weight_decay:       # d/dw of weight_decay * sum(w^2), before clipping as in the reference
                 for p in params:
                     if p.grad is not None:
                         p.grad.add_(p.detach(), alpha=2 * self.weight_decay)
             if self.grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
+                torch.nn.utils.clip_grad_norm_(params, self.grad_clip, foreach=True)
             self.opt.step()
             if self.avg is not None:
                 self.avg_steps += 1
                 with torch.no_grad():
                     for a, p in zip(self.avg, params):
                         a.add_(p.detach() - a, alpha=1.0 / self.avg_steps)
-            ce_sum += ce.item() * y.numel()
+            bad = losses.add(ce, y.numel(), (self.epoch + 1, self.step + 1), check=loss)   # read every READ_EVERY steps
+            if bad:
+                return {"diverged": bad}
             tokens += y.numel()
             windows += 1
             self.step += 1
             progress.step(windows, expected, tokens, "tok", time.perf_counter() - t0)
+        bad = losses.read()
+        if bad:
+            return {"diverged": bad}
         self.epoch += 1
         seconds = time.perf_counter() - t0
-        loss = ce_sum / max(tokens, 1)
+        loss = losses.total / max(tokens, 1)
         return {"loss": loss, "train_ppl": math.exp(min(loss, 700.0)), "tokens": tokens, "seconds": seconds,
                 "tokens_per_s": tokens / max(seconds, 1e-9), "lr": self.lr}
 
@@ -185,7 +192,8 @@ class LMTraining:
             batch_size = self.test_batch_size if split == "test" else self.eval_batch_size
         self.swap_average()
         try:
-            return perplexity(self.model, stream, batch_size, self.bptt, arch)
+            with autocast(self.device, self.precision):
+                return perplexity(self.model, stream, batch_size, self.bptt, arch)
         finally:
             self.swap_average()
 
