@@ -334,12 +334,16 @@ class ENASRNNSharedCell(_CellBase):
         return self.recur(self.project_inputs(x_t, x_mask), h_prev, self.plan(arch), h_mask)[0]
 
 
+SEARCHED_CELL = "enas"
+
+
 @register("space")
 class ENASRNNSpace(SearchSpace):
     """ENAS recurrent cells: ``num_nodes`` searched nodes after the fixed node 0, each picking
     a previous node and an activation from ``activations`` (the reference's index order)."""
 
     name = "enas-rnn"
+    searched_cell = SEARCHED_CELL     # final_net.cell's default; "lstm" and "nas" are the baselines
     task = "language-modeling"
 
     def __init__(self, num_nodes: int = 8, activations: Sequence[str] = ENAS_RNN_ACTIVATIONS):
@@ -429,7 +433,7 @@ class ENASRNNSpace(SearchSpace):
 
     def language_model(self, arch: Architecture | None, vocab_size: int, hidden_size: int = 200, *,
                        output: str = "average", init_range: float = 0.04, dropout: dict | None = None,
-                       cell: str = "enas"):
+                       cell: str = SEARCHED_CELL):
         """The word-level language model around a cell (:class:`torchnas.nn.lm.LanguageModel`;
         embedding size = hidden size, tied softmax): the standalone child of ``arch``, or with
         ``arch=None`` the shared-weight model (``model(tokens, state, arch)``). ``cell="lstm"``
@@ -442,7 +446,7 @@ class ENASRNNSpace(SearchSpace):
             from .nas_rnn import NAS_CELL, NASRNNSpace
             tree = NASRNNSpace()
             rnn = tree.child(tree.parse(NAS_CELL), hidden_size, hidden_size, init_range)
-        elif cell != "enas":
+        elif cell != self.searched_cell:
             raise ValueError(f"language-model cell must be 'enas' (the searched cell), 'lstm' or 'nas', not {cell!r}")
         elif arch is None:
             rnn = self.shared(hidden_size, hidden_size, output=output, init_range=init_range)

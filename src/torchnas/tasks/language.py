@@ -182,8 +182,6 @@ LanguageModeling.SharedWeights = LMSharedWeights
 
 
 def _default_cell(space) -> str:
-    """The cell a space's language model runs unless ``final_net.cell`` names a baseline: its
-    builder's default (``enas``), or the space's own name for a space with one kind of cell."""
-    import inspect
-    p = inspect.signature(space.language_model).parameters.get("cell")
-    return p.default if p is not None else space.name
+    """The cell a space's language model runs unless ``final_net.cell`` names a baseline: the
+    space's ``searched_cell`` (``enas``), or its own name for a space with one kind of cell."""
+    return getattr(space, "searched_cell", space.name)
