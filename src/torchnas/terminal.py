@@ -221,9 +221,8 @@ def print_dry_run(d: dict) -> None:
         print(", ".join(f"{kind}: {n}" for kind, n in d["layers"].items()))
     print(f"parameters: {d['params']:,}" + (f" ({d['params'] - aux:,} without the auxiliary head)" if aux else "")
           + f"; input {c}x{h}x{w}, {d['classes']} classes; network settings {d['net']}")
-    if "params_without_extra_filters" in d:
-        print(f"parameters without the {d['net']['extra_filters']} extra filters per layer: "
-              f"{d['params_without_extra_filters']:,}")
+    for note in d.get("notes", ()):
+        print(note)
 
 
 def print_ws_rank(r: dict, path) -> None:

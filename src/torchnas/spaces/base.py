@@ -342,6 +342,12 @@ class SearchSpace:
         where the space counts them (``torchnas train --dry-run`` prints them); else None."""
         return None
 
+    def network_notes(self, arch: Architecture, net: dict, params_with) -> list[str]:
+        """Lines ``torchnas train --dry-run`` prints under the parameter count, where a network
+        setting deserves one; ``params_with(**changes)`` counts the parameters with ``net``
+        changed so (e.g. the count without an addition). None by default."""
+        return []
+
     def ground_truth(self, arch: Architecture, data_dir=None) -> dict | None:
         """What a benchmark table of this space says of ``arch`` (NAS-Bench-201's does), or None
         for a space without one. Read only to report a finished search, never inside one."""

@@ -182,6 +182,13 @@ class NASCNNSpace(SearchSpace):
         layers = self.layers_of(arch)
         return {"conv layers": sum(l["block"] for l in layers), "pooling layers": sum(l["pool"] for l in layers)}
 
+    def network_notes(self, arch: Architecture, net: dict, params_with) -> list[str]:
+        """The count before Zoph & Le's "40 more filters" (§4.1), when ``extra_filters`` adds some."""
+        if not net.get("extra_filters"):
+            return []
+        return [f"parameters without the {net['extra_filters']} extra filters per layer: "
+                f"{params_with(extra_filters=0):,}"]
+
     def child(self, arch: Architecture, in_channels: int, num_classes: int,
               extra_filters: NonNegativeInt = 0) -> "NASCNNChild":
         """The child network; ``extra_filters`` adds that many filters to every layer (Zoph & Le

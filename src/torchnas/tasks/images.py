@@ -33,9 +33,8 @@ class ImageClassification(Task):
         out = {"arch": str(arch), "params": sum(p.numel() for p in model.parameters()),
                "aux_params": sum(p.numel() for n, p in model.named_parameters() if "aux" in n),
                "input": (c, h, w), "classes": k, "net": net, "layers": space.layer_counts(arch)}
-        if net.get("extra_filters"):            # the count before "40 more filters" (Zoph & Le §4.1)
-            plain = space.child(arch, c, k, **_sized({**net, "extra_filters": 0}, h))
-            out["params_without_extra_filters"] = sum(p.numel() for p in plain.parameters())
+        out["notes"] = space.network_notes(arch, net, lambda **changes: sum(
+            p.numel() for p in space.child(arch, c, k, **_sized({**net, **changes}, h)).parameters()))
         return out
 
     def retrain(self, run, cfg: dict, space, arch, on_epoch=None) -> dict:
