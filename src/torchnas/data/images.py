@@ -356,8 +356,8 @@ class ZCA:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Whitened float32 images (B, C, H, W) from images in [0, 1] of the fitted shape."""
-        flat = x.reshape(len(x), -1).to(torch.float32) - self.mean.to(x.device)
-        return (flat @ self.matrix.to(x.device)).view(x.shape)      # W is symmetric
+        from ..nn.ops import zca_whiten
+        return zca_whiten(x, self.mean.to(x.device), self.matrix.to(x.device))
 
     def state_dict(self) -> dict:
         return {"mean": self.mean, "matrix": self.matrix}

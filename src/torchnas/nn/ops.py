@@ -263,6 +263,12 @@ def parse_op(name: str, space: str, kinds: tuple[str, ...]) -> tuple[str, int]:
     return kind, k
 
 
+def zca_whiten(x: torch.Tensor, mean: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """``W (x - mean)`` on each flattened image of ``x`` (images in [0, 1]; ``W`` symmetric, so
+    ``(x - mean) @ W``), in ``mean``'s dtype and ``x``'s shape (Zoph & Le §4.1's whitening)."""
+    return ((x.flatten(1).to(mean.dtype) - mean) @ matrix).unflatten(1, x.shape[1:])   # any batch (traced too)
+
+
 class Whitened(nn.Module):
     """A network behind ZCA whitening (``augment: zoph_le``, Zoph & Le §4.1), for export and for a
     retraining's ``model.pt``: ``forward(x)`` takes images in [0, 1] (``x_uint8 / 255``) and runs
@@ -275,4 +281,4 @@ class Whitened(nn.Module):
         self.register_buffer("matrix", matrix.detach().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(((x.flatten(1) - self.mean) @ self.matrix).unflatten(1, x.shape[1:]))
+        return self.net(zca_whiten(x, self.mean, self.matrix))
