@@ -9,9 +9,9 @@ For each seed S:
 1. ``torchnas search --preset nas-rnn-tiny --seed S --no-retrain`` (REINFORCE), and the same with
    ``--strategy random``: random tree cells, as many children as the search trained. Each run
    lives in ``RUNS/{reinforce,random}-S`` and resumes if it was cut short (a finished one is read).
-2. The best cell of each (its validation perplexity after the children's training), and a
-   two-layer LSTM language model (``nn.lm.LSTMCell``, the same embedding and tied softmax) whose
-   hidden size gives the parameter count nearest the cells' language model, are trained from
+2. The best cell of each (its validation perplexity after the children's training), and the
+   space's two-layer LSTM baseline (``final_net.cell: lstm``: the same embedding and tied
+   softmax) at the hidden size whose parameter count is nearest the cells' model, are trained from
    scratch with the preset's ``train`` and ``final_net`` settings on the preset's data (the same
    epochs, batches, learning rate and seed for all three), and judged by their test perplexity
    on the whole PTB test split.
@@ -32,7 +32,6 @@ import torch
 from torchnas import api
 from torchnas.config import load_preset
 from torchnas.data.ptb import load_ptb
-from torchnas.nn.lm import LanguageModel, LSTMCell, StackedCells
 from torchnas.spaces import get_space
 from torchnas.training import LMTraining, arch_seed
 
@@ -59,14 +58,13 @@ def _finished(out: Path) -> bool:
     return sum(1 for _ in open(out / "evaluations.jsonl")) >= cfg["budget"]
 
 
-def _lstm_model(vocab: int, target: int, net: dict) -> tuple[LanguageModel, int]:
-    """The two-layer LSTM language model whose parameter count is nearest ``target``."""
-    def build(h):
-        cells = [LSTMCell(h, h, init_range=net["init_range"]) for _ in range(net["num_layers"])]
-        return LanguageModel(StackedCells(cells), vocab, init_range=net["init_range"])
-    sizes = {h: sum(p.numel() for p in build(h).parameters()) for h in range(4, 4 * net["hidden_size"])}
+def _lstm_model(space, vocab: int, target: int, net: dict):
+    """The space's LSTM baseline (``final_net.cell: lstm``: the same stacked layers, embedding and
+    tied softmax) at the hidden size whose parameter count is nearest ``target``."""
+    sizes = {h: space.parameter_arithmetic(vocab, {**net, "hidden_size": h, "cell": "lstm"})[0]
+             for h in range(4, 4 * net["hidden_size"])}
     h = min(sizes, key=lambda k: (abs(sizes[k] - target), k))
-    return build(h), h
+    return space.language_model(None, vocab, **{**net, "hidden_size": h, "cell": "lstm"}), h
 
 
 def _train(model, corpus, settings: dict, seed: int) -> dict:
@@ -108,7 +106,7 @@ def main():
             print(f"| {seed} | {r['model']} | `{s['arch']}` | {s['children']} | {s['valid_ppl']:.1f} | {params:,} | "
                   f"{r['test_ppl']:.1f} |", flush=True)
         torch.manual_seed(seed)
-        model, h = _lstm_model(len(corpus), rows[-1]["params"], net)
+        model, h = _lstm_model(space, len(corpus), rows[-1]["params"], net)
         params = sum(q.numel() for q in model.parameters())
         r = {"seed": seed, "model": "LSTM", "hidden_size": h, "params": params, **_train(model, corpus, train, seed)}
         rows.append(r)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from torchnas.spaces import ArchitectureError, get_space
-from torchnas.spaces.nas_rnn import NAS_CELL, parameter_count
+from torchnas.spaces.nas_rnn import NAS_CELL, NASRNNSpace, parameter_count
 
 FIG5 = "nas-rnn:add,tanh,elem_mult,relu,elem_mult,sigmoid,add,relu,1,0"
 
@@ -232,3 +232,22 @@ def test_a_child_whose_perplexity_overflows_gets_reward_0_not_an_error(ppl, rewa
         get_space("nas-rnn", base=2).parse(FIG5))
     assert ev.reward == reward
     assert ev.metrics.get("diverged", False) == (not ppl < float("inf"))
+
+
+def test_the_lstm_baseline_stacks_lstm_cells_counts_them_and_exports(tmp_path):
+    """``final_net.cell: lstm`` on nas-rnn: two stacked LSTM cells of the same size (the benchmark's
+    baseline), its parameter arithmetic equal to the built model's count, and its python export
+    (each cell writes its own code) reproducing its logits; an unknown cell is named."""
+    from torchnas.export import export_model
+    from torchnas.nn.lm import LSTMCell, StackedCells
+    space = NASRNNSpace(base=2)
+    torch.manual_seed(0)
+    lm = space.language_model(None, 11, hidden_size=6, init_range=0.5, cell="lstm")
+    assert isinstance(lm.cell, StackedCells) and all(isinstance(c, LSTMCell) for c in lm.cell.cells)
+    total, text = space.parameter_arithmetic(11, {"hidden_size": 6, "cell": "lstm"})
+    assert total == sum(p.numel() for p in lm.parameters()) == 11 * 6 + 2 * 4 * 6 * (6 + 6 + 1)
+    assert text.endswith(f"= {total:,}")
+    record = export_model(lm.eval(), (torch.randint(0, 11, (5, 3)),), tmp_path, formats=("python",))
+    assert record["formats"]["python"]["max_abs_diff"] < 1e-5
+    with pytest.raises(ValueError, match="'nas-rnn' .* or 'lstm', not 'gru'"):
+        space.language_model(None, 11, hidden_size=6, cell="gru")

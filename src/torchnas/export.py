@@ -210,24 +210,14 @@ _ACT = {"tanh": "torch.tanh({})", "relu": "torch.relu({})", "sigmoid": "torch.si
 
 
 def _lm_source(lm, meta, state_name: str) -> str:
-    """The python file of a :class:`torchnas.nn.lm.LanguageModel` (ENAS child cell or LSTM)."""
-    from .nn.lm import LSTMCell
+    """The python file of a :class:`torchnas.nn.lm.LanguageModel`: a cell that writes its own code
+    (``export_source``: LSTM, nas-rnn's tree, stacked cells), or an ENAS child cell."""
     from .spaces.enas_rnn import ENASRNNCell, loose_ends
     cell, V, H = lm.cell, lm.vocab_size, lm.hidden_size
     init = [f"        self.embedding = nn.Parameter(torch.zeros({V}, {H}))", "        self.cell = nn.Module()"]
-    if hasattr(cell, "export_source"):          # a cell that writes its own code (nas-rnn's tree, stacked cells)
+    if hasattr(cell, "export_source"):
         return _lm_own_source(lm, cell.export_source(), meta, state_name)
-    if isinstance(cell, LSTMCell):
-        init += [f"        self.cell.w_ih = nn.Parameter(torch.zeros({H}, {4 * H}))",
-                 f"        self.cell.w_hh = nn.Parameter(torch.zeros({H}, {4 * H}))",
-                 f"        self.cell.bias = nn.Parameter(torch.zeros({4 * H}))"]
-        zero, shape = f"torch.zeros(2, tokens.shape[1], {H}, dtype=E.dtype, device=E.device)", f"(2, B, {H}) (h, c)"
-        pre = ["h, c = state[0], state[1]", "xp = E[tokens] @ self.cell.w_ih + self.cell.bias"]
-        step = ["i, f, g, o = (xp[t] + h @ self.cell.w_hh).chunk(4, -1)",
-                "c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)",
-                "h = torch.sigmoid(o) * torch.tanh(c)", "outs.append(h)"]
-        last, what = "torch.stack([h, c])", "LSTM cell"
-    elif isinstance(cell, ENASRNNCell):
+    if isinstance(cell, ENASRNNCell):
         nodes, N = cell.nodes, len(cell.nodes)
         init.append(f"        self.cell.w_prev = nn.Parameter(torch.zeros({2 * H}, {2 * H}))")
         init.append(f"        self.cell.w = nn.ParameterList([nn.Parameter(torch.zeros({H}, {2 * H})) "
@@ -265,7 +255,7 @@ def _lm_own_source(lm, src: dict, meta, state_name: str) -> str:
     V, H, n = lm.vocab_size, lm.hidden_size, src["states"]
     doc = (f"A word-level language model ({src['what']}; tied {V} x {H} embedding). forward(tokens (L, B) "
            f"int64, state ({n}, B, {H}) or None) -> (logits (L, B, {V}), next state); any length and batch size.")
-    layers = {line.split(".w_")[0] for line in src["init"] if ".cells[" in line}      # stacked cells' modules
+    layers = set(re.findall(r"\.cells\[(\d+)\]", " ".join(src["init"])))           # stacked cells' modules
     init = [f"self.embedding = nn.Parameter(torch.zeros({V}, {H}))", "self.cell = nn.Module()"]
     if layers:
         init.append(f"self.cell.cells = nn.ModuleList([nn.Module() for _ in range({len(layers)})])")

@@ -84,6 +84,25 @@ class LSTMCell(MemoryCell):
         h = torch.sigmoid(o) * torch.tanh(c)
         return h, (h, c)
 
+    def export_source(self, prefix: str = "self.cell", layer: int = 0, first: int = 0) -> dict:
+        """This cell's code in a standalone python file (``torchnas.export``; the layout of
+        ``NASRNNCell.export_source``): parameters under ``prefix``, a loop over the window that
+        reads layer ``layer``'s input and state ``state[first], state[first + 1]`` and leaves its
+        outputs in ``y{layer}``."""
+        H, k = self.hidden_size, layer
+        init = [f"{prefix}.w_ih = nn.Parameter(torch.zeros({self.input_size}, {4 * H}))",
+                f"{prefix}.w_hh = nn.Parameter(torch.zeros({H}, {4 * H}))",
+                f"{prefix}.bias = nn.Parameter(torch.zeros({4 * H}))"]
+        inp = "E[tokens]" if k == 0 else f"y{k - 1}"
+        body = [f"h{k}, c{k} = state[{first}], state[{first + 1}]", f"xp = {inp} @ {prefix}.w_ih + {prefix}.bias",
+                f"outs{k}: List[torch.Tensor] = []", "for t in range(tokens.shape[0]):",
+                f"    i, f, g, o = (xp[t] + h{k} @ {prefix}.w_hh).chunk(4, -1)",
+                f"    c{k} = torch.sigmoid(f) * c{k} + torch.sigmoid(i) * torch.tanh(g)",
+                f"    h{k} = torch.sigmoid(o) * torch.tanh(c{k})", f"    outs{k}.append(h{k})",
+                f"y{k} = torch.stack(outs{k})"]
+        return {"init": init, "states": 2, "body": body, "out": f"y{k}", "last": [f"h{k}", f"c{k}"],
+                "what": "LSTM cell"}
+
 
 class _TiedCrossEntropy(torch.autograd.Function):
     """Cross-entropy summed over rows of the logits ``top @ E^T``, made ``chunk`` rows at a time

@@ -189,23 +189,33 @@ class NASRNNSpace(SearchSpace):
 
     def language_model(self, arch: Architecture, vocab_size: int, hidden_size: int = 200, *, num_layers: int = 2,
                        init_range: float = 0.04, dropout: dict | None = None, layer_dropout: float = 0.0,
-                       bias: bool = False):
+                       bias: bool = False, cell: str = "nas-rnn"):
         """The word-level language model around the cell of ``arch``
         (:class:`torchnas.nn.lm.LanguageModel`: embedding size = hidden size, tied softmax):
         ``num_layers`` cells stacked (Zoph & Le's children have two), ``layer_dropout`` the
-        variational dropout between them."""
-        if arch is None:
+        variational dropout between them. ``cell="lstm"`` stacks plain LSTM cells instead (the
+        baseline; ``arch`` is then ignored)."""
+        from ..nn.lm import LanguageModel, LSTMCell, StackedCells
+        if cell not in (self.name, "lstm"):
+            raise ValueError(f"language-model cell must be {self.name!r} (the searched cell) or 'lstm', not {cell!r}")
+        if arch is None and cell == self.name:
             raise ArchitectureError("nas-rnn children are trained from scratch (Zoph & Le): give an architecture")
         if num_layers < 1:
             raise ValueError(f"a nas-rnn language model needs num_layers >= 1, got {num_layers}")
-        from ..nn.lm import LanguageModel, StackedCells
-        cells = [self.child(arch, hidden_size, hidden_size, init_range, bias) for _ in range(num_layers)]
+        if cell == "lstm":
+            cells = [LSTMCell(hidden_size, hidden_size, init_range) for _ in range(num_layers)]
+        else:
+            cells = [self.child(arch, hidden_size, hidden_size, init_range, bias) for _ in range(num_layers)]
         rnn = cells[0] if num_layers == 1 else StackedCells(cells, between=layer_dropout)
         return LanguageModel(rnn, vocab_size, dropout=dropout, init_range=init_range)
 
     def parameter_arithmetic(self, vocab_size: int, net: dict) -> tuple[int, str]:
         """The language model's parameter count as a sum a reader can check (``--dry-run``)."""
         H, L, bias = net.get("hidden_size", 200), net.get("num_layers", 2), bool(net.get("bias", False))
+        if net.get("cell") == "lstm":
+            total = vocab_size * H + L * 4 * H * (2 * H + 1)
+            return total, (f"{vocab_size:,} x {H:,} (the embedding, tied to the softmax) + {L} LSTM layers x 4 gates "
+                           f"x {H:,} x ({H:,} + {H:,} + 1 bias) = {total:,}")
         per_layer = self.base * H * (2 * H + bias)
         total = vocab_size * H + L * per_layer
         b = f" + {H:,} bias" if bias else ""
