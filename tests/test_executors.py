@@ -205,3 +205,26 @@ def test_a_ctrl_c_while_a_worker_starts_is_held_not_lost():
 def _report_sigint_mask(q):
     import signal
     q.put(signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []))
+
+
+def test_a_dead_worker_reaped_by_the_pools_own_thread_is_still_the_culprit():
+    """CI failure of 2026-12-07: ``concurrent.futures`` reaps a broken pool's processes on its own
+    thread; a join that loses that race returns before the exit code is set (waitpid's ECHILD),
+    the dead worker looked alive, no culprit was known, and every child in flight counted a
+    restart. Here the exit codes arrive 0.1 s after the first join returns."""
+    import threading
+    from types import SimpleNamespace
+
+    class Reaped:
+        def __init__(self, code):
+            self.exitcode, self.code, self.timer = None, code, None
+
+        def join(self, timeout=None):
+            if self.timer is None:
+                self.timer = threading.Timer(0.1, setattr, (self, "exitcode", self.code))
+                self.timer.start()
+
+    pool = LocalPool(workers=2, threads=1)
+    pool._pool = SimpleNamespace(_processes={11: Reaped(-signal.SIGKILL), 12: Reaped(-signal.SIGTERM)})
+    pool._log = SimpleNamespace(stop=lambda: {11: "child-a", 12: "child-b"})
+    assert pool._died() == {"child-a"}

@@ -160,7 +160,7 @@ def _init_worker(evaluator: Evaluator, threads: int, started=None, parent: int |
 
 def _evaluate(arch: Architecture, key=None) -> Evaluation:
     if _WORKER_STARTED is not None:
-        _WORKER_STARTED.put((key, os.getpid()))      # which worker runs which child: see LocalPool.map
+        _WORKER_STARTED.send((key, os.getpid()))     # which worker runs which child: see _StartLog
     return timed(_WORKER_EVALUATOR, arch)
 
 
@@ -194,31 +194,30 @@ class LocalPool(Executor):
             raise ValueError(f"{workers} workers x {threads} threads exceeds the {cores} cores of this "
                              f"machine; lower executor.workers or executor.threads")
         self.workers, self.threads, self.retries = workers, threads, retries
-        self._pool, self._evaluator, self._started = None, None, None
+        self._pool, self._evaluator, self._log = None, None, None
         self._jobs: dict[str, Job] = {}               # key -> child in flight
 
     def _start(self, evaluator) -> None:
         self._stop()
         ctx = mp.get_context("spawn")
-        self._started = ctx.SimpleQueue()             # unbuffered: a put is in the pipe before a kill
-        self._running = {}                            # pid -> key of the child it last started
-        threading.Thread(target=_listen, args=(self._started, self._running), daemon=True).start()
+        self._log = _StartLog(ctx)
         self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker,
-                                         initargs=(evaluator, self.threads, self._started, os.getpid()))
+                                         initargs=(evaluator, self.threads, self._log.writer, os.getpid()))
         self._evaluator = evaluator
 
     def _died(self) -> set:
         """Keys of the children whose own worker died in the pool that just broke."""
         procs = getattr(self._pool, "_processes", None) or {}
-        for p in procs.values():
-            p.join(timeout=5)                        # the broken pool has stopped them all: reap
+        deadline = time.monotonic() + 5
+        for p in procs.values():                     # the broken pool has stopped them all: reap
+            # the pool's own thread reaps them too: a join that loses that race returns with no
+            # exit code yet (waitpid's ECHILD), and the winner sets it a moment later
+            while p.exitcode is None and time.monotonic() < deadline:
+                p.join(timeout=0.05)
+                time.sleep(0.005)
         dead = {pid for pid, p in procs.items() if p.exitcode not in (None, 0, -signal.SIGTERM)}
-        for _ in range(100):                         # let the listener read what the dead ones said
-            if self._started.empty():
-                break
-            time.sleep(0.01)
-        time.sleep(0.05)
-        return {key for pid, key in list(self._running.items()) if pid in dead}
+        running = self._log.stop()                   # every message the dead ones wrote is read
+        return {key for pid, key in running.items() if pid in dead}
 
     def submit(self, evaluator, arch):
         if self._pool is None or self._evaluator is not evaluator:
@@ -231,15 +230,18 @@ class LocalPool(Executor):
         return job
 
     def _send(self, job: Job) -> None:
+        try:
+            self._submit(job)
+        except BrokenProcessPool:                  # a worker died: every child in flight is recovered
+            job.handle = None
+            self._recover()
+
+    def _submit(self, job: Job) -> None:
         # a submit may start one of the pool's processes: only then is Ctrl-C held back, and
         # raised once the process has started (ignored instead, it was lost)
         starting = len(getattr(self._pool, "_processes", None) or ()) < self.workers
         with sigint_blocked_in_children() if starting else contextlib.nullcontext():
-            try:
-                job.handle = self._pool.submit(_evaluate, job.arch, job.key)
-            except BrokenProcessPool:              # a worker died while the pool was idle: no child lost
-                self._start(job.evaluator)
-                job.handle = self._pool.submit(_evaluate, job.arch, job.key)
+            job.handle = self._pool.submit(_evaluate, job.arch, job.key)
 
     def wait(self, jobs):
         while (done := _first_done(jobs)) is None:
@@ -259,21 +261,31 @@ class LocalPool(Executor):
     def _recover(self) -> None:
         """A worker died and broke the pool: keep what finished before, start the pool again and
         send every other child in flight again; only the children whose own worker died count
-        a try (all of them when no culprit is known), up to ``retries``."""
-        died = self._died()
-        self._start(self._evaluator)
-        for key, job in list(self._jobs.items()):
-            h = job.handle
-            if h.done() and not h.cancelled() and h.exception() is None:
-                self._collect(job)                 # finished before the break: kept
-                continue
-            if key in died or not died:
-                job.tries += 1
-                if job.tries > self.retries:
-                    _gave_up(job, "its worker process was killed")
-                    del self._jobs[key]
+        a try (all of them when no culprit is known), up to ``retries``. A pool that breaks while
+        they are sent again is recovered the same way (a child not yet sent counts nothing)."""
+        while True:
+            died = self._died()
+            for key, job in list(self._jobs.items()):
+                h = job.handle
+                if h is None:                      # not sent to the pool that broke
                     continue
-            self._send(job)
+                if h.done() and not h.cancelled() and h.exception() is None:
+                    self._collect(job)             # finished before the break: kept
+                    continue
+                job.handle = None
+                if key in died or not died:
+                    job.tries += 1
+                    if job.tries > self.retries:
+                        _gave_up(job, "its worker process was killed")
+                        del self._jobs[key]
+            self._start(self._evaluator)
+            try:
+                for job in self._jobs.values():
+                    if job.handle is None:
+                        self._submit(job)
+                return
+            except BrokenProcessPool:
+                continue
 
     def _stop(self) -> None:
         if self._pool is not None:
@@ -281,21 +293,49 @@ class LocalPool(Executor):
                 p.terminate()               # a child in the middle of training stops now, not at its end
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
-            self._started.close()           # ends its listener thread
+            self._log.close()
 
     def close(self):
         self._stop()
         self._jobs = {}
 
 
-def _listen(started, running: dict) -> None:
-    """Read the workers' "I start child KEY" messages as they come (the pipe must never fill)."""
-    while True:
-        try:
-            key, pid = started.get()
-        except (EOFError, OSError, ValueError):
-            return
-        running[pid] = key
+class _StartLog:
+    """Which worker runs which child: each worker writes "I start child KEY" (key, pid) into a pipe
+    before it starts; a thread reads the pipe as the messages come (it must never fill), until
+    ``stop``, which then reads the rest. A message is one write of a few bytes, atomic on a pipe:
+    a worker killed at any instant leaves none half-written. The pipe is closed only after its
+    reader has stopped: closing it under a reader let that reader take the next pool's messages
+    from the reused file descriptor (the restart then counted the wrong child)."""
+
+    def __init__(self, ctx):
+        self.reader, self.writer = ctx.Pipe(duplex=False)
+        self.running: dict[int, str] = {}             # pid -> key of the child it last started
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._listen, name="torchnas-start-log", daemon=True)
+        self._thread.start()
+
+    def _listen(self) -> None:
+        while not self._done.is_set():
+            self._read(0.2)
+
+    def _read(self, timeout: float) -> None:
+        while self.reader.poll(timeout):
+            key, pid = self.reader.recv()
+            self.running[pid] = key
+            timeout = 0
+
+    def stop(self) -> dict[int, str]:
+        if not self._done.is_set():
+            self._done.set()
+            self._thread.join()
+            self._read(0)
+        return self.running
+
+    def close(self) -> None:
+        self.stop()
+        self.reader.close()
+        self.writer.close()
 
 
 def _check_reachable(address: str | None) -> None:
