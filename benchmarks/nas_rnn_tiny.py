@@ -55,7 +55,8 @@ def _search(strategy: str, seed: int, runs: Path, data_dir: str, workers: int) -
 
 def _finished(out: Path) -> bool:
     cfg = load_preset(PRESET)
-    return sum(1 for _ in open(out / "evaluations.jsonl")) >= cfg["budget"]
+    with open(out / "evaluations.jsonl") as f:
+        return sum(1 for _ in f) >= cfg["budget"]
 
 
 def _lstm_model(space, vocab: int, target: int, net: dict):

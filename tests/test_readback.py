@@ -158,3 +158,7 @@ def test_step_losses_sum_as_item_would_and_name_the_first_non_finite_step(monkey
            for s, c in zip(range(40, 45), [1.0, 2.0, float("inf"), float("nan"), 3.0])]
     assert out == [None] * 4 + ["non-finite loss (inf) at epoch 2, step 42"]
     assert losses.total == 2.0                                # the steps before it
+    losses = StepLosses(every=3)                              # with and without a check, mixed
+    out = [losses.add(torch.tensor(2.0), 1, (3, 1)), losses.add(torch.tensor(5.0), 1, (3, 2), check=torch.tensor(1.0)),
+           losses.add(torch.tensor(float("nan")), 1, (3, 3))]
+    assert out == [None, None, "non-finite loss (nan) at epoch 3, step 3"] and losses.total == 7.0

@@ -11,7 +11,7 @@ from ..registry import register
 from ..runs import RunDir, RunError
 from ..settings import Count, NonNegative, Positive, checked
 from ..training import LMTraining, arch_seed, run_epochs
-from ..training.device import Precision, autocast
+from ..training.device import Precision, autocast, wide_dtype
 from .base import SharedWeights, Task
 
 PTB_VOCAB = 10000      # Penn Treebank's vocabulary: the dry run builds the model without the corpus
@@ -165,8 +165,7 @@ class LMSharedWeights(SharedWeights):
         self.net.eval()
         with autocast(self.training.device, self.training.precision):
             ce = self.net(x, None, arch).cross_entropy(y)
-        wide = torch.float32 if ce.device.type == "mps" else torch.float64      # MPS has no float64
-        return self.reward_constant / torch.exp(ce.to(wide).clamp(max=700.0))
+        return self.reward_constant / torch.exp(ce.to(wide_dtype(ce.device)).clamp(max=700.0))
 
     def extra_state(self):
         return {"valid_pos": self.valid_pos, "bptt_generator": self.training.generator.get_state(),

@@ -54,6 +54,11 @@ def fix_heap_threshold(nbytes: int = HEAP_BLOCKS_UP_TO) -> bool:
         return False
 
 
+def wide_dtype(device: torch.device) -> torch.dtype:
+    """The dtype of a sum kept on the device and read once: float64, except on MPS (it has none)."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
 READ_EVERY = 32      # training steps between read-backs of the losses (the loops' "log interval")
 
 
@@ -72,15 +77,18 @@ class StepLosses:
         self.every, self.total, self._pending = every or READ_EVERY, 0.0, []
 
     def add(self, value: torch.Tensor, weight: float, step, check: torch.Tensor | None = None):
-        self._pending.append((value.detach(), (value if check is None else check).detach(), weight, step))
+        self._pending.append((value.detach(), None if check is None else check.detach(), weight, step))
         return self.read() if len(self._pending) >= self.every else None
 
     def read(self):
         if not self._pending:
             return None
         pending, self._pending = self._pending, []
-        values = torch.stack([t for v, c, _, _ in pending for t in (v, c)]).tolist()   # the one read-back
-        for (_, _, weight, (epoch, step)), value, check in zip(pending, values[0::2], values[1::2]):
+        tensors = [t for v, c, _, _ in pending for t in ((v,) if c is None else (v, c))]
+        values = iter(torch.stack(tensors).tolist())                  # the one read-back
+        for v, c, weight, (epoch, step) in pending:
+            value = next(values)
+            check = value if c is None else next(values)
             if not math.isfinite(check):
                 return f"non-finite loss ({check}) at epoch {epoch}, step {step}"
             self.total += value * weight

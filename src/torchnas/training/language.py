@@ -33,7 +33,7 @@ import torch
 from ..data.ptb import BPTTSampler, batchify, bptt_windows, check_bptt_sampler
 from ..nn.lm import detach_state, select_state
 from . import progress
-from .device import Precision, StepLosses, autocast, default_device, precision_of
+from .device import Precision, StepLosses, autocast, default_device, precision_of, wide_dtype
 from .state import load_training_state, training_state
 from ..settings import Count, NonNegative, Positive
 
@@ -52,7 +52,7 @@ def perplexity(model, stream: torch.Tensor, batch_size: int = 1, bptt: int = 35,
     n = n_targets // B
     inp = stream[:n * B].view(B, n).t()
     tgt = stream[1:n * B + 1].view(B, n).t()
-    wide = torch.float32 if dev.type == "mps" else torch.float64      # MPS has no float64
+    wide = wide_dtype(dev)
     total, state = torch.zeros((), dtype=wide, device=dev), model.init_state(B)       # read once, at the end
     for i in range(0, n, bptt):
         out = model(inp[i:i + bptt], state, arch)
