@@ -9,9 +9,10 @@ fresh random inputs (``atol = rtol = 1e-4``; the max abs difference goes to ``ex
   :mod:`torch.fx` in eval mode by a tracer that evaluates the model alongside, so the shape
   arithmetic of TF "SAME" padding and zero-padded concatenation becomes constants: the file
   takes any batch size but only the example's image size. (``GraphModule.to_folder`` is not
-  used: it pickles non-``torch.nn`` submodules and writes absolute paths into the code.) The
-  enas-rnn language model (ENAS or LSTM cell) is written from its architecture, with the
-  node list unrolled inside a Python loop over ``tokens.shape[0]``: any length, any batch.
+  used: it pickles non-``torch.nn`` submodules and writes absolute paths into the code.) A
+  language model is written by its cell (``export_source``: ENAS's, nas-rnn's tree, the LSTM,
+  stacked cells), the cell's steps unrolled inside a Python loop over ``tokens.shape[0]``: any
+  length, any batch.
 * ``torchscript``: ``NAME.ts``, ``torch.jit.script`` of that module (``torch.jit.trace`` if
   scripting fails), for ``torch.jit.load``; the language model keeps its time loop.
 * ``onnx``: ``NAME.onnx`` with a dynamic batch axis, checked with onnxruntime. torch 2.13's
@@ -20,7 +21,8 @@ fresh random inputs (``atol = rtol = 1e-4``; the max abs difference goes to ``ex
   unrolled: the ONNX graph takes exactly the example's sequence length (and needs ``state``).
 
 Language models are exported as ``forward(tokens (L, B) int64, state) -> (logits (L, B, V),
-next state)``; the state is ``(B, H)`` for the ENAS cell and ``(2, B, H)`` (h, c) for the LSTM.
+next state)``; the state is ``(B, H)`` for the ENAS cell and ``(2 L, B, H)`` (h, c per layer) for
+the LSTM and nas-rnn cells.
 """
 from __future__ import annotations
 
@@ -206,55 +208,23 @@ def _graph_source(gm: fx.GraphModule, example_shape, meta, state_name: str) -> t
     return src, {k: v.detach().clone() for k, v in state.items()}
 
 
-_ACT = {"tanh": "torch.tanh({})", "relu": "torch.relu({})", "sigmoid": "torch.sigmoid({})", "identity": "{}"}
-
-
 def _lm_source(lm, meta, state_name: str) -> str:
-    """The python file of a :class:`torchnas.nn.lm.LanguageModel`: a cell that writes its own code
-    (``export_source``: LSTM, nas-rnn's tree, stacked cells), or an ENAS child cell."""
-    from .spaces.enas_rnn import ENASRNNCell, loose_ends
-    cell, V, H = lm.cell, lm.vocab_size, lm.hidden_size
-    init = [f"        self.embedding = nn.Parameter(torch.zeros({V}, {H}))", "        self.cell = nn.Module()"]
-    if hasattr(cell, "export_source"):
-        return _lm_own_source(lm, cell.export_source(), meta, state_name)
-    if isinstance(cell, ENASRNNCell):
-        nodes, N = cell.nodes, len(cell.nodes)
-        init.append(f"        self.cell.w_prev = nn.Parameter(torch.zeros({2 * H}, {2 * H}))")
-        init.append(f"        self.cell.w = nn.ParameterList([nn.Parameter(torch.zeros({H}, {2 * H})) "
-                    f"for _ in range({N})])")
-        zero, shape = f"torch.zeros(tokens.shape[1], {H}, dtype=E.dtype, device=E.device)", f"(B, {H})"
-        pre = ["h_prev = state", f"w_x, w_h = self.cell.w_prev[:{H}], self.cell.w_prev[{H}:]"]
-        pre += [f"w{i} = self.cell.w[{i - 1}]" for i in range(1, N + 1)] + ["xp = E[tokens] @ w_x"]
-        step = ["h, g = (xp[t] + h_prev @ w_h).chunk(2, -1)",
-                "s0 = h_prev + torch.sigmoid(g) * (torch.tanh(h) - h_prev)"]
-        for i, (p, a) in enumerate(nodes, 1):
-            f = _ACT[cell.activations[a]].format("h")
-            step += [f"h, g = (s{p} @ w{i}).chunk(2, -1)", f"s{i} = s{p} + torch.sigmoid(g) * ({f} - s{p})"]
-        out = range(1, N + 1) if cell.output == "average" else loose_ends(nodes)
-        step += [f"h_prev = torch.stack([{', '.join(f's{k}' for k in out)}]).mean(0)", "outs.append(h_prev)"]
-        last = "h_prev"
-        what = f"ENAS cell, nodes (prev, activation) {[(p, cell.activations[a]) for p, a in nodes]}, output {cell.output}"
-    else:
-        raise ValueError(f"cannot export a language model with a {type(cell).__name__} cell; export the "
+    """The python file of a :class:`torchnas.nn.lm.LanguageModel` whose cell writes its own code
+    (``export_source``: LSTM, ENAS's and nas-rnn's cells, stacked cells)."""
+    if not hasattr(lm.cell, "export_source"):
+        raise ValueError(f"cannot export a language model with a {type(lm.cell).__name__} cell; export the "
                          f"standalone child of an architecture (space.language_model(arch, ...))")
-    doc = (f"A word-level language model ({what}; tied {V} x {H} embedding). forward(tokens (L, B) int64, "
-           f"state {shape} or None) -> (logits (L, B, {V}), next state); any length and batch size.")
-    fwd = ["", "    def forward(self, tokens: torch.Tensor, state: Optional[torch.Tensor] = None"
-           ") -> Tuple[torch.Tensor, torch.Tensor]:", "        E = self.embedding", "        if state is None:",
-           f"            state = {zero}"] + ["        " + s for s in pre] + [
-           "        outs: List[torch.Tensor] = []", "        for t in range(tokens.shape[0]):"] + [
-           "            " + s for s in step] + [f"        return torch.stack(outs) @ E.t(), {last}"]
-    return (_header(doc, meta) + "import os\nfrom typing import List, Optional, Tuple\n\nimport torch\nfrom torch "
-            "import nn\n\n\nclass Model(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
-            + "\n".join(init + fwd) + "\n" + _LOAD.format(state=state_name))
+    return _lm_own_source(lm, lm.cell.export_source(), meta, state_name)
 
 
 def _lm_own_source(lm, src: dict, meta, state_name: str) -> str:
     """The python file of a language model whose cell writes its own code (``export_source``:
     parameters, a loop over the window per layer, the outputs and the last state's names)."""
     V, H, n = lm.vocab_size, lm.hidden_size, src["states"]
+    stacked = src.get("stacked", True)            # else one state tensor, (B, H)
+    shape = f"({n}, B, {H})" if stacked else f"(B, {H})"
     doc = (f"A word-level language model ({src['what']}; tied {V} x {H} embedding). forward(tokens (L, B) "
-           f"int64, state ({n}, B, {H}) or None) -> (logits (L, B, {V}), next state); any length and batch size.")
+           f"int64, state {shape} or None) -> (logits (L, B, {V}), next state); any length and batch size.")
     layers = set(re.findall(r"\.cells\[(\d+)\]", " ".join(src["init"])))           # stacked cells' modules
     init = [f"self.embedding = nn.Parameter(torch.zeros({V}, {H}))", "self.cell = nn.Module()"]
     if layers:
@@ -263,8 +233,13 @@ def _lm_own_source(lm, src: dict, meta, state_name: str) -> str:
     fwd = ["", "    def forward(self, tokens: torch.Tensor, state: Optional[torch.Tensor] = None"
            ") -> Tuple[torch.Tensor, torch.Tensor]:", "        E = self.embedding", "        if state is None:",
            f"            state = torch.zeros({n}, tokens.shape[1], {H}, dtype=E.dtype, device=E.device)"]
+    if not stacked:
+        fwd[-2:] = ["        if state is None:",
+                    f"            state = torch.zeros(tokens.shape[1], {H}, dtype=E.dtype, device=E.device)",
+                    "        state = state.unsqueeze(0)"]
     fwd += ["        " + line for line in src["body"]]
-    fwd.append(f"        return {src['out']} @ E.t(), torch.stack([{', '.join(src['last'])}])")
+    last = f"torch.stack([{', '.join(src['last'])}])" if stacked else src["last"][0]
+    fwd.append(f"        return {src['out']} @ E.t(), {last}")
     return (_header(doc, meta) + "import os\nfrom typing import List, Optional, Tuple\n\nimport torch\nfrom torch "
             "import nn\n\n\nclass Model(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
             + "\n".join(init + fwd) + "\n" + _LOAD.format(state=state_name))

@@ -290,6 +290,32 @@ class ENASRNNCell(_CellBase):
         """One time step: ``([B, I], [B, H]) -> [B, H]``."""
         return self.recur(self.project_inputs(x_t, x_mask), h_prev, self.plan(), h_mask)[0]
 
+    def export_source(self, prefix: str = "self.cell", layer: int = 0, first: int = 0) -> dict:
+        """This cell's code in a standalone python file (``torchnas.export``; the layout of
+        ``NASRNNCell.export_source``): parameters under ``prefix``, a loop over the window that
+        reads layer ``layer``'s input and state ``state[first]`` and leaves its outputs in
+        ``y{layer}``. Node 0 and each node i are ENAS eq. (1)'s highway steps, as :meth:`recur`."""
+        I, H, N, k = self.input_size, self.hidden_size, len(self.nodes), layer
+        act = {"tanh": "torch.tanh({})", "relu": "torch.relu({})", "sigmoid": "torch.sigmoid({})", "identity": "{}"}
+        init = [f"{prefix}.w_prev = nn.Parameter(torch.zeros({I + H}, {2 * H}))",
+                f"{prefix}.w = nn.ParameterList([nn.Parameter(torch.zeros({H}, {2 * H})) for _ in range({N})])"]
+        inp = "E[tokens]" if k == 0 else f"y{k - 1}"
+        body = [f"h{k} = state[{first}]", f"w_h{k} = {prefix}.w_prev[{I}:]"]
+        body += [f"w{k}_{i} = {prefix}.w[{i - 1}]" for i in range(1, N + 1)]
+        body += [f"xp = {inp} @ {prefix}.w_prev[:{I}]", f"outs{k}: List[torch.Tensor] = []",
+                 "for t in range(tokens.shape[0]):"]
+        step = [f"h, g = (xp[t] + h{k} @ w_h{k}).chunk(2, -1)",
+                f"s0 = h{k} + torch.sigmoid(g) * (torch.tanh(h) - h{k})"]
+        for i, (p, a) in enumerate(self.nodes, 1):
+            f = act[self.activations[a]].format("h")
+            step += [f"h, g = (s{p} @ w{k}_{i}).chunk(2, -1)", f"s{i} = s{p} + torch.sigmoid(g) * ({f} - s{p})"]
+        out = range(1, N + 1) if self.output == "average" else loose_ends(self.nodes)
+        step += [f"h{k} = torch.stack([{', '.join(f's{j}' for j in out)}]).mean(0)", f"outs{k}.append(h{k})"]
+        body += ["    " + line for line in step] + [f"y{k} = torch.stack(outs{k})"]
+        nodes = [(p, self.activations[a]) for p, a in self.nodes]
+        return {"init": init, "states": 1, "stacked": False, "body": body, "out": f"y{k}", "last": [f"h{k}"],
+                "what": f"ENAS cell, nodes (prev, activation) {nodes}, output {self.output}"}
+
 
 class ENASRNNSharedCell(_CellBase):
     """The shared cell of the search: ``forward(x_t, h_prev, arch) -> h_t``. The reference keeps
