@@ -115,12 +115,14 @@ class _TiedCrossEntropy(torch.autograd.Function):
     def forward(ctx, top, E, targets, chunk: int, grads: bool):
         d_top = torch.empty_like(top) if grads and ctx.needs_input_grad[0] else None
         d_E = torch.zeros_like(E) if grads and ctx.needs_input_grad[1] else None
-        total = top.new_zeros((), dtype=torch.float64)
+        from ..training.device import wide_dtype          # (a module-level import would be circular)
+        wide = wide_dtype(top.device)
+        total = top.new_zeros((), dtype=wide)
         for i in range(0, len(top), chunk):
             t, y = top[i:i + chunk], targets[i:i + chunk, None]
             z = t @ E.t()
             lse = torch.logsumexp(z, 1, keepdim=True)
-            total += (lse - z.gather(1, y)).sum(dtype=torch.float64)
+            total += (lse - z.gather(1, y)).sum(dtype=wide)
             if d_top is None and d_E is None:
                 continue
             p = z.sub_(lse).exp_()                              # softmax, in place
