@@ -385,3 +385,45 @@ def test_the_flip_follows_the_data_sets_description_not_its_name(tmp_path):
             Image.fromarray(np.full((8, 8, 3), 50 * i, np.uint8)).save(folder / c / f"{i}.png")
     data = load_image_data("folder", path=folder, valid_size=2)
     assert data.name == "digits" and data.mirror_symmetric and make_augment("auto", data).flip is True
+
+
+def test_augment_defaults_and_layout():
+    """He et al.'s pad 4 and flip by default; the output keeps the input's memory layout
+    (mutation survivors of data/images.py, issue 27)."""
+    assert (Augment().pad, Augment().flip) == (4, True)
+    x = torch.randint(0, 256, (4, 3, 6, 6), dtype=torch.uint8)
+    out = Augment()(x, torch.Generator().manual_seed(0))
+    assert out.is_contiguous() and not out.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_upsample_crop_is_seeded_and_sized_per_side():
+    """Zoph & Le's upsample-and-crop on non-square images: each side upsampled to 9/8 rounded half
+    up (32 -> 36, 24 -> 27), bilinear; the offsets and flips come from the given generator alone,
+    drawn row offsets, column offsets, flips in that order, so the output is written here by hand."""
+    from torchnas.data.images import UpsampleCrop
+    assert UpsampleCrop().flip
+    x = torch.randn(16, 2, 32, 24)
+    torch.manual_seed(123)                                   # the global generator must not matter
+    out = UpsampleCrop()(x, torch.Generator().manual_seed(7))
+    torch.manual_seed(456)
+    assert torch.equal(out, UpsampleCrop()(x, torch.Generator().manual_seed(7)))
+    big = torch.nn.functional.interpolate(x, size=(36, 27), mode="bilinear", align_corners=False)
+    g = torch.Generator().manual_seed(7)
+    oy, ox = torch.randint(0, 5, (16, 1), generator=g), torch.randint(0, 4, (16, 1), generator=g)
+    flip = torch.rand(16, 1, generator=g) < 0.5
+    for i in range(16):
+        crop = big[i, :, oy[i]:oy[i] + 32, ox[i]:ox[i] + 24]
+        assert torch.equal(out[i], crop.flip(-1) if flip[i] else crop)
+    assert len(set(oy.flatten().tolist())) > 2 and 0 < int(flip.sum()) < 16
+
+
+def test_per_class_selection_is_seeded():
+    """``per_class`` keeps the same images for the same seed whatever the global generator, and
+    other images for another seed."""
+    torch.manual_seed(1)
+    a = load_image_data("digits", per_class=30, seed=3)
+    torch.manual_seed(2)
+    b = load_image_data("digits", per_class=30, seed=3)
+    c = load_image_data("digits", per_class=30, seed=4)
+    assert torch.equal(a.train_x, b.train_x) and torch.equal(a.valid_y, b.valid_y)
+    assert not torch.equal(a.train_x, c.train_x)
