@@ -32,13 +32,12 @@ SETTINGS = [
 ]
 
 
-def row(data_dir: str, tokens: int, lr: float, clip: float, init: float, archs) -> list:
-    space = archs[0][0]
+def row(data_dir: str, tokens: int, lr: float, clip: float, init: float, space, archs) -> list:
     ev = LMChildTrainer(space, data={"name": "ptb", "train_tokens": tokens, "data_dir": data_dir},
                         net={"hidden_size": 32, "num_layers": 2, "init_range": init},
                         epochs=1, lr=lr, grad_clip=clip, device="cpu")
     out = []
-    for _, arch in archs:
+    for arch in archs:
         m = ev.evaluate(arch).metrics
         out.append(None if m.get("diverged") else m["valid_ppl"])
     return out
@@ -54,14 +53,14 @@ def main() -> None:
     torch.set_num_threads(1)
     space = NASRNNSpace(base=8)
     rng = random.Random(123)
-    archs = [(space, space.random(rng)) for _ in range(6)]
+    archs = [space.random(rng) for _ in range(6)]
     print("| train tokens | lr, grad clip, init | validation perplexity of the six cells | seconds |")
     print("|---|---|---|---|")
     rows = []
     for i in a.rows:
         tokens, lr, clip, init = SETTINGS[i]
         t = time.perf_counter()
-        ppl = row(a.data_dir, tokens, lr, clip, init, archs)
+        ppl = row(a.data_dir, tokens, lr, clip, init, space, archs)
         secs = time.perf_counter() - t
         shown = ", ".join("diverged" if p is None else f"{p:,.0f}" if p < 1e6 else f"{p:.0e}".replace("e+", "e") for p in ppl)
         print(f"| {tokens:,} | {lr:g}, {clip:g}, ±{init:g} | {shown} | {secs:.0f} |", flush=True)

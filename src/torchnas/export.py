@@ -209,17 +209,13 @@ def _graph_source(gm: fx.GraphModule, example_shape, meta, state_name: str) -> t
 
 
 def _lm_source(lm, meta, state_name: str) -> str:
-    """The python file of a :class:`torchnas.nn.lm.LanguageModel` whose cell writes its own code
-    (``export_source``: LSTM, ENAS's and nas-rnn's cells, stacked cells)."""
+    """The python file of a :class:`torchnas.nn.lm.LanguageModel`, written by its cell
+    (``export_source``: parameters, a loop over the window per layer, the outputs and the last
+    state's names; LSTM, ENAS's and nas-rnn's cells, stacked cells)."""
     if not hasattr(lm.cell, "export_source"):
         raise ValueError(f"cannot export a language model with a {type(lm.cell).__name__} cell; export the "
                          f"standalone child of an architecture (space.language_model(arch, ...))")
-    return _lm_own_source(lm, lm.cell.export_source(), meta, state_name)
-
-
-def _lm_own_source(lm, src: dict, meta, state_name: str) -> str:
-    """The python file of a language model whose cell writes its own code (``export_source``:
-    parameters, a loop over the window per layer, the outputs and the last state's names)."""
+    src = lm.cell.export_source()
     V, H, n = lm.vocab_size, lm.hidden_size, src["states"]
     stacked = src.get("stacked", True)            # else one state tensor, (B, H)
     shape = f"({n}, B, {H})" if stacked else f"(B, {H})"
@@ -230,13 +226,12 @@ def _lm_own_source(lm, src: dict, meta, state_name: str) -> str:
     if layers:
         init.append(f"self.cell.cells = nn.ModuleList([nn.Module() for _ in range({len(layers)})])")
     init = ["        " + line for line in init + src["init"]]
+    zeros = f"{n}, tokens.shape[1], {H}" if stacked else f"tokens.shape[1], {H}"
     fwd = ["", "    def forward(self, tokens: torch.Tensor, state: Optional[torch.Tensor] = None"
            ") -> Tuple[torch.Tensor, torch.Tensor]:", "        E = self.embedding", "        if state is None:",
-           f"            state = torch.zeros({n}, tokens.shape[1], {H}, dtype=E.dtype, device=E.device)"]
+           f"            state = torch.zeros({zeros}, dtype=E.dtype, device=E.device)"]
     if not stacked:
-        fwd[-2:] = ["        if state is None:",
-                    f"            state = torch.zeros(tokens.shape[1], {H}, dtype=E.dtype, device=E.device)",
-                    "        state = state.unsqueeze(0)"]
+        fwd.append("        state = state.unsqueeze(0)")
     fwd += ["        " + line for line in src["body"]]
     last = f"torch.stack([{', '.join(src['last'])}])" if stacked else src["last"][0]
     fwd.append(f"        return {src['out']} @ E.t(), {last}")
