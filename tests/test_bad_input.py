@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from torchnas.cli import main
@@ -152,6 +153,8 @@ CASES = [
      r"bench nb201 runs searches against the NAS-Bench-201 table; preset 'nas-cnn-tiny' evaluates with 'trainer'"),
     (["bench", "nb201", "--strategy", "random", "--preset", "enas-nb201-tiny"],
      r"preset 'enas-nb201-tiny' is an ENAS search"),
+    (["bench", "nb201", "--strategy", "random", "--set", "space.name=nas-cnn"],
+     r"preset 'nb201' searches space 'nas-cnn', which has none \(use a NAS-Bench-201 preset"),
     (["bench", "nb201", "--strategy", "random", "--out", "{T}"], r"--out .*: is a folder; give a file name"),
     (["bench", "nb201", "--strategy", "random", "--out", "{T}/a_file/x.json"], r"--out .*a_file is a file, not a folder"),
     (["bench", "ws-rank", "{T}/run", "--samples", "0"], r"--samples: expected a whole number >= 1, got 0"),
@@ -159,6 +162,14 @@ CASES = [
     (SEARCH + ["--out", "{T}/" + "x" * 300], r"File name too long \(use a shorter name\)"),
     (SEARCH + ["--config", "{T}/" + "x" * 300 + ".yaml"], r"File name too long"),
     (["bench", "ws-rank", "{T}/run"], r"not an ENAS run|ENAS"),
+    # another job's files in a run's folder (issue 27, item 3)
+    (["search", "--resume", "{T}/run_foreign_checkpoint", "--queries", "3"],
+     r"run_foreign_checkpoint/checkpoint.pt is the checkpoint of a network's training, not of a search"),
+    (["train", "--resume", "{T}/retrain_foreign_checkpoint"],
+     r"retrain_foreign_checkpoint/checkpoint.pt is the checkpoint of a search .*, not of a network's training"),
+    (["search", "--resume", "{T}/run_misfit_checkpoint", "--queries", "3"],
+     r"run_misfit_checkpoint/checkpoint.pt does not fit this run's settings \(KeyError: 'strategy'\)"),
+    (["search", "--resume", "{T}/retrain_copied"], r"is a retraining run: continue it with torchnas train --resume"),
 ]
 
 
@@ -206,6 +217,18 @@ def scratch(tmp_path_factory):
     history = (t / "retrain_copied" / "history.jsonl").read_text().splitlines(keepends=True)
     (t / "retrain_copied" / "history.jsonl").write_text("".join(history[:1] + history))
     (t / "retrain_copied" / "result.json").unlink()       # as if killed before its result was written
+    foreign = t / "run_foreign_checkpoint"      # a search whose checkpoint is a retraining's
+    shutil.copytree(t / "run", foreign)
+    shutil.copy(t / "retrain_copied" / "checkpoint.pt", foreign / "checkpoint.pt")
+    foreign = t / "retrain_foreign_checkpoint"  # and the other way round
+    shutil.copytree(t / "retrain_copied", foreign)
+    (foreign / "history.jsonl").write_text("".join(history))           # its log as written
+    shutil.copy(t / "run" / "checkpoint.pt", foreign / "checkpoint.pt")
+    misfit = t / "run_misfit_checkpoint"        # a search checkpoint without its strategy
+    shutil.copytree(t / "run", misfit)
+    state = torch.load(misfit / "checkpoint.pt", weights_only=False)
+    del state["strategy"]
+    torch.save(state, misfit / "checkpoint.pt")
     (t / "latin1.yaml").write_bytes("seed: 1  # r\xe9sum\xe9\n".encode("latin-1"))
     (t / "dup.yaml").write_text("space: {name: nb201}\nevaluator: {name: nb201}\nseed: 1\nseed: 2\n")
     garbage = t / "garbage_run"
@@ -258,3 +281,94 @@ def test_a_garbage_best_json_is_named(scratch):
     """The fixture really is garbage (so the show case above tests what it says)."""
     with pytest.raises(json.JSONDecodeError):
         json.loads((scratch / "garbage_run" / "best.json").read_text())
+
+
+def _refuse(monkeypatch, name: str, err: int):
+    """Every open of a file called ``name`` (a name starting with a dot: every file whose name
+    starts so, such as the temp files a file is written through) fails as the system would with
+    errno ``err`` (a root user, as CI may be, is never refused by chmod, so it is injected)."""
+    import builtins
+    import os
+    real_open, real_os_open = builtins.open, os.open
+
+    def refused(path):
+        if Path(path).name == name or (name.startswith(".") and Path(path).name.startswith(name)):
+            raise OSError(err, os.strerror(err), str(path))
+
+    def fake_open(file, *a, **k):
+        if isinstance(file, (str, Path)):
+            refused(file)
+        return real_open(file, *a, **k)
+
+    def fake_os_open(path, *a, **k):
+        refused(path)
+        return real_os_open(path, *a, **k)
+    import io
+    monkeypatch.setattr(builtins, "open", fake_open)
+    monkeypatch.setattr(io, "open", fake_open)              # what pathlib's read_text opens with
+    monkeypatch.setattr(os, "open", fake_os_open)
+
+
+@pytest.mark.parametrize("argv, name, err, pattern", [
+    (SEARCH + ["--config", "{T}/ok.yaml"], "ok.yaml", "EACCES", r"ok.yaml: Permission denied \(check its permissions"),
+    (["search", "--resume", "{T}/run", "--queries", "3"], "config.yaml", "EACCES",
+     r"run/config.yaml: Permission denied"),
+    (["search", "--resume", "{T}/run", "--queries", "3"], ".lock", "EACCES", r"run/.lock: Permission denied"),
+    (["show", "{T}/run"], "best.json", "EACCES", r"run/best.json: Permission denied"),
+    (["search", "--resume", "{T}/run", "--queries", "3", "--no-retrain"], ".config.yaml.tmp", "ENOSPC",
+     r"run/.config.yaml.tmp\d+: No space left on device \(free some space or write elsewhere"),
+])
+def test_the_file_system_saying_no_is_one_line_naming_the_file(argv, name, err, pattern, scratch, tmp_path, capsys,
+                                                               monkeypatch):
+    """Issue 27, item 3: permission denied on a config, a run, its lock; a full disk."""
+    import errno
+    (scratch / "ok.yaml").write_text("space: {name: nas-cnn}\n")
+    out = tmp_path / "new_run"
+    args = [a.replace("{T}", str(scratch)).replace("{out}", str(out)) for a in argv]
+    before = _snapshot(scratch)
+    _refuse(monkeypatch, name, getattr(errno, err))
+    code = main(args)
+    monkeypatch.undo()
+    err_text = capsys.readouterr().err
+    lines = [line for line in err_text.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err_text, err_text
+    assert re.search(pattern, lines[0]), (pattern, lines[0])
+    assert not out.exists() and _snapshot(scratch) == before
+
+
+def test_a_full_disk_mid_search_stops_it_in_one_line_and_it_resumes_to_the_same_run(tmp_path, capsys, monkeypatch):
+    """The disk fills mid-search (the fourth file written whole, best.json after the second
+    child, cannot be synced): one line, exit 2, nothing half-written left (no temp file); with
+    space again, ``--resume`` ends where an uninterrupted run ends."""
+    import errno
+    import os
+    from torchnas import runs
+    args = ["--queries", "4", "--quiet", "--no-retrain", "--set", "evaluator.epochs=1",
+            "--set", "evaluator.data.per_class=10", "--set", "strategies.reinforce.batch_size=2"]
+    assert main(["search", "--out", str(tmp_path / "ref")] + args) == 0
+    real, calls = os.fsync, {"n": 0}
+
+    def full(fd):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(fd)
+    monkeypatch.setattr(runs.os, "fsync", full)
+    assert main(["search", "--out", str(tmp_path / "run")] + args) == 2
+    monkeypatch.undo()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "No space left on device (free some space" in err[0], err
+    assert not [p for p in (tmp_path / "run").iterdir() if ".tmp" in p.name]
+    assert 0 < len((tmp_path / "run" / "evaluations.jsonl").read_text().splitlines()) < 4     # mid-search
+    assert main(["search", "--resume", str(tmp_path / "run"), "--quiet"]) == 0
+    lines = lambda r: [{k: json.loads(x)[k] for k in ("query", "arch", "reward")}
+                       for x in (tmp_path / r / "evaluations.jsonl").read_text().splitlines()]
+    assert lines("run") == lines("ref")
+
+
+def test_torchnas_debug_shows_the_traceback(monkeypatch):
+    """The one-line refusal is for users; ``TORCHNAS_DEBUG=1`` raises instead, for a bug report."""
+    assert main(["search", "--preset", "nope", "--quiet"]) == 2
+    monkeypatch.setenv("TORCHNAS_DEBUG", "1")
+    with pytest.raises(ValueError, match="unknown preset 'nope'"):
+        main(["search", "--preset", "nope", "--quiet"])

@@ -185,7 +185,7 @@ def test_score_candidates_replays_derive_with_more_batches(tmp_path):
     minibatches come after derive's and change none of its scores."""
     s = _search(tmp_path, derive_batches=2, derive_samples=8, keep=8)
     s.run()
-    state = s.run_dir.load_checkpoint()
+    state = s.run_dir.load_checkpoint("enas")
     s.load_state_dict(state)
     derived = s.derive()
     s.load_state_dict(state)

@@ -1,5 +1,6 @@
 """The example of a user's own search space runs from its own file, through the API (issue 14)."""
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -40,6 +41,16 @@ def test_the_example_space_from_the_command_line(tmp_path):
     assert len((run / "evaluations.jsonl").read_text().splitlines()) == 5
     shown = ok("show", str(run))
     assert "mlp:" in shown and (run / "figures" / "best_arch.png").exists()
+    # an architecture string of the user's space: drawn with --plugin, named as unknown without it
+    ok("show", "mlp:32,relu,64,tanh", "--plugin", str(tmp_path / "plugins" / "mlp.py"), "--out", str(tmp_path / "a"))
+    assert (tmp_path / "a.png").exists()
+    p = subprocess.run(cli + ["show", "mlp:32,relu,64,tanh"], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2 and "unknown search space 'mlp'" in p.stderr and "--plugin FILE" in p.stderr
+    # retraining and export: the example's space is trained by its own evaluator only, which each says in a line
+    for args, said in [(("train", "--arch", str(run), "--dry-run"), "the config of .* has no 'train' settings"),
+                       (("export", str(run)), "is not a retraining run .*retrain its architecture first")]:
+        p = subprocess.run(cli + list(args), capture_output=True, text=True, timeout=300)
+        assert p.returncode == 2 and p.stderr.count("\n") == 1 and re.search(said, p.stderr), p.stderr
     # the same with --plugin on the command line and a module name; a missing plugin is one line
     run2 = tmp_path / "run2"
     cfg.write_text(cfg.read_text().replace("plugins: [plugins/mlp.py]\n", ""))

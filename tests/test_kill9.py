@@ -108,6 +108,18 @@ def _env():
 
 
 @needs(NB201_CSV, "NAS-Bench-201 table")
+def test_bench_with_two_workers_ends_quietly(tmp_path):
+    """Issue 27: ``bench --workers 2`` sometimes printed a worker's ``_Terminated`` traceback at a
+    normal exit. Five runs of the benchmark's process, each ending with its pool of workers (an
+    intermittent race may still pass five runs)."""
+    for i in range(5):
+        p = subprocess.run(_cli("bench", "nb201", "--strategy", "random", "--queries", "20", "--seeds", "2",
+                                "--workers", "2", "--data-dir", str(SHARED), "--quiet", "--out", str(tmp_path / f"{i}.json")),
+                           capture_output=True, text=True, env=_env(), timeout=120)
+        assert p.returncode == 0 and "Traceback" not in p.stderr and "_Terminated" not in p.stderr, p.stderr
+
+
+@needs(NB201_CSV, "NAS-Bench-201 table")
 def test_nb201_search_killed_at_ten_random_instants_resumes_exactly(tmp_path):
     start = ["search", "--preset", "nb201", "--queries", "100", "--quiet"]
     kills = _kill_and_resume(tmp_path, start, [], ["evaluations.jsonl", "steps.jsonl"],

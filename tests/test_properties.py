@@ -85,35 +85,77 @@ _VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.flo
                     st.dictionaries(st.sampled_from(["a", "name", "lr"]), st.integers(0, 3), max_size=2))
 
 
-@pytest.mark.parametrize("preset", ["nas-cnn-tiny", "nb201", "enas-micro-tiny", "enas-rnn-tiny"])
-def test_any_value_for_any_setting_is_checked_or_refused_in_one_line(preset, tmp_path_factory, capsys):
-    """Issue 27: a random value of any type, for any setting of a preset, by --set: the check
-    either passes or ends in one line (exit 2); never a traceback, and nothing is written."""
+def _signature_keys(cfg):
+    """The settings a preset's space, evaluator and strategy take by their signatures, the ones
+    the preset leaves at their defaults included (and those the search passes itself, which must
+    be refused)."""
+    from torchnas.evaluators import evaluator_class
+    from torchnas.registry import registered
+    from torchnas.settings import allowed
+    space = (cfg.get("space") or {}).get("name")
+    if space in registered("space"):
+        yield from (f"space.{k}" for k in allowed(registered("space")[space]))
+    evaluator = (cfg.get("evaluator") or {}).get("name")
+    if evaluator in registered("evaluator"):
+        cls = evaluator_class(evaluator) or registered("evaluator")[evaluator]
+        yield from (f"evaluator.{k}" for k in allowed(cls))
+    strategy = cfg.get("strategy", "reinforce")
+    strategy = strategy.get("name") if isinstance(strategy, dict) else strategy
+    yield from (f"strategies.{strategy}.{k}" for k in allowed(registered("strategy")[strategy]))
+
+
+# one search preset of each family (the full-size ones build the same sections at larger sizes)
+SEARCH_PRESETS = ["nas-cnn-tiny", "nas-cnn-pool-tiny", "nas-cnn-strides-tiny", "nas-rnn-tiny", "nb201", "enas-micro-tiny",
+                  "enas-macro-tiny", "enas-rnn-tiny", "enas-nb201-tiny"]
+TRAIN_PRESETS = ["nas-cnn-tiny", "nas-rnn-final", "enas-micro-final", "enas-macro-final", "enas-rnn-final",
+                 "enas-nb201-final"]
+
+
+def test_the_property_tests_cover_every_family_of_presets():
+    from torchnas import api
+    families = {n.removesuffix("-tiny").removesuffix("-final") for n, _ in api.presets()}
+    assert families <= {n.removesuffix("-tiny") for n in SEARCH_PRESETS}
+    assert {n for n, _ in api.presets() if n.endswith("-final")} <= set(TRAIN_PRESETS)
+
+
+def _fuzz(command: list[str], keys: list[str], out, capsys) -> None:
+    """``command --set KEY=VALUE`` for random keys and values of any type: it passes or ends in
+    one line (exit 2); never a traceback, and nothing is written."""
     import os
     import yaml
     from torchnas.cli import main
-    from torchnas.config import load_preset
-    keys = sorted(set(_setting_keys(load_preset(preset))) - {"preset", "description"})
-    empty = tmp_path_factory.mktemp("data")
-    out = tmp_path_factory.mktemp("out") / "run"
 
     @settings(max_examples=int(os.environ.get("TORCHNAS_HYPOTHESIS_EXAMPLES", 12)), deadline=None, derandomize=True,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
     @given(st.sampled_from(keys), _VALUES)
     def check(key, value):
         text = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
-        code = main(["search", "--preset", preset, "--set", f"{key}={text}", "--check", "--quiet",
-                     "--data-dir", str(empty), "--out", str(out)])
+        code = main(command + ["--set", f"{key}={text}", "--quiet", "--out", str(out)])
         err = capsys.readouterr().err
         assert code in (0, 2), (key, text, err)
         assert "Traceback" not in err and len(err.strip().splitlines()) <= 1, (key, text, err)
         assert not out.exists()
-    old = os.environ.get("TORCHNAS_DATA")
-    os.environ["TORCHNAS_DATA"] = str(empty)
-    try:
-        check()
-    finally:
-        if old is None:
-            os.environ.pop("TORCHNAS_DATA")
-        else:
-            os.environ["TORCHNAS_DATA"] = old
+    check()
+
+
+@pytest.mark.parametrize("preset", SEARCH_PRESETS)
+def test_any_value_for_any_setting_is_checked_or_refused_in_one_line(preset, tmp_path_factory, capsys, monkeypatch):
+    """Issue 27: a random value of any type, for any setting of a preset (those its space,
+    evaluator and strategies take by their signatures too), by ``search --set ... --check``."""
+    from torchnas.config import load_preset
+    cfg = load_preset(preset)
+    keys = sorted((set(_setting_keys(cfg)) | set(_signature_keys(cfg))) - {"preset", "description"})
+    empty = tmp_path_factory.mktemp("data")
+    monkeypatch.setenv("TORCHNAS_DATA", str(empty))
+    _fuzz(["search", "--preset", preset, "--check", "--data-dir", str(empty)], keys,
+          tmp_path_factory.mktemp("out") / "run", capsys)
+
+
+@pytest.mark.parametrize("preset", TRAIN_PRESETS)
+def test_any_value_for_any_training_setting_is_checked_or_refused_in_one_line(preset, tmp_path_factory, capsys):
+    """The same for ``torchnas train --dry-run``: the retraining's ``train`` and ``final_net``
+    settings (and the rest of the preset)."""
+    from torchnas.config import load_preset
+    keys = sorted(set(_setting_keys(load_preset(preset))) - {"preset", "description"})
+    _fuzz(["train", "--preset", preset, "--arch", "random", "--dry-run"], keys,
+          tmp_path_factory.mktemp("out") / "run", capsys)

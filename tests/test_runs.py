@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -64,11 +65,11 @@ def test_crash_between_step_log_and_checkpoint(tmp_path, monkeypatch):
     calls = {"n": 0}
     real = RunDir.save_checkpoint
 
-    def flaky(self, state):
+    def flaky(self, state, kind):
         calls["n"] += 1
         if calls["n"] == 4:
             raise Crash()
-        real(self, state)
+        real(self, state, kind)
     monkeypatch.setattr(RunDir, "save_checkpoint", flaky)
     with pytest.raises(Crash):
         _search("reinforce", run).resume().run()
@@ -96,7 +97,7 @@ def test_run_dir_errors(tmp_path):
         RunDir(tmp_path / "empty").config()
     (run.path / RunDir.CHECKPOINT).write_bytes(b"garbage")
     with pytest.raises(RunError, match="unreadable"):
-        run.load_checkpoint()
+        run.load_checkpoint("search")
 
 
 def test_logs_are_json_lines_with_the_documented_fields(tmp_path):
@@ -261,3 +262,32 @@ def test_ctrl_c_twice_exits_130_and_leaves_no_temp_files(tmp_path):
     assert p.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
     assert not [f for f in out.rglob("*") if ".tmp" in f.name]
+
+
+def test_a_checkpoint_is_refused_by_another_kind_of_job_stamped_or_not(tmp_path):
+    """Issue 27: each checkpoint names its kind; one written before the stamp is told apart by its
+    entries; a checkpoint of the right kind that does not fit is refused by name, not a traceback."""
+    import torch
+    run = RunDir(tmp_path / "r").create({"a": 1})
+    states = {"search": {"strategy": {}, "evaluations": 0, "updates": 0, "proposals": 0, "elapsed": 0.0},
+              "enas": {"net": {}, "optimizer": {}, "epoch": 0}, "training": {"training": {}}}
+    for stamped in (True, False):
+        for kind, state in states.items():
+            if stamped:
+                run.save_checkpoint(state, kind)
+            else:
+                torch.save(state, run.path / RunDir.CHECKPOINT)
+            for other in states:
+                if other == kind:
+                    loaded = run.load_checkpoint(other)
+                    assert {k: v for k, v in loaded.items() if k != "kind"} == state
+                    assert loaded.get("kind", kind) == kind and run.load_checkpoint(other, peek=True) is not None
+                else:
+                    with pytest.raises(RunError, match=f"is the checkpoint of {re.escape(RunDir.CHECKPOINT_KINDS[kind])}, "
+                                                       f"not of {re.escape(RunDir.CHECKPOINT_KINDS[other])}"):
+                        run.load_checkpoint(other, peek=True)
+    with pytest.raises(RunError, match=r"does not fit this run's settings \(KeyError: 'strategy'\)"):
+        run.save_checkpoint({"evaluations": 0}, "search")
+        run.load_checkpoint("search", restore=lambda ckpt: ckpt["strategy"])
+    with pytest.raises(ValueError, match="checkpoint kind 'train'"):
+        run.save_checkpoint({}, "train")

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from .config import (DEFAULT_PRESET, ConfigError, RunConfig, apply_override, build, build_executor, build_space,
-                     check_executor, data_config, data_section, final_settings, load_preset,
+                     TOP_KEYS, check_executor, check_top_level, data_config, data_section, final_settings, load_preset,
                      preset_names, retraining_data, search_config, set_device)
 from .runs import RunDir, RunError, as_path, run_kind
 
@@ -125,11 +125,15 @@ def search(*, preset: str | None = None, config=None, strategy: str | None = Non
                           workers=workers, out=out, plugin=plugins or None)
         run = RunDir(resume)
         rc = _resumable_config(run)               # not a run, or a broken one: say so before locking
+        ckpt_kind = "enas" if rc.kind == "enas" else "search"
         if check:
+            run.load_checkpoint(ckpt_kind, peek=True)
             _check_only(rc, data_dir)
             return None
         with run.owned():                         # one writer: checked before anything is read or cut
             rc = _resumable_config(run)           # as it is now that this process holds the run
+            if not repair:                        # another job's checkpoint: refused (--repair sets it aside)
+                run.load_checkpoint(ckpt_kind, peek=True)
             if device is not None:                # continue it on another device
                 rc = _move(run, rc.raw, device)
             if repair:
@@ -138,12 +142,11 @@ def search(*, preset: str | None = None, config=None, strategy: str | None = Non
                                    f"resumes from its checkpoint: restore its logs from a copy")
                 for moved in run.repair(RunDir.EVALS, (RunDir.STEPS,)):
                     emit("set_aside", {"path": moved})
-            if queries is not None and queries != rc.budget:
+            extend = queries is not None and queries != rc.budget
+            if extend:
                 _check_new_budget(run, rc.kind, queries)
-                rc = rc.with_budget(queries)
-                _check_only(rc, data_dir)         # the data and settings still good: only then rewrite
-                run.save_config(rc.raw)
-            return _search(rc, run, None, data_dir, retrain and rc.retrain, tensorboard, emit)
+                rc = rc.with_budget(queries)      # recorded once the run has resumed from its checkpoint
+            return _search(rc, run, None, data_dir, retrain and rc.retrain, tensorboard, emit, new_budget=extend)
     rc = search_config(preset=preset, config=config, set=_overrides(set), queries=queries, workers=workers,
                        plugins=plugins, seed=seed, data=data, data_dir=data_dir, strategy=strategy, device=device,
                        retrain=retrain)     # resolved once: what every step below reads
@@ -304,16 +307,19 @@ def _new_or_held(run: RunDir | None, out, rc: RunConfig):
 
 
 def _search(rc: RunConfig, run: RunDir | None, out, data_dir, retrain: bool, tensorboard: bool,
-            emit: Events) -> Run:
+            emit: Events, new_budget: bool = False) -> Run:
     from .training.progress import listening
     with listening(lambda d: emit("step", d)):
-        return _search_steps(rc, run, out, data_dir, retrain, tensorboard, emit)
+        return _search_steps(rc, run, out, data_dir, retrain, tensorboard, emit, new_budget)
 
 
 def _search_steps(rc: RunConfig, run: RunDir | None, out, data_dir, retrain: bool, tensorboard: bool,
-                  emit: Events) -> Run:
+                  emit: Events, new_budget: bool = False) -> Run:
+    """A search, new or resumed; ``new_budget``: a resumed run's grown budget (``--queries``) is
+    written to its config.yaml only once the settings, the data and the checkpoint proved good."""
     if rc.kind == "enas":
         return _enas(rc, run, out, retrain, tensorboard, emit)
+    recorded = rc.raw                                    # as given ("auto" workers stay "auto")
     space, strategy_, evaluator, executor, rc = _prepare_search(rc, data_dir)
     resumed = run is not None
     try:
@@ -323,6 +329,8 @@ def _search_steps(rc: RunConfig, run: RunDir | None, out, data_dir, retrain: boo
             search_ = Search(space, strategy_, evaluator, rc.budget, run_dir=run,
                              max_proposals=rc.max_proposals, executor=executor, replicas=_replicas(rc, strategy_))
             search_.resume()
+            if new_budget:
+                run.save_config(recorded)
             with _tensorboard(run, tensorboard, emit):
                 emit("start", {"task": "search", "label": f"{rc.strategy['name']} on {space.name}",
                                "total": rc.budget, "completed": len(search_.log), "best": search_.best,
@@ -490,10 +498,14 @@ class TrainConfig:
     source: dict
 
 
-def _train_settings(arch, preset, set, epochs, data, data_dir, seed=None, device=None) -> TrainConfig:
+def _train_settings(arch, preset, set, epochs, data, data_dir, seed=None, device=None, plugins=None) -> TrainConfig:
     """The :class:`TrainConfig` of ``torchnas train``: ``arch`` a string, a best.json, a search
     run, a :class:`Run` or ``random`` (drawn with ``seed``, else the config's)."""
+    from .registry import load_plugins, plugin_paths
+    plugins = plugin_paths(plugins)
+    load_plugins(plugins)                # before the architecture's space is looked up
     arch = arch.path if isinstance(arch, Run) else arch
+    given = arch
     drawn = arch == RANDOM_ARCH
     arch, source_cfg = _arch_source(str(arch)) if arch and not drawn else (None, None)
     if preset or source_cfg is None:
@@ -502,11 +514,19 @@ def _train_settings(arch, preset, set, epochs, data, data_dir, seed=None, device
     if not arch and not drawn:
         raise ConfigError("torchnas train needs --arch ARCH (a string, a best.json or a search run), "
                           "a preset with an 'arch', or --resume RUN")
+    if plugins:
+        source_cfg["plugins"] = list(dict.fromkeys(list(source_cfg.get("plugins") or []) + plugins))
     for assignment in _overrides(set):
         apply_override(source_cfg, assignment)
+    if set:                            # the settings' shape, as a search checks it (a run's own was checked)
+        check_top_level({k: v for k, v in source_cfg.items() if k in TOP_KEYS})
+        if not isinstance(source_cfg.get("space"), dict) or "name" not in source_cfg["space"]:
+            raise ConfigError("the settings need a 'space' section with a 'name'")
     net, settings = final_settings(source_cfg)
     if not settings:
-        raise ConfigError(f"preset {source_cfg.get('preset')!r} has no 'train' settings")
+        where = f"preset {source_cfg['preset']!r}" if source_cfg.get("preset") else f"the config of {given}"
+        raise ConfigError(f"{where} has no 'train' settings, so there is nothing to retrain it with: give --preset "
+                          f"with train settings for its space, or add a 'train:' section to the run's config")
     settings = dict(settings)
     if epochs is not None:
         settings["epochs"] = epochs
@@ -544,17 +564,20 @@ def _check_arch_space(arch: str, cfg: dict) -> None:
 
 def train(*, arch=None, preset: str | None = None, epochs: int | None = None, set=None, data: str | None = None,
           data_dir=None, seed: int | None = None, out=None, resume=None, tensorboard: bool = False,
-          quiet: bool = True, on_event: Events | None = None, device: str | None = None) -> Run:
+          quiet: bool = True, on_event: Events | None = None, device: str | None = None, plugins=None) -> Run:
     """``torchnas train``: ``arch`` (a string, a best.json, a search run or a :class:`Run`)
     trained from scratch with the settings of its run or of ``preset``; or the retraining run
-    ``resume`` continued."""
+    ``resume`` continued. ``plugins``: files or modules registering the user's own space (a
+    search run's own are found in it); recorded in the retraining run."""
     emit = _events(on_event, quiet)
     if resume:
-        _refuse_on_resume(arch=arch, preset=preset, epochs=epochs, set=set, data=data, seed=seed, out=out)
+        _refuse_on_resume(arch=arch, preset=preset, epochs=epochs, set=set, data=data, seed=seed, out=out,
+                          plugin=plugins or None)
         run = RunDir(resume)
         if run.kind != "train":
             raise RunError(f"{run.path} is not a retraining run: continue a search with torchnas search --resume {run.path}")
         run.check_log(RunDir.HISTORY)             # damage named before any progress is shown
+        run.load_checkpoint("training", peek=True)   # and another job's checkpoint
         if device is not None:                    # continue it on another device
             _move(run, run.config(), device)
         emit("run", _about(run, True, run.config(), None))
@@ -563,9 +586,11 @@ def train(*, arch=None, preset: str | None = None, epochs: int | None = None, se
             _retrain(run, tensorboard, emit)
         return Run(run.path)
     from .train import train_config
-    tc = _train_settings(arch, preset, set, epochs, data, data_dir, seed, device)     # resolved once
+    tc = _train_settings(arch, preset, set, epochs, data, data_dir, seed, device, plugins)     # resolved once
     out = _path(out) or f"runs/train-{time.strftime('%Y%m%d-%H%M%S')}"
-    run = RunDir(out).create(train_config(tc.arch, tc.source["space"], tc.data, tc.train, tc.seed, tc.net))
+    recorded = {"plugins": tc.source["plugins"]} if tc.source.get("plugins") else {}    # its space may be the user's
+    run = RunDir(out).create({**train_config(tc.arch, tc.source["space"], tc.data, tc.train, tc.seed, tc.net),
+                              **recorded})
     emit("run", _about(run, False, run.config(), f"{tc.train['epochs']} epochs"))
     from .training.progress import listening
     with run.new(), listening(lambda d: emit("step", d)):
@@ -574,13 +599,14 @@ def train(*, arch=None, preset: str | None = None, epochs: int | None = None, se
 
 
 def dry_run(*, arch=None, preset: str | None = None, set=None, data: str | None = None, data_dir=None,
-            epochs: int | None = None) -> dict:
+            epochs: int | None = None, plugins=None) -> dict:
     """``torchnas train --dry-run``: build the network without loading data; returns its
     architecture, parameter counts and the settings it was built with."""
-    tc = _train_settings(arch, preset, set, epochs, data, data_dir)      # refuses what the run would
+    tc = _train_settings(arch, preset, set, epochs, data, data_dir, plugins=plugins)   # refuses what the run would
     from .tasks import task_of
     task = task_of(tc.space)
-    return task.describe(tc.space, tc.space.parse(tc.arch), tc.data, task.check_net_settings(tc.space, tc.net))
+    return task.describe(tc.space, tc.space.parse(tc.arch), tc.data, task.check_net_settings(tc.space, tc.net),
+                         where="enas.data" if "enas" in tc.source else "evaluator.data")
 
 
 def _arch_source(text: str):

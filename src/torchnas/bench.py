@@ -15,7 +15,8 @@ import statistics
 import sys
 import time
 
-from .config import RunConfig, apply_override, build, build_evaluator, build_space, build_strategy, load_preset
+from .config import (RunConfig, apply_override, build, build_evaluator, build_space, build_strategy, load_preset,
+                     trains_networks)
 from .evaluators.executors import quiet_worker, sigint_blocked_in_children
 
 _EVALUATORS = {}
@@ -48,11 +49,22 @@ def _check_tabular(cfg: dict, preset: str) -> None:
         raise ValueError(f"bench nb201 runs searches against the NAS-Bench-201 table; preset {preset!r} is an "
                          f"ENAS search that trains shared weights (run it with torchnas search, judge it with "
                          f"torchnas bench ws-rank)")
-    ev = (cfg.get("evaluator") or {}).get("name") if isinstance(cfg.get("evaluator"), dict) else None
-    if ev != "nb201":
+    ev = cfg.get("evaluator")
+    if not isinstance(ev, dict):
+        raise ValueError(f"evaluator = {ev!r}: bench nb201 needs the preset's evaluator section (name: nb201)")
+    if trains_networks(ev):
+        tables = [n for n in sorted(registered("evaluator")) if not trains_networks({"name": n})]
         raise ValueError(f"bench nb201 runs searches against the NAS-Bench-201 table; preset {preset!r} "
-                         f"evaluates with {ev!r}, which trains networks (use a preset whose evaluator is "
-                         f"nb201, such as nb201; evaluators: {', '.join(sorted(registered('evaluator')))})")
+                         f"evaluates with {ev.get('name')!r}, which trains networks (use a preset whose "
+                         f"evaluator looks children up, such as nb201; evaluators that do: {', '.join(tables)})")
+
+
+def _check_judged(space, preset: str) -> None:
+    """What the benchmark needs of the space: a table that judges its cells (``ground_truth``)."""
+    from .spaces.base import SearchSpace
+    if type(space).ground_truth is SearchSpace.ground_truth:
+        raise ValueError(f"bench nb201 judges each search's cell by its space's benchmark table; preset {preset!r} "
+                         f"searches space {space.name!r}, which has none (use a NAS-Bench-201 preset, such as nb201)")
 
 
 def run_nb201_bench(strategy: str, queries: int, seeds: int, preset: str = "nb201", overrides=(),
@@ -67,6 +79,7 @@ def run_nb201_bench(strategy: str, queries: int, seeds: int, preset: str = "nb20
     rc = RunConfig.of(cfg, strategy)
     if seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {seeds}")
+    _check_judged(build_space(rc), preset)
     space, _, evaluator = build(rc, data_dir)  # fail fast, in this process, on bad config or missing data
     _EVALUATORS[(data_dir, repr(rc.evaluator))] = evaluator   # forked workers inherit the table
     jobs = [(rc, s, data_dir) for s in range(first_seed, first_seed + seeds)]

@@ -68,16 +68,19 @@ def cmd_train(args) -> int:
         if args.resume:
             raise ConfigError("--dry-run builds the network of --arch / --preset; it does not take --resume")
         terminal.print_dry_run(api.dry_run(arch=args.arch, preset=args.preset, set=args.set, data=args.data,
-                                           data_dir=args.data_dir, epochs=args.epochs))
+                                           data_dir=args.data_dir, epochs=args.epochs, plugins=args.plugin))
         return 0
     api.train(arch=args.arch, preset=args.preset, epochs=args.epochs, set=args.set, data=args.data,
               data_dir=args.data_dir, seed=args.seed, out=args.out, resume=args.resume,
-              tensorboard=args.tensorboard, on_event=_printer(args), device=args.device)
+              tensorboard=args.tensorboard, on_event=_printer(args), device=args.device, plugins=args.plugin)
     return 0
 
 
 def cmd_show(args) -> int:
     target = as_path(args.target)
+    if args.plugin:                   # a run finds its own; an architecture string of the user's space needs them
+        from .registry import load_plugins, plugin_paths
+        load_plugins(plugin_paths(args.plugin))
     if target is None or not target.is_dir():
         if ":" not in args.target and not args.preset:
             raise RunError(f"{args.target} is neither a run directory nor an architecture string (SPACE:v1,v2,...)")
@@ -210,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data-dir", help="data root, or the image folder for --data folder")
     t.add_argument("--seed", type=int, help="seed of the weights and the data order (default: the run's)")
     t.add_argument("--device", help="auto (CUDA if present, the default), cpu, cuda, cuda:N or mps; recorded in the run")
+    t.add_argument("--plugin", action="append", metavar="FILE|MODULE",
+                   help="a Python file or module that registers your own space (a search run's own are found in "
+                        "it); recorded in the retraining run")
     t.add_argument("--out", help="run directory (default runs/train-TIME)")
     t.add_argument("--resume", metavar="RUN", help="continue a retraining run")
     t.add_argument("--quiet", action="store_true", help="no progress line")
@@ -269,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--tensorboard", action="store_true", help="also replay the run's logs into RUN/tensorboard")
     v.add_argument("--tensorboard-dir", metavar="DIR", help="... into DIR instead (implies --tensorboard)")
     v.add_argument("--preset", help="for an architecture string: the space settings of this preset")
+    v.add_argument("--plugin", action="append", metavar="FILE|MODULE",
+                   help="for an architecture string of your own space: the file or module that registers it")
     v.add_argument("--out", help="for an architecture string: output path without suffix (default ./arch)")
     v.add_argument("--data-dir", help="for an architecture string: the data root of the space's benchmark tables "
                                       "(default $TORCHNAS_DATA, ~/.torchnas/data)")
@@ -293,7 +301,11 @@ def main(argv=None) -> int:
     except (ValueError, DataNotFoundError, RunError, ImportError, ExportError) as e:  # config, data, architecture, run, optional package
         if os.environ.get("TORCHNAS_DEBUG"):
             raise
-        print(f"torchnas: error: {e}", file=sys.stderr)
+        hint = ""
+        if str(e).startswith(("unknown search space", "unknown evaluator", "unknown strategy")) and \
+                hasattr(args, "plugin") and not getattr(args, "resume", None):
+            hint = " (one of your own: --plugin FILE)"
+        print(f"torchnas: error: {e}{hint}", file=sys.stderr)
         return 2
     except BrokenPipeError:           # `torchnas presets | head`: the reader left; exit quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

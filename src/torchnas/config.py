@@ -199,7 +199,7 @@ def trains_networks(evaluator: dict | None) -> bool:
     from .evaluators import evaluator_class
     from .registry import registered
     name = (evaluator or {}).get("name")
-    return name in registered("evaluator") and bool(getattr(evaluator_class(name), "trains_networks", False))
+    return isinstance(name, str) and name in registered("evaluator") and bool(getattr(evaluator_class(name), "trains_networks", False))
 
 
 def data_section(cfg: dict) -> dict | None:
@@ -308,8 +308,10 @@ def search_config(*, preset: str | None = None, config=None, set=(), queries: in
                           f"{cfg.get('preset')!r} evaluates with {cfg['evaluator'].get('name')!r}")
     if section is not None and (data or data_dir):
         base = section.get("data") or {"name": "digits"}
-        if not isinstance(base, dict):
-            raise ConfigError(f"data = {base!r}: must be a section (name: digits, cifar10, folder or ptb, ...)")
+        if not isinstance(base, dict) or not (data or isinstance(base.get("name"), str)):
+            where = "enas" if "enas" in cfg else "evaluator"
+            raise ConfigError(f"{where}.data = {base!r}: must be a section with a name (name: digits, cifar10, "
+                              f"folder or ptb, ...)")
         section["data"] = data_config(data or base["name"], data_dir, base)
     if data_dir:
         cfg["data_dir"] = str(Path(data_dir).resolve())
@@ -331,7 +333,7 @@ def build_strategy(cfg: "RunConfig | dict", space, seed: int | None = None):
     from .strategies import make_strategy
     rc = _run_config(cfg)
     strat = dict(rc.strategy)
-    return make_strategy(strat.pop("name"), space, seed=rc.seed if seed is None else seed, **strat)
+    return make_strategy(strat.pop("name"), space, seed=rc.seed if seed is None else seed, settings=strat)
 
 
 def build_evaluator(cfg: "RunConfig | dict", data_dir: str | None = None, space=None):
@@ -339,7 +341,7 @@ def build_evaluator(cfg: "RunConfig | dict", data_dir: str | None = None, space=
     rc = _run_config(cfg)
     ev = dict(rc.evaluator)
     space = space or build_space(rc)
-    return make_evaluator(ev.pop("name"), space=space, data_dir=data_dir or rc.data_dir, seed=rc.seed, **ev)
+    return make_evaluator(ev.pop("name"), space=space, data_dir=data_dir or rc.data_dir, seed=rc.seed, settings=ev)
 
 
 def check_executor(cfg: "RunConfig | dict") -> dict:

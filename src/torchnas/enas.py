@@ -143,10 +143,8 @@ class ENASSearch:
         set_rng_states(state["rng"])
 
     def resume(self) -> "ENASSearch":
-        ckpt = self.run_dir.load_checkpoint() if self.run_dir is not None else None
-        if ckpt is not None:
-            self.load_state_dict(ckpt)
-        if self.run_dir is not None:   # drop log lines written after the checkpoint
+        if self.run_dir is not None:   # then drop log lines written after the checkpoint
+            self.run_dir.load_checkpoint("enas", restore=self.load_state_dict)
             self.run_dir.restore({RunDir.EPOCHS: self.epoch, RunDir.STEPS: self.updates})
         return self
 
@@ -163,7 +161,7 @@ class ENASSearch:
                 for s in steps:
                     self.run_dir.append_jsonl(RunDir.STEPS, s)
                 self.run_dir.append_jsonl(RunDir.EPOCHS, rec)
-                self.run_dir.save_checkpoint(self.state_dict())
+                self.run_dir.save_checkpoint(self.state_dict(), "enas")
             if on_epoch is not None:
                 on_epoch(rec)
         derived = self.derive()

@@ -339,19 +339,52 @@ class RunDir:
         return [m for m in moved if m is not None]
 
     # -- checkpoint and best ----------------------------------------------------------------
-    def save_checkpoint(self, state: dict) -> None:
-        import torch
-        atomic_write(self.path / self.CHECKPOINT, lambda f: torch.save(state, f))
+    #: what each kind of checkpoint holds, as its refusal names it
+    CHECKPOINT_KINDS = {"search": "a search (its strategy and controller)",
+                        "enas": "an ENAS search (shared weights and controller)",
+                        "training": "a network's training"}
 
-    def load_checkpoint(self) -> dict | None:
+    def save_checkpoint(self, state: dict, kind: str) -> None:
+        """``state`` written whole (temp file then rename), stamped with its ``kind``
+        (:attr:`CHECKPOINT_KINDS`) so that another kind of job refuses it by name."""
+        import torch
+        if kind not in self.CHECKPOINT_KINDS:
+            raise ValueError(f"checkpoint kind {kind!r}: one of {', '.join(self.CHECKPOINT_KINDS)}")
+        atomic_write(self.path / self.CHECKPOINT, lambda f: torch.save({**state, "kind": kind}, f))
+
+    def load_checkpoint(self, kind: str, restore=None, *, peek: bool = False) -> dict | None:
+        """The run's checkpoint (None before the first), refused unless it is of ``kind``.
+        ``restore(ckpt)``, given, loads it into the job; a checkpoint that does not fit the
+        job's settings (a tensor of another shape, a missing entry) is refused by name too.
+        ``peek``: mapped, not read (its kind checked at no memory cost before a job writes)."""
         import torch
         p = self.path / self.CHECKPOINT
         if not p.exists():
             return None
         try:
-            return torch.load(p, map_location="cpu", weights_only=False)
+            ckpt = torch.load(p, map_location="cpu", weights_only=False, mmap=peek)
         except Exception as e:  # a checkpoint is only ever replaced whole, so this is damage
             raise RunError(f"{p} is unreadable ({e}); the run cannot resume from it") from None
+        # checkpoints written before the stamp are told apart by their entries
+        found = ckpt.get("kind") if isinstance(ckpt, dict) else None
+        if found is None and isinstance(ckpt, dict):
+            found = "enas" if "net" in ckpt else "search" if "evaluations" in ckpt else \
+                "training" if "training" in ckpt else None
+        if found != kind:
+            what = self.CHECKPOINT_KINDS.get(found, "no torchnas job")
+            raise RunError(f"{p} is the checkpoint of {what}, not of {self.CHECKPOINT_KINDS[kind]}: "
+                           f"the folder holds another job's files; resume the job they belong to, "
+                           f"or start this one in a new folder")
+        if restore is not None:
+            try:
+                restore(ckpt)
+            except (KeyError, ValueError, TypeError, AttributeError, IndexError, RuntimeError) as e:
+                if isinstance(e, (RunError, torch.cuda.OutOfMemoryError)):
+                    raise
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise RunError(f"{p} does not fit this run's settings ({type(e).__name__}: {first[:200]}); "
+                               f"was it copied from another run? Resume the run it belongs to") from None
+        return ckpt
 
     def write_json(self, name: str, obj) -> None:
         atomic_write_bytes(self.path / name, (json.dumps(obj, indent=2) + "\n").encode())

@@ -98,15 +98,16 @@ class Search:
         """Restore from the run directory's checkpoint (no-op for a run never checkpointed)."""
         if self.run_dir is None:
             raise RunError("resume needs a run directory")
-        ckpt = self.run_dir.load_checkpoint()
         n_evals = n_updates = 0
-        if ckpt is not None:
+
+        def load(ckpt: dict) -> None:
+            nonlocal n_evals, n_updates
             n_evals, n_updates = ckpt["evaluations"], ckpt["updates"]
-        all_evals = self.run_dir.restore({RunDir.EVALS: n_evals, RunDir.STEPS: n_updates}, replay=(RunDir.EVALS,))[RunDir.EVALS]
-        if ckpt is not None:
             self.strategy.load_state_dict(ckpt["strategy"])
             self.proposals, self.updates, self.elapsed = ckpt["proposals"], ckpt["updates"], ckpt["elapsed"]
             set_rng_states(ckpt["rng"])
+        self.run_dir.load_checkpoint("search", restore=load)
+        all_evals = self.run_dir.restore({RunDir.EVALS: n_evals, RunDir.STEPS: n_updates}, replay=(RunDir.EVALS,))[RunDir.EVALS]
         exact = self.replicas == 1          # a synchronous search asks the same batches again
         for rec in all_evals[:n_evals] if exact else all_evals:
             self._admit(rec)
@@ -128,7 +129,7 @@ class Search:
             "strategy": self.strategy.state_dict(), "evaluations": len(self.log),
             "proposals": self.proposals, "updates": self.updates, "elapsed": self._elapsed(),
             "rng": rng_states(),
-        })
+        }, "search")
 
     # -- the loop ---------------------------------------------------------------------------
     def _elapsed(self) -> float:

@@ -74,10 +74,8 @@ def search_from_run(run: RunDir):
         raise RunError(f"{run.path} is not an ENAS run: ws-rank needs the shared weights of one")
     rc = RunConfig.of(cfg)
     space, search = build_enas(rc)
-    ckpt = run.load_checkpoint()
-    if ckpt is None:
+    if run.load_checkpoint("enas", restore=search.load_state_dict) is None:
         raise RunError(f"{run.path} has no checkpoint yet: let the search finish an epoch first")
-    search.load_state_dict(ckpt)
     return cfg, space, search
 
 

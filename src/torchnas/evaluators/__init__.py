@@ -24,11 +24,21 @@ def evaluator_class(name: str) -> type | None:
     return cls if isinstance(cls, type) else None
 
 
-def make_evaluator(name: str, space=None, data_dir: str | None = None, seed: int = 0, **kwargs) -> Evaluator:
-    """``nb201``: the NAS-Bench-201 table; ``trainer``: train each child on image data."""
+FIXED = ("space", "data_dir", "seed")        # what the search passes an evaluator itself
+
+
+def make_evaluator(name: str, space=None, data_dir: str | None = None, seed: int = 0, settings: dict | None = None,
+                   **kwargs) -> Evaluator:
+    """``nb201``: the NAS-Bench-201 table; ``trainer``: train each child on image data.
+    ``settings``: a config's section (a key the search sets itself, such as ``seed``, is refused)."""
     factory = lookup("evaluator", name)
+    kwargs = {**(settings or {}), **kwargs}
+    fixed = sorted(set(kwargs) & set(FIXED))
+    if fixed:
+        raise ValueError(f"evaluator.{fixed[0]} is not a setting of evaluator {name!r}: the search sets it "
+                         f"(from the top-level {'space section' if fixed[0] == 'space' else repr(fixed[0])})")
     if isinstance(factory, type):      # a registered class: its signature is its settings' schema
-        kwargs = checked("evaluator", factory, kwargs, fixed=("space", "data_dir", "seed"), owner=f"evaluator {name!r}")
+        kwargs = checked("evaluator", factory, kwargs, fixed=FIXED, owner=f"evaluator {name!r}")
     try:
         return factory(space=space, data_dir=data_dir, seed=seed, **kwargs)
     except TypeError as e:  # an option the evaluator does not take

@@ -35,10 +35,12 @@ def _mask(shape, p: float, like: torch.Tensor) -> torch.Tensor | None:
 
 def check_dropout(dropout: dict | None) -> dict:
     d = {k: 0.0 for k in DROPOUTS}
+    if dropout is not None and not isinstance(dropout, dict):
+        raise ValueError(f"dropout = {dropout!r}: must be a section of rates ({', '.join(DROPOUTS)}) or null")
     for k, v in (dropout or {}).items():
         if k not in d:
             raise ValueError(f"unknown dropout {k!r}; the language model has {', '.join(DROPOUTS)}")
-        if not 0 <= float(v) < 1:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
             raise ValueError(f"dropout {k} must be a rate in [0, 1), got {v!r}")
         d[k] = float(v)
     return d

@@ -12,11 +12,13 @@ from ..settings import checked
 STRATEGIES: dict[str, type[Strategy]] = registered("strategy")   # every strategy registers itself
 
 
-def make_strategy(name: str, space, seed: int = 0, **kwargs) -> Strategy:
+def make_strategy(name: str, space, seed: int = 0, settings: dict | None = None, **kwargs) -> Strategy:
+    """``settings`` (a config's section, which may hold any key: one the search sets itself, such
+    as ``seed``, is refused by name) and ``kwargs`` checked against the strategy's signature."""
     cls = lookup("strategy", name)
     try:
-        return cls(space, seed=seed, **checked(f"strategies.{name}", cls, kwargs, fixed=("space", "seed"),
-                                                      owner=f"strategy {name!r}"))
+        return cls(space, seed=seed, **checked(f"strategies.{name}", cls, {**(settings or {}), **kwargs},
+                                               fixed=("space", "seed"), owner=f"strategy {name!r}"))
     except TypeError as e:  # an option the strategy does not take
         raise ValueError(f"strategy {name!r}: {e}") from None
 

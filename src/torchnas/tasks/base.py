@@ -34,8 +34,9 @@ class Task:
         if not hasattr(space, "child"):
             raise ValueError(f"space {space.name!r} has no network to export ({arch} is looked up in a table)")
 
-    def describe(self, space, arch, data: dict, net: dict) -> dict:
-        """``torchnas train --dry-run``: the network built without loading data, its size."""
+    def describe(self, space, arch, data: dict, net: dict, where: str = "evaluator.data") -> dict:
+        """``torchnas train --dry-run``: the network built without loading data, its size
+        (``data`` checked against the loader's settings, named as ``where`` in an error)."""
         raise NotImplementedError
 
     def retrain(self, run, cfg: dict, space, arch, on_epoch=None) -> dict:

@@ -27,7 +27,8 @@ class ImageClassification(Task):
     Training = Training
     network_fixed = ("arch", "in_channels", "num_classes")
 
-    def describe(self, space, arch, data: dict, net: dict) -> dict:
+    def describe(self, space, arch, data: dict, net: dict, where: str = "evaluator.data") -> dict:
+        data = checked(where, load_image_data, data)       # typed, not loaded
         (c, h, w), k = IMAGE_SHAPES.get(data.get("name"), ((3, 32, 32), 10))
         model = space.child(arch, c, k, **_sized(net, h))
         out = {"arch": str(arch), "params": sum(p.numel() for p in model.parameters()),

@@ -27,7 +27,9 @@ class LanguageModeling(Task):
     def check_exportable(self, space, arch) -> None:
         pass
 
-    def describe(self, space, arch, data: dict, net: dict) -> dict:
+    def describe(self, space, arch, data: dict, net: dict, where: str = "evaluator.data") -> dict:
+        from ..data.ptb import load_ptb
+        checked(where, load_ptb, data)                      # typed, not loaded
         model = space.language_model(arch, PTB_VOCAB, **net)
         arc = {"arc": space.to_arc(arch)} if hasattr(space, "to_arc") else {}         # the authors' arc format, where the space has one
         return {"arch": str(arch), **arc, "params": sum(p.numel() for p in model.parameters()),
