@@ -270,7 +270,7 @@ def test_a_checkpoint_is_refused_by_another_kind_of_job_stamped_or_not(tmp_path)
     import torch
     run = RunDir(tmp_path / "r").create({"a": 1})
     states = {"search": {"strategy": {}, "evaluations": 0, "updates": 0, "proposals": 0, "elapsed": 0.0},
-              "enas": {"net": {}, "optimizer": {}, "epoch": 0}, "training": {"training": {}}}
+              "enas": {"net": {}, "optimizer": {}, "epoch": 0}, "train": {"training": {}}}
     for stamped in (True, False):
         for kind, state in states.items():
             if stamped:
@@ -289,5 +289,7 @@ def test_a_checkpoint_is_refused_by_another_kind_of_job_stamped_or_not(tmp_path)
     with pytest.raises(RunError, match=r"does not fit this run's settings \(KeyError: 'strategy'\)"):
         run.save_checkpoint({"evaluations": 0}, "search")
         run.load_checkpoint("search", restore=lambda ckpt: ckpt["strategy"])
-    with pytest.raises(ValueError, match="checkpoint kind 'train'"):
-        run.save_checkpoint({}, "train")
+    with pytest.raises(ValueError, match="checkpoint kind .training."):
+        run.save_checkpoint({}, "training")
+    with pytest.raises(ValueError, match="checkpoint kind 'training'"):
+        run.load_checkpoint("training")

@@ -29,6 +29,7 @@ from typing import Callable
 
 from .config import (DEFAULT_PRESET, ConfigError, RunConfig, apply_override, build, build_executor, build_space,
                      TOP_KEYS, check_executor, check_top_level, data_config, data_section, final_settings, load_preset,
+                     require_named,
                      preset_names, retraining_data, search_config, set_device)
 from .runs import RunDir, RunError, as_path, run_kind
 
@@ -125,15 +126,14 @@ def search(*, preset: str | None = None, config=None, strategy: str | None = Non
                           workers=workers, out=out, plugin=plugins or None)
         run = RunDir(resume)
         rc = _resumable_config(run)               # not a run, or a broken one: say so before locking
-        ckpt_kind = "enas" if rc.kind == "enas" else "search"
         if check:
-            run.load_checkpoint(ckpt_kind, peek=True)
+            run.load_checkpoint(rc.kind, peek=True)
             _check_only(rc, data_dir)
             return None
         with run.owned():                         # one writer: checked before anything is read or cut
             rc = _resumable_config(run)           # as it is now that this process holds the run
             if not repair:                        # another job's checkpoint: refused (--repair sets it aside)
-                run.load_checkpoint(ckpt_kind, peek=True)
+                run.load_checkpoint(rc.kind, peek=True)
             if device is not None:                # continue it on another device
                 rc = _move(run, rc.raw, device)
             if repair:
@@ -520,8 +520,7 @@ def _train_settings(arch, preset, set, epochs, data, data_dir, seed=None, device
         apply_override(source_cfg, assignment)
     if set:                            # the settings' shape, as a search checks it (a run's own was checked)
         check_top_level({k: v for k, v in source_cfg.items() if k in TOP_KEYS})
-        if not isinstance(source_cfg.get("space"), dict) or "name" not in source_cfg["space"]:
-            raise ConfigError("the settings need a 'space' section with a 'name'")
+        require_named(source_cfg, ("space",))
     net, settings = final_settings(source_cfg)
     if not settings:
         where = f"preset {source_cfg['preset']!r}" if source_cfg.get("preset") else f"the config of {given}"
@@ -577,7 +576,7 @@ def train(*, arch=None, preset: str | None = None, epochs: int | None = None, se
         if run.kind != "train":
             raise RunError(f"{run.path} is not a retraining run: continue a search with torchnas search --resume {run.path}")
         run.check_log(RunDir.HISTORY)             # damage named before any progress is shown
-        run.load_checkpoint("training", peek=True)   # and another job's checkpoint
+        run.load_checkpoint(run.kind, peek=True)  # and another job's checkpoint
         if device is not None:                    # continue it on another device
             _move(run, run.config(), device)
         emit("run", _about(run, True, run.config(), None))

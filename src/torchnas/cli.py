@@ -78,13 +78,11 @@ def cmd_train(args) -> int:
 
 def cmd_show(args) -> int:
     target = as_path(args.target)
-    if args.plugin:                   # a run finds its own; an architecture string of the user's space needs them
-        from .registry import load_plugins, plugin_paths
-        load_plugins(plugin_paths(args.plugin))
     if target is None or not target.is_dir():
         if ":" not in args.target and not args.preset:
             raise RunError(f"{args.target} is neither a run directory nor an architecture string (SPACE:v1,v2,...)")
-        show_arch(args.target, preset=args.preset, out=args.out, data_dir=args.data_dir and as_path(args.data_dir))
+        show_arch(args.target, preset=args.preset, out=args.out, data_dir=args.data_dir and as_path(args.data_dir),
+                  plugins=args.plugin)
         return 0
     api.show(target, figures=not args.no_figures, top=args.top)
     if args.tensorboard or args.tensorboard_dir:
@@ -302,7 +300,7 @@ def main(argv=None) -> int:
         if os.environ.get("TORCHNAS_DEBUG"):
             raise
         hint = ""
-        if str(e).startswith(("unknown search space", "unknown evaluator", "unknown strategy")) and \
+        if getattr(e, "unknown_kind", None) in ("space", "evaluator", "strategy") and \
                 hasattr(args, "plugin") and not getattr(args, "resume", None):
             hint = " (one of your own: --plugin FILE)"
         print(f"torchnas: error: {e}{hint}", file=sys.stderr)

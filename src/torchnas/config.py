@@ -159,6 +159,13 @@ def check_top_level(cfg) -> None:
             raise ConfigError(f"{key} = {cfg[key]!r}{hint}: must be {what}")
 
 
+def require_named(cfg: dict, keys) -> None:
+    """Each of ``keys`` a section with a ``name`` (what is built from it is looked up by it)."""
+    for key in keys:
+        if not isinstance(cfg.get(key), dict) or "name" not in cfg[key]:
+            raise ConfigError(f"config needs a '{key}' section with a 'name'")
+
+
 def resolve(cfg: dict, strategy: str | None = None) -> dict:
     """Pick the strategy (from ``strategy`` or the config's own) and check the top level."""
     check_top_level(cfg)
@@ -174,9 +181,7 @@ def resolve(cfg: dict, strategy: str | None = None) -> dict:
         name, base = strategy or chosen, {}
     settings = {**(table.get(name) or {}), **{k: v for k, v in base.items() if k != "name"}}
     cfg["strategy"] = {"name": name, **settings}
-    for key in ("space",) if "enas" in cfg else ("space", "evaluator"):
-        if not isinstance(cfg.get(key), dict) or "name" not in cfg[key]:
-            raise ConfigError(f"config needs a '{key}' section with a 'name'")
+    require_named(cfg, ("space",) if "enas" in cfg else ("space", "evaluator"))
     cfg.setdefault("budget", 100)
     cfg.setdefault("seed", 0)
     return cfg

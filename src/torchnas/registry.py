@@ -54,7 +54,9 @@ def lookup(kind: str, name: str, error=ValueError):
     if not isinstance(name, str):
         raise error(f"{_NOUNS[kind]} name must be a word, not {name!r}; known: {', '.join(sorted(table))}")
     if name not in table:
-        raise error(f"unknown {_NOUNS[kind]} {name!r}; known: {', '.join(sorted(table))}")
+        err = error(f"unknown {_NOUNS[kind]} {name!r}; known: {', '.join(sorted(table))}")
+        err.unknown_kind = kind             # the CLI suggests --plugin where the command takes it
+        raise err
     return table[name]
 
 

@@ -342,7 +342,7 @@ class RunDir:
     #: what each kind of checkpoint holds, as its refusal names it
     CHECKPOINT_KINDS = {"search": "a search (its strategy and controller)",
                         "enas": "an ENAS search (shared weights and controller)",
-                        "training": "a network's training"}
+                        "train": "a network's training"}
 
     def save_checkpoint(self, state: dict, kind: str) -> None:
         """``state`` written whole (temp file then rename), stamped with its ``kind``
@@ -358,6 +358,8 @@ class RunDir:
         job's settings (a tensor of another shape, a missing entry) is refused by name too.
         ``peek``: mapped, not read (its kind checked at no memory cost before a job writes)."""
         import torch
+        if kind not in self.CHECKPOINT_KINDS:
+            raise ValueError(f"checkpoint kind {kind!r}: one of {', '.join(self.CHECKPOINT_KINDS)}")
         p = self.path / self.CHECKPOINT
         if not p.exists():
             return None
@@ -369,7 +371,7 @@ class RunDir:
         found = ckpt.get("kind") if isinstance(ckpt, dict) else None
         if found is None and isinstance(ckpt, dict):
             found = "enas" if "net" in ckpt else "search" if "evaluations" in ckpt else \
-                "training" if "training" in ckpt else None
+                "train" if "training" in ckpt else None
         if found != kind:
             what = self.CHECKPOINT_KINDS.get(found, "no torchnas job")
             raise RunError(f"{p} is the checkpoint of {what}, not of {self.CHECKPOINT_KINDS[kind]}: "

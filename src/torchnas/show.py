@@ -237,10 +237,14 @@ def parse_arch(text: str, space=None, preset: str | None = None):
                      f"settings (--preset NAME or a space config)") from None
 
 
-def show_arch(text: str, space=None, preset: str | None = None, out=None, console=None, data_dir=None) -> list[Path]:
+def show_arch(text: str, space=None, preset: str | None = None, out=None, console=None, data_dir=None,
+              plugins=None) -> list[Path]:
     """Draw the architecture string ``text`` (``SPACE:...``) to ``out`` (default ``./arch``)
     as SVG and PNG; prints and returns the files, and what the space's benchmark tables say of
-    the architecture where the space has them and they are found (NAS-Bench-201's verdict)."""
+    the architecture where the space has them and they are found (NAS-Bench-201's verdict).
+    ``plugins``: files or modules registering the user's own space, imported first."""
+    from .registry import load_plugins, plugin_paths
+    load_plugins(plugin_paths(plugins))
     from rich.console import Console
     from .viz.diagrams import draw
     from .ws_rank import verdict_line

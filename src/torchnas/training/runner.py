@@ -7,7 +7,7 @@ from ..runs import RunDir, RunError
 def run_epochs(run: RunDir, training, record, on_epoch) -> list[dict]:
     """Continue ``training`` from the run's checkpoint to its last epoch: per epoch one
     ``history.jsonl`` line (``record(train_epoch output)``) and an atomic checkpoint."""
-    run.load_checkpoint("training", restore=lambda ckpt: training.load_state_dict(ckpt["training"]))
+    run.load_checkpoint("train", restore=lambda ckpt: training.load_state_dict(ckpt["training"]))
     history = run.restore({RunDir.HISTORY: training.epoch})[RunDir.HISTORY]
     while training.epoch < training.epochs:
         out = training.train_epoch()
@@ -16,7 +16,7 @@ def run_epochs(run: RunDir, training, record, on_epoch) -> list[dict]:
         rec = {"epoch": training.epoch, **record(out)}
         history.append(rec)
         run.append_jsonl(RunDir.HISTORY, rec)
-        run.save_checkpoint({"training": training.state_dict()}, "training")
+        run.save_checkpoint({"training": training.state_dict()}, "train")
         if on_epoch is not None:
             on_epoch(rec)
     return history
