@@ -304,3 +304,61 @@ def test_ws_rank_scores_every_cell_on_the_same_batches_and_counts_top_hits_by_ha
     assert r["top10_hit_rate"] == len(by_score & by_verdict) / k
     bottom = lambda key: {c["arch"] for c in sorted(cells, key=lambda c: c[key])[:k]}
     assert len(bottom("shared_acc") & bottom("test_acc_200ep")) / k != r["top10_hit_rate"]
+
+
+def test_ws_rank_record_field_by_field(stand_in, tmp_path, monkeypatch):
+    """Every entry of ws_rank.json from its definition (issue 27 item 11: the mutation tool's
+    survivors in ``ws_rank``): the run's own data folder when none is given, the record's
+    settings, images per cell, the top-k size, the sizes, the derived cell from best.json, the
+    cells' columns, the figure's path; and the refusals, each at its boundary, before anything
+    is written."""
+    import json
+    from torchnas import ws_rank as module
+    from torchnas.runs import RunDir
+    root, rows = stand_in
+    run = RunDir(tmp_path / "run")
+    run.create({"test": True})
+    scores = lambda a: rows[SPACE.to_arch_str(a)] / 100
+    monkeypatch.setattr(module, "search_from_run", lambda r: ({"data_dir": str(root)}, SPACE, _StubSearch(scores, 1)))
+    for kw, what in ((dict(samples=2), "(got 2, 1, 1)"), (dict(batches=0), "(got 3, 0, 1)"),
+                     (dict(policy_samples=0), "(got 3, 1, 0)")):
+        args = {"samples": 3, "batches": 1, "policy_samples": 1, **kw}
+        with pytest.raises(ValueError) as e:
+            module.ws_rank(run.path, **args)
+        assert str(e.value) == ("ws-rank needs --samples >= 3, --batches >= 1 and --policy-samples >= 1 " + what)
+    with pytest.raises(ValueError) as e:
+        module.ws_rank(run.path, samples=15626)
+    assert str(e.value) == "--samples 15626 is more than the 15625 architectures of 'nb201'"
+    with pytest.raises(ValueError) as e:
+        module.ws_rank(run.path, samples=3, data_dir=tmp_path / "nowhere")
+    assert str(e.value).startswith("ws-rank needs the benchmark's tables: ")
+    assert not (run.path / "ws_rank.json").exists() and not (run.path / "figures").exists()
+
+    r = module.ws_rank(run.path, samples=3, batches=1, policy_samples=1)      # data_dir: the run's own
+    assert (r["samples"], r["seed"], r["batches"], r["images_per_cell"], r["top_k"]) == (3, 0, 1, 4, 1)
+    assert r["run"] == str(run.path) and r["reward_bn"] == "train" and "derived" not in r
+
+    best = SPACE.parse(GOOD)
+    run.write_json(RunDir.BEST, {"arch": str(best)})
+    r = module.ws_rank(run.path, samples=25, seed=5, batches=2, policy_samples=4, data_dir=root)
+    assert (r["samples"], r["seed"], r["batches"], r["images_per_cell"], r["top_k"]) == (25, 5, 2, 8, 2)
+    cells = distinct_cells(SPACE, 25, 5)
+    assert [c["arch"] for c in r["cells"]] == [str(a) for a in cells]
+    for c, a in zip(r["cells"], cells):
+        s = SPACE.to_arch_str(a)
+        truth = SPACE.ground_truth(a, root)
+        assert c == {"arch": str(a), "shared_acc": rows[s] / 100, "test_acc_200ep": rows[s],
+                     "table_valid_acc": truth["valid_acc"], "function_params": SPACE.function_params(a)}
+    sizes = [c["function_params"] for c in r["cells"]]
+    assert r["sizes"] == len(set(sizes)) and 1 <= r["sizes"] < 25
+    assert r["within_size_pairs"] == sum(sizes[i] == sizes[j] for i in range(25) for j in range(i + 1, 25))
+    truth = SPACE.ground_truth(best, root)
+    assert r["derived"] == {"arch": str(best), "shared_acc": 0.99, "test_acc_200ep": 99.0, "rank_200ep": 1,
+                            "table_valid_acc": truth["valid_acc"], "function_params": SPACE.function_params(best)}
+    assert r["baselines"] == SPACE.baselines(root)
+    assert r["figure"] == str(run.path / RunDir.FIGURES / "ws_rank.png") and (run.path / "figures" / "ws_rank.png").stat().st_size
+    saved = json.loads((run.path / "ws_rank.json").read_text())
+    assert saved == {k: v for k, v in r.items() if k != "figure"}
+    lines = module.ranking_lines(saved)
+    assert lines[0] == "25 distinct cells scored with the shared weights on 8 validation images each (reward_bn train)"
+    assert lines[-1].startswith("derived cell: shared-weight accuracy 0.9900, 200-epoch test 99.00 % (rank 1), 12-epoch valid ")

@@ -166,9 +166,7 @@ def _check_only(rc: RunConfig, data_dir) -> None:
 
 
 def _move(run: RunDir, cfg: dict, device: str) -> RunConfig:
-    """``--resume --device``: the run continues on ``device`` (checked first; recorded)."""
-    from .training.device import default_device
-    default_device(device)
+    """``--resume --device``: the run continues on ``device`` (checked by ``set_device``; recorded)."""
     cfg = json.loads(json.dumps(cfg))            # the recorded config is not changed in place
     set_device(cfg, device)
     run.save_config(cfg)
@@ -530,6 +528,8 @@ def _train_settings(arch, preset, set, epochs, data, data_dir, seed=None, device
     if epochs is not None:
         settings["epochs"] = epochs
     if device is not None:
+        from .training.device import default_device
+        default_device(device)                   # by the option's name, before train.device is checked
         settings["device"] = device
     data_ = retraining_data(source_cfg)
     if data or data_dir:

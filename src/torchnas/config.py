@@ -226,7 +226,9 @@ def retraining_data(cfg: dict) -> dict:
 def set_device(cfg: dict, device: str) -> None:
     """``--device``: where the config's networks train, in every section that trains one (the
     search's evaluator or ENAS section, the retraining's ``train``); a new search or a resumed
-    search or retraining run alike."""
+    search or retraining run alike. The device is checked here, by the option's name."""
+    from .training.device import default_device
+    default_device(device)
     if cfg.get("kind") == "train":
         cfg["train"]["device"] = device
         return

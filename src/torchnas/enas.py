@@ -28,6 +28,7 @@ import time
 from .runs import RunDir, rng_states, set_rng_states
 from .settings import Count, NonNegativeInt, SettingsError, checked
 from .tasks import task_of
+from .training.device import default_device
 
 class ENASSearch:
     """The ENAS loop around a task's shared weights (``task.SharedWeights``: every setting not
@@ -192,6 +193,8 @@ def make_enas(space, strategy, seed: int = 0, **settings) -> ENASSearch:
     shared = {k: v for k, v in settings.items() if k not in LOOP_SETTINGS}
     loop = checked("enas", ENASSearch, loop, fixed=("space", "strategy", "seed", "run_dir"))
     shared = checked("enas", task_of(space).SharedWeights, shared, fixed=("space", "seed", "epochs"))
+    if "device" in shared:
+        default_device(shared["device"], "enas.device")      # a device that is not here: an error now
     return ENASSearch(space, strategy, seed=seed, **loop, **shared)
 
 

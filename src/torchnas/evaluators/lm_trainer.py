@@ -39,7 +39,7 @@ class LMChildTrainer(Evaluator):
         self.epochs, self.batch_size, self.bptt, self.lr = epochs, batch_size, bptt, lr
         self.grad_clip, self.weight_decay, self.reward_constant = grad_clip, weight_decay, reward_constant
         self.max_batches, self.seed, self.precision, self.device = max_batches, seed, precision, device
-        default_device(device)                       # a device that is not here: an error now
+        default_device(device, "evaluator.device")    # a device that is not here: an error now
 
     def data(self):
         return load_ptb_cached(self.data_cfg)

@@ -43,7 +43,7 @@ class ChildTrainer(Evaluator):
         self.momentum, self.nesterov, self.weight_decay = momentum, nesterov, weight_decay
         self.schedule, self.reward, self.last_k, self.augment = schedule, reward, last_k, augment
         self.seed, self.channels_last, self.precision, self.device = seed, channels_last, precision, device
-        default_device(device)                       # a device that is not here: an error now
+        default_device(device, "evaluator.device")    # a device that is not here: an error now
 
     def data(self):
         return load_data_cached(self.data_cfg)

@@ -61,10 +61,8 @@ class Reinforce(Strategy):
             raise ValueError(f"reinforce lr must be > 0, got {lr}")
         if baseline_update not in ("batch", "sample"):
             raise ValueError(f"reinforce baseline_update must be 'batch' or 'sample', not {baseline_update!r}")
-        try:                   # "auto": CUDA when present (its draws then differ from the CPU's)
-            device = default_device(device)
-        except ValueError as e:
-            raise ValueError(f"strategies.{self.name}.{e}".replace("use --device cpu (or auto)", "use cpu")) from None
+        # "auto": CUDA when present (its draws then differ from the CPU's)
+        device = default_device(device, f"strategies.{self.name}.device")
         self.batch_size, self.baseline_decay, self.baseline_update = batch_size, baseline_decay, baseline_update
         self.entropy_weight, self.skip_weight, self.grad_clip = entropy_weight, skip_weight, grad_clip
         controller = checked(f"strategies.{self.name}.controller", Controller, controller, fixed=("space", "seed"))

@@ -17,7 +17,7 @@ class Task:
     def check_train_settings(self, settings: dict) -> dict:
         """The ``train:`` settings, typed and range-checked (:func:`torchnas.settings.checked`)."""
         settings = checked("train", self.Training, settings, fixed=("model", "data", "corpus", "seed"))
-        default_device(settings.get("device"))          # a device that is not here: an error now (None: auto)
+        default_device(settings.get("device"), "train.device")   # a device that is not here: an error now (None: auto)
         return settings
 
     def check_net_settings(self, space, net: dict | None, where: str = "final_net") -> dict:

@@ -8,25 +8,28 @@ from typing import Literal
 import torch
 
 
-def default_device(device: str | None = "auto") -> torch.device:
+def default_device(device: str | None = "auto", setting: str = "--device") -> torch.device:
     """``auto`` (or None): CUDA when present, else the CPU; ``cpu``, ``cuda``, ``cuda:N``,
-    ``mps``: that device, which must exist here (else one clear error)."""
+    ``mps``: that device, which must exist here (else one error naming ``setting``, the option
+    or setting the user wrote it in)."""
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    name = f"{setting} {device!r}"
+    fix = f"use {setting} cpu (or auto)" if setting.startswith("--") else f"set {setting} to cpu (or auto)"
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(f"device {device!r}: choose auto, cpu, cuda, cuda:N or mps") from None
+        raise ValueError(f"{name}: choose auto, cpu, cuda, cuda:N or mps") from None
     if dev.type == "cuda":
         n = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if n == 0:
-            raise ValueError(f"device {device!r}: this machine has no CUDA device; use --device cpu (or auto)")
+            raise ValueError(f"{name}: this machine has no CUDA device; {fix}")
         if dev.index is not None and dev.index >= n:
-            raise ValueError(f"device {device!r}: this machine has {n} CUDA device(s), cuda:0..cuda:{n - 1}")
+            raise ValueError(f"{name}: this machine has {n} CUDA device(s), cuda:0..cuda:{n - 1}")
     elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise ValueError(f"device {device!r}: MPS is not available here; use --device cpu (or auto)")
+        raise ValueError(f"{name}: MPS is not available here; {fix}")
     elif dev.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"device {device!r}: choose auto, cpu, cuda, cuda:N or mps")
+        raise ValueError(f"{name}: choose auto, cpu, cuda, cuda:N or mps")
     return dev
 
 
