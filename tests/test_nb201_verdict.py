@@ -183,7 +183,7 @@ def test_ws_rank_statistics_on_known_scores(stand_in, tmp_path, monkeypatch):
     run.create({"test": True})
     scores = lambda a: rows[SPACE.to_arch_str(a)] / 100
     monkeypatch.setattr(module, "search_from_run", lambda r: ({"data_dir": None}, SPACE, _StubSearch(scores, 3)))
-    r = module.ws_rank(run.path, samples=30, batches=2, policy_samples=10, data_dir=root)
+    r = module.ws_rank(run.path, samples=30, seed=0, batches=2, policy_samples=10, data_dir=root)
     cells = r["cells"]
     ws = [c["shared_acc"] for c in cells]
     verdict = [c["test_acc_200ep"] for c in cells]
@@ -294,7 +294,7 @@ def test_ws_rank_scores_every_cell_on_the_same_batches_and_counts_top_hits_by_ha
             v = rows[SPACE.to_arch_str(arch)]
             return v if v >= 50.4 else -v          # right order above 50.4, reversed below
     monkeypatch.setattr(module, "search_from_run", lambda r: ({"data_dir": None}, SPACE, Search(None, 1)))
-    r = module.ws_rank(run.path, samples=40, batches=3, policy_samples=5, data_dir=root)
+    r = module.ws_rank(run.path, samples=40, seed=0, batches=3, policy_samples=5, data_dir=root)
     assert Search.drawn == 3 and all(ids == [1, 2, 3] for ids in seen.values()) and len(seen) == 40
     cells = r["cells"]
     k = r["top_k"]
@@ -319,24 +319,47 @@ def test_ws_rank_record_field_by_field(stand_in, tmp_path, monkeypatch):
     run = RunDir(tmp_path / "run")
     run.create({"test": True})
     scores = lambda a: rows[SPACE.to_arch_str(a)] / 100
-    monkeypatch.setattr(module, "search_from_run", lambda r: ({"data_dir": str(root)}, SPACE, _StubSearch(scores, 1)))
+    SMALL = {"samples": 3, "seed": 0, "batches": 1, "policy_samples": 1}
+
+    def restore(r):
+        assert r.path == run.path                  # the run asked for, not another
+        return {"data_dir": str(root)}, SPACE, _StubSearch(scores, 1)
+    monkeypatch.setattr(module, "search_from_run", restore)
     for kw, what in ((dict(samples=2), "(got 2, 1, 1)"), (dict(batches=0), "(got 3, 0, 1)"),
                      (dict(policy_samples=0), "(got 3, 1, 0)")):
-        args = {"samples": 3, "batches": 1, "policy_samples": 1, **kw}
+        args = {**SMALL, **kw}
         with pytest.raises(ValueError) as e:
             module.ws_rank(run.path, **args)
         assert str(e.value) == ("ws-rank needs --samples >= 3, --batches >= 1 and --policy-samples >= 1 " + what)
     with pytest.raises(ValueError) as e:
-        module.ws_rank(run.path, samples=15626)
+        module.ws_rank(run.path, **{**SMALL, "samples": 15626})
     assert str(e.value) == "--samples 15626 is more than the 15625 architectures of 'nb201'"
+    with pytest.raises(ValueError, match="gave only 6466 distinct cells"):      # as many as the space: not refused
+        module.ws_rank(run.path, **{**SMALL, "samples": 15625})
+    for keep in (nb201_module.VERDICT_FILE, nb201_module.TABLE_FILE):     # one table of two is not enough
+        half = tmp_path / f"half-{keep.replace('/', '_')}"
+        (half / keep).parent.mkdir(parents=True)
+        (half / keep).write_bytes((root / keep).read_bytes())
+        note = SPACE.ground_truth(SPACE.parse(GOOD), half)["note"]
+        assert note
+        with pytest.raises(ValueError) as e:
+            module.ws_rank(run.path, **SMALL, data_dir=half)
+        assert str(e.value) == f"ws-rank needs the benchmark's tables: {note}"
+
+    class NoTables(NB201Space):
+        def ground_truth(self, arch, data_dir=None):
+            return None
+    monkeypatch.setattr(module, "search_from_run", lambda r: ({}, NoTables(), _StubSearch(scores, 1)))
     with pytest.raises(ValueError) as e:
-        module.ws_rank(run.path, samples=3, data_dir=tmp_path / "nowhere")
-    assert str(e.value).startswith("ws-rank needs the benchmark's tables: ")
+        module.ws_rank(run.path, **SMALL)
+    assert str(e.value) == "space 'nb201' has no benchmark table to rank against (ws-rank needs nb201)"
+    monkeypatch.setattr(module, "search_from_run", restore)
     assert not (run.path / "ws_rank.json").exists() and not (run.path / "figures").exists()
 
-    r = module.ws_rank(run.path, samples=3, batches=1, policy_samples=1)      # data_dir: the run's own
+    r = module.ws_rank(run.path, **SMALL)      # data_dir: the run's own
     assert (r["samples"], r["seed"], r["batches"], r["images_per_cell"], r["top_k"]) == (3, 0, 1, 4, 1)
     assert r["run"] == str(run.path) and r["reward_bn"] == "train" and "derived" not in r
+    assert [c["test_acc_200ep"] for c in r["cells"]] == [rows[SPACE.to_arch_str(a)] for a in distinct_cells(SPACE, 3, 0)]
 
     best = SPACE.parse(GOOD)
     run.write_json(RunDir.BEST, {"arch": str(best)})
@@ -362,3 +385,88 @@ def test_ws_rank_record_field_by_field(stand_in, tmp_path, monkeypatch):
     lines = module.ranking_lines(saved)
     assert lines[0] == "25 distinct cells scored with the shared weights on 8 validation images each (reward_bn train)"
     assert lines[-1].startswith("derived cell: shared-weight accuracy 0.9900, 200-epoch test 99.00 % (rank 1), 12-epoch valid ")
+
+
+def test_ws_rank_figure_draws_the_record(tmp_path, monkeypatch):
+    """The figure shows the record's numbers: each cell at (100 x shared accuracy, verdict)
+    coloured by its parameters in millions, the derived cell as its own point, the τs in the
+    title ("n/a" where undefined), the axes and colour bar named."""
+    from torchnas import ws_rank as module
+    from torchnas.viz import figures
+    drawn = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: drawn.append(fig) or path)
+    cells = [{"shared_acc": 0.5, "test_acc_200ep": 90.0, "function_params": 2e6},
+             {"shared_acc": 0.25, "test_acc_200ep": 80.0, "function_params": 5e5}]
+    record = {"cells": cells, "tau_200ep": 0.5, "params_tau_200ep": None, "within_size_tau_200ep": 0.25,
+              "images_per_cell": 512}
+    for derived in (None, {"shared_acc": 0.75, "test_acc_200ep": 93.0}):
+        if derived:
+            record["derived"] = derived
+        assert module.ws_rank_figure(record, tmp_path / "f.png") == tmp_path / "f.png"
+        fig = drawn[-1]
+        ax, bar = fig.axes
+        assert ax.collections[0].get_offsets().tolist() == [[50.0, 90.0], [25.0, 80.0]]
+        assert ax.collections[0].get_array().tolist() == [2.0, 0.5]
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == ["2 distinct cells"] + ["derived cell"] * bool(derived)
+        assert len(ax.collections) == 1 + bool(derived)
+        if derived:
+            assert ax.collections[1].get_offsets().tolist() == [[75.0, 93.0]]
+        assert ax.get_title() == "τ 0.50 (size alone n/a), within sizes 0.25"
+        assert ax.get_xlabel() == "shared-weight accuracy, % (512 validation images)"
+        assert ax.get_ylabel() == "NAS-Bench-201: 200-epoch test accuracy, %"
+        assert bar.get_ylabel() == "parameters (M)"
+
+
+def test_verdict_baselines_and_ranking_lines_word_for_word(stand_in, tmp_path):
+    """What a user reads after a search and after ws-rank, word for word, from a hand-made
+    record and the stand-in table (its largest cell is second of 15,625, its optimum 99)."""
+    from torchnas.runs import RunDir, RunError
+    from torchnas.ws_rank import baselines_line, ranking_lines, report_ground_truth, search_from_run
+    root, rows = stand_in
+    b = SPACE.baselines(root)
+    random_cell, distinct = sum(rows.values()) / len(rows), b["random_distinct_cell"]
+    assert baselines_line(b) == (f"baselines (200-epoch test, from the table): largest cell 77.00 % (rank 2), "
+                                 f"random cell {random_cell:.2f} % (distinct cells {distinct:.2f} %), optimum 99.00 %")
+    assert baselines_line({"verdict_table": None, "note": "no file"}) == "no baselines (no file)"
+    assert baselines_line({}) == "no baselines (no table)"
+    truth = SPACE.ground_truth(SPACE.parse(BAD), root)
+    assert verdict_line(truth) == ("200-epoch test 10.00 % (rank 15,625 of 15,625, percentile 0.0); 12-epoch valid "
+                                   "88.00 %, test 87.00 % (percentile 100.0, rank 1)")
+    assert verdict_line({"valid_acc": 70.0, "test_acc": 69.5, "valid_percentile": 12.25, "valid_rank": 1234}) == (
+        "12-epoch valid 70.00 %, test 69.50 % (percentile 12.2, rank 1,234); (an older record without the "
+        "200-epoch verdict: a new search or ws-rank gives it)")
+    assert verdict_line({"note": "no tables here", "verdict_table": None}) == "(no tables here)"
+
+    run = RunDir(tmp_path / "run")
+    run.create({"space": {"name": "nb201"}})
+    written = report_ground_truth(run, SPACE, str(SPACE.parse(GOOD)), root)
+    assert written == {"arch": str(SPACE.parse(GOOD)), **SPACE.ground_truth(SPACE.parse(GOOD), root), "baselines": b}
+    assert run.read_json(RunDir.GROUND_TRUTH) == written
+    assert report_ground_truth(run, type("NoTable", (), {"ground_truth": lambda self, a, d: None,
+                                                         "parse": lambda self, s: s})(), "x", root) is None
+    with pytest.raises(RunError) as e:
+        search_from_run(run)
+    assert str(e.value) == f"{run.path} is not an ENAS run: ws-rank needs the shared weights of one"
+
+    r = {"samples": 5, "images_per_cell": 256, "reward_bn": "train", "top10_hit_rate": 0.5, "top_k": 2,
+         "within_size_pairs": 4, "sizes": 3, "baselines": b,
+         "tau_200ep": 0.25, "rho_200ep": None, "params_tau_200ep": 0.5, "params_rho_200ep": 0.625,
+         "within_size_tau_200ep": -0.125, "tau_12ep": 0.75, "rho_12ep": 0.875, "params_tau_12ep": None,
+         "params_rho_12ep": 0.0, "within_size_tau_12ep": None,
+         "policy": {"draws": 10, "distinct": 3, "mean_200ep": 91.234, "uniform_draws_mean_200ep": 87.5,
+                    "distinct_cells_mean_200ep": 89.75, "largest_cell_share": 0.3},
+         "derived": {"shared_acc": 0.71234, "test_acc_200ep": 93.5, "rank_200ep": 1234, "table_valid_acc": 72.25}}
+    assert ranking_lines(r) == [
+        "5 distinct cells scored with the shared weights on 256 validation images each (reward_bn train)",
+        "against the 200-epoch test (the verdict): Kendall tau 0.250, Spearman rho n/a; parameter count alone "
+        "0.500, 0.625; tau-b within equal sizes -0.125 (4 pairs in 3 sizes)",
+        "against the 12-epoch valid (the signal): Kendall tau 0.750, Spearman rho 0.875; parameter count alone "
+        "n/a, 0.000; tau-b within equal sizes n/a (4 pairs in 3 sizes)",
+        "top-10% hit rate 0.50 against the verdict (top 2; chance 0.10)",
+        "final policy, 10 draws (3 distinct): mean 200-epoch test 91.23 % against 87.50 % for as many draws of "
+        "the run's uniform sampler and 89.75 % for the distinct cells above; 30 % of draws are the largest cell",
+        baselines_line(b),
+        "derived cell: shared-weight accuracy 0.7123, 200-epoch test 93.50 % (rank 1,234), 12-epoch valid 72.25 %"]
+    assert ranking_lines({"samples": 7, "kendall_tau": 0.5, "spearman_rho": None}) == [
+        "7 uniform cells: Kendall tau 0.500 against the 12-epoch table, Spearman rho n/a (an older ws-rank: run "
+        "it again for the 200-epoch verdict)"]

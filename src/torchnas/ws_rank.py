@@ -131,12 +131,12 @@ def distinct_cells(space, samples: int, seed: int) -> list:
     return archs
 
 
-def ws_rank(run_dir, samples: int = 100, seed: int = 0, batches: int = 8, policy_samples: int = 100,
-            data_dir=None) -> dict:
+def ws_rank(run_dir, *, samples: int, seed: int, batches: int, policy_samples: int, data_dir=None) -> dict:
     """Score ``samples`` distinct cells with the run's shared weights and rank them against the
     benchmark: the 200-epoch verdict first, the 12-epoch signal second, parameter count on the
     same cells beside them, τ within equal sizes; then ``policy_samples`` draws of the run's final
-    policy judged by the verdict. Returns (and writes) the record."""
+    policy judged by the verdict. Returns (and writes) the record. (The defaults are
+    ``api.ws_rank``'s, the command's.)"""
     if samples < 3 or batches < 1 or policy_samples < 1:
         raise ValueError(f"ws-rank needs --samples >= 3, --batches >= 1 and --policy-samples >= 1 "
                          f"(got {samples}, {batches}, {policy_samples})")
