@@ -401,7 +401,7 @@ def test_ws_rank_figure_draws_the_record(tmp_path, monkeypatch):
               "images_per_cell": 512}
     for derived in (None, {"shared_acc": 0.75, "test_acc_200ep": 93.0}):
         if derived:
-            record["derived"] = derived
+            record["derived"], record["params_tau_200ep"] = derived, 0.75
         assert module.ws_rank_figure(record, tmp_path / "f.png") == tmp_path / "f.png"
         fig = drawn[-1]
         ax, bar = fig.axes
@@ -411,7 +411,7 @@ def test_ws_rank_figure_draws_the_record(tmp_path, monkeypatch):
         assert len(ax.collections) == 1 + bool(derived)
         if derived:
             assert ax.collections[1].get_offsets().tolist() == [[75.0, 93.0]]
-        assert ax.get_title() == "τ 0.50 (size alone n/a), within sizes 0.25"
+        assert ax.get_title() == f"τ 0.50 (size alone {'0.75' if derived else 'n/a'}), within sizes 0.25"
         assert ax.get_xlabel() == "shared-weight accuracy, % (512 validation images)"
         assert ax.get_ylabel() == "NAS-Bench-201: 200-epoch test accuracy, %"
         assert bar.get_ylabel() == "parameters (M)"
@@ -436,6 +436,9 @@ def test_verdict_baselines_and_ranking_lines_word_for_word(stand_in, tmp_path):
         "12-epoch valid 70.00 %, test 69.50 % (percentile 12.2, rank 1,234); (an older record without the "
         "200-epoch verdict: a new search or ws-rank gives it)")
     assert verdict_line({"note": "no tables here", "verdict_table": None}) == "(no tables here)"
+    short = {"test_acc_200ep": 91.0, "rank_200ep": 12, "percentile_200ep": 50.0, "verdict_table": "t"}
+    assert verdict_line(short) == "200-epoch test 91.00 % (rank 12 of 15,625, percentile 50.0)"
+    assert verdict_line({**short, "cells": 6466}) == "200-epoch test 91.00 % (rank 12 of 6,466, percentile 50.0)"
 
     run = RunDir(tmp_path / "run")
     run.create({"space": {"name": "nb201"}})
@@ -454,7 +457,7 @@ def test_verdict_baselines_and_ranking_lines_word_for_word(stand_in, tmp_path):
          "within_size_tau_200ep": -0.125, "tau_12ep": 0.75, "rho_12ep": 0.875, "params_tau_12ep": None,
          "params_rho_12ep": 0.0, "within_size_tau_12ep": None,
          "policy": {"draws": 10, "distinct": 3, "mean_200ep": 91.234, "uniform_draws_mean_200ep": 87.5,
-                    "distinct_cells_mean_200ep": 89.75, "largest_cell_share": 0.3},
+                    "distinct_cells_mean_200ep": 89.75, "largest_cell_share": 0.75},
          "derived": {"shared_acc": 0.71234, "test_acc_200ep": 93.5, "rank_200ep": 1234, "table_valid_acc": 72.25}}
     assert ranking_lines(r) == [
         "5 distinct cells scored with the shared weights on 256 validation images each (reward_bn train)",
@@ -464,9 +467,37 @@ def test_verdict_baselines_and_ranking_lines_word_for_word(stand_in, tmp_path):
         "n/a, 0.000; tau-b within equal sizes n/a (4 pairs in 3 sizes)",
         "top-10% hit rate 0.50 against the verdict (top 2; chance 0.10)",
         "final policy, 10 draws (3 distinct): mean 200-epoch test 91.23 % against 87.50 % for as many draws of "
-        "the run's uniform sampler and 89.75 % for the distinct cells above; 30 % of draws are the largest cell",
+        "the run's uniform sampler and 89.75 % for the distinct cells above; 75 % of draws are the largest cell",
         baselines_line(b),
         "derived cell: shared-weight accuracy 0.7123, 200-epoch test 93.50 % (rank 1,234), 12-epoch valid 72.25 %"]
-    assert ranking_lines({"samples": 7, "kendall_tau": 0.5, "spearman_rho": None}) == [
-        "7 uniform cells: Kendall tau 0.500 against the 12-epoch table, Spearman rho n/a (an older ws-rank: run "
+    assert ranking_lines({"samples": 7, "kendall_tau": 0.5, "spearman_rho": 0.25}) == [
+        "7 uniform cells: Kendall tau 0.500 against the 12-epoch table, Spearman rho 0.250 (an older ws-rank: run "
         "it again for the 200-epoch verdict)"]
+
+
+def test_search_from_run_restores_the_enas_checkpoint(tmp_path):
+    """ws-rank's run loading: a run without a checkpoint is refused by name; with one, the search
+    comes back with the checkpoint's state (a controller weight set by hand); another job's
+    checkpoint is refused by its kind."""
+    import torch
+    from torchnas.config import search_config
+    from torchnas.enas import build_enas
+    from torchnas.runs import RunDir, RunError
+    from torchnas.ws_rank import search_from_run
+    rc = search_config(preset="enas-micro-tiny", data="digits", set=[
+        "enas.net.channels=4", "enas.data.per_class=15", "enas.data.image_size=6", "enas.epochs=1"])
+    run = RunDir(tmp_path / "run").create(rc.raw)
+    with pytest.raises(RunError) as e:
+        search_from_run(run)
+    assert str(e.value) == f"{run.path} has no checkpoint yet: let the search finish an epoch first"
+    _, search = build_enas(rc)
+    weight = next(search.strategy.controller.parameters())
+    with torch.no_grad():
+        weight.fill_(0.125)
+    run.save_checkpoint(search.state_dict(), "enas")
+    cfg, space, restored = search_from_run(run)
+    assert cfg == run.config() and space.name == "enas-micro"
+    assert torch.equal(next(restored.strategy.controller.parameters()), torch.full_like(weight, 0.125))
+    run.save_checkpoint({"epoch": 1}, "train")
+    with pytest.raises(RunError, match="checkpoint of a network's training, not of an ENAS search"):
+        search_from_run(run)
