@@ -4,9 +4,11 @@
     python benchmarks/scale_figure.py [--workers 8 16 32 64 128 256 512 800] [--children 3200]
         [--m 8] [--seeds 1] [--data-dir DIR] [--out docs/images/scale_utilisation.png] [--rows FILE]
 
-Each point is one search (the mean over ``--seeds``): utilisation over the whole search (solid)
-and until its last child started (dashed: the search's end drains its last children whatever the
-mode). The rows are also written as JSON lines (``--rows``).
+Each point is one search (the mean over ``--seeds``): utilisation over the whole search (solid:
+the children whose results were used) and until its last child started (dashed). The
+asynchronous search ends two ways (``search.finish``): ``drain`` waits for its last children,
+``cancel`` stops them once the budget is logged. The rows are also written as JSON lines
+(``--rows``).
 """
 from __future__ import annotations
 
@@ -40,13 +42,18 @@ def main(argv=None) -> int:
     Path(args.rows).parent.mkdir(parents=True, exist_ok=True)
     Path(args.rows).write_text("".join(json.dumps(r) + "\n" for r in rows))
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    for mode, colour in (("sync", "tab:blue"), ("async", "tab:orange")):
-        ws = sorted({r["workers"] for r in rows if r["mode"] == mode})
+    for mode, finish, colour in (("sync", "drain", "tab:blue"), ("async", "drain", "tab:orange"),
+                                 ("async", "cancel", "tab:green")):
+        mine = [r for r in rows if (r["mode"], r["finish"]) == (mode, finish)]
+        ws = sorted({r["workers"] for r in mine})
+        name = mode if mode == "sync" else f"{mode}, {finish}"
         for key, style, what in (("utilisation", "-", "whole search"), ("utilisation_steady", "--", "until the last start")):
-            ys = [100 * statistics.mean(r[key] for r in rows if r["mode"] == mode and r["workers"] == w) for w in ws]
-            ax.plot(ws, ys, style, marker="o", color=colour, label=f"{mode}, {what}")
+            if key == "utilisation_steady" and finish == "cancel":
+                continue                            # busy until its last start as the drained one is (the rows have both)
+            ys = [100 * statistics.mean(r[key] for r in mine if r["workers"] == w) for w in ws]
+            ax.plot(ws, ys, style, marker="o", color=colour, label=f"{name}, {what}")
             if key == "utilisation":
-                print(mode, " ".join(f"W={w}: {y:.1f}%" for w, y in zip(ws, ys)))
+                print(name, " ".join(f"W={w}: {y:.1f}%" for w, y in zip(ws, ys)))
     ax.set_xscale("log")
     ax.set_xticks(args.workers, [str(w) for w in args.workers])
     ax.set_ylim(0, 100)

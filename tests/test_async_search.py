@@ -94,17 +94,23 @@ def test_bench_scale_runs_the_real_search_on_a_simulated_cluster_and_prints_json
     from torchnas import api
     from torchnas.cli import main
     from torchnas.scale import DurationModel, run_scale
-    res = run_scale([4], children=24, m=2, replicas=None, seeds=[0], modes=["sync", "async"],
+    res = run_scale([4], children=24, m=2, replicas=None, seeds=[0], modes=["sync", "async"], finishes=("drain", "cancel"),
                     data_dir=SHARED, model=DurationModel(base_s=600, per_gflop_s=3600, sigma=0.5))
-    sync, asyn = res["rows"]
+    sync, asyn, cancel = res["rows"]
+    assert [r["finish"] for r in res["rows"]] == ["drain", "drain", "cancel"] and cancel["trained"] == 24
+    assert cancel["cancelled"] >= 1 and cancel["utilisation"] < cancel["utilisation_busy"]
+    assert sync["utilisation"] == sync["utilisation_busy"] and sync["cancelled"] == 0
     assert (sync["replicas"], sync["batch"], asyn["replicas"], asyn["batch"]) == (1, 4, 2, 2)
     assert sync["updates"] == 6 and asyn["updates"] == 12 and asyn["staleness_max"] >= 1
     for r in (sync, asyn):
         assert 0 < r["utilisation"] <= 1 and 40 < r["best_test_200ep"] <= 94.38
-        assert r["common_hours"] == min(sync["hours"], asyn["hours"])
+        assert r["common_hours"] == min(sync["hours"], asyn["hours"], cancel["hours"])
     assert main(["bench", "scale", "--modes", "fast", "--data-dir", str(SHARED)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "'fast' is not a mode" in err
+    assert main(["bench", "scale", "--finish", "later", "--data-dir", str(SHARED)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'later' is not a way to end; choose drain and/or cancel" in err
     with pytest.raises(Exception, match="--out"):
         api.bench_scale(workers=[2], children=4, out=tmp_path, data_dir=SHARED)      # a folder: refused first
 
@@ -159,3 +165,41 @@ def test_batches_in_flight_are_capped_at_k_times_m_plus_four():
     Search(space, strategy, FunctionEvaluator(_reward), budget=2, executor=pool, replicas=2, max_proposals=20).run()
     assert Search.FLIGHTS_PER_REPLICA == 4 and strategy.asked_by_tell[:10] == [10] * 10
     assert strategy.asked == 20 and pool.started == 1
+
+
+def test_finish_cancel_logs_exactly_the_budget_and_counts_the_stopped_child_as_wasted():
+    """2 workers, 2 replicas of one child, budget 2, durations 1, 3, 1 as children start.
+    Drain: X (0-1) and Y (0-3) are the budget; the search waits for Y: busy 4 of 2 × 3.
+    Cancel: X ends at 1 and its replica asks Z (1-2); at 2 the budget (X, Z) is logged and Y,
+    2 seconds in, is stopped: busy 4 of 2 × 2, of which Y's 2 are wasted (useful 2 / 4)."""
+    space = NB201Space()
+
+    def run(finish):
+        pool = SimulatedPool(2, _scripted([1, 3, 1]))
+        res = Search(space, make_strategy("random", space, seed=0, batch_size=1), FunctionEvaluator(_reward),
+                     budget=2, executor=pool, replicas=2, finish=finish).run()
+        return pool, res
+    drain, d = run("drain")
+    assert (drain.now, drain.busy, drain.wasted, d.cancelled) == (3.0, 4.0, 0.0, 0)
+    assert drain.useful_utilisation() == drain.utilisation() == pytest.approx(4 / 6)
+    cancel, c = run("cancel")
+    assert (cancel.now, cancel.busy, cancel.wasted, c.cancelled) == (2.0, 4.0, 2.0, 1)
+    assert (cancel.utilisation(), cancel.useful_utilisation()) == (1.0, 0.5)
+    assert [r["time_s"] for r in c.evaluations] == [1.0, 1.0] and len(c.evaluations) == 2
+    assert c.evaluations[0]["arch"] == d.evaluations[0]["arch"] != c.evaluations[1]["arch"]
+    with pytest.raises(ValueError, match="finish must be 'drain' or 'cancel', got 'soon'"):
+        Search(space, make_strategy("random", space, seed=0), FunctionEvaluator(_reward), budget=2, finish="soon")
+
+
+@pytest.mark.parametrize("strategy, settings", [("reinforce", {"batch_size": 3}), ("evolution", {"population_size": 5,
+                                                                                                   "sample_size": 2})])
+def test_finish_cancel_logs_every_child_once_and_the_budget_exactly(strategy, settings):
+    space, rng = NB201Space(), random.Random(5)
+    pool = SimulatedPool(6, lambda arch: rng.lognormvariate(0, 1))
+    res = Search(space, make_strategy(strategy, space, seed=1, **settings), FunctionEvaluator(_reward),
+                 budget=60, executor=pool, replicas=4, finish="cancel").run()
+    archs = [r["arch"] for r in res.evaluations]
+    assert len(archs) == 60 == len(set(archs)) and res.cancelled >= 1
+    assert 60 < pool.started <= 60 + res.cancelled        # cancelled: started or still queued
+    assert pool.idle == 6 and pool._events == [] and not pool._queue
+    assert 0 < pool.useful_utilisation() < pool.utilisation() <= 1 + 1e-12

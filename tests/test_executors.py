@@ -228,3 +228,41 @@ def test_a_dead_worker_reaped_by_the_pools_own_thread_is_still_the_culprit():
     pool._pool = SimpleNamespace(_processes={11: Reaped(-signal.SIGKILL), 12: Reaped(-signal.SIGTERM)})
     pool._log = SimpleNamespace(stop=lambda: {11: "child-a", 12: "child-b"})
     assert pool._died() == {"child-a"}
+
+
+class Sleeps(Evaluator):
+    """Reward = the sum of the values, after ``seconds`` of sleep."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def evaluate(self, arch):
+        import time
+        time.sleep(self.seconds)
+        return Evaluation(float(sum(arch.values)), {})
+
+
+@pytest.mark.parametrize("backend", ["local", "ray"])
+def test_cancelled_children_stop_with_their_workers_and_the_pool_goes_on(backend):
+    """``finish: cancel`` (issue 29): children in flight that a search no longer needs are stopped
+    at once, not trained to their end, and the pool takes new children afterwards."""
+    import time
+    if backend == "ray":
+        require_module("ray")
+    archs = _archs(3)
+    pool = LocalPool(workers=2, threads=1) if backend == "local" else RayPool(workers=2, threads=1)
+    try:
+        slow = Sleeps(60.0)
+        jobs = [pool.submit(slow, a) for a in archs]          # two start, one waits for a worker
+        time.sleep(3.0)
+        t0 = time.perf_counter()
+        pool.cancel(jobs)
+        if backend == "local":
+            assert pool._pool is None and pool._jobs == {}      # the workers that trained them are stopped
+        fast = Sleeps(0.0)
+        evs = list(pool.map(fast, archs[:2]))
+        assert time.perf_counter() - t0 < 30                  # not the 60 s the cancelled children needed
+        assert [e.reward for e in evs] == [float(sum(a.values)) for a in archs[:2]]
+        assert not any(j.done for j in jobs)
+    finally:
+        pool.close()

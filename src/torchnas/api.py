@@ -187,7 +187,7 @@ def _prepare_search(rc: RunConfig, data_dir):
 
 
 def _search_settings(rc: RunConfig) -> dict:
-    """The ``search:`` section checked (mode, replicas)."""
+    """The ``search:`` section checked (mode, replicas, finish)."""
     from .search import loop_settings
     from .settings import checked
     return loop_settings(**checked("search", loop_settings, rc.search))
@@ -325,7 +325,8 @@ def _search_steps(rc: RunConfig, run: RunDir | None, out, data_dir, retrain: boo
             emit("run", _about(run, resumed, rc.raw, rc.budget))
             from .search import Search
             search_ = Search(space, strategy_, evaluator, rc.budget, run_dir=run,
-                             max_proposals=rc.max_proposals, executor=executor, replicas=_replicas(rc, strategy_))
+                             max_proposals=rc.max_proposals, executor=executor, replicas=_replicas(rc, strategy_),
+                             finish=_search_settings(rc)["finish"])
             search_.resume()
             if new_budget:
                 run.save_config(recorded)
@@ -710,7 +711,8 @@ def bench_nb201(strategy: str, *, queries: int = 100, seeds: int = 10, first_see
 
 
 def bench_scale(*, workers=(8, 64, 800), children: int = 12_800, m=(8,), replicas=None,
-                seeds: int = 1, first_seed: int = 0, modes=("sync", "async"), strategy: str = "reinforce",
+                seeds: int = 1, first_seed: int = 0, modes=("sync", "async"), finish=("drain", "cancel"),
+                strategy: str = "reinforce",
                 sigma: float = 0.5, data_dir=None, out=None, on_event: Events | None = None) -> dict:
     """``torchnas bench scale``: synchronous against asynchronous search on simulated clusters of
     ``workers`` (the real search loop and strategies on NAS-Bench-201; :mod:`torchnas.scale`).
@@ -724,9 +726,12 @@ def bench_scale(*, workers=(8, 64, 800), children: int = 12_800, m=(8,), replica
     bad = sorted(set(modes) - {"sync", "async"})
     if bad:
         raise ConfigError(f"bench scale --modes: {bad[0]!r} is not a mode; choose sync and/or async")
+    bad = sorted(set(finish) - {"drain", "cancel"})
+    if bad or not finish:
+        raise ConfigError(f"bench scale --finish: {(bad or [''])[0]!r} is not a way to end; choose drain and/or cancel")
     emit = _events(on_event, quiet=True)
     result = run_scale(list(workers), children, m, replicas, list(range(first_seed, first_seed + seeds)),
-                       list(modes), strategy=strategy, sigma=sigma, data_dir=_path(data_dir),
+                       list(modes), tuple(finish), strategy=strategy, sigma=sigma, data_dir=_path(data_dir),
                        on_run=lambda done, total: emit("seeds", {"completed": done, "total": total, "seconds": 0}))
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

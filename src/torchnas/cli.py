@@ -100,7 +100,8 @@ def cmd_ws_rank(args) -> int:
 
 def cmd_scale(args) -> int:
     result = api.bench_scale(workers=args.workers, children=args.children, m=args.m, replicas=args.replicas,
-                             seeds=args.seeds, first_seed=args.first_seed, modes=args.modes, strategy=args.strategy,
+                             seeds=args.seeds, first_seed=args.first_seed, modes=args.modes, finish=args.finish,
+                             strategy=args.strategy,
                              sigma=args.sigma, data_dir=args.data_dir, out=args.out)
     terminal.print_scale(result)
     if args.out:
@@ -256,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--replicas", type=_count, nargs="+", default=None,
                    help="asynchronous replicas K, one search each (default: workers / m, Zoph & Le's 100 at 800)")
     c.add_argument("--modes", nargs="+", default=["sync", "async"], help="sync and/or async (default both)")
+    c.add_argument("--finish", nargs="+", default=["drain", "cancel"],
+                   help="how an asynchronous search ends: drain (wait for every child asked) and/or cancel "
+                        "(stop those in flight once the budget is logged); default both")
     c.add_argument("--seeds", type=_count, default=1, help="searches per mode and size (default 1)")
     c.add_argument("--first-seed", type=int, default=0, help="seed of the first (default 0)")
     c.add_argument("--strategy", default="reinforce", help="reinforce, random or evolution (default reinforce)")

@@ -8,7 +8,9 @@ benchmark's network for a small and the largest cell, times the steps of the tab
 protocol), ``noise`` a heavy-tailed log-normal factor of mean 1. The synchronous search asks one
 batch of W children (one controller update per W children, every worker waiting for the slowest);
 the asynchronous one keeps K replicas of m children in flight (Zoph & Le: m = 8, K = 100 for
-800 workers). The 200-epoch table only judges the best cell afterwards.
+800 workers) and ends by draining its last children or by cancelling them once the budget is
+logged (``finish``). Utilisation counts only the children whose results were used (a cancelled
+child's time is busy but wasted). The 200-epoch table only judges the best cell afterwards.
 """
 from __future__ import annotations
 
@@ -91,7 +93,7 @@ def calibrate(space, flops: CellFlops, sigma: float = 0.5, steps: int = 3) -> Du
 
 
 def simulate(space, table, strategy_factory, mode: str, workers: int, children: int, m: int, replicas: int | None,
-             model: DurationModel, flops, seed: int) -> dict:
+             model: DurationModel, flops, seed: int, finish: str = "drain") -> dict:
     """One search on ``workers`` simulated workers; returns its figures and the best-so-far
     trajectory against simulated time."""
     from .search import Search
@@ -107,13 +109,16 @@ def simulate(space, table, strategy_factory, mode: str, workers: int, children: 
         if not best or rec["reward"] > best[-1][2]:
             best.append((pool.now, rec["arch"], rec["reward"]))
     search = Search(space, strategy, table, children, executor=pool, replicas=k, on_evaluation=on_evaluation,
-                    on_update=lambda stats: staleness.append((stats or {}).get("staleness", 0)))
+                    on_update=lambda stats: staleness.append((stats or {}).get("staleness", 0)),
+                    finish=finish if mode == "async" else "drain")
     t0 = time.perf_counter()
     result = search.run()
-    return {"mode": mode, "workers": workers, "replicas": k, "batch": batch, "seed": seed,
-            "utilisation": pool.utilisation(), "utilisation_steady": pool.utilisation(pool.last_start),
-            "hours": pool.now / 3600, "trained": pool.started, "stopped_early": result.stopped_early,
-            "children_per_hour": pool.started / (pool.now / 3600), "updates": len(staleness),
+    return {"mode": mode, "finish": search.finish, "workers": workers, "replicas": k, "batch": batch, "seed": seed,
+            "utilisation": pool.useful_utilisation(), "utilisation_busy": pool.utilisation(),
+            "utilisation_steady": pool.utilisation(pool.last_start),
+            "hours": pool.now / 3600, "trained": len(result.evaluations), "cancelled": result.cancelled,
+            "stopped_early": result.stopped_early,
+            "children_per_hour": len(result.evaluations) / (pool.now / 3600), "updates": len(staleness),
             "staleness": staleness, "best": best, "seconds": time.perf_counter() - t0}
 
 
@@ -128,8 +133,9 @@ def verdict_at(space, best: list, hours: float, data_dir) -> float | None:
 def summary_row(space, run: dict, common_hours: float, data_dir) -> dict:
     st = sorted(run["staleness"])
     q = (lambda f: st[min(len(st) - 1, int(f * len(st)))]) if st else (lambda f: 0)
-    return {"mode": run["mode"], "workers": run["workers"], "replicas": run["replicas"], "batch": run["batch"],
-            "seed": run["seed"], "utilisation": round(run["utilisation"], 4),
+    return {"mode": run["mode"], "finish": run["finish"], "workers": run["workers"], "replicas": run["replicas"],
+            "batch": run["batch"], "seed": run["seed"], "utilisation": round(run["utilisation"], 4),
+            "utilisation_busy": round(run["utilisation_busy"], 4), "cancelled": run["cancelled"],
             "utilisation_steady": round(run["utilisation_steady"], 4),
             "children_per_hour": round(run["children_per_hour"], 1), "updates": run["updates"],
             "trained": run["trained"], "stopped_early": run["stopped_early"],
@@ -140,7 +146,7 @@ def summary_row(space, run: dict, common_hours: float, data_dir) -> dict:
 
 
 def run_scale(workers: list[int], children: int, m: int | list[int], replicas: list[int] | None, seeds: list[int],
-              modes: list[str],
+              modes: list[str], finishes: tuple[str, ...] = ("drain",),
               strategy: str = "reinforce", preset: str = "nb201", sigma: float = 0.5, data_dir=None,
               model: DurationModel | None = None, on_run=None) -> dict:
     """Every (seed, workers, mode) search, its figures, and the best cell judged at the simulated
@@ -167,22 +173,25 @@ def run_scale(workers: list[int], children: int, m: int | list[int], replicas: l
     threads = torch.get_num_threads()
     torch.set_num_threads(1)        # the controller's small operations: one thread is several times faster here
     try:
-        rows = _runs(space, table, factory, workers, children, m, replicas, seeds, modes, model, flops, data_dir, on_run)
+        rows = _runs(space, table, factory, workers, children, m, replicas, seeds, modes, finishes, model, flops,
+                     data_dir, on_run)
     finally:
         torch.set_num_threads(threads)
     return {"model": model.describe(), "children": children, "m": m, "strategy": strategy, "rows": rows}
 
 
-def _runs(space, table, factory, workers, children, m, replicas, seeds, modes, model, flops, data_dir, on_run):
+def _runs(space, table, factory, workers, children, m, replicas, seeds, modes, finishes, model, flops, data_dir,
+          on_run):
     rows = []
     for seed in seeds:
         for w in workers:
             runs = []
             ms = m if isinstance(m, list) else [m]
-            plan = [(mode, mm, k) for mode in modes for mm in (ms[:1] if mode == "sync" else ms)
-                    for k in ([None] if mode == "sync" else (replicas or [None]))]
-            for mode, mm, k in plan:
-                runs.append(simulate(space, table, factory, mode, w, children, mm, k, model, flops, seed))
+            plan = [(mode, mm, k, f) for mode in modes for mm in (ms[:1] if mode == "sync" else ms)
+                    for k in ([None] if mode == "sync" else (replicas or [None]))
+                    for f in (["drain"] if mode == "sync" else finishes)]
+            for mode, mm, k, f in plan:
+                runs.append(simulate(space, table, factory, mode, w, children, mm, k, model, flops, seed, f))
                 if on_run is not None:
                     on_run(len(rows) + len(runs), len(seeds) * len(workers) * len(plan))
             common = min(r["hours"] for r in runs)

@@ -13,7 +13,10 @@ others' children still train; the strategy gets each batch with the version it w
 child finished before an earlier one of its own batch waits for it. An architecture already in
 flight for another replica is not trained twice: its batch waits for that result. Such a batch,
 like one of cached children, holds no worker, so while fewer than K × m children train the loop
-asks further batches (at most K × (m + 4) in flight) and the workers stay busy.
+asks further batches (at most K × (m + 4) in flight) and the workers stay busy. ``finish``: how
+the search ends: ``drain`` (every child asked counts toward the budget, and the search waits for
+the last of them) or ``cancel`` (asynchronous only: replicas ask until the budget's children are
+logged; the children still in flight are then stopped, not logged, and counted in ``cancelled``).
 
 Resumption: the checkpoint is written after a ``tell`` (at most every ``checkpoint_every``
 seconds, and at the end) and records how many log lines it covers. A synchronous search resumes
@@ -39,12 +42,18 @@ from .spaces import Architecture, SearchSpace
 from .strategies import Strategy
 
 
-def loop_settings(mode: Literal["sync", "async"] = "sync", replicas: Count | None = None) -> dict:
+def loop_settings(mode: Literal["sync", "async"] = "sync", replicas: Count | None = None,
+                  finish: Literal["drain", "cancel"] = "drain") -> dict:
     """The ``search:`` section: ``mode: sync`` (one batch in flight) or ``async`` (Zoph & Le
-    §3.3: ``replicas`` batches in flight; by default enough to fill the workers)."""
+    §3.3: ``replicas`` batches in flight; by default enough to fill the workers); ``finish``:
+    wait for every child asked (``drain``) or stop those in flight once the budget is logged
+    (``cancel``, asynchronous only; docs/design.md)."""
     if mode == "sync" and replicas not in (None, 1):
         raise SettingsError(f"search.replicas = {replicas}: replicas in flight need search.mode: async")
-    return {"mode": mode, "replicas": replicas}
+    if mode == "sync" and finish == "cancel":
+        raise SettingsError("search.finish = cancel: a synchronous search has no child in flight beyond its "
+                            "budget to cancel; set search.mode: async or drop search.finish")
+    return {"mode": mode, "replicas": replicas, "finish": finish}
 
 
 def replicas_for(settings: dict, workers: int, batch: int) -> int:
@@ -61,6 +70,7 @@ class SearchResult:
     trajectory: list[float] = field(default_factory=list)   # best reward after each new query
     proposals: int = 0
     stopped_early: bool = False
+    cancelled: int = 0              # children in flight stopped at the end (finish="cancel")
 
 
 class Search:
@@ -70,12 +80,14 @@ class Search:
                  run_dir: RunDir | None = None, max_proposals: int | None = None,
                  on_evaluation: Callable[[dict], None] | None = None, checkpoint_every: float = 5.0,
                  executor: Executor | None = None, replicas: int = 1,
-                 on_update: Callable[[dict], None] | None = None):
+                 on_update: Callable[[dict], None] | None = None, finish: str = "drain"):
         if budget < 1:
             raise ValueError(f"budget must be >= 1 distinct architectures, got {budget}")
         if replicas < 1:
             raise ValueError(f"replicas must be >= 1 batches in flight, got {replicas}")
-        self.replicas = replicas
+        if finish not in ("drain", "cancel"):
+            raise ValueError(f"finish must be 'drain' or 'cancel', got {finish!r}")
+        self.replicas, self.finish = replicas, finish
         self.space, self.strategy, self.evaluator = space, strategy, evaluator
         self.budget = budget
         self.max_proposals = max_proposals or 10 * budget
@@ -144,13 +156,14 @@ class Search:
         return rec
 
     def _launch(self, batch: list[Architecture], version: int) -> "_Flight":
-        """The prefix of ``batch`` that fits the budget (counting the children in flight), its
-        new architectures sent to the executor (or taken from the log on a resume)."""
+        """The prefix of ``batch`` that fits the budget (counting the children in flight; all of it
+        with ``finish="cancel"``), its new architectures sent to the executor (or taken from the
+        log on a resume)."""
         flight = _Flight(version)
         distinct = len(self.log) + len(self._inflight)
         for arch in batch:
             fresh = arch not in self.cache and arch not in self._inflight
-            if fresh and distinct >= self.budget:
+            if fresh and distinct >= self.budget and self.finish == "drain":
                 break
             flight.archs.append(arch)
             if fresh:
@@ -165,6 +178,8 @@ class Search:
         while flight.next < len(flight.archs):
             arch = flight.archs[flight.next]
             if arch not in self.cache:
+                if len(self.log) >= self.budget:
+                    return False                   # finish="cancel": the budget is logged
                 job = self._inflight.get(arch)
                 if not isinstance(job, dict) and (job is None or not job.done):
                     return False                   # still training (here or for another replica)
@@ -215,27 +230,36 @@ class Search:
         stopped_early = False
         flights: list[_Flight] = []
         self._inflight, self._planned, self._batch = {}, 0, 1
+        counted = self._inflight if self.finish == "drain" else {}      # children in flight count toward the budget
+        cancelled = 0
         while True:
-            while self._room(flights) and len(self.log) + len(self._inflight) < self.budget:
+            told = [f for f in flights if self._advance(f)]       # what finished is logged and told first
+            for f in told:
+                flights.remove(f)
+                self._tell(f)
+            if self.finish == "cancel" and len(self.log) >= self.budget:     # the rest is not needed
+                jobs = [j for j in self._inflight.values() if not isinstance(j, dict)]
+                self.executor.cancel(jobs)
+                cancelled, self._inflight, self._planned = len(jobs), {}, 0
+                break
+            asked = 0
+            while self._room(flights) and len(self.log) + len(counted) < self.budget:
                 if self.proposals + self._planned >= self.max_proposals:
                     stopped_early = True
                     break
                 batch, version = self.strategy.ask_versioned()
                 self._batch = max(self._batch, len(batch))
                 flights.append(self._launch(batch, version))
+                asked += 1
             if not flights:
                 break
-            told = [f for f in flights if self._advance(f)]
-            for f in told:
-                flights.remove(f)
-                self._tell(f)
-            if not told:
+            if not told and not asked:
                 self.executor.wait([j for j in self._inflight.values() if not isinstance(j, dict) and not j.done])
         if self.run_dir is not None:
             self._checkpoint()
         self.elapsed = self._elapsed()
         self._t0 = time.perf_counter()
-        return SearchResult(self.best, self.log, self.trajectory, self.proposals, stopped_early)
+        return SearchResult(self.best, self.log, self.trajectory, self.proposals, stopped_early, cancelled)
 
 
 class _Flight:

@@ -241,16 +241,20 @@ def print_scale(result: dict) -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
     def trained(r):         # a converged policy that keeps proposing known cells stops at max_proposals
         return "" if r["trained"] == result["children"] else f" ({r['trained']:,} trained)"
+
+    def mode(r):            # utilisation counts used children only: a cancelled child's time is wasted
+        return r["mode"] if r["finish"] == "drain" else f"{r['mode']}, cancel ({r['cancelled']} cancelled)"
     for r in result["rows"]:
         fmt = lambda v: "-" if v is None else f"{v:.2f}"
-        print(f"| {r['mode']} | {r['workers']} | {r['replicas']} x {r['batch']} | {r['utilisation']:.1%} "
+        print(f"| {mode(r)} | {r['workers']} | {r['replicas']} x {r['batch']} | {r['utilisation']:.1%} "
               f"({r['utilisation_steady']:.1%}) | "
               f"{r['children_per_hour']:,.1f}{trained(r)} | {r['updates']} | {r['staleness_median']} / {r['staleness_p90']} / "
               f"{r['staleness_max']} | {r['hours']:.1f} | {fmt(r['best_test_200ep'])} | "
               f"{fmt(r['best_test_200ep_at_common_time'])} ({r['common_hours']:.1f} h) |")
     for r in result["rows"]:
         print(json.dumps({k: r[k] for k in ("mode", "workers", "utilisation", "children_per_hour", "best_test_200ep",
-                                            "replicas", "utilisation_steady", "seed")}))
+                                            "replicas", "utilisation_steady", "finish", "utilisation_busy",
+                                            "cancelled", "seed")}))
 
 
 def print_bench(result: dict, stats: dict) -> None:

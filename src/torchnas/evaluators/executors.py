@@ -69,6 +69,10 @@ class Executor:
         """Block until one of ``jobs`` is done; the first of them that is."""
         raise NotImplementedError
 
+    def cancel(self, jobs: list[Job]) -> None:
+        """Stop ``jobs``: their results are not wanted (a search whose budget is logged)."""
+        raise NotImplementedError
+
     def map(self, evaluator: Evaluator, archs: Iterable[Architecture]) -> Iterator[Evaluation]:
         """Every arch submitted now; the evaluations in the order of ``archs``."""
         jobs = [self.submit(evaluator, a) for a in archs]
@@ -99,6 +103,10 @@ class Serial(Executor):
         job = Job(arch, evaluator)
         self._queue.append(job)
         return job
+
+    def cancel(self, jobs):
+        gone = set(map(id, jobs))
+        self._queue = [j for j in self._queue if id(j) not in gone]
 
     def wait(self, jobs):
         import torch
@@ -258,6 +266,17 @@ class LocalPool(Executor):
         job.finish(job.handle.result())
         del self._jobs[job.key]
 
+    def cancel(self, jobs):
+        """Children not started are taken off the queue; a started one can only be stopped with
+        its worker, so when every child in flight is cancelled the workers are stopped (the pool
+        starts again at the next submit), else the started ones finish unused."""
+        for job in jobs:
+            self._jobs.pop(job.key, None)
+            if job.handle is not None:
+                job.handle.cancel()
+        if self._pool is not None and not any(not j.done for j in self._jobs.values()):
+            self._stop()
+
     def _recover(self) -> None:
         """A worker died and broke the pool: keep what finished before, start the pool again and
         send every other child in flight again; only the children whose own worker died count
@@ -409,6 +428,11 @@ class RayPool(Executor):
                     continue
                 job.handle = self._task.remote(job.key, job.arch, self.threads)
         return done
+
+    def cancel(self, jobs):
+        for job in jobs:
+            if not job.done:
+                self._ray.cancel(job.handle, force=True)     # its worker is stopped; Ray starts another
 
     def close(self):
         if self._owner and self._ray.is_initialized():

@@ -5,7 +5,9 @@ strategies and the controller that use it are the real ones (issue 29: Zoph & Le
 on one machine). A submitted child waits in submission order for a free worker; once a worker
 takes it, it finishes ``duration(arch)`` simulated seconds later, with the evaluation its
 evaluator gives (a table look-up or a scripted reward, computed at once). ``wait`` moves the
-clock to the next finish. ``utilisation()`` is the workers' busy time over ``workers × now``.
+clock to the next finish. ``utilisation()`` is the workers' busy time over ``workers × now``;
+``cancel`` stops children (their time so far is busy but ``wasted``: ``useful_utilisation()``
+leaves it out).
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ class SimulatedPool(Executor):
         self.idle = workers
         self.started = 0
         self.last_start = 0.0                                      # when the last child was taken
+        self.wasted = 0.0                                          # worker-seconds of cancelled children
         self._spans: list[tuple[float, float]] = []               # (start, finish) of every child
         self._queue: deque[Job] = deque()
         self._events: list[tuple[float, int, Job]] = []          # (finish time, start order, job)
@@ -47,7 +50,7 @@ class SimulatedPool(Executor):
                 raise ValueError(f"a simulated child's duration must be >= 0 seconds, got {seconds}")
             ev = job.evaluator.evaluate(job.arch)
             ev.seconds = seconds
-            job.handle = ev
+            job.handle, job.key = ev, len(self._spans)
             self.idle -= 1
             self.started += 1
             self.last_start = self.now
@@ -63,6 +66,28 @@ class SimulatedPool(Executor):
             self.idle += 1
             self._dispatch()
         return done
+
+    def cancel(self, jobs):
+        """Queued children are dropped; running ones stop now (a worker freed); finished ones are
+        not used. Their worker-seconds count as busy and as ``wasted``."""
+        gone = {id(j) for j in jobs}
+        self._queue = deque(j for j in self._queue if id(j) not in gone)
+        for job in jobs:
+            if job.key is None:                    # never started
+                continue
+            a, b = self._spans[job.key]
+            if not job.done:
+                b = self.now
+                self._spans[job.key] = (a, b)
+                self.idle += 1
+            self.wasted += b - a
+        self._events = [e for e in self._events if id(e[2]) not in gone]
+        heapq.heapify(self._events)
+        self._dispatch()
+
+    def useful_utilisation(self) -> float:
+        """Worker-seconds of the children whose results were used over ``workers × now``."""
+        return (self.busy - self.wasted) / (self.workers * self.now) if self.now > 0 else 0.0
 
     @property
     def busy(self) -> float:
