@@ -203,3 +203,16 @@ def test_finish_cancel_logs_every_child_once_and_the_budget_exactly(strategy, se
     assert 60 < pool.started <= 60 + res.cancelled        # cancelled: started or still queued
     assert pool.idle == 6 and pool._events == [] and not pool._queue
     assert 0 < pool.useful_utilisation() < pool.utilisation() <= 1 + 1e-12
+
+
+@needs(NB201_CSV, "NAS-Bench-201 table")
+def test_a_cancelling_search_from_the_command_line_logs_its_budget_and_says_what_it_stopped(tmp_path, capsys):
+    from torchnas.cli import main
+    from torchnas.runs import RunDir
+    code = main(["search", "--preset", "nb201", "--queries", "40", "--quiet", "--data-dir", str(SHARED),
+                 "--out", str(tmp_path / "run"), "--set", "search.mode=async", "--set", "search.finish=cancel",
+                 "--set", "search.replicas=4", "--set", "strategies.reinforce.batch_size=4"])
+    out = capsys.readouterr().out
+    assert code == 0 and len(RunDir(tmp_path / "run").records(RunDir.EVALS)) == 40
+    stopped = [line for line in out.splitlines() if "still in flight were stopped" in line]
+    assert len(stopped) == 1 and stopped[0].startswith("40 architectures logged; ")

@@ -102,6 +102,12 @@ def _signature_keys(cfg):
     strategy = cfg.get("strategy", "reinforce")
     strategy = strategy.get("name") if isinstance(strategy, dict) else strategy
     yield from (f"strategies.{strategy}.{k}" for k in allowed(registered("strategy")[strategy]))
+    if "enas" in cfg:                       # the loop's and the task's shared weights' settings
+        from torchnas.enas import allowed_settings
+        yield from (f"enas.{k}" for k in allowed_settings(registered("space")[space]()))
+    else:                                   # the search loop's section (mode, replicas, finish)
+        from torchnas.search import loop_settings
+        yield from (f"search.{k}" for k in allowed(loop_settings))
 
 
 # one search preset of each family (the full-size ones build the same sections at larger sizes)

@@ -342,7 +342,8 @@ def _search_steps(rc: RunConfig, run: RunDir | None, out, data_dir, retrain: boo
                     emit("end", {"task": "search"})
             executor.close()
             emit("search_done", {"path": run.path, "best": result.best, "stopped_early": result.stopped_early,
-                                 "proposals": result.proposals, "distinct": len(result.evaluations)})
+                                 "proposals": result.proposals, "distinct": len(result.evaluations),
+                                 "cancelled": result.cancelled})
             best = result.best
             if best and rc.retrains and retrain:
                 _retrain_best(rc, run, best["arch"], tensorboard, emit)

@@ -159,6 +159,9 @@ class Printer:
         if d["stopped_early"]:
             print(f"stopped after {d['proposals']} proposals with {d['distinct']} distinct "
                   f"architectures: the strategy kept proposing ones already evaluated (max_proposals)")
+        if d.get("cancelled"):
+            print(f"{d['distinct']} architectures logged; {d['cancelled']} still in flight were stopped "
+                  f"(search.finish: cancel)")
         best = d["best"]
         if best:
             print(f"best reward {best['reward']:.4f} at query {best['query']}: {best['arch']}")
