@@ -63,6 +63,20 @@ def test_children_obey_the_construction_rules(space):
         assert count_flops(model, (3, 32, 32)) == flops
 
 
+@pytest.mark.parametrize("space", SPACES + [build_space(load_preset(p)) for p in ("nas-cnn", "nas-cnn-pool")]
+                         + [NASCNNSpace(layers=5, block_layers=3, pool_after=(1, 3), pooled_skips="pool",
+                                        block_output="last")])
+def test_flops_without_building_the_network_equal_the_counted_ones(space):
+    """The simulator's durations (issue 29): ``space.flops`` from the layer rules, against the
+    hooks' count on the built child, for random children (skips of every size, strides, pools,
+    blocks) at two image sizes."""
+    rng = random.Random(0)
+    for _ in range(6):
+        arch = space.random(rng)
+        for image, classes in ((32, 10), (17, 3)):
+            assert space.flops(arch, 3, image, classes) == count_flops(space.child(arch, 3, classes), (3, image, image))
+
+
 def test_zero_padding_is_bottom_right_with_zeros():
     a, b = torch.ones(1, 2, 4, 4), torch.full((1, 3, 2, 3), 2.0)
     y = concat_padded([a, b])

@@ -30,7 +30,7 @@ from typing import Callable
 from .config import (DEFAULT_PRESET, ConfigError, RunConfig, apply_override, build, build_executor, build_space,
                      TOP_KEYS, check_executor, check_top_level, data_config, data_section, final_settings, load_preset,
                      require_named,
-                     preset_names, retraining_data, search_config, set_device)
+                     preset_names, retraining_data, search_config, set_device, trains_networks)
 from .runs import RunDir, RunError, as_path, run_kind
 
 Events = Callable[[str, dict], None]
@@ -713,10 +713,11 @@ def bench_nb201(strategy: str, *, queries: int = 100, seeds: int = 10, first_see
 
 def bench_scale(*, workers=(8, 64, 800), children: int = 12_800, m=(8,), replicas=None,
                 seeds: int = 1, first_seed: int = 0, modes=("sync", "async"), finish=("drain", "cancel"),
-                strategy: str = "reinforce",
+                strategy: str = "reinforce", preset: str = "nb201",
                 sigma: float = 0.5, data_dir=None, out=None, on_event: Events | None = None) -> dict:
     """``torchnas bench scale``: synchronous against asynchronous search on simulated clusters of
-    ``workers`` (the real search loop and strategies on NAS-Bench-201; :mod:`torchnas.scale`).
+    ``workers`` (the real search loop and strategies on NAS-Bench-201, or on a CIFAR-10 preset
+    whose space counts its children's FLOPs with a scripted reward; :mod:`torchnas.scale`).
     ``out``: the rows as JSON lines (checked before anything runs)."""
     from .runs import atomic_write_bytes, writable_file
     from .scale import run_scale
@@ -730,14 +731,32 @@ def bench_scale(*, workers=(8, 64, 800), children: int = 12_800, m=(8,), replica
     bad = sorted(set(finish) - {"drain", "cancel"})
     if bad or not finish:
         raise ConfigError(f"bench scale --finish: {(bad or [''])[0]!r} is not a way to end; choose drain and/or cancel")
+    _check_scale_preset(preset)
     emit = _events(on_event, quiet=True)
     result = run_scale(list(workers), children, m, replicas, list(range(first_seed, first_seed + seeds)),
-                       list(modes), tuple(finish), strategy=strategy, sigma=sigma, data_dir=_path(data_dir),
+                       list(modes), tuple(finish), strategy=strategy, preset=preset, sigma=sigma, data_dir=_path(data_dir),
                        on_run=lambda done, total: emit("seeds", {"completed": done, "total": total, "seconds": 0}))
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in result["rows"]).encode())
     return result
+
+
+def _check_scale_preset(preset: str) -> None:
+    """``bench scale`` simulates a table's children (NAS-Bench-201) or children whose FLOPs the
+    space counts, trained on CIFAR-10 (their protocol's length): refused up front otherwise."""
+    from .registry import registered
+
+    def fits(cfg: dict) -> bool:
+        ev, space = cfg.get("evaluator") or {}, registered("space").get((cfg.get("space") or {}).get("name"))
+        if "enas" in cfg or not ev:
+            return False
+        return not trains_networks(ev) or (hasattr(space, "flops") and (ev.get("data") or {}).get("name") == "cifar10")
+    choices = [name for name in preset_names() if fits(load_preset(name))]
+    if preset not in choices:
+        why = ("no such preset" if preset not in preset_names() else "the simulator needs a table's children or a "
+               "space that counts its children's FLOPs, trained on CIFAR-10")
+        raise ConfigError(f"bench scale --preset {preset}: {why}; choose {', '.join(choices)}")
 
 
 def presets() -> list[tuple[str, str]]:

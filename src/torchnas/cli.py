@@ -101,7 +101,7 @@ def cmd_ws_rank(args) -> int:
 def cmd_scale(args) -> int:
     result = api.bench_scale(workers=args.workers, children=args.children, m=args.m, replicas=args.replicas,
                              seeds=args.seeds, first_seed=args.first_seed, modes=args.modes, finish=args.finish,
-                             strategy=args.strategy,
+                             strategy=args.strategy, preset=args.preset,
                              sigma=args.sigma, data_dir=args.data_dir, out=args.out)
     terminal.print_scale(result)
     if args.out:
@@ -263,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seeds", type=_count, default=1, help="searches per mode and size (default 1)")
     c.add_argument("--first-seed", type=int, default=0, help="seed of the first (default 0)")
     c.add_argument("--strategy", default="reinforce", help="reinforce, random or evolution (default reinforce)")
+    c.add_argument("--preset", default="nb201",
+                   help="nb201 (the table's rewards, cells judged by the 200-epoch table; default) or nas-cnn, "
+                        "nas-cnn-pool, nas-cnn-strides (Zoph & Le's space, FLOPs counted, a scripted reward)")
     c.add_argument("--sigma", type=float, default=0.5, help="shape of the log-normal noise on child times (default 0.5)")
     c.add_argument("--data-dir", help="data root holding nasbench201/ (default $TORCHNAS_DATA)")
     c.add_argument("--out", help="also write the rows as JSON lines here")

@@ -1,16 +1,18 @@
 """The search at cluster scale, simulated (``torchnas bench scale``; issue 29, Zoph & Le §3.3).
 
-Every run is the real :class:`~torchnas.search.Search` with the real strategy and controller on
-NAS-Bench-201; only the executor and the clock are simulated (:class:`SimulatedPool`). A child's
-reward is the table's 12-epoch validation accuracy (the search signal); its training time is
+Every run is the real :class:`~torchnas.search.Search` with the real strategy and controller;
+only the executor and the clock are simulated (:class:`SimulatedPool`). On NAS-Bench-201 a
+child's reward is the table's 12-epoch validation accuracy (the search signal); on a space
+without a table that the policy cannot exhaust (Zoph & Le's CNN space, ``preset: nas-cnn``) it is
+a scripted stand-in (:class:`ScriptedReward`) and no cell is judged. A child's training time is
 ``seconds(flops) × noise``: ``seconds`` a line fitted on this machine (training steps of the
-benchmark's network for a small and the largest cell, times the steps of the table's 12-epoch
-protocol), ``noise`` a heavy-tailed log-normal factor of mean 1. The synchronous search asks one
-batch of W children (one controller update per W children, every worker waiting for the slowest);
-the asynchronous one keeps K replicas of m children in flight (Zoph & Le: m = 8, K = 100 for
-800 workers) and ends by draining its last children or by cancelling them once the budget is
-logged (``finish``). Utilisation counts only the children whose results were used (a cancelled
-child's time is busy but wasted). The 200-epoch table only judges the best cell afterwards.
+cheapest and the dearest of the space's networks, times the steps of the preset's protocol),
+``noise`` a heavy-tailed log-normal factor of mean 1. The synchronous search asks one batch of W
+children (one controller update per W children, every worker waiting for the slowest); the
+asynchronous one keeps K replicas of m children in flight (Zoph & Le: m = 8, K = 100 for 800
+workers) and ends by draining its last children or by cancelling them once the budget is logged
+(``finish``). Utilisation counts only the children whose results were used (a cancelled child's
+time is busy but wasted). The 200-epoch table only judges the best cell afterwards.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from .evaluators.simulated import SimulatedPool
 
 PROTOCOL_IMAGES = 12 * 25_000       # NAS-Bench-201's 12-epoch protocol: 12 epochs of the 25,000-image train split
+CIFAR10_TRAIN = 50_000
 STEP_BATCH = 64                     # the batch the calibration times
 
 
@@ -43,7 +46,7 @@ class DurationModel:
 
     def describe(self) -> str:
         return (f"child seconds = {self.base_s:.1f} + {self.per_gflop_s:.1f} x GFLOPs per image "
-                f"(12-epoch protocol), x log-normal noise (sigma {self.sigma}, mean 1)")
+                f"(the protocol's training), x log-normal noise (sigma {self.sigma}, mean 1)")
 
 
 class CellFlops:
@@ -62,18 +65,56 @@ class CellFlops:
         self.base = whole[0]
         self.per_edge = [(f - whole[0]) / n for f in whole]
 
+        self.space = space
+
     def __call__(self, arch) -> float:
         """GFLOPs per image."""
         return (self.base + sum(self.per_edge[v] for v in arch.values)) / 1e9
 
+    def extremes(self):
+        """The cheapest and the dearest cell: one op on every edge."""
+        n, cost = len(self.space.decisions), self.per_edge
+        return [self.space.make(tuple([cost.index(f(cost))] * n)) for f in (min, max)]
 
-def calibrate(space, flops: CellFlops, sigma: float = 0.5, steps: int = 3) -> DurationModel:
-    """Time SGD steps (batch 64, this machine's threads) of the network of the all-``none`` cell
-    and of the largest cell; the line through the two, scaled to the 12-epoch protocol."""
+
+class SpaceFlops:
+    """GFLOPs per image from the space's own count (``space.flops``, no network built)."""
+
+    def __init__(self, space):
+        self.space = space
+
+    def __call__(self, arch) -> float:
+        return self.space.flops(arch) / 1e9
+
+    def extremes(self, draws: int = 64):
+        """The cheapest and the dearest of ``draws`` random children (seeded)."""
+        rng = random.Random(0)
+        archs = sorted((self.space.random(rng) for _ in range(draws)), key=self)
+        return [archs[0], archs[-1]]
+
+
+class ScriptedReward:
+    """A stand-in reward for a space without a table (the scheduler's measure, not a search's):
+    an accuracy that grows with the child's FLOPs and saturates, ``0.95 − 0.45 exp(−g / g₀)``
+    with ``g₀`` the median GFLOPs of random children, plus noise of σ 0.01 drawn from a hash of
+    the architecture (a child always gets the same reward)."""
+
+    def __init__(self, space, flops, draws: int = 64):
+        rng = random.Random(0)
+        self.flops, self.g0 = flops, statistics.median(flops(space.random(rng)) for _ in range(draws))
+
+    def __call__(self, arch) -> float:
+        import hashlib
+        noise = random.Random(int(hashlib.sha256(str(arch).encode()).hexdigest()[:12], 16)).gauss(0, 0.01)
+        return 0.95 - 0.45 * math.exp(-self.flops(arch) / self.g0) + noise
+
+
+def calibrate(space, flops, sigma: float = 0.5, steps: int = 3, images: int = PROTOCOL_IMAGES) -> DurationModel:
+    """Time SGD steps (batch 64, this machine's threads) of the cheapest and the dearest network
+    (``flops.extremes()``); the line through the two, scaled to ``images`` (the protocol's)."""
     import torch
-    n, points, cost = len(space.decisions), [], flops.per_edge
-    for v in (cost.index(min(cost)), cost.index(max(cost))):
-        arch = space.make(tuple([v] * n))
+    points = []
+    for arch in flops.extremes():
         net = space.child(arch, 3, 10)
         opt = torch.optim.SGD(net.parameters(), lr=0.01)
         x, y = torch.randn(STEP_BATCH, 3, 32, 32), torch.randint(0, 10, (STEP_BATCH,))
@@ -87,7 +128,7 @@ def calibrate(space, flops: CellFlops, sigma: float = 0.5, steps: int = 3) -> Du
         points.append((flops(arch), statistics.median(times[1:])))
     (g0, s0), (g1, s1) = points
     per_step_gflop = max(s1 - s0, 0.0) / (g1 - g0)
-    scale = PROTOCOL_IMAGES / STEP_BATCH
+    scale = images / STEP_BATCH
     base = max(s0 - per_step_gflop * g0, 0.0)        # a busy machine's timings can tilt the line below 0
     return DurationModel(base_s=base * scale, per_gflop_s=per_step_gflop * scale, sigma=sigma)
 
@@ -127,7 +168,7 @@ def verdict_at(space, best: list, hours: float, data_dir) -> float | None:
     found = [arch for t, arch, _ in best if t <= hours * 3600]
     if not found:
         return None
-    return space.ground_truth(space.parse(found[-1]), data_dir).get("test_acc_200ep")
+    return (space.ground_truth(space.parse(found[-1]), data_dir) or {}).get("test_acc_200ep")
 
 
 def summary_row(space, run: dict, common_hours: float, data_dir) -> dict:
@@ -152,15 +193,22 @@ def run_scale(workers: list[int], children: int, m: int | list[int], replicas: l
     """Every (seed, workers, mode) search, its figures, and the best cell judged at the simulated
     time both modes reached (the shorter of the two)."""
     import copy
-    from .config import RunConfig, build_evaluator, build_space, build_strategy, load_preset
+    from .config import RunConfig, build_evaluator, build_space, build_strategy, load_preset, trains_networks
+    from .evaluators import FunctionEvaluator
     cfg = load_preset(preset)
     rc = RunConfig.of(cfg, strategy)
     space = build_space(rc)
-    table = build_evaluator(rc, data_dir, space)
-    table.check()
-    space.baselines(data_dir)                    # the verdict table is there before anything runs
-    flops = CellFlops(space)
-    model = model or calibrate(space, flops, sigma)
+    if trains_networks(cfg.get("evaluator")):     # no table: FLOPs and a scripted reward, no verdict
+        flops = SpaceFlops(space)
+        table = FunctionEvaluator(ScriptedReward(space, flops))
+        ev = cfg["evaluator"]
+        images = ev["epochs"] * (CIFAR10_TRAIN - ev["data"].get("valid_size", 0))
+    else:
+        table = build_evaluator(rc, data_dir, space)
+        table.check()
+        space.baselines(data_dir)                # the verdict table is there before anything runs
+        flops, images = CellFlops(space), PROTOCOL_IMAGES
+    model = model or calibrate(space, flops, sigma, images=images)
 
     def factory(batch: int, seed: int):
         c = copy.deepcopy(cfg)
@@ -177,7 +225,8 @@ def run_scale(workers: list[int], children: int, m: int | list[int], replicas: l
                      data_dir, on_run)
     finally:
         torch.set_num_threads(threads)
-    return {"model": model.describe(), "children": children, "m": m, "strategy": strategy, "rows": rows}
+    return {"model": model.describe(), "children": children, "m": m, "strategy": strategy, "preset": preset,
+            "rows": rows}
 
 
 def _runs(space, table, factory, workers, children, m, replicas, seeds, modes, finishes, model, flops, data_dir,

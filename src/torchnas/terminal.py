@@ -238,7 +238,8 @@ def print_ws_rank(r: dict, path) -> None:
 def print_scale(result: dict) -> None:
     """``bench scale``: one row per simulated search, then one JSON line per search."""
     import json
-    print(f"simulated: {result['children']:,} distinct children per search, {result['strategy']}; {result['model']}")
+    print(f"simulated: {result['children']:,} distinct children per search, {result['strategy']} on preset "
+          f"{result['preset']}; {result['model']}")
     print("| mode | workers | replicas x batch | utilisation (until the last child starts) | children / h | updates "
           "| staleness median / p90 / max | simulated h | best 200-ep test % | at the common time |")
     print("|---|---|---|---|---|---|---|---|---|---|")

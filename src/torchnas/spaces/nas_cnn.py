@@ -189,6 +189,24 @@ class NASCNNSpace(SearchSpace):
         return [f"parameters without the {net['extra_filters']} extra filters per layer: "
                 f"{params_with(extra_filters=0):,}"]
 
+    def flops(self, arch: Architecture, in_channels: int = 3, image: int = 32, num_classes: int = 10) -> int:
+        """Forward FLOPs per image of the child, as :func:`~torchnas.nn.flops.count_flops` counts
+        them (2 × the multiply-adds of every convolution and of the classifier), from the rules
+        above without building the network (the cluster simulator's durations, issue 29)."""
+        layers, shapes, total = self.layers_of(arch), [], 0
+        for layer in layers:
+            nf, (sh, sw) = layer["nf"], layer["stride"]
+            c, h, w = (_concat_shape([shapes[j] for j in layer["inputs"]], self.pooled_skips) if layer["inputs"]
+                       else (in_channels, image, image))
+            h, w = (h - 1) // sh + 1, (w - 1) // sw + 1          # odd kernels, 'same' padding
+            total += sum(2 * layer["fh"] * layer["fw"] * (c + j * nf) * nf * h * w for j in range(layer["block"]))
+            concat = layer["block_output"] == "concat" and layer["block"] > 1
+            if layer["pool"]:
+                h, w = -(-h // 2), -(-w // 2)
+            shapes.append((nf * (layer["block"] if concat else 1), h, w))
+        used = {j for layer in layers for j in layer["inputs"]}
+        return total + 2 * num_classes * sum(shapes[i][0] for i in range(len(layers)) if i not in used)
+
     def child(self, arch: Architecture, in_channels: int, num_classes: int,
               extra_filters: NonNegativeInt = 0) -> "NASCNNChild":
         """The child network; ``extra_filters`` adds that many filters to every layer (Zoph & Le
@@ -208,6 +226,16 @@ def _stride(space: NASCNNSpace, v: dict) -> tuple[int, int]:
 
 def _stride_text(stride: tuple[int, int]) -> str:
     return str(stride[0]) if stride[0] == stride[1] else f"{stride[0]}x{stride[1]}"
+
+
+def _concat_shape(shapes: list[tuple[int, int, int]], pooled_skips: str) -> tuple[int, int, int]:
+    """(channels, height, width) of :func:`concat_padded` on maps of these shapes."""
+    c = sum(s[0] for s in shapes)
+    if pooled_skips == "pool" and len(shapes) > 1:
+        h = min(s[1] for s in shapes)
+        w = min(s[2] for s in shapes if s[1] == h)
+        return c, h, w
+    return c, max(s[1] for s in shapes), max(s[2] for s in shapes)
 
 
 def pad_to(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
