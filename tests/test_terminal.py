@@ -29,3 +29,13 @@ def test_plain_progress_lines_header_heartbeat_and_a_rate_without_replays(capsys
     assert "eta -" in lines[3] and "0.0 q/min" in lines[3]             # replays: no rate, no ETA
     last = lines[-1]
     assert re.search(r"8/10 best 0.6000 \d+\.\d q/(s|min) elapsed 00:00:0\d eta 00:00:0\d", last), last
+
+
+def test_plain_progress_for_seeds_and_searches_is_one_line_each_with_a_rate_and_an_eta(capsys):
+    """``bench nb201`` (seeds, many a second) and ``bench scale`` (searches, minutes each)."""
+    p = Printer(progress=True, plain=True)
+    p("seeds", {"completed": 3, "total": 10, "seconds": 1.5})
+    p("seeds", {"completed": 1, "total": 3, "seconds": 120.0, "what": "searches"})
+    p("seeds", {"completed": 3, "total": 3, "seconds": 300.0, "what": "searches"})
+    assert capsys.readouterr().err.splitlines() == ["seeds 3/10  2.0/s  eta 4s", "searches 1/3  120.0 s each  eta 240s",
+                                                    "searches 3/3  100.0 s each  eta 0s"]

@@ -732,10 +732,11 @@ def bench_scale(*, workers=(8, 64, 800), children: int = 12_800, m=(8,), replica
     if bad or not finish:
         raise ConfigError(f"bench scale --finish: {(bad or [''])[0]!r} is not a way to end; choose drain and/or cancel")
     _check_scale_preset(preset)
-    emit = _events(on_event, quiet=True)
+    emit, t0 = _events(on_event, quiet=True), time.perf_counter()
     result = run_scale(list(workers), children, m, replicas, list(range(first_seed, first_seed + seeds)),
                        list(modes), tuple(finish), strategy=strategy, preset=preset, sigma=sigma, data_dir=_path(data_dir),
-                       on_run=lambda done, total: emit("seeds", {"completed": done, "total": total, "seconds": 0}))
+                       on_run=lambda done, total: emit("seeds", {"completed": done, "total": total, "what": "searches",
+                                                                 "seconds": time.perf_counter() - t0}))
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in result["rows"]).encode())

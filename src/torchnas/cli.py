@@ -102,7 +102,8 @@ def cmd_scale(args) -> int:
     result = api.bench_scale(workers=args.workers, children=args.children, m=args.m, replicas=args.replicas,
                              seeds=args.seeds, first_seed=args.first_seed, modes=args.modes, finish=args.finish,
                              strategy=args.strategy, preset=args.preset,
-                             sigma=args.sigma, data_dir=args.data_dir, out=args.out)
+                             sigma=args.sigma, data_dir=args.data_dir, out=args.out,
+                             on_event=terminal.Printer(progress=not args.quiet))
     terminal.print_scale(result)
     if args.out:
         print(f"wrote {args.out}")
@@ -269,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--sigma", type=float, default=0.5, help="shape of the log-normal noise on child times (default 0.5)")
     c.add_argument("--data-dir", help="data root holding nasbench201/ (default $TORCHNAS_DATA)")
     c.add_argument("--out", help="also write the rows as JSON lines here")
+    c.add_argument("--quiet", action="store_true", help="no progress line")
     c.set_defaults(func=cmd_scale)
 
     sub.add_parser("presets", help="list presets").set_defaults(func=cmd_presets)

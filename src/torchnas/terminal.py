@@ -202,9 +202,11 @@ class Printer:
 
     def on_seeds(self, d):
         if self.show_progress:
-            done, total, el = d["completed"], d["total"], d["seconds"]
-            print(f"\rseeds {done}/{total}  {done / el:.1f}/s  eta {el / done * (total - done):.0f}s   ",
-                  end="\n" if done == total else "", file=sys.stderr, flush=True)
+            done, total, el, what = d["completed"], d["total"], d["seconds"], d.get("what", "seeds")
+            rate = f"{done / el:.1f}/s" if done >= el else f"{el / done:.1f} s each"
+            print(f"{'' if self.plain else chr(13)}{what} {done}/{total}  {rate}  eta "
+                  f"{el / done * (total - done):.0f}s", end="\n" if done == total or self.plain else "   ",
+                  file=sys.stderr, flush=True)
 
 
 # -- one-shot outputs -----------------------------------------------------------------------------
