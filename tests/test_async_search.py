@@ -214,7 +214,7 @@ def test_a_cancelling_search_from_the_command_line_logs_its_budget_and_says_what
                  "--set", "search.replicas=4", "--set", "strategies.reinforce.batch_size=4"])
     out = capsys.readouterr().out
     assert code == 0 and len(RunDir(tmp_path / "run").records(RunDir.EVALS)) == 40
-    stopped = [line for line in out.splitlines() if "still in flight were stopped" in line]
+    stopped = [line for line in out.splitlines() if "more that were asked were dropped" in line]
     assert len(stopped) == 1 and stopped[0].startswith("40 architectures logged; ")
 
 
@@ -228,7 +228,7 @@ def test_bench_scale_on_zoph_and_les_space_counts_flops_and_scripts_the_reward(c
     space = build_space(load_preset("nas-cnn"))
     flops = SpaceFlops(space)
     cheap, dear = flops.extremes()
-    assert flops(cheap) < flops(dear) and flops(dear) == space.flops(dear) / 1e9
+    assert flops(cheap) < flops(dear)
     reward = ScriptedReward(space, flops)
     assert reward(dear) == reward(dear) and reward(cheap) < reward(dear) < 1
     res = run_scale([4], children=24, m=2, replicas=None, seeds=[0], modes=["sync", "async"], finishes=("cancel",),
@@ -237,7 +237,8 @@ def test_bench_scale_on_zoph_and_les_space_counts_flops_and_scripts_the_reward(c
     assert res["preset"] == "nas-cnn" and sync["trained"] == cancel["trained"] == 24
     assert sync["best_test_200ep"] is None and cancel["best_test_200ep_at_common_time"] is None
     assert 0 < sync["utilisation"] < cancel["utilisation_busy"] <= 1 + 1e-12
-    for preset, what in (("enas-nb201-tiny", "nb201"), ("nas-cnn-tiny", "trained on CIFAR-10"), ("nope", "no such preset")):
+    for preset, what in (("enas-nb201-tiny", "the simulator needs"), ("nas-cnn-tiny", "trained on CIFAR-10"),
+                         ("nope", "no such preset")):
         assert main(["bench", "scale", "--preset", preset]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and f"--preset {preset}" in err and what in err, err

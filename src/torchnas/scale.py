@@ -64,7 +64,6 @@ class CellFlops:
                      for v in range(len(space.decisions[0].options))]
         self.base = whole[0]
         self.per_edge = [(f - whole[0]) / n for f in whole]
-
         self.space = space
 
     def __call__(self, arch) -> float:
@@ -190,8 +189,8 @@ def run_scale(workers: list[int], children: int, m: int | list[int], replicas: l
               modes: list[str], finishes: tuple[str, ...] = ("drain",),
               strategy: str = "reinforce", preset: str = "nb201", sigma: float = 0.5, data_dir=None,
               model: DurationModel | None = None, on_run=None) -> dict:
-    """Every (seed, workers, mode) search, its figures, and the best cell judged at the simulated
-    time both modes reached (the shorter of the two)."""
+    """Every (seed, workers, mode, way of ending) search, its figures, and the best cell judged at
+    the simulated time all of them reached (the shortest)."""
     import copy
     from .config import RunConfig, build_evaluator, build_space, build_strategy, load_preset, trains_networks
     from .evaluators import FunctionEvaluator
@@ -202,7 +201,8 @@ def run_scale(workers: list[int], children: int, m: int | list[int], replicas: l
         flops = SpaceFlops(space)
         table = FunctionEvaluator(ScriptedReward(space, flops))
         ev = cfg["evaluator"]
-        images = ev["epochs"] * (CIFAR10_TRAIN - ev["data"].get("valid_size", 0))
+        valid = ev["data"].get("valid_size") or 5000     # data/images.py's CIFAR-10 default; a share or a count
+        images = int(ev["epochs"] * (CIFAR10_TRAIN - (valid * CIFAR10_TRAIN if valid < 1 else valid)))
     else:
         table = build_evaluator(rc, data_dir, space)
         table.check()

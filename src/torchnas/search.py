@@ -70,7 +70,7 @@ class SearchResult:
     trajectory: list[float] = field(default_factory=list)   # best reward after each new query
     proposals: int = 0
     stopped_early: bool = False
-    cancelled: int = 0              # children in flight stopped at the end (finish="cancel")
+    cancelled: int = 0              # finish="cancel": children asked but not logged (stopped, or done behind a slower one of their batch)
 
 
 class Search:

@@ -160,8 +160,8 @@ class Printer:
             print(f"stopped after {d['proposals']} proposals with {d['distinct']} distinct "
                   f"architectures: the strategy kept proposing ones already evaluated (max_proposals)")
         if d.get("cancelled"):
-            print(f"{d['distinct']} architectures logged; {d['cancelled']} still in flight were stopped "
-                  f"(search.finish: cancel)")
+            print(f"{d['distinct']} architectures logged; {d['cancelled']} more that were asked were dropped: "
+                  f"stopped while training, or done behind a slower child of their batch (search.finish: cancel)")
         best = d["best"]
         if best:
             print(f"best reward {best['reward']:.4f} at query {best['query']}: {best['arch']}")
@@ -242,7 +242,7 @@ def print_scale(result: dict) -> None:
     import json
     print(f"simulated: {result['children']:,} distinct children per search, {result['strategy']} on preset "
           f"{result['preset']}; {result['model']}")
-    print("| mode | workers | replicas x batch | utilisation (until the last child starts) | children / h | updates "
+    print("| mode | workers | replicas x batch | utilisation: children used (busy until the last child starts) | children / h | updates "
           "| staleness median / p90 / max | simulated h | best 200-ep test % | at the common time |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     def trained(r):         # a converged policy that keeps proposing known cells stops at max_proposals

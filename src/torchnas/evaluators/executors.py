@@ -70,8 +70,8 @@ class Executor:
         raise NotImplementedError
 
     def cancel(self, jobs: list[Job]) -> None:
-        """Stop ``jobs``: their results are not wanted (a search whose budget is logged)."""
-        raise NotImplementedError
+        """Stop ``jobs``: their results are not wanted (a search whose budget is logged). By
+        default nothing is stopped: they finish unused."""
 
     def map(self, evaluator: Evaluator, archs: Iterable[Architecture]) -> Iterator[Evaluation]:
         """Every arch submitted now; the evaluations in the order of ``archs``."""
@@ -267,14 +267,15 @@ class LocalPool(Executor):
         del self._jobs[job.key]
 
     def cancel(self, jobs):
-        """Children not started are taken off the queue; a started one can only be stopped with
-        its worker, so when every child in flight is cancelled the workers are stopped (the pool
-        starts again at the next submit), else the started ones finish unused."""
+        """A started child can only be stopped with its worker: when no other child is in flight
+        the workers are stopped (the pool starts again at the next submit); else children still
+        queued are cancelled (those the pool has already handed to a worker's queue, and the
+        started ones, finish unused)."""
         for job in jobs:
             self._jobs.pop(job.key, None)
             if job.handle is not None:
                 job.handle.cancel()
-        if self._pool is not None and not any(not j.done for j in self._jobs.values()):
+        if self._pool is not None and not self._jobs:
             self._stop()
 
     def _recover(self) -> None:

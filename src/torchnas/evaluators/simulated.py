@@ -81,6 +81,7 @@ class SimulatedPool(Executor):
                 self._spans[job.key] = (a, b)
                 self.idle += 1
             self.wasted += b - a
+            job.key = None                         # counted once, however often it is cancelled
         self._events = [e for e in self._events if id(e[2]) not in gone]
         heapq.heapify(self._events)
         self._dispatch()
@@ -96,8 +97,8 @@ class SimulatedPool(Executor):
 
     def utilisation(self, until: float | None = None) -> float:
         """Busy worker-seconds over ``workers × until`` (default: ``now``, the whole run; a search
-        ends by draining its last children, so ``until=last_start`` measures the workers while
-        the search still had children to give them)."""
+        that drains its last children idles at its end, so ``until=last_start`` measures the
+        workers while the search still had children to give them)."""
         until = self.now if until is None else until
         if until <= 0:
             return 0.0
