@@ -229,7 +229,7 @@ def test_bench_scale_on_zoph_and_les_space_counts_flops_and_scripts_the_reward(c
     flops = SpaceFlops(space)
     cheap, dear = flops.extremes()
     assert flops(cheap) < flops(dear)
-    reward = ScriptedReward(space, flops)
+    reward = ScriptedReward(flops)
     assert reward(dear) == reward(dear) and reward(cheap) < reward(dear) < 1
     res = run_scale([4], children=24, m=2, replicas=None, seeds=[0], modes=["sync", "async"], finishes=("cancel",),
                     preset="nas-cnn", model=DurationModel(base_s=600, per_gflop_s=3600, sigma=0.5))

@@ -30,7 +30,7 @@ from typing import Callable
 from .config import (DEFAULT_PRESET, ConfigError, RunConfig, apply_override, build, build_executor, build_space,
                      TOP_KEYS, check_executor, check_top_level, data_config, data_section, final_settings, load_preset,
                      require_named,
-                     preset_names, retraining_data, search_config, set_device, trains_networks)
+                     preset_names, retraining_data, search_config, set_device)
 from .runs import RunDir, RunError, as_path, run_kind
 
 Events = Callable[[str, dict], None]
@@ -720,7 +720,7 @@ def bench_scale(*, workers=(8, 64, 800), children: int = 12_800, m=(8,), replica
     whose space counts its children's FLOPs with a scripted reward; :mod:`torchnas.scale`).
     ``out``: the rows as JSON lines (checked before anything runs)."""
     from .runs import atomic_write_bytes, writable_file
-    from .scale import run_scale
+    from .scale import check_preset, run_scale
     path = writable_file(str(out), "--out") if out else None
     replicas, m = (list(replicas) if replicas else None), ([m] if isinstance(m, int) else list(m))
     if min(workers) < 1 or children < 1 or min(m) < 1 or (replicas and min(replicas) < 1) or sigma < 0:
@@ -731,33 +731,16 @@ def bench_scale(*, workers=(8, 64, 800), children: int = 12_800, m=(8,), replica
     bad = sorted(set(finish) - {"drain", "cancel"})
     if bad or not finish:
         raise ConfigError(f"bench scale --finish: {(bad or [''])[0]!r} is not a way to end; choose drain and/or cancel")
-    _check_scale_preset(preset)
-    emit, t0 = _events(on_event, quiet=True), time.perf_counter()
+    check_preset(preset)
+    emit = _events(on_event, quiet=True)
     result = run_scale(list(workers), children, m, replicas, list(range(first_seed, first_seed + seeds)),
                        list(modes), tuple(finish), strategy=strategy, preset=preset, sigma=sigma, data_dir=_path(data_dir),
-                       on_run=lambda done, total: emit("seeds", {"completed": done, "total": total, "what": "searches",
-                                                                 "seconds": time.perf_counter() - t0}))
+                       on_run=lambda done, total, seconds: emit("seeds", {"completed": done, "total": total,
+                                                                          "what": "searches", "seconds": seconds}))
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in result["rows"]).encode())
     return result
-
-
-def _check_scale_preset(preset: str) -> None:
-    """``bench scale`` simulates a table's children (NAS-Bench-201) or children whose FLOPs the
-    space counts, trained on CIFAR-10 (their protocol's length): refused up front otherwise."""
-    from .registry import registered
-
-    def fits(cfg: dict) -> bool:
-        ev, space = cfg.get("evaluator") or {}, registered("space").get((cfg.get("space") or {}).get("name"))
-        if "enas" in cfg or not ev:
-            return False
-        return not trains_networks(ev) or (hasattr(space, "flops") and (ev.get("data") or {}).get("name") == "cifar10")
-    choices = [name for name in preset_names() if fits(load_preset(name))]
-    if preset not in choices:
-        why = ("no such preset" if preset not in preset_names() else "the simulator needs a table's children or a "
-               "space that counts its children's FLOPs, trained on CIFAR-10")
-        raise ConfigError(f"bench scale --preset {preset}: {why}; choose {', '.join(choices)}")
 
 
 def presets() -> list[tuple[str, str]]:

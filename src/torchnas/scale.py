@@ -79,17 +79,17 @@ class CellFlops:
 class SpaceFlops:
     """GFLOPs per image from the space's own count (``space.flops``, no network built)."""
 
-    def __init__(self, space):
+    def __init__(self, space, draws: int = 64):
+        rng = random.Random(0)
         self.space = space
+        self.sample = sorted((space.random(rng) for _ in range(draws)), key=self)   # random children, seeded
 
     def __call__(self, arch) -> float:
         return self.space.flops(arch) / 1e9
 
-    def extremes(self, draws: int = 64):
-        """The cheapest and the dearest of ``draws`` random children (seeded)."""
-        rng = random.Random(0)
-        archs = sorted((self.space.random(rng) for _ in range(draws)), key=self)
-        return [archs[0], archs[-1]]
+    def extremes(self):
+        """The cheapest and the dearest of the random children."""
+        return [self.sample[0], self.sample[-1]]
 
 
 class ScriptedReward:
@@ -98,9 +98,8 @@ class ScriptedReward:
     with ``g₀`` the median GFLOPs of random children, plus noise of σ 0.01 drawn from a hash of
     the architecture (a child always gets the same reward)."""
 
-    def __init__(self, space, flops, draws: int = 64):
-        rng = random.Random(0)
-        self.flops, self.g0 = flops, statistics.median(flops(space.random(rng)) for _ in range(draws))
+    def __init__(self, flops: SpaceFlops):
+        self.flops, self.g0 = flops, statistics.median(flops(a) for a in flops.sample)
 
     def __call__(self, arch) -> float:
         import hashlib
@@ -185,6 +184,24 @@ def summary_row(space, run: dict, common_hours: float, data_dir) -> dict:
             "common_hours": round(common_hours, 2), "wall_seconds": round(run["seconds"], 1)}
 
 
+def check_preset(preset: str) -> None:
+    """``bench scale`` simulates a table's children (NAS-Bench-201) or children whose FLOPs the
+    space counts, trained on CIFAR-10 (their protocol's length): refused up front otherwise."""
+    from .config import ConfigError, load_preset, preset_names, trains_networks
+    from .registry import registered
+
+    def fits(cfg: dict) -> bool:
+        ev, space = cfg.get("evaluator") or {}, registered("space").get((cfg.get("space") or {}).get("name"))
+        if "enas" in cfg or not ev:
+            return False
+        return not trains_networks(ev) or (hasattr(space, "flops") and (ev.get("data") or {}).get("name") == "cifar10")
+    choices = [name for name in preset_names() if fits(load_preset(name))]
+    if preset not in choices:
+        why = ("no such preset" if preset not in preset_names() else "the simulator needs a table's children or a "
+               "space that counts its children's FLOPs, trained on CIFAR-10")
+        raise ConfigError(f"bench scale --preset {preset}: {why}; choose {', '.join(choices)}")
+
+
 def run_scale(workers: list[int], children: int, m: int | list[int], replicas: list[int] | None, seeds: list[int],
               modes: list[str], finishes: tuple[str, ...] = ("drain",),
               strategy: str = "reinforce", preset: str = "nb201", sigma: float = 0.5, data_dir=None,
@@ -194,12 +211,13 @@ def run_scale(workers: list[int], children: int, m: int | list[int], replicas: l
     import copy
     from .config import RunConfig, build_evaluator, build_space, build_strategy, load_preset, trains_networks
     from .evaluators import FunctionEvaluator
+    check_preset(preset)
     cfg = load_preset(preset)
     rc = RunConfig.of(cfg, strategy)
     space = build_space(rc)
     if trains_networks(cfg.get("evaluator")):     # no table: FLOPs and a scripted reward, no verdict
         flops = SpaceFlops(space)
-        table = FunctionEvaluator(ScriptedReward(space, flops))
+        table = FunctionEvaluator(ScriptedReward(flops))
         ev = cfg["evaluator"]
         valid = ev["data"].get("valid_size") or 5000     # data/images.py's CIFAR-10 default; a share or a count
         images = int(ev["epochs"] * (CIFAR10_TRAIN - (valid * CIFAR10_TRAIN if valid < 1 else valid)))
@@ -231,6 +249,7 @@ def run_scale(workers: list[int], children: int, m: int | list[int], replicas: l
 
 def _runs(space, table, factory, workers, children, m, replicas, seeds, modes, finishes, model, flops, data_dir,
           on_run):
+    t0 = time.perf_counter()
     rows = []
     for seed in seeds:
         for w in workers:
@@ -241,8 +260,8 @@ def _runs(space, table, factory, workers, children, m, replicas, seeds, modes, f
                     for f in (["drain"] if mode == "sync" else finishes)]
             for mode, mm, k, f in plan:
                 runs.append(simulate(space, table, factory, mode, w, children, mm, k, model, flops, seed, f))
-                if on_run is not None:
-                    on_run(len(rows) + len(runs), len(seeds) * len(workers) * len(plan))
+                if on_run is not None:          # searches done, of how many, seconds since the first began
+                    on_run(len(rows) + len(runs), len(seeds) * len(workers) * len(plan), time.perf_counter() - t0)
             common = min(r["hours"] for r in runs)
             rows += [summary_row(space, r, common, data_dir) for r in runs]
     return rows
