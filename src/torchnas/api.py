@@ -718,9 +718,9 @@ def bench_scale(*, workers=(8, 64, 800), children: int = 12_800, m=(8,), replica
     """``torchnas bench scale``: synchronous against asynchronous search on simulated clusters of
     ``workers`` (the real search loop and strategies on NAS-Bench-201, or on a CIFAR-10 preset
     whose space counts its children's FLOPs with a scripted reward; :mod:`torchnas.scale`).
-    ``out``: the rows as JSON lines (checked before anything runs)."""
+    ``out``: the rows as JSON lines (checked before anything runs, as the preset is)."""
     from .runs import atomic_write_bytes, writable_file
-    from .scale import check_preset, run_scale
+    from .scale import run_scale
     path = writable_file(str(out), "--out") if out else None
     replicas, m = (list(replicas) if replicas else None), ([m] if isinstance(m, int) else list(m))
     if min(workers) < 1 or children < 1 or min(m) < 1 or (replicas and min(replicas) < 1) or sigma < 0:
@@ -731,7 +731,6 @@ def bench_scale(*, workers=(8, 64, 800), children: int = 12_800, m=(8,), replica
     bad = sorted(set(finish) - {"drain", "cancel"})
     if bad or not finish:
         raise ConfigError(f"bench scale --finish: {(bad or [''])[0]!r} is not a way to end; choose drain and/or cancel")
-    check_preset(preset)
     emit = _events(on_event, quiet=True)
     result = run_scale(list(workers), children, m, replicas, list(range(first_seed, first_seed + seeds)),
                        list(modes), tuple(finish), strategy=strategy, preset=preset, sigma=sigma, data_dir=_path(data_dir),

@@ -95,15 +95,15 @@ class SpaceFlops:
 class ScriptedReward:
     """A stand-in reward for a space without a table (the scheduler's measure, not a search's):
     an accuracy that grows with the child's FLOPs and saturates, ``0.95 − 0.45 exp(−g / g₀)``
-    with ``g₀`` the median GFLOPs of random children, plus noise of σ 0.01 drawn from a hash of
-    the architecture (a child always gets the same reward)."""
+    with ``g₀`` the median GFLOPs of random children, plus noise of σ 0.01 seeded by the
+    architecture (``arch_seed``: a child always gets the same reward)."""
 
     def __init__(self, flops: SpaceFlops):
         self.flops, self.g0 = flops, statistics.median(flops(a) for a in flops.sample)
 
     def __call__(self, arch) -> float:
-        import hashlib
-        noise = random.Random(int(hashlib.sha256(str(arch).encode()).hexdigest()[:12], 16)).gauss(0, 0.01)
+        from .training.state import arch_seed
+        noise = random.Random(arch_seed(0, arch)).gauss(0, 0.01)
         return 0.95 - 0.45 * math.exp(-self.flops(arch) / self.g0) + noise
 
 
@@ -149,7 +149,7 @@ def simulate(space, table, strategy_factory, mode: str, workers: int, children: 
             best.append((pool.now, rec["arch"], rec["reward"]))
     search = Search(space, strategy, table, children, executor=pool, replicas=k, on_evaluation=on_evaluation,
                     on_update=lambda stats: staleness.append((stats or {}).get("staleness", 0)),
-                    finish=finish if mode == "async" else "drain")
+                    finish=finish)
     t0 = time.perf_counter()
     result = search.run()
     return {"mode": mode, "finish": search.finish, "workers": workers, "replicas": k, "batch": batch, "seed": seed,
@@ -219,8 +219,9 @@ def run_scale(workers: list[int], children: int, m: int | list[int], replicas: l
         flops = SpaceFlops(space)
         table = FunctionEvaluator(ScriptedReward(flops))
         ev = cfg["evaluator"]
+        from .data.images import _count
         valid = ev["data"].get("valid_size") or 5000     # data/images.py's CIFAR-10 default; a share or a count
-        images = int(ev["epochs"] * (CIFAR10_TRAIN - (valid * CIFAR10_TRAIN if valid < 1 else valid)))
+        images = ev["epochs"] * (CIFAR10_TRAIN - _count(valid, CIFAR10_TRAIN, "valid_size"))
     else:
         table = build_evaluator(rc, data_dir, space)
         table.check()
